@@ -1,0 +1,318 @@
+"""The command line: `python main.py COMMAND ...`. Parses arguments, opens one transaction per command,
+calls services, prints localized results. Exits non-zero with a clear message on bad input."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from bot.i18n import LANGUAGES, gettext_for
+from bot.settings import ROOT, Settings, get_settings
+
+_ = gettext_for("en")  # replaced by the chosen language in main()
+
+
+class CliError(Exception):
+    """Bad input on the command line: printed, exit code 2."""
+
+
+def _progress_printer(label: Callable[[str], str]) -> Callable[[str, int, int | None], None]:
+    tty = sys.stderr.isatty()
+    state = {"last": 0.0}
+
+    def show(stage: str, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        finished = total is not None and done >= total
+        if not finished and now - state["last"] < (0.2 if tty else 5):
+            return
+        state["last"] = now
+        text = label(stage)
+        line = f"{text}: {done:,}" + (f" / {total:,} ({done * 100 // max(total, 1)}%)" if total else "")
+        print(("\r" + line) if tty else line, end="\n" if finished or not tty else "", file=sys.stderr, flush=True)
+
+    return show
+
+
+async def _with_session(settings: Settings, work: Callable[[Any], Awaitable[Any]], *, migrate: bool = True) -> Any:
+    from bot.db import make_engine, make_sessionmaker, upgrade
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        if migrate:
+            await upgrade(engine)
+        async with make_sessionmaker(engine)() as session:
+            async with session.begin():
+                return await work(session)
+    finally:
+        await engine.dispose()
+
+
+def _domain_message(exc: Exception) -> str:
+    from services.messages import DomainError
+
+    if isinstance(exc, DomainError):
+        return exc.problem.render(_)
+    return str(exc)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.db import make_engine, upgrade
+
+    engine = make_engine(settings.effective_database_url)
+    await upgrade(engine)
+    await engine.dispose()
+    print(_("Database ready: {url}").format(url=_safe_url(settings.effective_database_url)))
+    if settings.bot_token is None:
+        print(_("No BOT_TOKEN is set. The offline sandbox (a local chat page on demo data) is not part of this "
+                "version yet; set BOT_TOKEN in .env to connect to Telegram, or use the CLI: python main.py --help"))
+        return 0
+    print(_("The Telegram conversations are not part of this version yet; the database and the CLI are ready."))
+    return 0
+
+
+async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.db import make_engine, schema_status, upgrade
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        await upgrade(engine)
+        current, head = await schema_status(engine)
+    finally:
+        await engine.dispose()
+    print(_("Database {url} is at schema revision {revision}.").format(
+        url=_safe_url(settings.effective_database_url), revision=current))
+    return 0
+
+
+async def cmd_demo_data(args: argparse.Namespace, settings: Settings) -> int:
+    from services import demo
+
+    if args.customers < 1:
+        raise CliError(_("--customers must be at least 1"))
+    today = _parse_day(args.today) if args.today else None
+    show = _progress_printer(lambda _stage: _("Creating demo customers"))
+
+    async def work(session):  # noqa: ANN001, ANN202
+        return await demo.generate(session, customers=args.customers, seed=args.seed, today=today,
+                                   progress=lambda done, total: show("demo", done, total))
+
+    summary = await _with_session(settings, work)
+    print(_("Demo data added: {customers} customers, {contacts} contacts, {purchases} purchases, "
+            "{interactions} interactions, {feedback} feedback, {users} users.").format(**vars(summary)))
+    return 0
+
+
+async def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from services.importer import FileProblem, import_file
+
+    show = _progress_printer(lambda stage: _("Checking rows") if stage == "checking" else _("Importing rows"))
+
+    class Rejected(Exception):
+        pass
+
+    async def work(session):  # noqa: ANN001, ANN202
+        report = await import_file(session, args.kind, args.file, timezone=args.timezone or settings.default_timezone,
+                                   progress=show, dry_run=args.dry_run)
+        if not report.ok:
+            await session.rollback()
+            raise Rejected(report)
+        return report
+
+    try:
+        report = await _with_session(settings, work)
+    except FileProblem as exc:
+        print(_("Cannot import {file}: {reason}").format(file=args.file, reason=_domain_message(exc)), file=sys.stderr)
+        return 2
+    except Rejected as rejected:
+        report = rejected.args[0]
+        _print_errors(report)
+        return 1
+    if report.ignored_columns:
+        print(_("Ignored columns (not fields I know): {columns}").format(columns=", ".join(report.ignored_columns)),
+              file=sys.stderr)
+    if args.dry_run:
+        print(_("{rows} rows checked, no problems found. Nothing was changed (dry run).").format(rows=report.rows))
+    else:
+        print(_("Imported {rows} rows: {created} created, {updated} updated, {unchanged} already present.").format(
+            rows=report.rows, created=report.created, updated=report.updated, unchanged=report.unchanged))
+    return 0
+
+
+def _print_errors(report: Any) -> None:
+    print(_("The file was not imported: {count} problems found. Nothing was changed.").format(
+        count=report.error_count), file=sys.stderr)
+    print("\t".join([_("row"), _("column"), _("value"), _("problem")]), file=sys.stderr)
+    for error in report.errors:
+        print(f"{error.row}\t{error.column}\t{error.value}\t{error.problem.render(_)}", file=sys.stderr)
+    if report.error_count > len(report.errors):
+        print(_("… and {more} more problems.").format(more=report.error_count - len(report.errors)), file=sys.stderr)
+
+
+async def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from services.exporter import export
+
+    output = Path(args.output) if args.output else settings.data_dir / "exports" / f"{args.kind}-{date.today():%Y%m%d}.{args.format}"
+
+    async def work(session):  # noqa: ANN001, ANN202
+        return await export(session, args.kind, output, fmt=args.format, language=args.lang,
+                            timezone=args.timezone or settings.default_timezone,
+                            include_archived=args.include_archived)
+
+    count = await _with_session(settings, work)
+    print(_("Exported {count} rows to {path}").format(count=count, path=output))
+    return 0
+
+
+async def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
+    from services import users
+
+    async def work(session):  # noqa: ANN001, ANN202
+        if args.action == "add":
+            manager_id = (await users.find_user(session, args.manager)).id if args.manager else None
+            user = await users.add_user(session, name=args.name, role=args.role, telegram_id=args.telegram_id,
+                                        manager_id=manager_id, language=args.language or settings.default_language,
+                                        timezone=args.timezone or settings.default_timezone, actor="cli")
+            return _("Added {role} {name} (id {id}).").format(role=user.role, name=user.name, id=user.id)
+        if args.action == "list":
+            from sqlalchemy import select
+
+            from models import User
+            rows = (await session.execute(select(User).order_by(User.id))).scalars()
+            return "\n".join(f"{u.id}\t{u.telegram_id or '-'}\t{u.role}\t{u.name}\t"
+                             f"{_('active') if u.active else _('disabled')}" for u in rows)
+        user = await users.find_user(session, args.user)
+        if args.action == "role":
+            await users.set_role(session, user.id, args.role, actor="cli")
+            return _("{name} is now {role}.").format(name=user.name, role=args.role)
+        await users.set_active(session, user.id, args.action == "enable", actor="cli")
+        return (_("{name} is enabled.") if args.action == "enable" else _("{name} is disabled.")).format(name=user.name)
+
+    print(await _with_session(settings, work))
+    return 0
+
+
+def cmd_test(args: list[str]) -> int:
+    """Run the test suite (the README's test command). pytest's "no tests ran" (5) is a failure here."""
+    env = dict(os.environ)
+    code = subprocess.call([sys.executable, "-m", "pytest", *args], cwd=ROOT, env=env)
+    if code == 5:
+        print("No tests were collected: this counts as a failure.", file=sys.stderr)
+        return 1
+    return code
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _parse_day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise CliError(_("“{value}” is not a date like 2026-03-15").format(value=text)) from None
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine.url import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # localized usage errors, exit code 2
+        self.print_usage(sys.stderr)
+        print(_("Error: {message}").format(message=message), file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from services.exporter import EXPORT_KINDS
+    from services.importer import KINDS
+
+    parser = _Parser(prog="python main.py", description=_("FieldCRM: the CRM for field sales reps."))
+    parser.add_argument("--lang", choices=LANGUAGES, help=_("language of messages and exported headers"))
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub.add_parser("run", help=_("run the bot, scheduler and HTTP app (the default)"))
+    sub.add_parser("migrate", help=_("upgrade the database schema"))
+    sub.add_parser("test", help=_("run the test suite"))
+    demo = sub.add_parser("demo-data", help=_("add a realistic demo data set"))
+    demo.add_argument("--customers", type=int, default=200, help=_("how many customers (default 200)"))
+    demo.add_argument("--seed", type=int, default=42, help=_("random seed: same seed, same data"))
+    demo.add_argument("--today", help=_("pretend today is this date (YYYY-MM-DD)"))
+    imp = sub.add_parser("import", help=_("import a CSV or XLSX file"))
+    imp.add_argument("kind", choices=KINDS)
+    imp.add_argument("file")
+    imp.add_argument("--dry-run", action="store_true", help=_("check the file only, change nothing"))
+    imp.add_argument("--timezone", help=_("time zone of times in the file (default DEFAULT_TIMEZONE)"))
+    exp = sub.add_parser("export", help=_("export records to CSV or XLSX"))
+    exp.add_argument("kind", choices=EXPORT_KINDS)
+    exp.add_argument("--format", choices=("csv", "xlsx"), default="csv")
+    exp.add_argument("--output", "-o", help=_("file to write (default: DATA_DIR/exports/…)"))
+    exp.add_argument("--include-archived", action="store_true", help=_("include archived customers"))
+    exp.add_argument("--timezone", help=_("time zone of times in the file (default DEFAULT_TIMEZONE)"))
+    user = sub.add_parser("user", help=_("add, list, change or disable users"))
+    actions = user.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    add = actions.add_parser("add", help=_("add a user"))
+    add.add_argument("name")
+    add.add_argument("--role", choices=("rep", "manager", "admin"), default="rep")
+    add.add_argument("--telegram-id", type=int)
+    add.add_argument("--manager", help=_("the manager's name or Telegram id"))
+    add.add_argument("--language", choices=LANGUAGES)
+    add.add_argument("--timezone")
+    actions.add_parser("list", help=_("list users"))
+    role = actions.add_parser("role", help=_("change a user's role"))
+    role.add_argument("user")
+    role.add_argument("role", choices=("rep", "manager", "admin"))
+    for action in ("disable", "enable"):
+        p = actions.add_parser(action, help=_("disable a user") if action == "disable" else _("enable a user"))
+        p.add_argument("user")
+    return parser
+
+
+COMMANDS = {
+    "run": cmd_run, "migrate": cmd_migrate, "demo-data": cmd_demo_data, "import": cmd_import,
+    "export": cmd_export, "user": cmd_user,
+}
+
+
+def main(argv: list[str]) -> int:
+    global _
+    if argv[:1] == ["test"]:
+        return cmd_test(argv[1:])
+    try:
+        settings = get_settings()
+    except Exception as exc:  # pydantic's ValidationError: a bad setting in the environment or .env
+        print(f"Configuration error: {exc}", file=sys.stderr)
+        return 2
+    lang = settings.default_language
+    if "--lang" in argv and argv.index("--lang") + 1 < len(argv) and argv[argv.index("--lang") + 1] in LANGUAGES:
+        lang = argv[argv.index("--lang") + 1]
+    _ = gettext_for(lang)
+    args = build_parser().parse_args(argv)
+    args.lang = args.lang or lang
+    command = args.command or "run"
+    try:
+        return asyncio.run(COMMANDS[command](args, settings))
+    except CliError as exc:
+        print(_("Error: {message}").format(message=exc), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from services.messages import DomainError
+
+        if isinstance(exc, DomainError):
+            print(_("Error: {message}").format(message=_domain_message(exc)), file=sys.stderr)
+            return 2
+        raise

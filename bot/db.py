@@ -1,0 +1,71 @@
+"""Database engine, sessions and schema upgrades (SQLite by default, PostgreSQL via DATABASE_URL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+    """An async engine; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_async_engine(url, echo=echo, pool_pre_ping=True)
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config() -> Config:
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    return cfg
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, revision)
+
+
+def _current_and_head(connection: Connection) -> tuple[str | None, str | None]:
+    current = MigrationContext.configure(connection).get_current_revision()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return current, head
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    """Apply the Alembic migrations up to `revision` (the app calls this on start)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade, revision)
+
+
+async def schema_status(engine: AsyncEngine) -> tuple[str | None, str | None]:
+    """(revision the database is at, newest revision the code knows)."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(_current_and_head)

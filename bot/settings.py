@@ -1,0 +1,64 @@
+"""Every setting of FieldCRM, read from the environment or a `.env` file (see README, "Configuration")."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+ROOT = Path(__file__).resolve().parent.parent
+LANGUAGES = ("zh_Hans", "zh_Hant", "en")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    bot_token: SecretStr | None = Field(default=None, description="Telegram bot token; empty = offline sandbox")
+    bot_api_url: str | None = Field(default=None, description="Self-hosted Bot API server base URL")
+    webhook_url: str | None = Field(default=None, description="Public HTTPS URL for the webhook; empty = long polling")
+    webhook_secret: SecretStr | None = Field(default=None, description="Secret token Telegram sends with webhook calls")
+    admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list, description="Telegram ids of admins")
+    data_dir: Path = Field(default=ROOT / "data", description="Where the SQLite file, exports and backups live")
+    database_url: str | None = Field(default=None, description="SQLAlchemy async URL; empty = SQLite in DATA_DIR")
+    redis_url: str | None = Field(default=None, description="Redis for FSM storage when running several instances")
+    default_language: str = Field(default="zh_Hans", description="zh_Hans, zh_Hant or en")
+    default_timezone: str = Field(default="Asia/Shanghai", description="IANA time zone for new users")
+    currency: str = Field(default="CNY", description="ISO currency code amounts are recorded in")
+    http_host: str = Field(default="127.0.0.1")
+    http_port: int = Field(default=8080)
+    log_level: str = Field(default="INFO")
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(";", ",").split(",") if part.strip()]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @field_validator("default_language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        if value not in LANGUAGES:
+            raise ValueError(f"must be one of {', '.join(LANGUAGES)}")
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            # Accept the URLs hosting providers hand out and pick the async driver for them.
+            for prefix in ("postgres://", "postgresql://"):
+                if url.startswith(prefix):
+                    return "postgresql+asyncpg://" + url[len(prefix):]
+            return url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'fieldcrm.sqlite3').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,25 @@
+"""SQLModel tables of FieldCRM. Importing this package registers every table on `metadata`."""
+
+from models.activity import Feedback, Interaction, Purchase
+from models.audit import AuditLog
+from models.common import (
+    DecisionRole,
+    DictionaryKind,
+    FeedbackKind,
+    FeedbackStatus,
+    InteractionKind,
+    PaymentStatus,
+    Role,
+    Stage,
+    metadata,
+    utcnow,
+)
+from models.customer import ContactPerson, Customer
+from models.dictionary import ContactStrategy, DictionaryEntry, PurchaseStrategy
+from models.user import User
+
+__all__ = [
+    "AuditLog", "ContactPerson", "ContactStrategy", "Customer", "DecisionRole", "DictionaryEntry",
+    "DictionaryKind", "Feedback", "FeedbackKind", "FeedbackStatus", "Interaction", "InteractionKind",
+    "PaymentStatus", "Purchase", "PurchaseStrategy", "Role", "Stage", "User", "metadata", "utcnow",
+]

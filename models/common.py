@@ -1,0 +1,102 @@
+"""Shared column helpers and the domain's enumerations.
+
+Conventions: every timestamp is an aware UTC datetime (SQLModel's UTCDateTime returns UTC from SQLite
+and PostgreSQL alike, and refuses naive values); every money
+amount is an integer number of cents (exact sums on both backends); enumerations are short strings
+validated in Python, so adding a value never needs a database type migration.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import MetaData
+from sqlmodel import SQLModel
+
+# Stable constraint names, so Alembic migrations name things the same way on every backend.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata: MetaData = SQLModel.metadata
+
+
+def utcnow() -> datetime:
+    """Now, as an aware UTC datetime (the form every timestamp column takes)."""
+    return datetime.now(UTC)
+
+
+class Role(StrEnum):
+    rep = "rep"
+    manager = "manager"
+    admin = "admin"
+
+
+class DictionaryKind(StrEnum):
+    """The system dictionaries (系统字典) of DOMAIN.md §2."""
+
+    region = "region"
+    nature = "nature"
+    source = "source"
+    category = "category"
+    industry = "industry"
+    scale = "scale"
+    years_in_business = "years_in_business"
+    industry_standing = "industry_standing"
+    settlement_method = "settlement_method"
+
+
+class Stage(StrEnum):
+    """Relationship stage of a prospect (客户关系类型, DOMAIN.md §7); `customer` once they buy."""
+
+    interested = "interested"
+    hesitating = "hesitating"
+    not_now = "not_now"
+    definitely_not = "definitely_not"
+    quoted_no_response = "quoted_no_response"
+    customer = "customer"
+
+
+class InteractionKind(StrEnum):
+    """Channels of contact (交往记录, DOMAIN.md §4)."""
+
+    visit = "visit"
+    call = "call"
+    email = "email"
+    chat = "chat"
+    message = "message"  # WeChat / SMS
+    letter = "letter"
+    gift = "gift"
+    event = "event"
+
+
+class DecisionRole(StrEnum):
+    """Role of a contact person in the purchase decision (DOMAIN.md §3)."""
+
+    initiator = "initiator"
+    influencer = "influencer"
+    buyer = "buyer"
+    user = "user"
+    decider = "decider"
+
+
+class FeedbackKind(StrEnum):
+    complaint = "complaint"
+    suggestion = "suggestion"
+    inquiry = "inquiry"
+    praise = "praise"
+
+
+class FeedbackStatus(StrEnum):
+    open = "open"
+    resolved = "resolved"
+
+
+class PaymentStatus(StrEnum):
+    unpaid = "unpaid"
+    partial = "partial"
+    paid = "paid"

@@ -1,0 +1,125 @@
+"""Customers: create, edit, archive (never delete), restore.
+
+Rules:
+- A customer needs a name; an external id (ERP code) is unique among all customers, archived included.
+- Dictionary fields must point at an entry of the right dictionary.
+- Deleting is archiving (DOMAIN.md §5: history is kept for years): an archived customer disappears from
+  lists, search and reminders, but its contacts, purchases, interactions and feedback stay, and it can
+  be restored.
+- Every change is written to the audit log with the old and new values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import ContactStrategy, Customer, DictionaryEntry, PurchaseStrategy, Stage, User, utcnow
+from services import audit
+from services.messages import N_, DomainError
+
+EDITABLE = {
+    "external_id", "name", "short_name", "aliases", "region_id", "nature_id", "source_id", "category_id",
+    "industry_id", "scale_id", "years_in_business_id", "industry_standing_id", "settlement_method_id",
+    "contact_strategy_id", "purchase_strategy_id", "credit_rating", "employees", "wants_agency", "phone",
+    "fax", "email", "website", "address", "postcode", "latitude", "longitude", "notes", "owner_id",
+    "stage", "expected_purchase_on", "lost_reason",
+}
+DICTIONARY_FIELDS = {
+    "region_id": "region", "nature_id": "nature", "source_id": "source", "category_id": "category",
+    "industry_id": "industry", "scale_id": "scale", "years_in_business_id": "years_in_business",
+    "industry_standing_id": "industry_standing", "settlement_method_id": "settlement_method",
+}
+
+
+async def _check(session: AsyncSession, values: dict[str, Any], *, customer_id: int | None) -> None:
+    unknown = set(values) - EDITABLE
+    if unknown:
+        raise ValueError(f"not editable: {sorted(unknown)}")  # a programming error, not user input
+    if "name" in values:
+        values["name"] = (values["name"] or "").strip()
+        if not values["name"]:
+            raise DomainError(N_("a customer needs a name"))
+        if len(values["name"]) > 200:
+            raise DomainError(N_("too long: at most {limit} characters"), limit=200)
+    if values.get("external_id"):
+        clash = await session.scalar(select(Customer.id).where(Customer.external_id == values["external_id"]))
+        if clash and clash != customer_id:
+            raise DomainError(N_("another customer already has the code “{code}”"), code=values["external_id"])
+    for field, kind in DICTIONARY_FIELDS.items():
+        if values.get(field) is not None:
+            entry = await session.get(DictionaryEntry, values[field])
+            if entry is None or entry.kind != kind:
+                raise DomainError(N_("no such dictionary entry"))
+    for field, model in (("contact_strategy_id", ContactStrategy), ("purchase_strategy_id", PurchaseStrategy)):
+        if values.get(field) is not None and await session.get(model, values[field]) is None:
+            raise DomainError(N_("no such strategy"))
+    if values.get("owner_id") is not None and await session.get(User, values["owner_id"]) is None:
+        raise DomainError(N_("no such user"))
+    if values.get("credit_rating") is not None and not 1 <= values["credit_rating"] <= 5:
+        raise DomainError(N_("a rating goes from 1 to 5"))
+    if "stage" in values and values["stage"] not in {s.value for s in Stage}:
+        raise DomainError(N_("no such relationship stage"))
+
+
+async def create_customer(session: AsyncSession, *, user_id: int | None = None, actor: str = "user",
+                          **values: Any) -> Customer:
+    await _check(session, values, customer_id=None)
+    customer = Customer(**values)
+    session.add(customer)
+    await session.flush()
+    audit.record(session, action="create", entity="customer", entity_id=customer.id,
+                 changes={k: v for k, v in values.items() if v not in (None, "", [])}, user_id=user_id, actor=actor)
+    return customer
+
+
+async def get_customer(session: AsyncSession, customer_id: int, *, include_archived: bool = False) -> Customer:
+    customer = await session.get(Customer, customer_id)
+    if customer is None or (customer.archived_at is not None and not include_archived):
+        raise DomainError(N_("customer not found"))
+    return customer
+
+
+async def update_customer(session: AsyncSession, customer_id: int, *, user_id: int | None = None,
+                          actor: str = "user", **values: Any) -> Customer:
+    customer = await get_customer(session, customer_id)
+    await _check(session, values, customer_id=customer_id)
+    changes = {}
+    for field, new in values.items():
+        old = getattr(customer, field)
+        if old != new:
+            changes[field] = [old, new]
+            setattr(customer, field, new)
+    if changes:
+        customer.updated_at = utcnow()
+        audit.record(session, action="update", entity="customer", entity_id=customer.id, changes=changes,
+                     user_id=user_id, actor=actor)
+    return customer
+
+
+async def archive_customer(session: AsyncSession, customer_id: int, *, user_id: int | None = None,
+                           reason: str | None = None) -> Customer:
+    """Archive instead of delete: the record and all its history stay, hidden from daily use."""
+    customer = await get_customer(session, customer_id)
+    customer.archived_at = utcnow()
+    audit.record(session, action="archive", entity="customer", entity_id=customer.id,
+                 changes={"reason": reason} if reason else {}, user_id=user_id)
+    return customer
+
+
+async def restore_customer(session: AsyncSession, customer_id: int, *, user_id: int | None = None) -> Customer:
+    customer = await get_customer(session, customer_id, include_archived=True)
+    if customer.archived_at is None:
+        return customer
+    customer.archived_at = None
+    audit.record(session, action="restore", entity="customer", entity_id=customer.id, user_id=user_id)
+    return customer
+
+
+async def active_customers(session: AsyncSession, *, owner_id: int | None = None) -> list[Customer]:
+    query = select(Customer).where(Customer.archived_at.is_(None))
+    if owner_id is not None:
+        query = query.where(Customer.owner_id == owner_id)
+    return list((await session.execute(query.order_by(Customer.id))).scalars())

@@ -1,0 +1,569 @@
+"""Importing customers, contacts, purchases and interactions from CSV or XLSX files (ERP exports).
+
+Rules:
+- Validation first: the whole file is read and every problem reported as (row, column, value, why);
+  a file with any problem changes nothing. A clean file is applied in the caller's one transaction.
+- Files: CSV in UTF-8, UTF-8 with BOM or GBK/GB18030 (detected), comma / semicolon / tab separated;
+  XLSX (first sheet). Headers: English field names or the Chinese labels (Simplified or Traditional).
+- Upsert: customers by external id (ERP code) or, without one, by exact name; contacts by customer +
+  name; purchases by order number, or without one by customer + date + amount + products (re-importing
+  the same file adds nothing); interactions by customer + time + channel.
+- Blank cells leave existing values unchanged. Dictionary values match any locale's label or the code.
+- Streaming: rows are read, checked and written in batches, so memory does not grow with the file.
+- Roll-ups of every touched customer are refreshed before the transaction ends.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import time as clock
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import ContactPerson, Customer, Interaction, Purchase, Stage, User, utcnow
+from services import audit, rollups
+from services.dictionaries import Vocabulary, load_vocabulary
+from services.fields import FIELDS_BY_KIND, FieldSpec, header_key, header_map, is_blank, parse_value
+from services.messages import N_, DomainError, Problem
+
+KINDS = tuple(FIELDS_BY_KIND)
+BATCH = 2000
+MAX_REPORTED = 1000
+Progress = Callable[[str, int, int | None], None]
+
+
+@dataclass
+class RowError:
+    row: int
+    column: str
+    value: str
+    problem: Problem
+
+
+@dataclass
+class ImportReport:
+    kind: str
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    error_count: int = 0
+    ignored_columns: list[str] = field(default_factory=list)
+    applied: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error_count == 0
+
+    def add_error(self, row: int, column: str, value: Any, problem: Problem) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_REPORTED:
+            self.errors.append(RowError(row, column, "" if value is None else str(value), problem))
+
+
+class FileProblem(DomainError):
+    """The file as a whole cannot be read (format, encoding, headers)."""
+
+
+# --------------------------------------------------------------------------- reading files
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: Iterator[tuple[int, list[Any]]]  # (row number as the user sees it, cells)
+    total: int | None
+
+
+def _detect_encoding(path: Path) -> str:
+    with path.open("rb") as fh:
+        head = fh.read(4)
+        if head.startswith(codecs.BOM_UTF8):
+            return "utf-8-sig"
+        if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            return "utf-16"
+        fh.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:
+            while chunk := fh.read(1 << 20):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+            return "utf-8"
+        except UnicodeDecodeError:
+            pass
+        fh.seek(0)
+        decoder = codecs.getincrementaldecoder("gb18030")()
+        try:
+            while chunk := fh.read(1 << 20):
+                decoder.decode(chunk)
+            return "gb18030"
+        except UnicodeDecodeError:
+            raise FileProblem(N_("the file is neither UTF-8 nor GBK text; save it as CSV UTF-8 or XLSX")) from None
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as fh:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+
+
+def _open_csv(path: Path) -> Table:
+    encoding = _detect_encoding(path)
+    fh = path.open(encoding=encoding, newline="")
+    sample = fh.read(64 * 1024)
+    fh.seek(0)
+    try:
+        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.reader(fh, dialect)
+    try:
+        headers = next(reader)
+    except StopIteration:
+        fh.close()
+        raise FileProblem(N_("the file is empty")) from None
+
+    def rows() -> Iterator[tuple[int, list[Any]]]:
+        with fh:
+            for number, cells in enumerate(reader, start=2):
+                if any(cell.strip() for cell in cells):
+                    yield number, cells
+
+    return Table(headers, rows(), max(_count_lines(path) - 1, 0))
+
+
+def _open_xlsx(path: Path) -> Table:
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(path, read_only=True, data_only=True)
+    except Exception:  # openpyxl raises many types for a broken file
+        raise FileProblem(N_("the file is not a readable XLSX workbook")) from None
+    sheet = book.worksheets[0]
+    values = sheet.iter_rows(values_only=True)
+    try:
+        headers = ["" if h is None else str(h) for h in next(values)]
+    except StopIteration:
+        book.close()
+        raise FileProblem(N_("the file is empty")) from None
+
+    def rows() -> Iterator[tuple[int, list[Any]]]:
+        try:
+            for number, cells in enumerate(values, start=2):
+                if any(not is_blank(cell) for cell in cells):
+                    yield number, list(cells)
+        finally:
+            book.close()
+
+    total = (sheet.max_row - 1) if sheet.max_row else None
+    return Table(headers, rows(), total)
+
+
+def open_table(path: str | Path) -> Table:
+    path = Path(path)
+    if not path.is_file():
+        raise FileProblem(N_("no such file: {path}"), path=str(path))
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".xlsm"):
+        return _open_xlsx(path)
+    if suffix == ".xls":
+        raise FileProblem(N_("old .xls files are not supported; save the sheet as XLSX or CSV"))
+    return _open_csv(path)
+
+
+# --------------------------------------------------------------------------- resolving references
+
+
+@dataclass
+class Context:
+    kind: str
+    vocabulary: Vocabulary
+    tz: ZoneInfo
+    today: date
+    users: dict[str, int]
+    customers_by_code: dict[str, int]
+    customers_by_name: dict[str, int]  # -1 when several customers share the name
+    code_of: dict[int, str | None]
+
+
+async def _load_context(session: AsyncSession, kind: str, tz: ZoneInfo, today: date) -> Context:
+    users: dict[str, int] = {}
+    for user in (await session.execute(select(User.id, User.name, User.telegram_id))).all():
+        users.setdefault(header_key(user.name), user.id)
+        if user.telegram_id is not None:
+            users[str(user.telegram_id)] = user.id
+    by_code: dict[str, int] = {}
+    by_name: dict[str, int] = {}
+    code_of: dict[int, str | None] = {}
+    rows = await session.stream(select(Customer.id, Customer.external_id, Customer.name)
+                                .where(Customer.archived_at.is_(None)).execution_options(yield_per=10000))
+    async for cid, code, name in rows:
+        if code:
+            by_code[code] = cid
+        by_name[name] = -1 if name in by_name else cid
+        code_of[cid] = code
+    if kind != "customers":
+        code_of = {}
+    return Context(kind, await load_vocabulary(session), tz, today, users, by_code, by_name, code_of)
+
+
+def _map_headers(table: Table, fields: tuple[FieldSpec, ...], report: ImportReport) -> list[FieldSpec | None]:
+    known = header_map(fields)
+    columns: list[FieldSpec | None] = []
+    seen: dict[str, str] = {}
+    for header in table.headers:
+        spec = known.get(header_key(header)) if header and header.strip() else None
+        if spec is None:
+            if header and header.strip():
+                report.ignored_columns.append(header)
+            columns.append(None)
+            continue
+        if spec.name in seen:
+            raise FileProblem(N_("the columns “{first}” and “{second}” are the same field"),
+                              first=seen[spec.name], second=header)
+        seen[spec.name] = header
+        columns.append(spec)
+    names = set(seen)
+    for spec in fields:
+        if spec.required and spec.name not in names:
+            raise FileProblem(N_("the file has no “{column}” column ({english})"), column=spec.zh, english=spec.name)
+    if fields[0].name == "customer_external_id" and not names & {"customer_external_id", "customer_name"}:
+        raise FileProblem(N_("the file needs a customer column: “客户编号” (code) or “客户名称” (name)"))
+    return columns
+
+
+def _header_of(spec: FieldSpec, table: Table, columns: list[FieldSpec | None]) -> str:
+    return table.headers[columns.index(spec)]
+
+
+def _parse_row(ctx: Context, cells: list[Any], columns: list[FieldSpec | None], table: Table,
+               number: int, report: ImportReport) -> dict[str, Any] | None:
+    """One row → values by field name (references resolved), or None with errors added to the report."""
+    values: dict[str, Any] = {}
+    ok = True
+    for spec, raw in zip(columns, cells):
+        if spec is None or is_blank(raw):
+            continue
+        try:
+            value = parse_value(spec, raw, tz=ctx.tz, today=ctx.today)
+            if spec.type in ("dict", "strategy"):
+                resolved = ctx.vocabulary.match(spec.ref or "", value)
+                if resolved is None:
+                    raise DomainError(N_("“{value}” is not in the dictionary"), value=value)
+                value = resolved
+            elif spec.type in ("owner", "user"):
+                resolved = ctx.users.get(header_key(value)) or ctx.users.get(value)
+                if resolved is None:
+                    raise DomainError(N_("no user called “{value}”"), value=value)
+                value = resolved
+            values[spec.name] = value
+        except DomainError as exc:
+            ok = False
+            report.add_error(number, _header_of(spec, table, columns), raw, exc.problem)
+    for spec in columns:
+        if spec is not None and spec.required and spec.name not in values and ok:
+            header = _header_of(spec, table, columns)
+            cell = cells[columns.index(spec)] if columns.index(spec) < len(cells) else None
+            if is_blank(cell):
+                ok = False
+                report.add_error(number, header, "", Problem(N_("this column must not be empty")))
+    if "customer_external_id" in {s.name for s in columns if s} or "customer_name" in {s.name for s in columns if s}:
+        if ok:
+            customer_id = _resolve_customer(ctx, values, number, table, columns, report)
+            if customer_id is None:
+                return None
+            values["customer_id"] = customer_id
+    return values if ok else None
+
+
+def _resolve_customer(ctx: Context, values: dict[str, Any], number: int, table: Table,
+                      columns: list[FieldSpec | None], report: ImportReport) -> int | None:
+    code, name = values.pop("customer_external_id", None), values.pop("customer_name", None)
+    if code:
+        found = ctx.customers_by_code.get(code)
+        if found is None:
+            column = next(table.headers[i] for i, s in enumerate(columns) if s and s.name == "customer_external_id")
+            report.add_error(number, column, code, Problem(N_("no customer has the code “{value}”"), {"value": code}))
+        return found
+    if name:
+        found = ctx.customers_by_name.get(name)
+        column = next(table.headers[i] for i, s in enumerate(columns) if s and s.name == "customer_name")
+        if found is None:
+            report.add_error(number, column, name, Problem(N_("no customer is called “{value}”"), {"value": name}))
+            return None
+        if found == -1:
+            report.add_error(number, column, name,
+                             Problem(N_("several customers are called “{value}”; use the customer code"), {"value": name}))
+            return None
+        return found
+    report.add_error(number, "", "", Problem(N_("the row names no customer")))
+    return None
+
+
+CUSTOMER_COLUMN = {
+    "region": "region_id", "nature": "nature_id", "source": "source_id", "category": "category_id",
+    "industry": "industry_id", "scale": "scale_id", "years_in_business": "years_in_business_id",
+    "industry_standing": "industry_standing_id", "settlement_method": "settlement_method_id",
+    "contact_strategy": "contact_strategy_id", "purchase_strategy": "purchase_strategy_id", "owner": "owner_id",
+}
+
+
+def _rows(ctx: Context, table: Table, columns: list[FieldSpec | None], report: ImportReport,
+          progress: Progress | None, stage: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Parsed rows, with per-kind checks that need no database: duplicates within the file, dates."""
+    seen: dict[Any, int] = {}
+    last = clock.monotonic()
+    count = 0
+    for number, cells in table.rows:
+        count += 1
+        if progress and clock.monotonic() - last > 0.5:
+            progress(stage, count, table.total)
+            last = clock.monotonic()
+        values = _parse_row(ctx, cells, columns, table, number, report)
+        if values is None:
+            continue
+        key: Any = None
+        if ctx.kind == "customers":
+            key = ("code", values["external_id"]) if values.get("external_id") else ("name", values["name"])
+        elif ctx.kind == "purchases" and values.get("order_no"):
+            key = values["order_no"]
+        elif ctx.kind == "contacts":
+            key = (values["customer_id"], values["name"])
+        if ctx.kind == "purchases" and values["purchased_on"] > ctx.today:
+            report.add_error(number, "purchased_on", values["purchased_on"],
+                             Problem(N_("a purchase cannot be in the future")))
+            continue
+        if key is not None:
+            if key in seen:
+                report.add_error(number, "", key[1] if isinstance(key, tuple) else key,
+                                 Problem(N_("this row repeats row {row}"), {"row": seen[key]}))
+                continue
+            seen[key] = number
+        yield number, values
+    report.rows = count
+    if progress:
+        progress(stage, count, count)
+
+
+def _batches(rows: Iterator[tuple[int, dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for _number, values in rows:
+        batch.append(values)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# --------------------------------------------------------------------------- applying
+
+
+async def _apply_customers(session: AsyncSession, ctx: Context, batch: list[dict[str, Any]], report: ImportReport) -> set[int]:
+    now = utcnow()
+    inserts: list[dict[str, Any]] = []
+    updates: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for values in batch:
+        row = {CUSTOMER_COLUMN.get(k, k): v for k, v in values.items()}
+        code = row.get("external_id")
+        target = ctx.customers_by_code.get(code) if code else None
+        if target is None:
+            by_name = ctx.customers_by_name.get(row["name"])
+            # A name matches only a customer that has no other ERP code.
+            if by_name and by_name != -1 and (not code or not ctx.code_of.get(by_name)):
+                target = by_name
+        if target is None:
+            row.setdefault("aliases", [])
+            row.setdefault("stage", Stage.interested)
+            inserts.append({**row, "created_at": now, "updated_at": now})
+        else:
+            row["_id"] = target
+            row["updated_at"] = now
+            updates.setdefault(frozenset(row), []).append(row)
+    if inserts:
+        for keys in {frozenset(r) for r in inserts}:
+            group = [r for r in inserts if frozenset(r) == keys]
+            await session.execute(insert(Customer), group)
+        report.created += len(inserts)
+        # Newly created names and codes count for the rest of the file (duplicates were refused earlier).
+        result = await session.execute(
+            select(Customer.id, Customer.name, Customer.external_id)
+            .where(Customer.name.in_([r["name"] for r in inserts])).where(Customer.archived_at.is_(None)))
+        for cid, name, code in result.all():
+            ctx.customers_by_name.setdefault(name, cid)
+            if code:
+                ctx.customers_by_code[code] = cid
+            ctx.code_of[cid] = code
+    for keys, rows in updates.items():
+        columns = {k: bindparam(f"v_{k}") for k in keys if k != "_id"}
+        await session.execute(
+            update(Customer.__table__).where(Customer.__table__.c.id == bindparam("_id")).values(columns),
+            [{"_id": r["_id"], **{f"v_{k}": v for k, v in r.items() if k != "_id"}} for r in rows])
+        report.updated += len(rows)
+        for r in rows:
+            if r.get("external_id"):
+                ctx.customers_by_code[r["external_id"]] = r["_id"]
+                ctx.code_of[r["_id"]] = r["external_id"]
+    return set()
+
+
+async def _apply_contacts(session: AsyncSession, ctx: Context, batch: list[dict[str, Any]], report: ImportReport) -> set[int]:
+    existing = {
+        (cid, name): pid for pid, cid, name in (await session.execute(
+            select(ContactPerson.id, ContactPerson.customer_id, ContactPerson.name)
+            .where(ContactPerson.customer_id.in_({v["customer_id"] for v in batch}))
+            .where(ContactPerson.archived_at.is_(None)))).all()
+    }
+    now = utcnow()
+    for values in batch:
+        target = existing.get((values["customer_id"], values["name"]))
+        birthday = values.get("birthday")
+        if birthday is not None:
+            values["birthday_mmdd"] = birthday.month * 100 + birthday.day
+        if target is None:
+            session.add(ContactPerson(**values, created_at=now))
+            report.created += 1
+        else:
+            await session.execute(update(ContactPerson).where(ContactPerson.id == target).values(**values))
+            report.updated += 1
+    await session.flush()
+    return set()
+
+
+async def _apply_purchases(session: AsyncSession, ctx: Context, batch: list[dict[str, Any]], report: ImportReport) -> set[int]:
+    now = utcnow()
+    rows = []
+    for values in batch:
+        row = dict(values)
+        row["amount_cents"] = row.pop("amount")
+        row.setdefault("payment_status", "paid")
+        rows.append(row)
+    numbered = [r for r in rows if r.get("order_no")]
+    by_order: dict[str, tuple[int, int]] = {}
+    if numbered:
+        result = await session.execute(select(Purchase.order_no, Purchase.id, Purchase.customer_id)
+                                       .where(Purchase.order_no.in_([r["order_no"] for r in numbered])))
+        by_order = {o: (pid, cid) for o, pid, cid in result.all()}
+    plain = [r for r in rows if not r.get("order_no")]
+    known_plain: set[tuple[Any, ...]] = set()
+    if plain:
+        lo, hi = min(r["purchased_on"] for r in plain), max(r["purchased_on"] for r in plain)
+        result = await session.execute(
+            select(Purchase.customer_id, Purchase.purchased_on, Purchase.amount_cents, Purchase.products)
+            .where(Purchase.customer_id.in_({r["customer_id"] for r in plain}))
+            .where(Purchase.purchased_on.between(lo, hi), Purchase.order_no.is_(None), Purchase.voided_at.is_(None)))
+        known_plain = {tuple(r) for r in result.all()}
+    touched: set[int] = set()
+    inserts, corrections = [], []
+    for row in rows:
+        touched.add(row["customer_id"])
+        if row.get("order_no") and row["order_no"] in by_order:
+            pid, old_customer = by_order[row["order_no"]]
+            touched.add(old_customer)
+            corrections.append(row | {"_id": pid})
+        elif not row.get("order_no") and (row["customer_id"], row["purchased_on"], row["amount_cents"],
+                                          row.get("products")) in known_plain:
+            report.unchanged += 1
+        else:
+            inserts.append({"products": None, "quantity": None, "payment_method": None, "order_no": None,
+                            **row, "source": "import", "created_at": now})
+    if inserts:
+        await session.execute(insert(Purchase), inserts)
+        report.created += len(inserts)
+    for keys in {frozenset(r) for r in corrections}:
+        group = [r for r in corrections if frozenset(r) == keys]
+        columns = {k: bindparam(f"v_{k}") for k in keys if k != "_id"}
+        await session.execute(
+            update(Purchase.__table__).where(Purchase.__table__.c.id == bindparam("_id")).values(columns),
+            [{"_id": r["_id"], **{f"v_{k}": v for k, v in r.items() if k != "_id"}} for r in group])
+        report.updated += len(group)
+    return touched
+
+
+async def _apply_interactions(session: AsyncSession, ctx: Context, batch: list[dict[str, Any]], report: ImportReport) -> set[int]:
+    lo, hi = min(v["occurred_at"] for v in batch), max(v["occurred_at"] for v in batch)
+    result = await session.execute(
+        select(Interaction.customer_id, Interaction.occurred_at, Interaction.kind)
+        .where(Interaction.customer_id.in_({v["customer_id"] for v in batch}))
+        .where(Interaction.occurred_at.between(lo, hi)))
+    known = {(c, o.replace(microsecond=0), k) for c, o, k in result.all()}
+    now = utcnow()
+    inserts = []
+    for values in batch:
+        row = dict(values)
+        row["user_id"] = row.pop("user", None)
+        if (row["customer_id"], row["occurred_at"].replace(microsecond=0), row["kind"]) in known:
+            report.unchanged += 1
+            continue
+        inserts.append({"summary": None, "outcome": None, "next_step": None, "next_step_on": None,
+                        "latitude": None, "longitude": None, **row, "attachments": [], "created_at": now})
+    if inserts:
+        await session.execute(insert(Interaction), inserts)
+        report.created += len(inserts)
+    return {v["customer_id"] for v in batch}
+
+
+APPLY = {
+    "customers": _apply_customers,
+    "contacts": _apply_contacts,
+    "purchases": _apply_purchases,
+    "interactions": _apply_interactions,
+}
+
+
+async def _refresh_rollups(session: AsyncSession, touched: set[int]) -> None:
+    if not touched:
+        return
+    await rollups.refresh(session, touched)
+    for start in range(0, len(ids := sorted(touched)), 500):
+        await session.execute(
+            update(Customer).where(Customer.id.in_(ids[start:start + 500]))
+            .where(Customer.txn_count > 0, Customer.stage != Stage.customer)
+            .values(stage=Stage.customer).execution_options(synchronize_session=False))
+
+
+async def import_file(session: AsyncSession, kind: str, path: str | Path, *, timezone: str = "Asia/Shanghai",
+                      user_id: int | None = None, progress: Progress | None = None,
+                      today: date | None = None, dry_run: bool = False) -> ImportReport:
+    """Validate the whole file; if it is clean (and not a dry run), apply it in the session's transaction.
+
+    The caller commits. On a report with errors nothing has been written."""
+    if kind not in FIELDS_BY_KIND:
+        raise FileProblem(N_("cannot import “{kind}”; choose one of: {choices}"), kind=kind, choices=", ".join(KINDS))
+    fields = FIELDS_BY_KIND[kind]
+    tz = ZoneInfo(timezone)
+    today = today or date.today()
+    ctx = await _load_context(session, kind, tz, today)
+
+    report = ImportReport(kind)
+    table = open_table(path)
+    columns = _map_headers(table, fields, report)
+    for _ in _rows(ctx, table, columns, report, progress, "checking"):
+        pass
+    if not report.ok or dry_run:
+        return report
+
+    applied = ImportReport(kind, ignored_columns=report.ignored_columns)
+    table = open_table(path)
+    columns = _map_headers(table, fields, applied)
+    touched: set[int] = set()
+    for batch in _batches(_rows(ctx, table, columns, applied, progress, "importing")):
+        touched |= await APPLY[kind](session, ctx, batch, applied)
+    if not applied.ok:  # the database changed between the passes; the caller rolls back
+        return applied
+    await session.flush()
+    await _refresh_rollups(session, touched)
+    audit.record(session, action="import", entity=kind, entity_id=None, user_id=user_id, actor="import",
+                 changes={"file": Path(path).name, "rows": applied.rows, "created": applied.created,
+                          "updated": applied.updated, "unchanged": applied.unchanged})
+    applied.applied = True
+    return applied

@@ -1,0 +1,56 @@
+"""Interactions (交往记录): every contact with a customer, by any channel.
+
+Rules:
+- Contact strategy clock: any logged interaction, whatever its channel, counts as a contact — the
+  customer's last contact time is refreshed in the same transaction.
+- A location makes the interaction a check-in: latitude and longitude must both be given and valid.
+- A "next step" date cannot be before the interaction itself.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Interaction, InteractionKind, utcnow
+from services import audit, rollups
+from services.customers import get_customer
+from services.messages import N_, DomainError
+
+
+def check_location(latitude: float | None, longitude: float | None) -> None:
+    if (latitude is None) != (longitude is None):
+        raise DomainError(N_("a location needs both latitude and longitude"))
+    if latitude is not None and not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+        raise DomainError(N_("that is not a place on Earth"))
+
+
+async def log_interaction(session: AsyncSession, *, customer_id: int, kind: str, user_id: int | None = None,
+                          occurred_at: datetime | None = None, summary: str | None = None,
+                          outcome: str | None = None, next_step: str | None = None,
+                          next_step_on: date | None = None, latitude: float | None = None,
+                          longitude: float | None = None, attachments: list[str] | None = None,
+                          contact_person_id: int | None = None, actor: str = "user") -> Interaction:
+    if kind not in {k.value for k in InteractionKind}:
+        raise DomainError(N_("no such kind of contact"))
+    now = utcnow()
+    occurred_at = occurred_at or now
+    if occurred_at.tzinfo is None:
+        raise ValueError("occurred_at must be timezone-aware")
+    if occurred_at > now + timedelta(minutes=5):
+        raise DomainError(N_("a contact cannot be in the future"))
+    if next_step_on is not None and next_step_on < occurred_at.date() - timedelta(days=1):
+        raise DomainError(N_("the next step cannot be before the contact itself"))
+    check_location(latitude, longitude)
+    customer = await get_customer(session, customer_id)
+    interaction = Interaction(customer_id=customer.id, kind=kind, user_id=user_id, occurred_at=occurred_at,
+                              summary=summary, outcome=outcome, next_step=next_step, next_step_on=next_step_on,
+                              latitude=latitude, longitude=longitude, attachments=attachments or [],
+                              contact_person_id=contact_person_id)
+    session.add(interaction)
+    await session.flush()
+    audit.record(session, action="create", entity="interaction", entity_id=interaction.id, user_id=user_id,
+                 actor=actor, changes={"customer_id": customer.id, "kind": kind})
+    await rollups.refresh(session, [customer.id])
+    return interaction

@@ -1,0 +1,153 @@
+"""Reading the values people and spreadsheets actually write: dates, amounts, phone numbers.
+
+Rules:
+- dates: ISO (2026-03-15), Chinese (2026年3月15日), slashes and dots (2026/3/15, 15.03.2026 is *not*
+  guessed: day-first is only read when the first part is > 12), month.day without a year (3.15 = the
+  most recent March 15 not in the future), relative words (今天/今日/today, 昨天/昨日/yesterday,
+  前天), and Excel serial day numbers (45000 = 2023-03-15).
+- amounts: optional currency sign or unit (¥ ￥ $ 元 RMB CNY), thousands separators (, ， space '),
+  full-width digits, 万 (×10 000); returned as integer cents, never as a float.
+- phones: the digits only, with a leading +86 / 0086 country code removed for comparison.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from services.messages import N_, DomainError
+
+_EXCEL_EPOCH = date(1899, 12, 30)  # Excel's day 0, accounting for its 1900 leap-year bug
+_RELATIVE = {
+    "今天": 0, "今日": 0, "today": 0,
+    "昨天": 1, "昨日": 1, "yesterday": 1,
+    "前天": 2, "前日": 2,
+}
+_YMD = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?$")
+_DMY = re.compile(r"^(\d{1,2})\s*[-/.]\s*(\d{1,2})\s*[-/.]\s*(\d{4})$")
+_MD = re.compile(r"^(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?$")
+_COMPACT = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
+
+
+def fold_width(text: str) -> str:
+    """Full-width digits, letters and punctuation to their ASCII forms (NFKC)."""
+    return unicodedata.normalize("NFKC", text)
+
+
+def _make_date(year: int, month: int, day: int, raw: str) -> date:
+    try:
+        return date(year, month, day)
+    except ValueError:
+        raise DomainError(N_("“{value}” is not a real calendar date"), value=raw) from None
+
+
+def parse_date(value: object, *, today: date | None = None) -> date:
+    """A date from what a person or a spreadsheet wrote (see the module rules)."""
+    today = today or date.today()
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _excel_serial(float(value), str(value))
+    raw = str(value).strip()
+    text = fold_width(raw).strip().lower()
+    if not text:
+        raise DomainError(N_("a date is required"))
+    if text in _RELATIVE:
+        return today - timedelta(days=_RELATIVE[text])
+    # "2026-03-15 10:30" or "2026-03-15T10:30:00": keep the date part.
+    text = re.split(r"[t ](?=\d{1,2}:)", text, maxsplit=1)[0].strip()
+    if m := _YMD.match(text):
+        return _make_date(int(m[1]), int(m[2]), int(m[3]), raw)
+    if m := _COMPACT.match(text):
+        return _make_date(int(m[1]), int(m[2]), int(m[3]), raw)
+    if m := _DMY.match(text):
+        first, second, year = int(m[1]), int(m[2]), int(m[3])
+        if first > 12:  # unambiguous day-first
+            return _make_date(year, second, first, raw)
+        if second > 12:  # unambiguous month-first
+            return _make_date(year, first, second, raw)
+        raise DomainError(N_("“{value}” is ambiguous: write it as year-month-day"), value=raw)
+    if m := _MD.match(text):
+        # No year: the most recent such day that is not in the future (Feb 29: the last leap year's).
+        month, day = int(m[1]), int(m[2])
+        for year in range(today.year, today.year - 9, -1):
+            try:
+                candidate = date(year, month, day)
+            except ValueError:
+                continue
+            if candidate <= today:
+                return candidate
+        raise DomainError(N_("“{value}” is not a real calendar date"), value=raw)
+    if re.fullmatch(r"\d{5}(\.\d+)?", text):
+        return _excel_serial(float(text), raw)
+    raise DomainError(N_("“{value}” is not a date I can read; try 2026-03-15"), value=raw)
+
+
+def _excel_serial(serial: float, raw: str) -> date:
+    if not 1 <= serial < 2958466:
+        raise DomainError(N_("“{value}” is not a date I can read; try 2026-03-15"), value=raw)
+    return _EXCEL_EPOCH + timedelta(days=int(serial))
+
+
+_AMOUNT_NOISE = re.compile(r"(rmb|cny|usd|hkd|元|圆|块|[¥$€£])", re.IGNORECASE)
+
+
+def parse_amount_cents(value: object) -> int:
+    """An amount of money as integer cents (see the module rules); negative amounts are refused."""
+    if isinstance(value, bool):
+        raise DomainError(N_("“{value}” is not an amount"), value=value)
+    if isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        number = Decimal(repr(value))
+    elif isinstance(value, Decimal):
+        number = value
+    else:
+        raw = str(value)
+        text = fold_width(raw).strip().lower()
+        multiplier = Decimal(1)
+        if text.endswith("万"):
+            multiplier, text = Decimal(10000), text[:-1]
+        elif text.endswith("万元"):
+            multiplier, text = Decimal(10000), text[:-2]
+        text = _AMOUNT_NOISE.sub("", text)
+        text = re.sub(r"[,，'\s ]", "", text)
+        if not text:
+            raise DomainError(N_("an amount is required"))
+        if not re.fullmatch(r"-?\d+(\.\d+)?", text):
+            raise DomainError(N_("“{value}” is not an amount; write it like 12,800.50"), value=raw)
+        try:
+            number = Decimal(text) * multiplier
+        except InvalidOperation:
+            raise DomainError(N_("“{value}” is not an amount; write it like 12,800.50"), value=raw) from None
+    if number < 0:
+        raise DomainError(N_("an amount cannot be negative"))
+    cents = number * 100
+    if cents != cents.to_integral_value():
+        raise DomainError(N_("“{value}” has more than two decimal places"), value=value)
+    if cents > 10**15:
+        raise DomainError(N_("“{value}” is too large to be an amount"), value=value)
+    return int(cents)
+
+
+def phone_digits(value: str | None) -> str:
+    """The digits of a phone number, without a leading +86 / 0086 country code."""
+    if not value:
+        return ""
+    digits = re.sub(r"\D", "", fold_width(value))
+    if digits.startswith("0086"):
+        digits = digits[4:]
+    elif digits.startswith("86") and len(digits) == 13:
+        digits = digits[2:]
+    return digits
+
+
+def format_cents(cents: int) -> str:
+    """Cents as a plain decimal string with two places (for files; people get locale formatting)."""
+    sign = "-" if cents < 0 else ""
+    cents = abs(cents)
+    return f"{sign}{cents // 100}.{cents % 100:02d}"

@@ -1,0 +1,125 @@
+"""Test fixtures: a fresh, migrated database per test, on SQLite and on the PostgreSQL server.
+
+Storage tests take the `engine` / `session` fixtures and run once per backend. PostgreSQL is
+127.0.0.1:5432 (override with TEST_POSTGRES_URL); when it is unreachable the postgres variants are
+skipped — except under CI=true, where they fail, because CI must prove the PostgreSQL path.
+Each test gets its own database copied from a template migrated once per run, so tests are isolated
+and fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from bot.db import make_engine, make_sessionmaker, upgrade
+
+PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_counter = itertools.count()
+
+
+def _pg_reachable() -> bool:
+    url = make_url(PG_URL)
+    try:
+        with socket.create_connection((url.host or "127.0.0.1", url.port or 5432), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    url = make_url(PG_URL)
+    conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username or "postgres",
+                                 password=url.password, database=url.database or "postgres")
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _pg_url(database: str) -> str:
+    return make_url(PG_URL).set(database=database).render_as_string(hide_password=False)
+
+
+async def _migrate(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> str:
+    if not _pg_reachable():
+        message = f"PostgreSQL is not reachable at {PG_URL}"
+        if IN_CI:
+            pytest.fail(message + " (required under CI=true)")
+        pytest.skip(message)
+    name = f"fieldcrm_tmpl_{os.getpid()}"
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}"'))
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(_migrate(_pg_url(name)))
+    yield name
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a fresh, migrated database (one per test) on each backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "fieldcrm.sqlite3"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    template = request.getfixturevalue("postgres_template")
+    name = f"fieldcrm_t{os.getpid()}_{next(_counter)}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    yield _pg_url(name)
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(db_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    async with make_sessionmaker(engine)() as session:
+        yield session
+
+
+@pytest.fixture
+def cli_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point the CLI (bot.cli.main, run in-process) at this test's database."""
+    from bot.settings import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("BOT_TOKEN", raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    get_settings.cache_clear()
+    yield db_url
+    get_settings.cache_clear()
