@@ -190,8 +190,9 @@ async def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
 
             from models import User
             rows = (await session.execute(select(User).order_by(User.id))).scalars()
-            return "\n".join(f"{u.id}\t{u.telegram_id or '-'}\t{u.role}\t{u.name}\t"
-                             f"{_('active') if u.active else _('disabled')}" for u in rows)
+            active, disabled = _("active"), _("disabled")
+            return "\n".join("\t".join([str(u.id), str(u.telegram_id or "-"), u.role, u.name,
+                                         active if u.active else disabled]) for u in rows)
         user = await users.find_user(session, args.user)
         if args.action == "role":
             await users.set_role(session, user.id, args.role, actor="cli")

@@ -125,7 +125,7 @@ async def generate(session: AsyncSession, *, customers: int, seed: int = 42, tod
     reps_wanted = max(3, min(60, customers // 400))
     existing_names = set((await session.execute(select(User.name))).scalars())
     def new_user(name: str, role: Role, **kw) -> User:  # noqa: ANN003
-        user = User(name=name, role=role, language="zh_Hans", timezone="Asia/Shanghai", **kw)
+        user = User(name=name, role=role, **{"language": "zh_Hans", "timezone": "Asia/Shanghai", **kw})
         session.add(user)
         summary.users += 1
         return user

@@ -14,6 +14,7 @@ import itertools
 import os
 import shutil
 import socket
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,7 +22,11 @@ import pytest
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+import bootstrap
 from bot.db import make_engine, make_sessionmaker, upgrade
+
+# Tests read the compiled catalogues: compile any .po newer than its .mo, even when pytest is run directly.
+bootstrap.compile_catalogues(sys.executable)
 
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

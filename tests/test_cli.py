@@ -1,0 +1,75 @@
+"""An admin drives FieldCRM from the command line; bad input gets a clear, localized message."""
+
+import csv
+
+import pytest
+
+from bot.cli import main
+
+
+def write_csv(path, rows, encoding="utf-8"):
+    with path.open("w", encoding=encoding, newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    return path
+
+
+def test_run_without_a_bot_token_prepares_the_database_and_says_what_to_do(cli_env, capsys):
+    assert main(["run"]) == 0
+    out = capsys.readouterr().out
+    assert "BOT_TOKEN" in out and "数据库已就绪" in out  # default language: zh_Hans
+
+
+def test_migrate_reports_the_schema_revision_in_the_chosen_language(cli_env, capsys):
+    assert main(["--lang", "en", "migrate"]) == 0
+    assert "is at schema revision 0002" in capsys.readouterr().out
+
+
+def test_import_of_a_bad_file_exits_nonzero_with_a_row_by_row_report_and_changes_nothing(cli_env, tmp_path, capsys):
+    bad = write_csv(tmp_path / "bad.csv", [["客户名称", "所属区域"], ["甲公司", "华南"], ["乙公司", "月球"]])
+    assert main(["import", "customers", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "文件未导入" in err and "3\t所属区域\t月球\t字典中没有“月球”" in err
+
+    assert main(["--lang", "en", "export", "customers", "-o", str(tmp_path / "out.csv")]) == 0
+    assert "Exported 0 rows" in capsys.readouterr().out
+
+
+def test_import_dry_run_then_real_import_then_export(cli_env, tmp_path, capsys):
+    good = write_csv(tmp_path / "good.csv", [["客户名称", "所属区域"], ["甲公司", "华南"], ["乙公司", "华北"]], "gbk")
+    assert main(["--lang", "en", "import", "customers", str(good), "--dry-run"]) == 0
+    assert "Nothing was changed" in capsys.readouterr().out
+    assert main(["--lang", "en", "import", "customers", str(good)]) == 0
+    assert "2 created" in capsys.readouterr().out
+    out = tmp_path / "c.xlsx"
+    assert main(["export", "customers", "--format", "xlsx", "-o", str(out)]) == 0
+    assert out.exists() and "2" in capsys.readouterr().out
+
+
+def test_unreadable_files_and_bad_arguments_are_explained(cli_env, tmp_path, capsys):
+    assert main(["--lang", "en", "import", "customers", str(tmp_path / "nope.csv")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["--lang", "en", "import", "planets", "x.csv"])
+    assert exited.value.code == 2
+    assert main(["--lang", "en", "demo-data", "--customers", "0"]) == 2
+    assert main(["--lang", "en", "demo-data", "--today", "someday"]) == 2
+    assert "is not a date" in capsys.readouterr().err
+
+
+def test_users_are_added_listed_promoted_and_disabled(cli_env, capsys):
+    assert main(["--lang", "en", "user", "add", "王经理", "--role", "manager", "--telegram-id", "1001"]) == 0
+    assert main(["--lang", "en", "user", "add", "李业务", "--telegram-id", "1002", "--manager", "1001"]) == 0
+    assert main(["--lang", "en", "user", "add", "重复", "--telegram-id", "1002"]) == 2
+    assert "already belongs" in capsys.readouterr().err
+    assert main(["--lang", "en", "user", "add", "x", "--timezone", "Mars/Base"]) == 2
+    assert main(["--lang", "en", "user", "role", "1002", "admin"]) == 0
+    assert main(["--lang", "en", "user", "disable", "李业务"]) == 0
+    capsys.readouterr()
+    assert main(["user", "list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing == ["1\t1001\tmanager\t王经理\t启用", "2\t1002\tadmin\t李业务\t停用"]
+
+
+def test_demo_data_command_fills_the_database(cli_env, capsys):
+    assert main(["--lang", "en", "demo-data", "--customers", "25", "--seed", "1", "--today", "2026-03-20"]) == 0
+    assert "25 customers" in capsys.readouterr().out
