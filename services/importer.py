@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
+import pickle
+import tempfile
 import time as clock
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy import bindparam, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import ContactPerson, Customer, Interaction, Purchase, Stage, User, utcnow
@@ -119,13 +120,11 @@ def _count_lines(path: Path) -> int:
 def _open_csv(path: Path) -> Table:
     encoding = _detect_encoding(path)
     fh = path.open(encoding=encoding, newline="")
-    sample = fh.read(64 * 1024)
+    first_line = fh.readline()
     fh.seek(0)
-    try:
-        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(fh, dialect)
+    # The header line tells the separator; csv.Sniffer is slow on big samples and guesses wrong on Chinese.
+    delimiter = max(",;\t", key=first_line.count) if any(d in first_line for d in ",;\t") else ","
+    reader = csv.reader(fh, delimiter=delimiter)
     try:
         headers = next(reader)
     except StopIteration:
@@ -241,17 +240,34 @@ def _map_headers(table: Table, fields: tuple[FieldSpec, ...], report: ImportRepo
     return columns
 
 
-def _header_of(spec: FieldSpec, table: Table, columns: list[FieldSpec | None]) -> str:
-    return table.headers[columns.index(spec)]
+@dataclass
+class Layout:
+    """Where each known field sits in the file, worked out once per file, not once per row."""
+
+    table: Table
+    mapped: list[tuple[int, FieldSpec, str]]  # (cell index, field, header as written)
+    required: list[tuple[int, FieldSpec, str]]
+    refers_to_customer: bool
+
+    def header(self, name: str) -> str:
+        return next((h for _, spec, h in self.mapped if spec.name == name), name)
 
 
-def _parse_row(ctx: Context, cells: list[Any], columns: list[FieldSpec | None], table: Table,
-               number: int, report: ImportReport) -> dict[str, Any] | None:
+def _layout(table: Table, columns: list[FieldSpec | None]) -> Layout:
+    mapped = [(i, spec, table.headers[i]) for i, spec in enumerate(columns) if spec is not None]
+    return Layout(table, mapped, [m for m in mapped if m[1].required],
+                  any(spec.name in ("customer_external_id", "customer_name") for _, spec, _ in mapped))
+
+
+def _parse_row(ctx: Context, cells: list[Any], layout: Layout, number: int,
+               report: ImportReport) -> dict[str, Any] | None:
     """One row → values by field name (references resolved), or None with errors added to the report."""
     values: dict[str, Any] = {}
     ok = True
-    for spec, raw in zip(columns, cells):
-        if spec is None or is_blank(raw):
+    width = len(cells)
+    for index, spec, header in layout.mapped:
+        raw = cells[index] if index < width else None
+        if raw is None or raw == "" or (isinstance(raw, str) and raw.isspace()):
             continue
         try:
             value = parse_value(spec, raw, tz=ctx.tz, today=ctx.today)
@@ -268,40 +284,38 @@ def _parse_row(ctx: Context, cells: list[Any], columns: list[FieldSpec | None], 
             values[spec.name] = value
         except DomainError as exc:
             ok = False
-            report.add_error(number, _header_of(spec, table, columns), raw, exc.problem)
-    for spec in columns:
-        if spec is not None and spec.required and spec.name not in values and ok:
-            header = _header_of(spec, table, columns)
-            cell = cells[columns.index(spec)] if columns.index(spec) < len(cells) else None
-            if is_blank(cell):
-                ok = False
-                report.add_error(number, header, "", Problem(N_("this column must not be empty")))
-    if "customer_external_id" in {s.name for s in columns if s} or "customer_name" in {s.name for s in columns if s}:
-        if ok:
-            customer_id = _resolve_customer(ctx, values, number, table, columns, report)
-            if customer_id is None:
-                return None
-            values["customer_id"] = customer_id
+            report.add_error(number, header, raw, exc.problem)
+    if not ok:
+        return None
+    for _index, spec, header in layout.required:
+        if spec.name not in values:
+            report.add_error(number, header, "", Problem(N_("this column must not be empty")))
+            ok = False
+    if ok and layout.refers_to_customer:
+        customer_id = _resolve_customer(ctx, values, number, layout, report)
+        if customer_id is None:
+            return None
+        values["customer_id"] = customer_id
     return values if ok else None
 
 
-def _resolve_customer(ctx: Context, values: dict[str, Any], number: int, table: Table,
-                      columns: list[FieldSpec | None], report: ImportReport) -> int | None:
+def _resolve_customer(ctx: Context, values: dict[str, Any], number: int, layout: Layout,
+                      report: ImportReport) -> int | None:
     code, name = values.pop("customer_external_id", None), values.pop("customer_name", None)
     if code:
         found = ctx.customers_by_code.get(code)
         if found is None:
-            column = next(table.headers[i] for i, s in enumerate(columns) if s and s.name == "customer_external_id")
-            report.add_error(number, column, code, Problem(N_("no customer has the code “{value}”"), {"value": code}))
+            report.add_error(number, layout.header("customer_external_id"), code,
+                             Problem(N_("no customer has the code “{value}”"), {"value": code}))
         return found
     if name:
         found = ctx.customers_by_name.get(name)
-        column = next(table.headers[i] for i, s in enumerate(columns) if s and s.name == "customer_name")
         if found is None:
-            report.add_error(number, column, name, Problem(N_("no customer is called “{value}”"), {"value": name}))
+            report.add_error(number, layout.header("customer_name"), name,
+                             Problem(N_("no customer is called “{value}”"), {"value": name}))
             return None
         if found == -1:
-            report.add_error(number, column, name,
+            report.add_error(number, layout.header("customer_name"), name,
                              Problem(N_("several customers are called “{value}”; use the customer code"), {"value": name}))
             return None
         return found
@@ -317,18 +331,19 @@ CUSTOMER_COLUMN = {
 }
 
 
-def _rows(ctx: Context, table: Table, columns: list[FieldSpec | None], report: ImportReport,
+def _rows(ctx: Context, layout: Layout, report: ImportReport,
           progress: Progress | None, stage: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """Parsed rows, with per-kind checks that need no database: duplicates within the file, dates."""
     seen: dict[Any, int] = {}
     last = clock.monotonic()
     count = 0
+    table = layout.table
     for number, cells in table.rows:
         count += 1
-        if progress and clock.monotonic() - last > 0.5:
+        if progress and count % 256 == 0 and clock.monotonic() - last > 0.5:
             progress(stage, count, table.total)
             last = clock.monotonic()
-        values = _parse_row(ctx, cells, columns, table, number, report)
+        values = _parse_row(ctx, cells, layout, number, report)
         if values is None:
             continue
         key: Any = None
@@ -339,7 +354,7 @@ def _rows(ctx: Context, table: Table, columns: list[FieldSpec | None], report: I
         elif ctx.kind == "contacts":
             key = (values["customer_id"], values["name"])
         if ctx.kind == "purchases" and values["purchased_on"] > ctx.today:
-            report.add_error(number, "purchased_on", values["purchased_on"],
+            report.add_error(number, layout.header("purchased_on"), values["purchased_on"],
                              Problem(N_("a purchase cannot be in the future")))
             continue
         if key is not None:
@@ -368,6 +383,20 @@ def _batches(rows: Iterator[tuple[int, dict[str, Any]]]) -> Iterator[list[dict[s
 # --------------------------------------------------------------------------- applying
 
 
+def _bulk_insert(model: Any, keys: frozenset[str]):  # noqa: ANN202
+    """An executemany INSERT whose bookkeeping columns (timestamps, empty lists) are SQL expressions
+    rendered once per statement instead of values bound and converted for every row."""
+    table = model.__table__
+    fixed: dict[str, Any] = {}
+    for name in ("created_at", "updated_at"):
+        if name in table.c and name not in keys:
+            fixed[name] = func.current_timestamp()
+    for name in ("aliases", "attachments"):
+        if name in table.c and name not in keys:
+            fixed[name] = literal_column("'[]'")
+    return insert(table).values(fixed)
+
+
 async def _apply_customers(session: AsyncSession, ctx: Context, batch: list[dict[str, Any]], report: ImportReport) -> set[int]:
     now = utcnow()
     inserts: list[dict[str, Any]] = []
@@ -382,9 +411,8 @@ async def _apply_customers(session: AsyncSession, ctx: Context, batch: list[dict
             if by_name and by_name != -1 and (not code or not ctx.code_of.get(by_name)):
                 target = by_name
         if target is None:
-            row.setdefault("aliases", [])
             row.setdefault("stage", Stage.interested)
-            inserts.append({**row, "created_at": now, "updated_at": now})
+            inserts.append(row)
         else:
             row["_id"] = target
             row["updated_at"] = now
@@ -392,7 +420,7 @@ async def _apply_customers(session: AsyncSession, ctx: Context, batch: list[dict
     if inserts:
         for keys in {frozenset(r) for r in inserts}:
             group = [r for r in inserts if frozenset(r) == keys]
-            await session.execute(insert(Customer), group)
+            await (await session.connection()).execute(_bulk_insert(Customer, keys), group)
         report.created += len(inserts)
         # Newly created names and codes count for the rest of the file (duplicates were refused earlier).
         result = await session.execute(
@@ -440,7 +468,6 @@ async def _apply_contacts(session: AsyncSession, ctx: Context, batch: list[dict[
 
 
 async def _apply_purchases(session: AsyncSession, ctx: Context, batch: list[dict[str, Any]], report: ImportReport) -> set[int]:
-    now = utcnow()
     rows = []
     for values in batch:
         row = dict(values)
@@ -475,9 +502,9 @@ async def _apply_purchases(session: AsyncSession, ctx: Context, batch: list[dict
             report.unchanged += 1
         else:
             inserts.append({"products": None, "quantity": None, "payment_method": None, "order_no": None,
-                            **row, "source": "import", "created_at": now})
+                            **row, "source": "import"})
     if inserts:
-        await session.execute(insert(Purchase), inserts)
+        await (await session.connection()).execute(_bulk_insert(Purchase, frozenset(inserts[0])), inserts)
         report.created += len(inserts)
     for keys in {frozenset(r) for r in corrections}:
         group = [r for r in corrections if frozenset(r) == keys]
@@ -496,7 +523,6 @@ async def _apply_interactions(session: AsyncSession, ctx: Context, batch: list[d
         .where(Interaction.customer_id.in_({v["customer_id"] for v in batch}))
         .where(Interaction.occurred_at.between(lo, hi)))
     known = {(c, o.replace(microsecond=0), k) for c, o, k in result.all()}
-    now = utcnow()
     inserts = []
     for values in batch:
         row = dict(values)
@@ -505,9 +531,9 @@ async def _apply_interactions(session: AsyncSession, ctx: Context, batch: list[d
             report.unchanged += 1
             continue
         inserts.append({"summary": None, "outcome": None, "next_step": None, "next_step_on": None,
-                        "latitude": None, "longitude": None, **row, "attachments": [], "created_at": now})
+                        "latitude": None, "longitude": None, "user_id": None, **row})
     if inserts:
-        await session.execute(insert(Interaction), inserts)
+        await (await session.connection()).execute(_bulk_insert(Interaction, frozenset(inserts[0])), inserts)
         report.created += len(inserts)
     return {v["customer_id"] for v in batch}
 
@@ -546,20 +572,28 @@ async def import_file(session: AsyncSession, kind: str, path: str | Path, *, tim
 
     report = ImportReport(kind)
     table = open_table(path)
-    columns = _map_headers(table, fields, report)
-    for _ in _rows(ctx, table, columns, report, progress, "checking"):
-        pass
-    if not report.ok or dry_run:
-        return report
-
-    applied = ImportReport(kind, ignored_columns=report.ignored_columns)
-    table = open_table(path)
-    columns = _map_headers(table, fields, applied)
-    touched: set[int] = set()
-    for batch in _batches(_rows(ctx, table, columns, applied, progress, "importing")):
-        touched |= await APPLY[kind](session, ctx, batch, applied)
-    if not applied.ok:  # the database changed between the passes; the caller rolls back
-        return applied
+    layout = _layout(table, _map_headers(table, fields, report))
+    # Pass 1 checks every row and spools the parsed rows to a temporary file (bounded memory, one parse).
+    with tempfile.TemporaryFile() as spool:
+        for batch in _batches(_rows(ctx, layout, report, progress, "checking")):
+            if report.ok:
+                pickle.dump(batch, spool, protocol=pickle.HIGHEST_PROTOCOL)
+        if not report.ok or dry_run:
+            return report
+        # Pass 2 applies the spooled rows in the caller's transaction.
+        applied = ImportReport(kind, rows=report.rows, ignored_columns=report.ignored_columns)
+        touched: set[int] = set()
+        spool.seek(0)
+        done = 0
+        while True:
+            try:
+                batch = pickle.load(spool)
+            except EOFError:
+                break
+            touched |= await APPLY[kind](session, ctx, batch, applied)
+            done += len(batch)
+            if progress:
+                progress("importing", done, report.rows)
     await session.flush()
     await _refresh_rollups(session, touched)
     audit.record(session, action="import", entity=kind, entity_id=None, user_id=user_id, actor="import",

@@ -45,6 +45,11 @@ def _make_date(year: int, month: int, day: int, raw: str) -> date:
 
 def parse_date(value: object, *, today: date | None = None) -> date:
     """A date from what a person or a spreadsheet wrote (see the module rules)."""
+    if isinstance(value, str) and len(value) == 10 and value[4] == "-" and value[7] == "-":
+        try:  # the common case in files: ISO dates
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
     today = today or date.today()
     if isinstance(value, datetime):
         return value.date()
@@ -93,6 +98,7 @@ def _excel_serial(serial: float, raw: str) -> date:
     return _EXCEL_EPOCH + timedelta(days=int(serial))
 
 
+_PLAIN_AMOUNT = re.compile(r"\d{1,16}(\.\d{1,2})?")
 _AMOUNT_NOISE = re.compile(r"(rmb|cny|usd|hkd|元|圆|块|[¥$€£])", re.IGNORECASE)
 
 
@@ -108,6 +114,13 @@ def parse_amount_cents(value: object) -> int:
         number = value
     else:
         raw = str(value)
+        plain = raw.replace(",", "")
+        if _PLAIN_AMOUNT.fullmatch(plain):  # the common case in files: 12,800.50
+            whole, _, fraction = plain.partition(".")
+            cents = int(whole) * 100 + int((fraction + "00")[:2])
+            if cents > 10**15:
+                raise DomainError(N_("“{value}” is too large to be an amount"), value=value)
+            return cents
         text = fold_width(raw).strip().lower()
         multiplier = Decimal(1)
         if text.endswith("万"):
