@@ -31,6 +31,8 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
+            # 64 MiB page cache (the default is 2 MiB): index upkeep on big imports and reports stays in RAM.
+            cursor.execute("PRAGMA cache_size=-65536")
             cursor.close()
 
         return engine
