@@ -82,3 +82,14 @@ async def retire_entry(session: AsyncSession, entry_id: int) -> None:
     if entry is None:
         raise DomainError(N_("no such dictionary entry"))
     entry.active = False
+
+
+async def rename_entry(session: AsyncSession, entry_id: int, labels: tuple[str, str, str]) -> DictionaryEntry:
+    """Rename an entry in every language; customers pointing at it show the new name at once."""
+    entry = await session.get(DictionaryEntry, entry_id)
+    if entry is None:
+        raise DomainError(N_("no such dictionary entry"))
+    if not all(label.strip() for label in labels):
+        raise DomainError(N_("a dictionary entry needs a code and a label in every language"))
+    entry.label_zh_hans, entry.label_zh_hant, entry.label_en = (label.strip() for label in labels)
+    return entry
