@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -203,6 +204,49 @@ async def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_lookup(args: argparse.Namespace, settings: Settings) -> int:
+    from services.access import Viewer
+    from services.lookup import build_index
+
+    if not args.batch and not args.query:
+        raise CliError(_("give a query, or --batch FILE"))
+    if args.limit < 1:
+        raise CliError(_("--limit must be at least 1"))
+    if args.batch:
+        try:
+            lines = Path(args.batch).read_text(encoding="utf-8-sig").splitlines()
+        except OSError:
+            raise CliError(_("cannot read {path}").format(path=args.batch)) from None
+
+    async def work(session):  # noqa: ANN001, ANN202
+        return await build_index(session)
+
+    index = await _with_session(settings, work)
+    viewer = Viewer.everyone()
+
+    def found(query: str) -> list[dict[str, Any]]:
+        return [{"customer_id": m.customer_id, "name": m.name, "score": m.score, "why": m.why,
+                 "matched": m.matched} for m in index.search(query, viewer, args.limit)]
+
+    if args.batch:
+        for line in lines:
+            query = line.strip()
+            if query:
+                print(json.dumps({"query": query, "matches": found(query)}, ensure_ascii=False))
+        return 0
+    matches = found(args.query)
+    if args.json:
+        print(json.dumps(matches, ensure_ascii=False))
+    elif not matches:
+        print(_("No customer matches “{query}”.").format(query=args.query))
+    else:
+        why = {"name": _("name"), "alias": _("short name or alias"), "pinyin": _("pinyin"),
+               "contact": _("contact person"), "phone": _("phone")}
+        for rank, match in enumerate(matches, start=1):
+            print(f"{rank}. {match['name']}  ({match['score']:.0f}, {why[match['why']]}: {match['matched']})")
+    return 0
+
+
 def cmd_test(args: list[str]) -> int:
     """Run the test suite (the README's test command). pytest's "no tests ran" (5) is a failure here."""
     env = dict(os.environ)
@@ -261,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--output", "-o", help=_("file to write (default: DATA_DIR/exports/…)"))
     exp.add_argument("--include-archived", action="store_true", help=_("include archived customers"))
     exp.add_argument("--timezone", help=_("time zone of times in the file (default DEFAULT_TIMEZONE)"))
+    look = sub.add_parser("lookup", help=_("find customers by name, short name, pinyin, contact or phone"))
+    look.add_argument("query", nargs="?")
+    look.add_argument("--limit", type=int, default=10, help=_("how many matches at most (default 10)"))
+    look.add_argument("--json", action="store_true", help=_("print JSON"))
+    look.add_argument("--batch", help=_("read one query per line from this file; print one JSON line per query"))
     user = sub.add_parser("user", help=_("add, list, change or disable users"))
     actions = user.add_subparsers(dest="action", required=True, parser_class=_Parser)
     add = actions.add_parser("add", help=_("add a user"))
@@ -282,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {
     "run": cmd_run, "migrate": cmd_migrate, "demo-data": cmd_demo_data, "import": cmd_import,
-    "export": cmd_export, "user": cmd_user,
+    "export": cmd_export, "user": cmd_user, "lookup": cmd_lookup,
 }
 
 

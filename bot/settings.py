@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     default_language: str = Field(default="zh_Hans", description="zh_Hans, zh_Hant or en")
     default_timezone: str = Field(default="Asia/Shanghai", description="IANA time zone for new users")
     currency: str = Field(default="CNY", description="ISO currency code amounts are recorded in")
+    reps_see_unassigned: bool = Field(default=True, description="Reps may see and take unassigned customers")
     http_host: str = Field(default="127.0.0.1")
     http_port: int = Field(default=8080)
     log_level: str = Field(default="INFO")

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import ContactStrategy, Customer, DictionaryEntry, PurchaseStrategy, Stage, User, utcnow
 from services import audit
+from services.lookup import track_change
 from services.messages import N_, DomainError
 
 EDITABLE = {
@@ -70,6 +71,7 @@ async def create_customer(session: AsyncSession, *, user_id: int | None = None, 
     customer = Customer(**values)
     session.add(customer)
     await session.flush()
+    track_change(session, customer.id)
     audit.record(session, action="create", entity="customer", entity_id=customer.id,
                  changes={k: v for k, v in values.items() if v not in (None, "", [])}, user_id=user_id, actor=actor)
     return customer
@@ -94,6 +96,7 @@ async def update_customer(session: AsyncSession, customer_id: int, *, user_id: i
             setattr(customer, field, new)
     if changes:
         customer.updated_at = utcnow()
+        track_change(session, customer.id)
         audit.record(session, action="update", entity="customer", entity_id=customer.id, changes=changes,
                      user_id=user_id, actor=actor)
     return customer
@@ -103,7 +106,8 @@ async def archive_customer(session: AsyncSession, customer_id: int, *, user_id: 
                            reason: str | None = None) -> Customer:
     """Archive instead of delete: the record and all its history stay, hidden from daily use."""
     customer = await get_customer(session, customer_id)
-    customer.archived_at = utcnow()
+    customer.archived_at = customer.updated_at = utcnow()
+    track_change(session, customer.id)
     audit.record(session, action="archive", entity="customer", entity_id=customer.id,
                  changes={"reason": reason} if reason else {}, user_id=user_id)
     return customer
@@ -114,6 +118,8 @@ async def restore_customer(session: AsyncSession, customer_id: int, *, user_id: 
     if customer.archived_at is None:
         return customer
     customer.archived_at = None
+    customer.updated_at = utcnow()
+    track_change(session, customer.id)
     audit.record(session, action="restore", entity="customer", entity_id=customer.id, user_id=user_id)
     return customer
 

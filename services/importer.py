@@ -464,6 +464,9 @@ async def _apply_contacts(session: AsyncSession, ctx: Context, batch: list[dict[
             await session.execute(update(ContactPerson).where(ContactPerson.id == target).values(**values))
             report.updated += 1
     await session.flush()
+    # Contact names and phones are searchable: the customer counts as changed (see services.lookup.sync).
+    await session.execute(update(Customer).where(Customer.id.in_({v["customer_id"] for v in batch}))
+                          .values(updated_at=now).execution_options(synchronize_session=False))
     return set()
 
 

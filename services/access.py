@@ -1,0 +1,58 @@
+"""Who may see which customers.
+
+Rules (DESIGN.md, security):
+- an admin sees every customer;
+- a manager sees the customers of their team (themselves and every user below them, at any depth) and
+  unassigned customers, so they can assign them;
+- a rep sees their own customers, and unassigned ones when the admin allows it (REPS_SEE_UNASSIGNED);
+- a disabled user sees nothing; archived customers are never shown in daily use.
+The same `Viewer` is applied inside the lookup index (before any top-k cut) and in every query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Role, User
+
+
+@dataclass(frozen=True)
+class Viewer:
+    user_id: int | None
+    role: str
+    owners: frozenset[int] | None  # None: every owner
+    unassigned: bool
+
+    @classmethod
+    def everyone(cls) -> "Viewer":
+        """The CLI / system view: every customer."""
+        return cls(None, Role.admin, None, True)
+
+    def can_see(self, owner_id: int | None) -> bool:
+        if owner_id is None:
+            return self.unassigned
+        return self.owners is None or owner_id in self.owners
+
+
+async def team_of(session: AsyncSession, manager_id: int) -> set[int]:
+    """The manager and everyone reporting to them, directly or through other managers."""
+    team = {manager_id}
+    frontier = {manager_id}
+    while frontier:
+        below = set((await session.execute(select(User.id).where(User.manager_id.in_(frontier)))).scalars())
+        frontier = below - team
+        team |= below
+    return team
+
+
+async def viewer_for(session: AsyncSession, user: User, *, reps_see_unassigned: bool = True) -> Viewer:
+    if not user.active:
+        return Viewer(user.id, user.role, frozenset(), False)
+    if user.role == Role.admin:
+        return Viewer(user.id, user.role, None, True)
+    if user.role == Role.manager:
+        return Viewer(user.id, user.role, frozenset(await team_of(session, user.id)), True)
+    return Viewer(user.id, user.role, frozenset({user.id}), reps_see_unassigned)

@@ -1,0 +1,564 @@
+"""Customer lookup: find the right customer from whatever a rep types, in milliseconds.
+
+What is searched, per customer: the full name, short name and aliases, the contact persons' names, and
+phone numbers (the customer's and the contacts'). A query may be hanzi (exact, partial, a wrong or
+missing character, a homophone the input method picked), pinyin without tones (with or without spaces,
+unfinished at the end), initials, Traditional characters, Latin names (any case or accents, typos, any
+word order), or digits (a whole phone number in any format, or its last 4+ digits).
+
+How (rules):
+1. Names are folded and stripped of boilerplate (services.textnorm) so 广州市 / 有限公司 / Co., Ltd. never
+   drown the distinctive part.
+2. Candidates come from an inverted index of grams — hanzi bigrams, pinyin syllable bigrams (every common
+   reading of polyphonic characters, so homophones meet), initials bigrams, Latin words and trigrams,
+   the last four digits of phones — weighted by rarity (IDF).
+3. The viewer's visibility (services.access) is applied to *all* candidates before the top-k cut, so a
+   rep never loses their own customer behind others they cannot see.
+4. The best candidates are re-ranked by an exact score per field, which also says why they matched:
+   name, alias, pinyin, contact or phone.
+5. The index follows changes at once (`refresh` after a commit) and is rebuilt from the database on start.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from array import array
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+
+import numpy as np
+from rapidfuzz import fuzz
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import ContactPerson, Customer
+from services.access import Viewer
+from services.parsing import phone_digits
+from services.textnorm import (SYLLABLES, char_readings, core_name, fold, is_han, reading_variants,
+                               segment_pinyin)
+
+GROUP, FIELD = "\x1e", "\x1f"
+_WORDS = re.compile(r"[a-z0-9]+")
+_PHONEISH = re.compile(r"^[\d\s+\-().#*/]+$")
+WEIGHT = {"H": 1.0, "h": 0.35, "P": 0.9, "p": 0.3, "I": 0.5, "w": 1.0, "t": 0.45, "d": 1.0}
+POSTING_BUDGET = 400_000  # postings read per query at most (rarest grams first)
+
+
+@dataclass(frozen=True)
+class Match:
+    customer_id: int
+    name: str
+    score: float
+    why: str  # name, alias, pinyin, contact, phone
+    matched: str  # the text that matched (a short name, a contact's name, a phone number …)
+
+
+@dataclass
+class CustomerText:
+    """What the index knows of one customer."""
+
+    customer_id: int
+    owner_id: int | None
+    names: list[str]  # full name first, then short name and aliases
+    contacts: list[str] = field(default_factory=list)
+    phones: list[str] = field(default_factory=list)
+
+    def pack(self) -> str:
+        """Display name, folded core names, folded contact names, phone digits — what re-ranking reads."""
+        cores = list(dict.fromkeys(core_name(fold(name)) for name in self.names))
+        people = list(dict.fromkeys(fold(person) for person in self.contacts))
+        return GROUP.join([self.names[0], FIELD.join(cores), FIELD.join(people), FIELD.join(self.phones)])
+
+
+# --------------------------------------------------------------------------- grams
+
+
+def _han_grams(core: str, grams: set[str], *, person: bool) -> None:
+    han = "".join(ch for ch in core if is_han(ch))
+    if not han:
+        return
+    for i, ch in enumerate(han):
+        grams.add("h" + ch)
+        if i:
+            grams.add("H" + han[i - 1:i + 1])
+    per_char = [r[:2] for r in char_readings(han, person=person)]
+    for i, rs in enumerate(per_char):
+        for r in rs:
+            grams.add("p" + r)
+        if i:
+            for a in per_char[i - 1]:
+                for b in rs:
+                    grams.add(f"P{a} {b}")
+                    grams.add("I" + a[:1] + b[:1])
+
+
+def _latin_grams(core: str, grams: set[str]) -> None:
+    for word in _WORDS.findall(core):
+        if word.isdigit():
+            continue
+        grams.add("w" + word)
+        padded = f"^{word}$"
+        for i in range(len(padded) - 2):
+            grams.add("t" + padded[i:i + 3])
+
+
+def document_grams(doc: CustomerText) -> set[str]:
+    grams: set[str] = set()
+    for name in doc.names:
+        core = core_name(fold(name))
+        _han_grams(core, grams, person=False)
+        _latin_grams(core, grams)
+    for person in doc.contacts:
+        folded = fold(person)
+        _han_grams(folded, grams, person=True)
+        _latin_grams(folded, grams)
+    for digits in doc.phones:
+        if len(digits) >= 4:
+            grams.add("d" + digits[-4:])
+    return grams
+
+
+@dataclass
+class Query:
+    raw: str
+    folded: str
+    core: str
+    han: str
+    letters: str  # Latin letters and digits without spaces
+    words: list[str]
+    syllables: tuple[str, ...] | None
+    digits: str
+    phone: bool
+
+
+def parse_query(raw: str) -> Query:
+    folded = fold(raw).strip()
+    core = core_name(folded) if folded else ""
+    digits = re.sub(r"\D", "", folded)
+    phone = bool(_PHONEISH.match(folded)) and len(digits) >= 4
+    if phone:
+        digits = phone_digits(folded)
+    han = "".join(ch for ch in core if is_han(ch))
+    words = [w for w in _WORDS.findall(core)]
+    letters = "".join(words)
+    syllables = segment_pinyin(letters) if letters.isalpha() and not han else None
+    return Query(raw, folded, core, han, letters, words, syllables, digits, phone)
+
+
+def query_grams(q: Query) -> dict[str, float]:
+    grams: dict[str, float] = {}
+    if q.phone:
+        grams["d" + q.digits[-4:]] = WEIGHT["d"]
+        return grams
+    found: set[str] = set()
+    if q.han:
+        _han_grams(q.han, found, person=False)
+        # Initials are for typed letters; syllable unigrams only help a one-character query (hanzi
+        # unigrams stay: with a wrong character, the rare right ones still point at the customer).
+        found = {g for g in found if g[0] != "I" and (len(q.han) == 1 or g[0] != "p")}
+    if q.words:
+        _latin_grams(" ".join(q.words), found)
+        if q.syllables:
+            whole = list(q.syllables)
+            complete = whole if whole[-1] in SYLLABLES else whole[:-1]
+            for a, b in zip(complete, complete[1:]):
+                found.add(f"P{a} {b}")
+            if len(complete) == 1:
+                found.add("p" + complete[0])
+        if len(q.letters) <= 12 and q.letters.isalpha():
+            for a, b in zip(q.letters, q.letters[1:]):
+                found.add("I" + a + b)
+    for gram in found:
+        grams[gram] = WEIGHT[gram[0]]
+    return grams
+
+
+# --------------------------------------------------------------------------- exact scoring
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """What scoring needs of one searchable text, computed once (cached) rather than per query."""
+
+    text: str  # folded core
+    han: str
+    readings: tuple[frozenset[str], ...]
+    latin: str
+    spellings: tuple[str, ...]  # whole-name pinyin, primary reading first
+    syllables: tuple[str, ...]  # the same, syllables separated by spaces
+    capitals: tuple[str, ...]  # initials
+
+
+@lru_cache(maxsize=200_000)
+def field_info(core: str, person: bool) -> FieldInfo:
+    han = "".join(ch for ch in core if is_han(ch))
+    per_char = char_readings(han, person=person) if han else []
+    variants = reading_variants([r[:2] for r in per_char], limit=4) if han else []
+    return FieldInfo(
+        core, han, tuple(frozenset(r) for r in per_char), " ".join(_WORDS.findall(core)) if not han else "",
+        tuple("".join(v) for v in variants), tuple(" " + " ".join(v) + " " for v in variants),
+        tuple("".join(s[:1] for s in v) for v in variants),
+    )
+
+
+def _coverage(part: int, whole: int) -> float:
+    return part / max(whole, 1)
+
+
+def _score_han(q: Query, f: FieldInfo) -> tuple[float, str]:
+    """A hanzi query against one field: exact, contained, one character missing or wrong, homophones."""
+    han, qh = f.han, q.han
+    if not han:
+        return 0.0, ""
+    if qh == han or q.core == f.text:
+        return 100.0, "text"
+    n, m = len(han), len(qh)
+    if qh in han:
+        return 90.0 + 8 * _coverage(m, n) - (0 if han.startswith(qh) else 2), "text"
+    best, how = 0.0, ""
+    # The query's characters in order, with gaps: characters left out (人软件 for 人易软件).
+    if 2 <= m < n:
+        pos, gaps, last = 0, 0, -1
+        for ch in qh:
+            found = han.find(ch, pos)
+            if found < 0:
+                break
+            gaps += last >= 0 and found != last + 1
+            last, pos = found, found + 1
+        else:
+            best, how = 78.0 + 8 * _coverage(m, n) + 4 - 3 * gaps - (2 if han[0] != qh[0] else 0), "text"
+    # Same positions: one character wrong (人易软建 for 人易软件), homophones counting as near matches.
+    qr = char_readings(qh)
+    for start in range(0, max(n - m, 0) + 1):
+        window = han[start:start + m]
+        same = sum(a == b for a, b in zip(qh, window))
+        sound = sum(a != b and bool(set(r) & f.readings[start + i]) for i, (a, b, r) in
+                    enumerate(zip(qh, window, qr)) if start + i < n)
+        if same + sound == m and sound:  # every character sounds right: the input method picked a homophone
+            score = 78.0 + 8 * _coverage(m, n) + 4 * same / m - (2 if start else 0)
+            if score > best:
+                best, how = score, "pinyin"
+        elif m >= 3 and same >= m / 2:
+            score = 60.0 + 24 * (same + 0.8 * sound) / m + 4 * _coverage(m, n) - (2 if start else 0)
+            if score > best:
+                best, how = score, "text"
+    fuzzy = fuzz.ratio(qh, han) * 0.8
+    if fuzzy > best:
+        best, how = fuzzy, "text"
+    return best, how
+
+
+def _score_letters(q: Query, f: FieldInfo) -> tuple[float, str]:
+    """A Latin query against one field: a Latin name (typos, word order), pinyin, or initials."""
+    best, how = 0.0, ""
+    if f.latin:
+        latin = f.latin
+        if q.core == latin or q.letters == latin.replace(" ", ""):
+            return 100.0, "text"
+        if latin.startswith(q.core):
+            best, how = 88.0 + 10 * _coverage(len(q.core), len(latin)), "text"
+        words = " ".join(q.words)
+        # Word order may differ; among equals, the one written in the same order wins (a tiny share).
+        score = max(fuzz.WRatio(words, latin) * 0.93, fuzz.token_sort_ratio(words, latin) * 0.96) \
+            + fuzz.ratio(words, latin) * 0.02
+        if score > best:
+            best, how = score, "text"
+    if f.han and q.letters.isalpha():
+        letters = q.letters
+        for rank, spelled in enumerate(f.spellings):
+            alternate = 3 * (rank > 0)  # a less common reading ranks a little lower
+            if letters == spelled:
+                return 97.0 - alternate, "pinyin"
+            if spelled.startswith(letters):
+                score = 86.0 + 10 * _coverage(len(letters), len(spelled)) - alternate
+            elif q.syllables and len(q.syllables) > 1 and " " + " ".join(q.syllables) in f.syllables[rank]:
+                score = 80.0 + 10 * _coverage(len(letters), len(spelled)) - alternate
+            else:
+                score = 0.0
+            caps = f.capitals[rank]
+            if letters == caps:
+                score = max(score, 90.0 - alternate)
+            elif len(letters) >= 2 and caps.startswith(letters):
+                score = max(score, 80.0 + 8 * _coverage(len(letters), len(caps)) - alternate)
+            elif len(letters) >= 3 and letters in caps:
+                score = max(score, 74.0 - alternate)
+            if score > best:
+                best, how = score, "pinyin"
+        if best < 70 and len(letters) >= 4 and f.spellings:
+            typo = fuzz.ratio(letters, f.spellings[0]) * 0.8
+            if typo > best:
+                best, how = typo, "pinyin"
+    return best, how
+
+
+def score_document(q: Query, packed: str) -> tuple[float, str, str]:
+    """(score 0–100, why, what matched) of one customer for one query."""
+    display, cores, contacts, phones = packed.split(GROUP)
+    best = (0.0, "", "")
+    if q.phone:
+        for number in phones.split(FIELD) if phones else ():
+            if number == q.digits:
+                return 100.0, "phone", number
+            if number.endswith(q.digits):
+                best = max(best, (88.0 + 10 * _coverage(len(q.digits), len(number)), "phone", number))
+        return best
+    scorer = _score_han if q.han else _score_letters
+    for index, core in enumerate(cores.split(FIELD)):
+        score, how = scorer(q, field_info(core, False))
+        if score > best[0]:
+            best = (score, "pinyin" if how == "pinyin" else ("name" if index == 0 else "alias"), core)
+    for person in contacts.split(FIELD) if contacts else ():
+        score, how = scorer(q, field_info(person, True))
+        if score * 0.95 > best[0]:
+            best = (score * 0.95, "contact", person)
+    return best
+
+
+# --------------------------------------------------------------------------- the index
+
+
+class LookupIndex:
+    """In-memory index of every active customer; one per process, rebuilt from the database on start."""
+
+    def __init__(self) -> None:
+        self._docs_text: list[str] = []
+        self._names: list[str] = []
+        self._customer = np.zeros(0, dtype=np.int64)
+        self._owner = np.zeros(0, dtype=np.int32)
+        self._alive = np.zeros(0, dtype=bool)
+        self._size = 0
+        self._doc_of: dict[int, int] = {}
+        self._slot: dict[str, int] = {}
+        self._offsets = np.zeros(1, dtype=np.int64)
+        self._postings = np.zeros(0, dtype=np.int32)
+        self._delta: dict[str, list[int]] = {}
+        self._masks: dict[Viewer, np.ndarray] = {}
+        self.version = 0
+        self.watermark: datetime | None = None  # newest customers.updated_at seen (see `sync`)
+
+    # ---- building
+
+    def __len__(self) -> int:
+        return len(self._doc_of)
+
+    def _grow(self, needed: int) -> None:
+        capacity = len(self._customer)
+        if needed <= capacity:
+            return
+        new = max(needed, capacity * 2, 1024)
+        for name in ("_customer", "_owner", "_alive"):
+            old = getattr(self, name)
+            grown = np.zeros(new, dtype=old.dtype)
+            grown[:capacity] = old
+            setattr(self, name, grown)
+
+    def _add_doc(self, doc: CustomerText) -> int:
+        index = self._size
+        self._grow(index + 1)
+        self._size += 1
+        self._customer[index] = doc.customer_id
+        self._owner[index] = -1 if doc.owner_id is None else doc.owner_id
+        self._alive[index] = True
+        self._docs_text.append(doc.pack())
+        self._doc_of[doc.customer_id] = index
+        return index
+
+    def build(self, docs: Iterable[CustomerText]) -> None:
+        """Replace the whole index (start-up)."""
+        watermark = self.watermark
+        self.__init__()
+        self.watermark = watermark
+        lists: dict[str, array] = {}
+        for doc in docs:
+            index = self._add_doc(doc)
+            for gram in document_grams(doc):
+                posting = lists.get(gram)
+                if posting is None:
+                    lists[gram] = posting = array("i")
+                posting.append(index)
+        self._freeze(lists)
+
+    def _freeze(self, lists: dict[str, array]) -> None:
+        grams = list(lists)
+        lengths = np.fromiter((len(lists[g]) for g in grams), dtype=np.int64, count=len(grams))
+        offsets = np.zeros(len(grams) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        postings = np.empty(int(offsets[-1]), dtype=np.int32)
+        for i, gram in enumerate(grams):
+            postings[offsets[i]:offsets[i + 1]] = np.frombuffer(lists[gram], dtype=np.int32)
+        self._slot = {gram: i for i, gram in enumerate(grams)}
+        self._offsets, self._postings = offsets, postings
+        self._delta = {}
+        self._masks.clear()
+        self.version += 1
+
+    def upsert(self, doc: CustomerText) -> None:
+        """Add a new customer or replace an edited one; findable by the next query."""
+        self.remove(doc.customer_id)
+        index = self._add_doc(doc)
+        for gram in document_grams(doc):
+            self._delta.setdefault(gram, []).append(index)
+        self._masks.clear()
+        self.version += 1
+
+    def remove(self, customer_id: int) -> None:
+        index = self._doc_of.pop(customer_id, None)
+        if index is not None:
+            self._alive[index] = False
+            self._masks.clear()
+            self.version += 1
+
+    # ---- searching
+
+    def _mask(self, viewer: Viewer) -> np.ndarray:
+        mask = self._masks.get(viewer)
+        if mask is None or len(mask) != self._size:
+            alive = self._alive[:self._size]
+            owner = self._owner[:self._size]
+            if viewer.owners is None:
+                mask = alive.copy() if viewer.unassigned else alive & (owner != -1)
+            else:
+                allowed = np.isin(owner, np.fromiter(viewer.owners, dtype=np.int32))
+                if viewer.unassigned:
+                    allowed |= owner == -1
+                mask = alive & allowed
+            if len(self._masks) > 256:
+                self._masks.clear()
+            self._masks[viewer] = mask
+        return mask
+
+    def _posting(self, gram: str) -> np.ndarray | None:
+        slot = self._slot.get(gram)
+        base = self._postings[self._offsets[slot]:self._offsets[slot + 1]] if slot is not None else None
+        extra = self._delta.get(gram)
+        if extra:
+            tail = np.asarray(extra, dtype=np.int32)
+            return tail if base is None else np.concatenate([base, tail])
+        return base
+
+    def candidates(self, q: Query, viewer: Viewer, k: int) -> np.ndarray:
+        grams = query_grams(q)
+        if not grams or self._size == 0:
+            return np.zeros(0, dtype=np.int64)
+        found = []
+        for gram, weight in grams.items():
+            posting = self._posting(gram)
+            if posting is not None and len(posting):
+                found.append((len(posting), gram, weight, posting))
+        if not found:
+            return np.zeros(0, dtype=np.int64)
+        found.sort(key=lambda item: item[0])
+        total = max(1, len(self._doc_of))
+        ids, weights, budget = [], [], 0
+        for length, _gram, weight, posting in found:
+            if budget and budget + length > POSTING_BUDGET:
+                break
+            budget += length
+            ids.append(posting)
+            weights.append(np.full(length, weight * math.log1p(total / length), dtype=np.float32))
+        scores = np.bincount(np.concatenate(ids), weights=np.concatenate(weights), minlength=self._size)
+        scores = scores[:self._size] * self._mask(viewer)
+        hits = np.flatnonzero(scores)
+        if len(hits) > k:
+            hits = hits[np.argpartition(scores[hits], -k)[-k:]]
+        return hits
+
+    def search(self, query: str, viewer: Viewer, limit: int = 10) -> list[Match]:
+        """Ranked matches the viewer may see, best first, each with a score and why it matched."""
+        q = parse_query(query)
+        if not q.folded or (not q.han and not q.letters and not q.phone):
+            return []
+        if not q.phone and len(q.han) + len(q.letters) < 2 and not q.han:
+            return []
+        k = max(limit * 4, 32)
+        ranked = []
+        for doc in self.candidates(q, viewer, k).tolist():
+            packed = self._docs_text[doc]
+            score, why, matched = score_document(q, packed)
+            if score >= 50:
+                name = packed.split(GROUP, 1)[0]
+                ranked.append((-score, len(name), int(self._customer[doc]), name, why, matched))
+        ranked.sort()
+        return [Match(cid, name, round(-neg, 1), why, matched)
+                for neg, _len, cid, name, why, matched in ranked[:limit]]
+
+
+# --------------------------------------------------------------------------- database
+
+
+async def load_documents(session: AsyncSession, customer_ids: Iterable[int] | None = None) -> list[CustomerText]:
+    """The searchable text of active customers (all, or these), with their contacts and phones."""
+    query = (select(Customer.id, Customer.owner_id, Customer.name, Customer.short_name, Customer.aliases,
+                    Customer.phone).where(Customer.archived_at.is_(None)).order_by(Customer.id))
+    contact_query = (select(ContactPerson.customer_id, ContactPerson.name, ContactPerson.mobile,
+                            ContactPerson.office_phone).where(ContactPerson.archived_at.is_(None)))
+    wanted = None
+    if customer_ids is not None:
+        wanted = sorted(set(customer_ids))
+        query = query.where(Customer.id.in_(wanted))
+        contact_query = contact_query.where(ContactPerson.customer_id.in_(wanted))
+    docs: dict[int, CustomerText] = {}
+    async for cid, owner, name, short, aliases, phone in await session.stream(query.execution_options(yield_per=20000)):
+        names = [name] + [n for n in (short, *(aliases or [])) if n and n != name]
+        docs[cid] = CustomerText(cid, owner, names, [], [d for d in (phone_digits(phone),) if d])
+    async for cid, person, mobile, office in await session.stream(contact_query.execution_options(yield_per=20000)):
+        doc = docs.get(cid)
+        if doc is None:
+            continue
+        doc.contacts.append(person)
+        for number in (mobile, office):
+            digits = phone_digits(number)
+            if digits:
+                doc.phones.append(digits)
+    return list(docs.values())
+
+
+async def _latest_change(session: AsyncSession) -> datetime | None:
+    return await session.scalar(select(func.max(Customer.updated_at)))
+
+
+async def build_index(session: AsyncSession) -> LookupIndex:
+    """The whole index from the database (on start)."""
+    index = LookupIndex()
+    index.watermark = await _latest_change(session)
+    index.build(await load_documents(session))
+    return index
+
+
+async def sync(index: LookupIndex, session: AsyncSession) -> int:
+    """Pick up changes other processes committed (a CLI import, another bot instance): every customer
+    whose `updated_at` is not older than the last sync is reloaded. Returns how many were looked at."""
+    latest = await _latest_change(session)
+    if latest is None or (index.watermark is not None and latest < index.watermark):
+        return 0
+    query = select(Customer.id)
+    if index.watermark is not None:
+        query = query.where(Customer.updated_at >= index.watermark)
+    ids = set((await session.execute(query)).scalars())
+    await refresh(index, session, ids)
+    index.watermark = latest
+    return len(ids)
+
+
+CHANGED = "lookup_changed_customers"
+
+
+def track_change(session: AsyncSession, *customer_ids: int) -> None:
+    """Note that these customers' searchable text may have changed; `refresh` them after the commit."""
+    session.info.setdefault(CHANGED, set()).update(customer_ids)
+
+
+async def refresh(index: LookupIndex, session: AsyncSession, customer_ids: Iterable[int] | None = None) -> None:
+    """Bring the index up to date for customers changed in a committed transaction."""
+    ids = set(customer_ids) if customer_ids is not None else session.info.pop(CHANGED, set())
+    if not ids:
+        return
+    docs = {doc.customer_id: doc for doc in await load_documents(session, ids)}
+    for cid in ids:
+        if cid in docs:
+            index.upsert(docs[cid])
+        else:  # archived or gone
+            index.remove(cid)
