@@ -102,8 +102,10 @@ async def _ids(session: AsyncSession, model, key: str = "code") -> dict[str, int
 
 
 async def generate(session: AsyncSession, *, customers: int, seed: int = 42, today: date | None = None,
-                   progress: Callable[[int, int], None] | None = None, batch: int = 2000) -> DemoSummary:
-    """Add a demo data set to the database in the session's transaction (the caller commits)."""
+                   progress: Callable[[int, int], None] | None = None, batch: int = 2000,
+                   history: bool = True) -> DemoSummary:
+    """Add a demo data set to the database in the session's transaction (the caller commits).
+    `history=False` leaves out purchases, interactions and feedback (customers and contacts only)."""
     rng = random.Random(seed)
     today = today or date.today()
     summary = DemoSummary()
@@ -201,7 +203,7 @@ async def generate(session: AsyncSession, *, customers: int, seed: int = 42, tod
                 row["lost_reason"] = rng.choice(["价格太高", "已有固定供应商", "预算取消"])
             # Purchases: a rhythm, a typical ticket, maybe churn part way.
             purchases = []
-            if buyer:
+            if buyer and history:
                 gap = rng.choices([g for g, _ in RHYTHMS], weights=[w for _, w in RHYTHMS])[0]
                 ticket = rng.lognormvariate(9, 1.0)  # ~8 000 yuan typical
                 stop = today - timedelta(days=rng.randint(60, 700)) if rng.random() < 0.25 else today
@@ -223,7 +225,7 @@ async def generate(session: AsyncSession, *, customers: int, seed: int = 42, tod
                                  "best_call_time": rng.choice(["上午10点后", "下午2-4点", "工作日晚上", None]),
                                  "hobbies": rng.choice(["钓鱼", "羽毛球", "茶", "高尔夫", None]), "created_at": now})
             interactions = []
-            for _ in range(rng.randint(0, 6)):
+            for _ in range(rng.randint(0, 6) if history else 0):
                 kind = rng.choices(list(SUMMARIES), weights=[35, 40, 10, 8, 4, 3])[0]
                 when = datetime.combine(today - timedelta(days=rng.randint(1, 240)),
                                         time(rng.randint(9, 17), rng.choice((0, 15, 30, 45))), tz).astimezone(UTC)
@@ -231,7 +233,7 @@ async def generate(session: AsyncSession, *, customers: int, seed: int = 42, tod
                                      "summary": rng.choice(SUMMARIES[kind]), "created_at": now,
                                      "attachments": []})
             feedback = []
-            if rng.random() < 0.06:
+            if history and rng.random() < 0.06:
                 kind = rng.choices(list(FEEDBACK_TEXTS), weights=[50, 20, 20, 10])[0]
                 raised = datetime.combine(today - timedelta(days=rng.randint(1, 300)), time(10), tz).astimezone(UTC)
                 resolved = kind != "complaint" or rng.random() < 0.7

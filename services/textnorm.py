@@ -36,6 +36,12 @@ def _t2s_table() -> dict[int, str]:
 
 _T2S = _t2s_table()
 _HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_NOT_HAN = re.compile(r"[^\u3400-\u9fff\uf900-\ufaff]+")
+
+
+def han_only(text: str) -> str:
+    """The hanzi of `text`, in order."""
+    return _NOT_HAN.sub("", text)
 
 
 def is_han(ch: str) -> bool:
@@ -108,6 +114,8 @@ def _reading_table() -> dict[str, tuple[str, ...]]:
 
 
 _READINGS = _reading_table()
+_NONE: tuple[str, ...] = ("",)
+READING_SETS: dict[str, frozenset[str]] = {ch: frozenset(r) for ch, r in _READINGS.items()}
 SYLLABLES = frozenset(s for readings in _READINGS.values() for s in readings)
 
 # Surnames whose reading differs from the character's most common one, and compound surnames.
@@ -139,18 +147,19 @@ def readings(ch: str) -> tuple[str, ...]:
 def char_readings(text: str, *, person: bool = False) -> list[tuple[str, ...]]:
     """Readings of each hanzi in `text` (other characters are skipped). A person's name starts with a
     surname, read by the surname table."""
-    han = [ch for ch in text if is_han(ch)]
+    han = han_only(text)
     out: list[tuple[str, ...]] = []
     start = 0
     if person and han:
-        pair = "".join(han[:2])
+        pair = han[:2]
         if pair in COMPOUND_SURNAMES:
             out.extend((s,) for s in COMPOUND_SURNAMES[pair])
             start = 2
         elif han[0] in SURNAME_READINGS:
             out.append(SURNAME_READINGS[han[0]])
             start = 1
-    out.extend(_READINGS.get(ch, ()) or ("",) for ch in han[start:])
+    get = _READINGS.get
+    out.extend(get(ch, _NONE) for ch in han[start:])
     return out
 
 

@@ -1,0 +1,199 @@
+"""Lookup speed, memory and accuracy, against a naive rapidfuzz baseline measured in the same run.
+
+    .venv/bin/python bench/lookup_bench.py [--sizes 10000,100000,1000000] [--queries 1000]
+
+For each size: demo customers with contacts in SQLite (made once, kept in bench/out/), then
+- build: loading the searchable text from the database, building the index, and the RSS the index
+  adds (measured after the loading buffers are freed);
+- latency per query on one core (p50 / p95 / p99) over a mix of query kinds made from that data;
+- the naive baseline, rapidfuzz `process.extract(query, all_names, scorer=WRatio)` over full names,
+  timed on a sample of the same queries, and the ratio.
+Then accuracy (top-1 / top-3) of both on the labelled set in tests/data.
+Targets (issue 3): p99 <= 5 ms at 100k and <= 30 ms at 1M; build <= 60 s at 1M; index RSS <= 150 MB
+at 100k; >= 20x faster than the baseline at 1M; top-1 >= 90 %, top-3 >= 98 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rapidfuzz import fuzz, process  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+
+from bot.db import make_engine, make_sessionmaker, upgrade  # noqa: E402
+from models import ContactPerson, Customer  # noqa: E402
+from services import demo  # noqa: E402
+from services.access import Viewer  # noqa: E402
+from services.lookup import LookupIndex, load_documents  # noqa: E402
+from services.textnorm import initials, pinyin  # noqa: E402
+from tests.lookup_set import evaluate, load_customers, load_queries  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+EVERYONE = Viewer.everyone()
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def database(size: int) -> str:
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"lookup_{size}.sqlite3"
+    url = f"sqlite+aiosqlite:///{path}"
+    engine = make_engine(url)
+    await upgrade(engine)
+    async with make_sessionmaker(engine)() as session:
+        have = await session.scalar(select(func.count(Customer.id)))
+        if have != size:
+            if have:
+                raise SystemExit(f"{path} holds {have} customers, not {size}: delete it")
+            started = time.perf_counter()
+            await demo.generate(session, customers=size, seed=size, history=False, batch=5000)
+            await session.commit()
+            print(f"  made {size:,} demo customers in {time.perf_counter() - started:.0f} s", flush=True)
+    await engine.dispose()
+    return url
+
+
+def make_queries(docs, count: int, rng: random.Random) -> list[str]:
+    """A realistic mix: short names, partial names, pinyin, initials, one wrong character, Traditional,
+    contacts, phone tails, Latin names with a typo."""
+    queries = []
+    while len(queries) < count:
+        doc = rng.choice(docs)
+        name, short = doc.names[0], doc.names[1] if len(doc.names) > 1 else doc.names[0]
+        kind = rng.randrange(9)
+        if kind == 0:
+            queries.append(short)
+        elif kind == 1:
+            queries.append(short[:2])
+        elif kind == 2:
+            queries.append(pinyin(short) or short.lower())
+        elif kind == 3:
+            queries.append(initials(short) or short.lower()[:4])
+        elif kind == 4:
+            i = rng.randrange(len(short))
+            queries.append(short[:i] + "的" + short[i + 1:])
+        elif kind == 5:
+            queries.append(to_traditional(name))
+        elif kind == 6 and doc.contacts:
+            queries.append(rng.choice(doc.contacts))
+        elif kind == 7 and doc.phones:
+            queries.append(rng.choice(doc.phones)[-4:])
+        else:
+            words = short.lower().split()
+            queries.append(" ".join(w[:-1] if len(w) > 4 else w for w in words))
+    return queries
+
+
+def to_traditional(text: str) -> str:
+    import opencc
+
+    return opencc.OpenCC("s2t").convert(text)
+
+
+def percentile(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+async def run_size(size: int, query_count: int, naive_samples: int) -> dict:
+    url = await database(size)
+    engine = make_engine(url)
+    gc.collect()
+    base = rss_mb()
+    started = time.perf_counter()
+    async with make_sessionmaker(engine)() as session:
+        docs = await load_documents(session)
+    loaded = time.perf_counter() - started
+    await engine.dispose()
+    rng = random.Random(size)
+    queries = make_queries(docs, query_count, rng)
+    names = [d.names[0] for d in docs]
+    before_build = rss_mb()
+    started = time.perf_counter()
+    index = LookupIndex()
+    index.build(docs)
+    built = time.perf_counter() - started
+    del docs
+    gc.collect()
+    # An upper bound: what the process grew by, less the baseline's name list (freed loading buffers
+    # that the allocator keeps are counted against the index).
+    index_rss = rss_mb() - base - (sys.getsizeof(names) + sum(map(sys.getsizeof, names))) / 2**20
+    for q in queries[:50]:  # warm caches the way a running bot would be
+        index.search(q, EVERYONE, 10)
+    times = []
+    for q in queries:
+        t = time.perf_counter()
+        index.search(q, EVERYONE, 10)
+        times.append((time.perf_counter() - t) * 1000)
+    naive = []
+    for q in queries[:naive_samples]:
+        t = time.perf_counter()
+        process.extract(q, names, scorer=fuzz.WRatio, limit=10)
+        naive.append((time.perf_counter() - t) * 1000)
+    result = {
+        "size": size, "load_s": loaded, "build_s": built, "index_rss_mb": index_rss,
+        "p50": percentile(times, 0.5), "p95": percentile(times, 0.95), "p99": percentile(times, 0.99),
+        "naive_p50": percentile(naive, 0.5), "naive_p99": percentile(naive, 0.99),
+        "rss_before_build": before_build,
+    }
+    result["ratio_p50"] = result["naive_p50"] / result["p50"]
+    result["ratio_p99"] = result["naive_p99"] / result["p99"]
+    print(f"{size:>9,} customers | load {loaded:5.1f} s + build {built:5.1f} s | index RSS {index_rss:6.0f} MB | "
+          f"ours p50 {result['p50']:.2f} p95 {result['p95']:.2f} p99 {result['p99']:.2f} ms | "
+          f"naive p50 {result['naive_p50']:.1f} p99 {result['naive_p99']:.1f} ms ({len(naive)} queries) | "
+          f"faster x{result['ratio_p50']:.0f} (p50) x{result['ratio_p99']:.0f} (p99)", flush=True)
+    return result
+
+
+async def accuracy() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(f"sqlite+aiosqlite:///{tmp}/set.sqlite3")
+        await upgrade(engine)
+        async with make_sessionmaker(engine)() as session:
+            ids = await load_customers(session)
+            docs = await load_documents(session)
+        await engine.dispose()
+    index = LookupIndex()
+    index.build(docs)
+    queries = load_queries()
+    ours = evaluate(lambda q: [m.customer_id for m in index.search(q, EVERYONE, 3)], queries, ids)
+    names = [d.names[0] for d in docs]
+    cids = [d.customer_id for d in docs]
+    naive = evaluate(lambda q: [cids[i] for _, _, i in process.extract(q, names, scorer=fuzz.WRatio, limit=3)],
+                     queries, ids)
+    print(f"accuracy on {ours.total} labelled queries (+{ours.ambiguous_total} ambiguous, top-3 only): "
+          f"ours top-1 {ours.top1_rate:.1%} top-3 {ours.top3_rate:.1%} (ambiguous top-3 "
+          f"{ours.ambiguous_top3_rate:.1%}) | naive top-1 {naive.top1_rate:.1%} top-3 {naive.top3_rate:.1%} "
+          f"(ambiguous top-3 {naive.ambiguous_top3_rate:.1%})")
+    print("  by kind (ours top-1 / naive top-1): " + ", ".join(
+        f"{kind} {o[1] / o[0]:.0%}/{naive.by_kind[kind][1] / o[0]:.0%}" for kind, o in sorted(ours.by_kind.items())))
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--naive-samples", type=int, default=30)
+    args = parser.parse_args()
+    await accuracy()
+    for size in (int(s) for s in args.sizes.split(",")):
+        await run_size(size, args.queries, args.naive_samples)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
