@@ -147,11 +147,14 @@ def parse_amount_cents(value: object) -> int:
     return int(cents)
 
 
+_NOT_DIGIT = re.compile(r"\D")
+
+
 def phone_digits(value: str | None) -> str:
     """The digits of a phone number, without a leading +86 / 0086 country code."""
     if not value:
         return ""
-    digits = re.sub(r"\D", "", fold_width(value))
+    digits = _NOT_DIGIT.sub("", value if value.isascii() else fold_width(value))
     if digits.startswith("0086"):
         digits = digits[4:]
     elif digits.startswith("86") and len(digits) == 13:
