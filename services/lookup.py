@@ -21,6 +21,7 @@ How (rules):
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import math
 import multiprocessing
@@ -200,7 +201,7 @@ def query_grams(q: Query) -> dict[str, float]:
 # --------------------------------------------------------------------------- exact scoring
 
 
-@lru_cache(maxsize=100_000)
+@lru_cache(maxsize=30_000)
 def han_info(text: str, person: bool) -> tuple[str, tuple[frozenset[str], ...], frozenset[str]]:
     """(hanzi of a folded core, readings of each, every reading) — cached: computed once per name."""
     han = han_only(text)
@@ -213,7 +214,7 @@ def han_info(text: str, person: bool) -> tuple[str, tuple[frozenset[str], ...], 
     return han, per_char, frozenset().union(*per_char)
 
 
-@lru_cache(maxsize=100_000)
+@lru_cache(maxsize=30_000)
 def letter_info(text: str, person: bool) -> tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """(Latin words, whole-name pinyin spellings primary first, the same spaced, initials) — cached."""
     han = han_only(text)
@@ -352,17 +353,27 @@ CHUNK = 20_000
 PARALLEL_FROM = 60_000
 
 
-def _prepare_chunk(job: tuple[int, list[CustomerText]]) -> tuple[list[str], dict[str, bytes]]:
-    """Packed texts of a run of documents, and their postings (global document numbers) per gram."""
+def _return_free_memory() -> None:
+    """Hand the heap memory the build freed back to the operating system (glibc only; best effort)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _prepare_chunk(job: tuple[int, list[CustomerText]]) -> tuple[bytes, bytes, dict[str, bytes]]:
+    """Packed texts of a run of documents (one UTF-8 blob and the byte length of each), and their
+    postings (global document numbers) per gram."""
     start, docs = job
-    texts: list[str] = []
+    texts: list[bytes] = []
     postings: dict[str, array] = {}
     gc_was = gc.isenabled()
     gc.disable()
     try:
         for offset, doc in enumerate(docs, start=start):
             packed, grams = doc.prepared()
-            texts.append(packed)
+            texts.append(packed.encode())
             for gram in grams:
                 posting = postings.get(gram)
                 if posting is None:
@@ -371,7 +382,8 @@ def _prepare_chunk(job: tuple[int, list[CustomerText]]) -> tuple[list[str], dict
     finally:
         if gc_was:
             gc.enable()
-    return texts, {gram: posting.tobytes() for gram, posting in postings.items()}
+    sizes = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)).tobytes()
+    return b"".join(texts), sizes, {gram: posting.tobytes() for gram, posting in postings.items()}
 
 
 def _prepare_chunks(chunks: list[tuple[int, list[CustomerText]]], workers: int):  # noqa: ANN202
@@ -405,13 +417,21 @@ class LookupIndex:
     """In-memory index of every active customer; one per process, rebuilt from the database on start."""
 
     def __init__(self) -> None:
-        self._docs_text: list[str] = []
+        # Packed texts: one UTF-8 blob for what the build made (compact, no per-string objects), a list
+        # for documents added afterwards.
+        self._blob = b""
+        self._blob_offsets = np.zeros(1, dtype=np.int64)
+        self._built = 0
+        self._later_text: list[str] = []
         self._names: list[str] = []
         self._customer = np.zeros(0, dtype=np.int64)
         self._owner = np.zeros(0, dtype=np.int32)
         self._alive = np.zeros(0, dtype=bool)
         self._size = 0
-        self._doc_of: dict[int, int] = {}
+        # Where a customer's document is: built documents are in customer-id order (binary search);
+        # documents added afterwards are in a small dict.
+        self._later_of: dict[int, int] = {}
+        self._live = 0
         self._slot: dict[str, int] = {}
         self._offsets = np.zeros(1, dtype=np.int64)
         self._postings = np.zeros(0, dtype=np.int32)
@@ -423,7 +443,17 @@ class LookupIndex:
     # ---- building
 
     def __len__(self) -> int:
-        return len(self._doc_of)
+        return self._live
+
+    def _doc_of(self, customer_id: int) -> int | None:
+        index = self._later_of.get(customer_id)
+        if index is not None:
+            return index
+        built = self._customer[:self._built]
+        at = int(np.searchsorted(built, customer_id))
+        if at < self._built and built[at] == customer_id and self._alive[at]:
+            return at
+        return None
 
     def _grow(self, needed: int) -> None:
         capacity = len(self._customer)
@@ -436,16 +466,23 @@ class LookupIndex:
             grown[:capacity] = old
             setattr(self, name, grown)
 
-    def _add_doc(self, doc: CustomerText, packed: str) -> int:
+    def _add_doc(self, doc: CustomerText, packed: str | None = None) -> int:
         index = self._size
         self._grow(index + 1)
         self._size += 1
         self._customer[index] = doc.customer_id
         self._owner[index] = -1 if doc.owner_id is None else doc.owner_id
         self._alive[index] = True
-        self._docs_text.append(packed)
-        self._doc_of[doc.customer_id] = index
+        if packed is not None:
+            self._later_text.append(packed)
+            self._later_of[doc.customer_id] = index
+        self._live += 1
         return index
+
+    def _text(self, index: int) -> str:
+        if index < self._built:
+            return self._blob[self._blob_offsets[index]:self._blob_offsets[index + 1]].decode()
+        return self._later_text[index - self._built]
 
     def build(self, docs: Iterable[CustomerText], *, workers: int | None = None) -> None:
         """Replace the whole index (start-up). Large collections are prepared by worker processes
@@ -453,22 +490,36 @@ class LookupIndex:
         watermark = self.watermark
         self.__init__()
         self.watermark = watermark
-        docs = list(docs)
+        docs = sorted(docs, key=lambda doc: doc.customer_id)  # binary search over ids needs the order
         if workers is None:
             workers = min(os.cpu_count() or 1, 4) if len(docs) >= PARALLEL_FROM else 1
         chunks = [(start, docs[start:start + CHUNK]) for start in range(0, len(docs), CHUNK)]
         lists: dict[str, list[bytes]] = {}
+        blobs: list[bytes] = []
+        lengths: list[np.ndarray] = []
         with _collector_paused():
-            for start, (texts, postings) in zip((c[0] for c in chunks), _prepare_chunks(chunks, workers)):
-                for offset, packed in enumerate(texts):
-                    self._add_doc(docs[start + offset], packed)
+            for start, (blob, sizes, postings) in zip((c[0] for c in chunks), _prepare_chunks(chunks, workers)):
+                sizes = np.frombuffer(sizes, dtype=np.int64)
+                for offset in range(len(sizes)):
+                    self._add_doc(docs[start + offset])
+                blobs.append(blob)
+                lengths.append(sizes)
                 for gram, ids in postings.items():
                     part = lists.get(gram)
                     if part is None:
                         lists[gram] = [ids]
                     else:
                         part.append(ids)
+            del docs, chunks
+            self._blob = b"".join(blobs)
+            self._blob_offsets = np.zeros(self._size + 1, dtype=np.int64)
+            if lengths:
+                np.cumsum(np.concatenate(lengths), out=self._blob_offsets[1:])
+            self._built = self._size
+            del blobs, lengths
             self._freeze(lists)
+        _person_grams.cache_clear()  # only useful while building
+        _return_free_memory()
         # The index lives as long as the process: keep the cyclic garbage collector from walking its
         # millions of objects again and again (a full pass took 0.3 s at 100k customers).
         gc.freeze()
@@ -497,8 +548,10 @@ class LookupIndex:
         self.version += 1
 
     def remove(self, customer_id: int) -> None:
-        index = self._doc_of.pop(customer_id, None)
+        index = self._doc_of(customer_id)
+        self._later_of.pop(customer_id, None)
         if index is not None:
+            self._live -= 1
             self._alive[index] = False
             self._masks.clear()
             self.version += 1
@@ -543,7 +596,7 @@ class LookupIndex:
         if not found:
             return np.zeros(0, dtype=np.int64)
         found.sort(key=lambda item: item[0])  # rarest first: they say the most, and cost the least
-        total = max(1, len(self._doc_of))
+        total = max(1, self._live)
         ids, weights, budget = [], [], 0
         for length, _gram, weight, posting in found:
             if budget and budget + length > POSTING_BUDGET:
@@ -575,7 +628,7 @@ class LookupIndex:
         k = max(limit * 3, 24)
         ranked = []
         for doc in self.candidates(q, viewer, k).tolist():
-            packed = self._docs_text[doc]
+            packed = self._text(doc)
             score, why, matched = score_document(q, packed)
             if score >= 50:
                 name = packed.split(GROUP, 1)[0]
