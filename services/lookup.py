@@ -118,11 +118,13 @@ def _latin_grams(core: str, grams: set[str]) -> None:
 @lru_cache(maxsize=200_000)
 def _person_grams(folded: str) -> frozenset[str]:
     """Grams of a contact person's name (names repeat a lot: cached). People are found by their whole
-    name, in hanzi or pinyin, so single characters and initials are left out."""
+    name in hanzi or pinyin, or by their surname alone (王 → the customers whose contact is a Wang);
+    other single characters and initials are left out."""
     grams: set[str] = set()
     _han_grams(folded, grams, person=True)
     _latin_grams(folded, grams)
-    return frozenset(g for g in grams if g[0] not in "hI")
+    han = han_only(folded)
+    return frozenset(g for g in grams if g[0] not in "hI" or g == "h" + han[:1])
 
 
 def name_cores(names: list[str]) -> list[str]:

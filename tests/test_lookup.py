@@ -77,6 +77,7 @@ async def book(session):
     ("qiuxiaohua", "恒达物流", "contact"),  # 仇 read qiu
     ("ouyangna", "长江物流", "contact"),  # compound surname
     ("jurgen", "Müller Präzisionstechnik GmbH", "contact"),
+    ("欧阳", "长江物流", "contact"),  # a surname alone
 ])
 async def test_each_kind_of_query_finds_the_customer(book, query, expected, why):
     ids, index = book
