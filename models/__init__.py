@@ -16,10 +16,11 @@ from models.common import (
 )
 from models.customer import ContactPerson, Customer
 from models.dictionary import ContactStrategy, DictionaryEntry, PurchaseStrategy
+from models.invite import Invite
 from models.user import User
 
 __all__ = [
     "AuditLog", "ContactPerson", "ContactStrategy", "Customer", "DecisionRole", "DictionaryEntry",
-    "DictionaryKind", "Feedback", "FeedbackKind", "FeedbackStatus", "Interaction", "InteractionKind",
+    "DictionaryKind", "Feedback", "Invite", "FeedbackKind", "FeedbackStatus", "Interaction", "InteractionKind",
     "PaymentStatus", "Purchase", "PurchaseStrategy", "Role", "Stage", "User", "metadata", "utcnow",
 ]

@@ -1,0 +1,36 @@
+"""Composition: the Bot and the Dispatcher with its middlewares and routers."""
+
+from __future__ import annotations
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.utils.i18n import I18n
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.i18n import DOMAIN, LOCALES_DIR
+from bot.middlewares import DatabaseMiddleware, LocaleMiddleware, UserMiddleware
+from bot.settings import Settings
+from services.lookup import LookupIndex
+
+
+def create_bot(settings: Settings, session=None) -> Bot:  # noqa: ANN001 - an aiogram BaseSession
+    if session is None and settings.bot_api_url:
+        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.bot_api_url))
+    token = settings.bot_token.get_secret_value() if settings.bot_token else ""
+    return Bot(token=token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+
+
+def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSession], index: LookupIndex) -> Dispatcher:
+    from handlers import card, find, start
+
+    dispatcher = Dispatcher(settings=settings)
+    i18n = I18n(path=LOCALES_DIR, default_locale=settings.default_language, domain=DOMAIN)
+    dispatcher.update.outer_middleware(DatabaseMiddleware(sessions, index))
+    dispatcher.update.outer_middleware(UserMiddleware(settings.reps_see_unassigned))
+    dispatcher.update.outer_middleware(LocaleMiddleware(i18n, default_language=settings.default_language))
+    # The start router first: it answers strangers; every other router requires an account.
+    dispatcher.include_routers(start.create_router(), card.create_router(), find.create_router())
+    return dispatcher

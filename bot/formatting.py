@@ -1,0 +1,34 @@
+"""Dates, durations and money the way each language writes them (Babel)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_timedelta
+from babel.numbers import format_currency
+
+BABEL = {"zh_Hans": "zh_Hans_CN", "zh_Hant": "zh_Hant_TW", "en": "en"}
+
+
+def locale(language: str) -> str:
+    return BABEL.get(language, "en")
+
+
+def day(value: date | datetime, language: str, timezone: str = "Asia/Shanghai") -> str:
+    if isinstance(value, datetime):
+        value = value.astimezone(ZoneInfo(timezone)).date()
+    return format_date(value, format="medium", locale=locale(language))
+
+
+def ago(days: int, language: str) -> str:
+    """“3 days ago”, “3天前” …"""
+    return format_timedelta(timedelta(days=-days), granularity="day", add_direction=True, locale=locale(language))
+
+
+def duration(days: int, language: str) -> str:
+    return format_timedelta(timedelta(days=days), granularity="day", locale=locale(language))
+
+
+def money(cents: int, currency: str, language: str) -> str:
+    return format_currency(cents / 100, currency, locale=locale(language))

@@ -1,0 +1,77 @@
+"""Middlewares every update passes through, outermost first:
+
+1. DatabaseMiddleware — one session and one transaction per update: a handler's changes are committed
+   together when it returns, or rolled back together when it fails; afterwards the lookup index takes
+   in the customers the update changed.
+2. UserMiddleware — who is writing: their account (or None for strangers) and what they may see.
+3. LocaleMiddleware — their language: the account's, else Telegram's, else DEFAULT_LANGUAGE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.types import TelegramObject, Update
+from aiogram.utils.i18n import I18nMiddleware
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.i18n import pick_language
+from models import User
+from services.access import viewer_for
+from services.lookup import LookupIndex, refresh
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+def _sender(update: Update):  # noqa: ANN202 - aiogram's User or None
+    event = update.event
+    return getattr(event, "from_user", None)
+
+
+class DatabaseMiddleware(BaseMiddleware):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], index: LookupIndex) -> None:
+        self.sessions = sessions
+        self.index = index
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        async with self.sessions() as session:
+            async with session.begin():
+                data["session"] = session
+                data["index"] = self.index
+                result = await handler(event, data)
+            await refresh(self.index, session)
+            return result
+
+
+class UserMiddleware(BaseMiddleware):
+    def __init__(self, reps_see_unassigned: bool) -> None:
+        self.reps_see_unassigned = reps_see_unassigned
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        sender = _sender(event) if isinstance(event, Update) else None
+        user = None
+        if sender is not None:
+            session: AsyncSession = data["session"]
+            user = await session.scalar(select(User).where(User.telegram_id == sender.id))
+            if user is not None and not user.active:
+                user = None  # a disabled account is treated as a stranger
+        data["user"] = user
+        data["viewer"] = await viewer_for(data["session"], user, reps_see_unassigned=self.reps_see_unassigned) \
+            if user is not None else None
+        return await handler(event, data)
+
+
+class LocaleMiddleware(I18nMiddleware):
+    def __init__(self, *args: Any, default_language: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.default_language = default_language
+
+    async def get_locale(self, event: TelegramObject, data: dict[str, Any]) -> str:
+        user: User | None = data.get("user")
+        if user is not None:
+            return user.language
+        sender = _sender(event) if isinstance(event, Update) else getattr(event, "from_user", None)
+        return pick_language(getattr(sender, "language_code", None), self.default_language)

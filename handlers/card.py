@@ -1,0 +1,94 @@
+"""The customer card (name, stage, owner, contact and purchase clocks, key contacts, open complaints)."""
+
+from __future__ import annotations
+
+import html
+
+from aiogram import Router
+from aiogram.types import CallbackQuery
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.callbacks import CustomerCallback
+from bot.filters import Registered
+from bot.formatting import ago, day, duration, money
+from bot.settings import Settings
+from models import Stage, User
+from services.access import Viewer
+from services.cards import Card, Clock, customer_card
+from services.messages import DomainError
+
+def stage_label(stage: str) -> str:
+    return {
+        Stage.interested: _("interested"),
+        Stage.hesitating: _("hesitating"),
+        Stage.not_now: _("not buying now"),
+        Stage.definitely_not: _("definitely not buying"),
+        Stage.quoted_no_response: _("quoted, no response"),
+        Stage.customer: _("customer"),
+    }.get(stage, stage)
+
+
+def _clock(clock: Clock, language: str, never: str) -> str:
+    if clock.since is None:
+        return never
+    text = ago(clock.days, language)
+    if clock.overdue_days:
+        text += " — " + _("{duration} overdue").format(duration=duration(clock.overdue_days, language))
+    return text
+
+
+def render_card(card: Card, user: User, settings: Settings) -> str:
+    c, lang = card.customer, user.language
+    lines = [f"<b>{html.escape(c.name)}</b>"]
+    if c.short_name and c.short_name != c.name:
+        lines[0] += f" ({html.escape(c.short_name)})"
+    lines.append(_("Stage: {stage}").format(stage=stage_label(c.stage)))
+    lines.append(_("Owner: {name}").format(name=html.escape(card.owner_name) if card.owner_name else _("nobody")))
+    lines.append(_("Last contact: {when}").format(when=_clock(card.contact, lang, _("never"))))
+    purchase = _clock(card.purchase, lang, _("no purchases yet"))
+    if c.txn_count:
+        purchase += " · " + _("{count} orders, {amount} in total").format(
+            count=c.txn_count, amount=money(c.txn_amount_cents, settings.currency, lang))
+    lines.append(_("Last purchase: {when}").format(when=purchase))
+    if c.phone:
+        lines.append(_("Phone: {phone}").format(phone=html.escape(c.phone)))
+    for person in card.contacts:
+        parts = [html.escape(person.name)]
+        if person.title:
+            parts.append(html.escape(person.title))
+        if person.mobile:
+            parts.append(html.escape(person.mobile))  # Telegram makes the number tap-to-call
+        if person.birthday:
+            parts.append(_("birthday {date}").format(date=day(person.birthday, lang)))
+        lines.append("👤 " + " · ".join(parts))
+    if card.open_complaints:
+        lines.append(_("⚠️ Open complaints: {count}").format(count=card.open_complaints))
+    return "\n".join(lines)
+
+
+async def show_card(target, session: AsyncSession, user: User, viewer: Viewer, settings: Settings,  # noqa: ANN001
+                    customer_id: int) -> bool:
+    """Send the card as a new message to `target` (a Message); False when the customer is not visible."""
+    try:
+        card = await customer_card(session, viewer, customer_id)
+    except DomainError:
+        return False
+    await target.answer(render_card(card, user, settings))
+    return True
+
+
+async def open_card(callback: CallbackQuery, callback_data: CustomerCallback, session: AsyncSession, user: User,
+                    viewer: Viewer, settings: Settings) -> None:
+    if callback.message is None or not await show_card(callback.message, session, user, viewer, settings,
+                                                       callback_data.id):
+        await callback.answer(_("That customer is not available to you any more."), show_alert=True)
+        return
+    await callback.answer()
+
+
+def create_router() -> Router:
+    router = Router(name="card")
+    router.callback_query.filter(Registered())
+    router.callback_query.register(open_card, CustomerCallback.filter())
+    return router

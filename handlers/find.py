@@ -1,0 +1,73 @@
+"""Finding a customer in chat: any plain text in a private chat is a search, and so is /find."""
+
+from __future__ import annotations
+
+import html
+
+from aiogram import F, Router
+from aiogram.enums import ChatType
+from aiogram.filters import Command, CommandObject
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.callbacks import CustomerCallback
+from bot.filters import Registered
+from bot.settings import Settings
+from handlers.card import show_card
+from models import User
+from services.access import Viewer
+from services.lookup import LookupIndex
+
+MAX_QUERY = 100
+RESULTS = 8
+
+
+async def search(message: Message, query: str, session: AsyncSession, user: User, viewer: Viewer,
+                 index: LookupIndex, settings: Settings) -> None:
+    query = query.strip()
+    if not query:
+        await message.answer(_("Type part of a customer's name, its pinyin or initials, a contact's name or a "
+                               "phone number."))
+        return
+    if len(query) > MAX_QUERY:
+        await message.answer(_("That is too long for a search: type a few characters of the name."))
+        return
+    matches = index.search(query, viewer, limit=RESULTS)
+    if not matches:
+        await message.answer(_("No customer matches “{query}”.").format(query=html.escape(query)))
+        return
+    if len(matches) == 1 or matches[0].score >= 99 and matches[1].score < 90:
+        if await show_card(message, session, user, viewer, settings, matches[0].customer_id):
+            return
+    buttons = [[InlineKeyboardButton(text=m.name[:60], callback_data=CustomerCallback(action="card", id=m.customer_id)
+                                     .pack())] for m in matches]
+    await message.answer(_("Which one?"), reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons))
+
+
+async def find_command(message: Message, command: CommandObject, **data) -> None:  # noqa: ANN003
+    await search(message, command.args or "", **_pick(data))
+
+
+async def find_text(message: Message, **data) -> None:  # noqa: ANN003
+    await search(message, message.text, **_pick(data))
+
+
+async def not_text(message: Message) -> None:
+    """Stickers, photos, unknown commands … outside any conversation: say what works."""
+    await message.answer(_("I did not understand that. Type a customer's name to find them."))
+
+
+def _pick(data: dict) -> dict:
+    return {key: data[key] for key in ("session", "user", "viewer", "index", "settings")}
+
+
+def create_router() -> Router:
+    """Any plain text in a private chat is a search (registered after every other conversation's
+    routers, so their states and commands win)."""
+    router = Router(name="find")
+    router.message.filter(Registered())
+    router.message.register(find_command, Command("find"))
+    router.message.register(find_text, F.chat.type == ChatType.PRIVATE, F.text, ~F.text.startswith("/"))
+    router.message.register(not_text, F.chat.type == ChatType.PRIVATE)
+    return router

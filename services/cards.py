@@ -1,0 +1,76 @@
+"""The customer card: what a rep needs to see about a customer at a glance.
+
+Rules:
+- Only a customer the viewer may see (services.access) has a card for them.
+- Contact clock (联系策略): days since the last logged interaction of any kind, against the strategy's
+  cycle; overdue by the days beyond the cycle. Never contacted counts from when the customer was added.
+- Purchase clock (购买策略): days since the last purchase against the purchase cycle, likewise.
+- Key contact persons first, at most three; open complaints counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import ContactPerson, ContactStrategy, Customer, Feedback, PurchaseStrategy, User, utcnow
+from services.access import Viewer
+from services.messages import N_, DomainError
+
+
+@dataclass
+class Clock:
+    """How long since something happened, against a cycle."""
+
+    since: datetime | date | None
+    days: int | None
+    cycle_days: int | None
+
+    @property
+    def overdue_days(self) -> int:
+        if self.days is None or self.cycle_days is None:
+            return 0
+        return max(0, self.days - self.cycle_days)
+
+
+@dataclass
+class Card:
+    customer: Customer
+    owner_name: str | None
+    contact: Clock
+    purchase: Clock
+    contacts: list[ContactPerson]
+    open_complaints: int
+
+
+async def visible_customer(session: AsyncSession, viewer: Viewer, customer_id: int) -> Customer:
+    """The customer, if it exists, is not archived and the viewer may see it."""
+    customer = await session.get(Customer, customer_id)
+    if customer is None or customer.archived_at is not None or not viewer.can_see(customer.owner_id):
+        raise DomainError(N_("customer not found"))
+    return customer
+
+
+async def customer_card(session: AsyncSession, viewer: Viewer, customer_id: int, *,
+                        now: datetime | None = None) -> Card:
+    now = now or utcnow()
+    customer = await visible_customer(session, viewer, customer_id)
+    owner = await session.get(User, customer.owner_id) if customer.owner_id else None
+    contact_cycle = purchase_cycle = None
+    if customer.contact_strategy_id:
+        contact_cycle = (await session.get(ContactStrategy, customer.contact_strategy_id)).cycle_days
+    if customer.purchase_strategy_id:
+        purchase_cycle = (await session.get(PurchaseStrategy, customer.purchase_strategy_id)).cycle_days
+    contacted = customer.last_contact_at or customer.created_at
+    contact = Clock(customer.last_contact_at, (now - contacted).days if contacted else None, contact_cycle)
+    purchase = Clock(customer.last_txn_on, (now.date() - customer.last_txn_on).days if customer.last_txn_on else None,
+                     purchase_cycle if customer.last_txn_on else None)
+    people = list((await session.execute(
+        select(ContactPerson).where(ContactPerson.customer_id == customer.id, ContactPerson.archived_at.is_(None))
+        .order_by(ContactPerson.is_key.desc(), ContactPerson.id).limit(3))).scalars())
+    complaints = await session.scalar(select(func.count(Feedback.id)).where(
+        Feedback.customer_id == customer.id, Feedback.kind == "complaint", Feedback.status == "open"))
+    return Card(customer, owner.name if owner else None, contact, purchase, people, complaints or 0)
