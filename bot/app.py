@@ -7,6 +7,8 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,14 +25,26 @@ def create_bot(settings: Settings, session=None) -> Bot:  # noqa: ANN001 - an ai
     return Bot(token=token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
 
 
-def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSession], index: LookupIndex) -> Dispatcher:
-    from handlers import card, find, start
+def fsm_storage(settings: Settings) -> BaseStorage:
+    """Conversation state: in Redis when REDIS_URL is set (several bot instances, survives restarts),
+    else in memory."""
+    if settings.redis_url:
+        from aiogram.fsm.storage.redis import RedisStorage
 
-    dispatcher = Dispatcher(settings=settings)
+        return RedisStorage.from_url(settings.redis_url)
+    return MemoryStorage()
+
+
+def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSession], index: LookupIndex) -> Dispatcher:
+    from handlers import card, common, find, start, visit
+
+    dispatcher = Dispatcher(storage=fsm_storage(settings), settings=settings)
     i18n = I18n(path=LOCALES_DIR, default_locale=settings.default_language, domain=DOMAIN)
     dispatcher.update.outer_middleware(DatabaseMiddleware(sessions, index))
     dispatcher.update.outer_middleware(UserMiddleware(settings.reps_see_unassigned))
     dispatcher.update.outer_middleware(LocaleMiddleware(i18n, default_language=settings.default_language))
     # The start router first: it answers strangers; every other router requires an account.
-    dispatcher.include_routers(start.create_router(), card.create_router(), find.create_router())
+    # Cancel first, so it wins in every state; the catch-all search last.
+    dispatcher.include_routers(start.create_router(), common.create_router(), card.create_router(),
+                               visit.create_router(), find.create_router())
     return dispatcher

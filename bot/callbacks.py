@@ -6,3 +6,13 @@ from aiogram.filters.callback_data import CallbackData
 class CustomerCallback(CallbackData, prefix="cust"):
     action: str  # card
     id: int
+
+
+class LogCallback(CallbackData, prefix="log"):
+    kind: str  # visit, call
+    id: int  # customer
+
+
+class NextStepCallback(CallbackData, prefix="next"):
+    interaction: int
+    days: int  # 0: no next step; -1: I'll type the date

@@ -5,11 +5,11 @@ from __future__ import annotations
 import html
 
 from aiogram import Router
-from aiogram.types import CallbackQuery
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.callbacks import CustomerCallback
+from bot.callbacks import CustomerCallback, LogCallback
 from bot.filters import Registered
 from bot.formatting import ago, day, duration, money
 from bot.settings import Settings
@@ -74,8 +74,15 @@ async def show_card(target, session: AsyncSession, user: User, viewer: Viewer, s
         card = await customer_card(session, viewer, customer_id)
     except DomainError:
         return False
-    await target.answer(render_card(card, user, settings))
+    await target.answer(render_card(card, user, settings), reply_markup=card_keyboard(customer_id))
     return True
+
+
+def card_keyboard(customer_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[[
+        InlineKeyboardButton(text=_("📍 Log visit"), callback_data=LogCallback(kind="visit", id=customer_id).pack()),
+        InlineKeyboardButton(text=_("📞 Log call"), callback_data=LogCallback(kind="call", id=customer_id).pack()),
+    ]])
 
 
 async def open_card(callback: CallbackQuery, callback_data: CustomerCallback, session: AsyncSession, user: User,

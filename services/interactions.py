@@ -54,3 +54,19 @@ async def log_interaction(session: AsyncSession, *, customer_id: int, kind: str,
                  actor=actor, changes={"customer_id": customer.id, "kind": kind})
     await rollups.refresh(session, [customer.id])
     return interaction
+
+
+async def set_next_step(session: AsyncSession, interaction_id: int, *, next_step_on: date | None,
+                        next_step: str | None = None, user_id: int | None = None) -> Interaction:
+    """The rep's explicit "next step" after a contact (a follow-up the reminders will bring back)."""
+    interaction = await session.get(Interaction, interaction_id)
+    if interaction is None:
+        raise DomainError(N_("that contact record no longer exists"))
+    if next_step_on is not None and next_step_on < interaction.occurred_at.date() - timedelta(days=1):
+        raise DomainError(N_("the next step cannot be before the contact itself"))
+    audit.record(session, action="update", entity="interaction", entity_id=interaction.id, user_id=user_id,
+                 changes={"next_step_on": [interaction.next_step_on, next_step_on]})
+    interaction.next_step_on = next_step_on
+    if next_step is not None:
+        interaction.next_step = next_step
+    return interaction

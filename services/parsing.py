@@ -25,6 +25,12 @@ _RELATIVE = {
     "昨天": 1, "昨日": 1, "yesterday": 1,
     "前天": 2, "前日": 2,
 }
+_AHEAD = {
+    "今天": 0, "今日": 0, "today": 0,
+    "明天": 1, "明日": 1, "tomorrow": 1,
+    "后天": 2, "後天": 2,
+    "下周": 7, "下週": 7, "next week": 7,
+}
 _YMD = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?$")
 _DMY = re.compile(r"^(\d{1,2})\s*[-/.]\s*(\d{1,2})\s*[-/.]\s*(\d{4})$")
 _MD = re.compile(r"^(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?$")
@@ -41,6 +47,29 @@ def _make_date(year: int, month: int, day: int, raw: str) -> date:
         return date(year, month, day)
     except ValueError:
         raise DomainError(N_("“{value}” is not a real calendar date"), value=raw) from None
+
+
+def parse_future_date(value: object, *, today: date | None = None) -> date:
+    """A date for something still to do: 明天 / tomorrow / 后天 / 下周, or a month.day without a year
+    meaning the next such day (3.15 in December = next March 15). Past dates are refused."""
+    today = today or date.today()
+    text = fold_width(str(value)).strip().lower()
+    if text in _AHEAD:
+        return today + timedelta(days=_AHEAD[text])
+    if m := _MD.match(text):
+        month, day = int(m[1]), int(m[2])
+        for year in range(today.year, today.year + 9):
+            try:
+                candidate = date(year, month, day)
+            except ValueError:
+                continue
+            if candidate >= today:
+                return candidate
+        raise DomainError(N_("“{value}” is not a real calendar date"), value=value)
+    moment = parse_date(value, today=today)
+    if moment < today:
+        raise DomainError(N_("{date} is in the past: choose a day from today on"), date=moment.isoformat())
+    return moment
 
 
 def parse_date(value: object, *, today: date | None = None) -> date:

@@ -72,3 +72,56 @@ def button_update(sender: User, data: str) -> Update:
     message = Message(message_id=next(_ids), date=datetime.now(UTC), chat=chat, from_user=BOT_USER, text="…")
     callback = CallbackQuery(id=str(next(_ids)), from_user=sender, chat_instance="ci", data=data, message=message)
     return Update(update_id=next(_ids), callback_query=callback)
+
+
+def location_update(sender: User, latitude: float, longitude: float) -> Update:
+    from aiogram.types import Location
+
+    chat = Chat(id=sender.id, type="private")
+    message = Message(message_id=next(_ids), date=datetime.now(UTC), chat=chat, from_user=sender,
+                      location=Location(latitude=latitude, longitude=longitude))
+    return Update(update_id=next(_ids), message=message)
+
+
+def photo_update(sender: User, caption: str | None = None) -> Update:
+    from aiogram.types import PhotoSize
+
+    chat = Chat(id=sender.id, type="private")
+    photo = [PhotoSize(file_id="small", file_unique_id="s", width=90, height=90),
+             PhotoSize(file_id="big-photo-id", file_unique_id="b", width=1280, height=960)]
+    message = Message(message_id=next(_ids), date=datetime.now(UTC), chat=chat, from_user=sender, photo=photo,
+                      caption=caption)
+    return Update(update_id=next(_ids), message=message)
+
+
+class App:
+    """The real Dispatcher over a test database, with a recording bot session."""
+
+    def __init__(self, dispatcher, bot, recorder: RecordingSession, sessions, index) -> None:  # noqa: ANN001
+        self.dispatcher, self.bot, self.recorder, self.sessions, self.index = dispatcher, bot, recorder, sessions, index
+
+    async def send(self, update: Update) -> RecordingSession:
+        self.recorder.clear()
+        await self.dispatcher.feed_update(self.bot, update)
+        return self.recorder
+
+    async def sync(self) -> None:
+        from services.lookup import sync
+
+        async with self.sessions() as session:
+            await sync(self.index, session)
+
+
+async def make_app(engine, **settings: Any) -> App:  # noqa: ANN001
+    from bot.app import create_bot, create_dispatcher
+    from bot.db import make_sessionmaker
+    from bot.settings import Settings
+    from services.lookup import build_index
+
+    sessions = make_sessionmaker(engine)
+    async with sessions() as session:
+        index = await build_index(session)
+    config = Settings(_env_file=None, bot_token="42:TEST", default_language="zh_Hans", **settings)
+    recorder = RecordingSession()
+    return App(create_dispatcher(config, sessions, index), create_bot(config, session=recorder), recorder,
+               sessions, index)

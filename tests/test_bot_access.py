@@ -8,38 +8,18 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from bot.app import create_bot, create_dispatcher
 from bot.callbacks import CustomerCallback
-from bot.db import make_sessionmaker
-from bot.settings import Settings
 from models import Invite, Role, User, utcnow
 from services.customers import create_customer
-from services.lookup import build_index
 from services.users import add_user
-from tests.botkit import RecordingSession, button_update, person, sticker_update, text_update
+from tests.botkit import button_update, make_app, person, sticker_update, text_update
 
 ADMIN_TG = 900001
 
 
 @pytest.fixture
 async def app(engine):
-    sessions = make_sessionmaker(engine)
-    async with sessions() as session:
-        index = await build_index(session)
-    settings = Settings(_env_file=None, bot_token="42:TEST", admin_ids=[ADMIN_TG], default_language="zh_Hans")
-    recorder = RecordingSession()
-    bot = create_bot(settings, session=recorder)
-    dispatcher = create_dispatcher(settings, sessions, index)
-
-    class App:
-        async def send(self, update):
-            recorder.clear()
-            await dispatcher.feed_update(bot, update)
-            return recorder
-
-    app = App()
-    app.sessions, app.index, app.recorder = sessions, index, recorder
-    return app
+    return await make_app(engine, admin_ids=[ADMIN_TG])
 
 
 async def test_a_stranger_is_asked_to_see_the_admin_and_sees_nothing(app):
@@ -110,7 +90,7 @@ async def test_a_rep_finds_their_customer_by_pinyin_and_gets_the_card(app):
                                      phone="020-38881234")
         await create_customer(session, name="上海人易物流有限公司", short_name="人易物流", owner_id=other.id)
         await session.commit()
-    await _sync(app)
+    await app.sync()
     [card] = (await app.send(text_update(person(100), "renyiruan"))).sent()
     assert "<b>广州市人易软件技术有限公司</b>" in card.text and "020-38881234" in card.text
     assert "负责人：李业务" in card.text and "最近联系：从未" in card.text
@@ -127,7 +107,7 @@ async def test_several_matches_come_as_buttons_and_a_stale_button_is_refused(app
         admin = await add_user(session, name="admin", role=Role.admin, telegram_id=1, language="en")
         ids = [(await create_customer(session, name=f"华信{n}有限公司", short_name=f"华信{n}")).id for n in "一二三"]
         await session.commit()
-    await _sync(app)
+    await app.sync()
     [choice] = (await app.send(text_update(person(1, language="en"), "华信"))).sent()
     assert choice.text == "Which one?"
     buttons = [row[0] for row in choice.reply_markup.inline_keyboard]
@@ -161,10 +141,3 @@ async def test_a_sticker_from_a_rep_gets_a_hint_not_an_error(app):
         await session.commit()
     [reply] = (await app.send(sticker_update(person(5, language="en")))).sent()
     assert "Type a customer's name" in reply.text
-
-
-async def _sync(app):
-    from services.lookup import sync
-
-    async with app.sessions() as session:
-        await sync(app.index, session)

@@ -67,3 +67,22 @@ def test_amount_text_round_trips_exactly(cents):
 ])
 def test_phone_numbers_compare_by_digits(raw, digits):
     assert phone_digits(raw) == digits
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("明天", date(2026, 3, 21)), ("tomorrow", date(2026, 3, 21)), ("后天", date(2026, 3, 22)),
+    ("下周", date(2026, 3, 27)), ("3.25", date(2026, 3, 25)), ("3.15", date(2027, 3, 15)),
+    ("2026-04-01", date(2026, 4, 1)), ("今天", TODAY),
+])
+def test_next_step_dates_look_ahead(text, expected):
+    from services.parsing import parse_future_date
+
+    assert parse_future_date(text, today=TODAY) == expected
+
+
+@pytest.mark.parametrize("text", ["昨天", "2026-03-01", "2.30", "someday"])
+def test_next_step_dates_in_the_past_or_unreadable_are_refused(text):
+    from services.parsing import parse_future_date
+
+    with pytest.raises(DomainError):
+        parse_future_date(text, today=TODAY)
