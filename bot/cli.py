@@ -68,18 +68,26 @@ def _domain_message(exc: Exception) -> str:
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.db import make_engine, upgrade
+    from bot.db import make_engine, make_sessionmaker, upgrade
 
     engine = make_engine(settings.effective_database_url)
-    await upgrade(engine)
-    await engine.dispose()
-    print(_("Database ready: {url}").format(url=_safe_url(settings.effective_database_url)))
-    if settings.bot_token is None:
-        print(_("No BOT_TOKEN is set. The offline sandbox (a local chat page on demo data) is not part of this "
-                "version yet; set BOT_TOKEN in .env to connect to Telegram, or use the CLI: python main.py --help"))
+    try:
+        await upgrade(engine)
+        print(_("Database ready: {url}").format(url=_safe_url(settings.effective_database_url)))
+        if settings.bot_token is None:
+            print(_("No BOT_TOKEN is set. The offline sandbox (a local chat page on demo data) is not part of this "
+                    "version yet; set BOT_TOKEN in .env to connect to Telegram, or use the CLI: python main.py --help"))
+            return 0
+        import logging
+
+        from bot.runner import start
+
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        print(_("Starting the bot (long polling). Stop with Ctrl+C."))
+        await start(settings, make_sessionmaker(engine))
         return 0
-    print(_("The Telegram conversations are not part of this version yet; the database and the CLI are ready."))
-    return 0
+    finally:
+        await engine.dispose()
 
 
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,0 +1,84 @@
+"""Run mode: the bot (long polling) with its lookup index kept in sync."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiogram import Bot, Dispatcher
+from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.i18n import gettext_for
+from bot.settings import Settings
+from models import Role, User
+from services.lookup import LookupIndex, build_index, sync
+
+log = logging.getLogger("fieldcrm")
+SYNC_SECONDS = 30
+# Telegram knows languages by two-letter code: Chinese clients get the Simplified menu.
+MENU_LANGUAGES = {"zh": "zh_Hans", "en": "en"}
+
+
+def commands(language: str, role: str) -> list[BotCommand]:
+    _ = gettext_for(language)
+    menu = [
+        BotCommand(command="find", description=_("find a customer")),
+        BotCommand(command="cancel", description=_("stop what you are doing")),
+    ]
+    if role in (Role.manager, Role.admin):
+        menu.append(BotCommand(command="invite", description=_("invite someone to the team")))
+    return menu
+
+
+async def set_commands(bot: Bot, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    """The command menu in each language, and the fuller one for each admin and manager."""
+    await bot.set_my_commands(commands(settings.default_language, Role.rep), scope=BotCommandScopeDefault())
+    for code, language in MENU_LANGUAGES.items():
+        await bot.set_my_commands(commands(language, Role.rep), scope=BotCommandScopeDefault(), language_code=code)
+    async with sessions() as session:
+        leaders = (await session.execute(select(User).where(
+            User.role.in_([Role.manager, Role.admin]), User.active.is_(True), User.telegram_id.is_not(None)))).scalars()
+        for user in leaders:
+            await bot.set_my_commands(commands(user.language, user.role),
+                                      scope=BotCommandScopeChat(chat_id=user.telegram_id))
+
+
+async def keep_in_sync(index: LookupIndex, sessions: async_sessionmaker[AsyncSession],
+                       every: float = SYNC_SECONDS) -> None:
+    """Pick up customers other processes changed (a CLI import, another instance), forever."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            async with sessions() as session:
+                await sync(index, session)
+        except Exception:  # a database hiccup must not stop the bot; try again next round
+            log.exception("lookup index sync failed")
+
+
+async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionmaker[AsyncSession],
+                      settings: Settings, index: LookupIndex) -> None:
+    await set_commands(bot, sessions, settings)
+    syncing = asyncio.create_task(keep_in_sync(index, sessions))
+    try:
+        await dispatcher.start_polling(bot, handle_signals=True)
+    finally:
+        syncing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await syncing
+
+
+async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    from bot.app import create_bot, create_dispatcher
+
+    async with sessions() as session:
+        index = await build_index(session)
+    log.info("lookup index ready: %d customers", len(index))
+    bot = create_bot(settings)
+    dispatcher = create_dispatcher(settings, sessions, index)
+    try:
+        await run_polling(bot, dispatcher, sessions, settings, index)
+    finally:
+        await bot.session.close()
