@@ -16,3 +16,9 @@ class LogCallback(CallbackData, prefix="log"):
 class NextStepCallback(CallbackData, prefix="next"):
     interaction: int
     days: int  # 0: no next step; -1: I'll type the date
+
+
+class OrderCallback(CallbackData, prefix="order"):
+    step: str  # start, skip_products, day
+    id: int = 0  # customer (start)
+    days_ago: int = 0  # day: 0 today, 1 yesterday

@@ -9,7 +9,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.callbacks import CustomerCallback, LogCallback
+from bot.callbacks import CustomerCallback, LogCallback, OrderCallback
 from bot.filters import Registered
 from bot.formatting import ago, day, duration, money
 from bot.settings import Settings
@@ -82,6 +82,8 @@ def card_keyboard(customer_id: int) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[[
         InlineKeyboardButton(text=_("📍 Log visit"), callback_data=LogCallback(kind="visit", id=customer_id).pack()),
         InlineKeyboardButton(text=_("📞 Log call"), callback_data=LogCallback(kind="call", id=customer_id).pack()),
+    ], [
+        InlineKeyboardButton(text=_("🧾 Record order"), callback_data=OrderCallback(step="start", id=customer_id).pack()),
     ]])
 
 
