@@ -22,3 +22,7 @@ class OrderCallback(CallbackData, prefix="order"):
     step: str  # start, skip_products, day
     id: int = 0  # customer (start)
     days_ago: int = 0  # day: 0 today, 1 yesterday
+
+
+class LanguageCallback(CallbackData, prefix="lang"):
+    code: str

@@ -27,6 +27,7 @@ def commands(language: str, role: str) -> list[BotCommand]:
     menu = [
         BotCommand(command="find", description=_("find a customer")),
         BotCommand(command="cancel", description=_("stop what you are doing")),
+        BotCommand(command="lang", description=_("choose your language")),
     ]
     if role in (Role.manager, Role.admin):
         menu.append(BotCommand(command="invite", description=_("invite someone to the team")))

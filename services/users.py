@@ -94,3 +94,16 @@ async def set_active(session: AsyncSession, user_id: int, active: bool, *, by_us
                  changes={"active": [user.active, active]})
     user.active = active
     return user
+
+
+async def set_language(session: AsyncSession, user_id: int, language: str) -> User:
+    """A user's own choice of language overrides the one Telegram reports."""
+    if language not in LANGUAGES:
+        raise DomainError(N_("the language must be zh_Hans, zh_Hant or en"))
+    user = await session.get(User, user_id)
+    if user is None:
+        raise DomainError(N_("no such user"))
+    audit.record(session, action="update", entity="user", entity_id=user.id, user_id=user.id,
+                 changes={"language": [user.language, language]})
+    user.language = language
+    return user

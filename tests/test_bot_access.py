@@ -141,3 +141,22 @@ async def test_a_sticker_from_a_rep_gets_a_hint_not_an_error(app):
         await session.commit()
     [reply] = (await app.send(sticker_update(person(5, language="en")))).sent()
     assert "Type a customer's name" in reply.text
+
+
+async def test_a_user_switches_language_and_the_bot_follows(app):
+    from bot.callbacks import LanguageCallback
+
+    async with app.sessions() as session:
+        await add_user(session, name="陳先生", telegram_id=60, language="zh_Hans")
+        await session.commit()
+    me = person(60, language="zh-hans")
+    [menu] = (await app.send(text_update(me, "/lang"))).sent()
+    assert menu.text == "选择语言：" and len(menu.reply_markup.inline_keyboard) == 3
+    [done] = (await app.send(button_update(me, LanguageCallback(code="zh_Hant").pack()))).sent()
+    assert done.text == "語言已設定：繁體中文。"
+    [reply] = (await app.send(text_update(me, "不存在的公司"))).sent()
+    assert reply.text.startswith("沒有找到")
+    async with app.sessions() as session:
+        assert (await session.scalar(select(User).where(User.telegram_id == 60))).language == "zh_Hant"
+    forged = await app.send(button_update(me, "lang:fr"))
+    assert not forged.sent()
