@@ -26,3 +26,9 @@ class OrderCallback(CallbackData, prefix="order"):
 
 class LanguageCallback(CallbackData, prefix="lang"):
     code: str
+
+
+class FeedbackCallback(CallbackData, prefix="fb"):
+    step: str  # start, kind, skip_product, rating, resolve
+    id: int = 0  # customer (start) or complaint (resolve)
+    value: str = ""  # kind, or rating ("0" = skip)

@@ -9,7 +9,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.callbacks import CustomerCallback, LogCallback, OrderCallback
+from bot.callbacks import CustomerCallback, FeedbackCallback, LogCallback, OrderCallback
 from bot.filters import Registered
 from bot.formatting import ago, day, duration, money
 from bot.settings import Settings
@@ -63,7 +63,9 @@ def render_card(card: Card, user: User, settings: Settings) -> str:
             parts.append(_("birthday {date}").format(date=day(person.birthday, lang)))
         lines.append("👤 " + " · ".join(parts))
     if card.open_complaints:
-        lines.append(_("⚠️ Open complaints: {count}").format(count=card.open_complaints))
+        lines.append(_("⚠️ Open complaints: {count}").format(count=len(card.open_complaints)))
+        for complaint in card.open_complaints[:3]:
+            lines.append("  · " + html.escape((complaint.text or "")[:80]))
     return "\n".join(lines)
 
 
@@ -74,17 +76,21 @@ async def show_card(target, session: AsyncSession, user: User, viewer: Viewer, s
         card = await customer_card(session, viewer, customer_id)
     except DomainError:
         return False
-    await target.answer(render_card(card, user, settings), reply_markup=card_keyboard(customer_id))
+    await target.answer(render_card(card, user, settings), reply_markup=card_keyboard(card))
     return True
 
 
-def card_keyboard(customer_id: int) -> InlineKeyboardMarkup:
+def card_keyboard(card: Card) -> InlineKeyboardMarkup:
+    from handlers.feedback import open_complaint_buttons
+
+    customer_id = card.customer.id
     return InlineKeyboardMarkup(inline_keyboard=[[
         InlineKeyboardButton(text=_("📍 Log visit"), callback_data=LogCallback(kind="visit", id=customer_id).pack()),
         InlineKeyboardButton(text=_("📞 Log call"), callback_data=LogCallback(kind="call", id=customer_id).pack()),
     ], [
         InlineKeyboardButton(text=_("🧾 Record order"), callback_data=OrderCallback(step="start", id=customer_id).pack()),
-    ]])
+        InlineKeyboardButton(text=_("💬 Feedback"), callback_data=FeedbackCallback(step="start", id=customer_id).pack()),
+    ], *open_complaint_buttons(card.open_complaints[:3])])
 
 
 async def open_card(callback: CallbackQuery, callback_data: CustomerCallback, session: AsyncSession, user: User,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import ContactPerson, ContactStrategy, Customer, Feedback, PurchaseStrategy, User, utcnow
@@ -43,7 +43,7 @@ class Card:
     contact: Clock
     purchase: Clock
     contacts: list[ContactPerson]
-    open_complaints: int
+    open_complaints: list[Feedback]
 
 
 async def visible_customer(session: AsyncSession, viewer: Viewer, customer_id: int) -> Customer:
@@ -71,6 +71,7 @@ async def customer_card(session: AsyncSession, viewer: Viewer, customer_id: int,
     people = list((await session.execute(
         select(ContactPerson).where(ContactPerson.customer_id == customer.id, ContactPerson.archived_at.is_(None))
         .order_by(ContactPerson.is_key.desc(), ContactPerson.id).limit(3))).scalars())
-    complaints = await session.scalar(select(func.count(Feedback.id)).where(
-        Feedback.customer_id == customer.id, Feedback.kind == "complaint", Feedback.status == "open"))
-    return Card(customer, owner.name if owner else None, contact, purchase, people, complaints or 0)
+    complaints = list((await session.execute(select(Feedback).where(
+        Feedback.customer_id == customer.id, Feedback.kind == "complaint", Feedback.status == "open")
+        .order_by(Feedback.created_at))).scalars())
+    return Card(customer, owner.name if owner else None, contact, purchase, people, complaints)

@@ -1,0 +1,66 @@
+"""Customer feedback (客户反馈): complaints, suggestions, inquiries, praise, with a 1–5 rating.
+
+Rules:
+- A complaint stays open until someone who may see the customer resolves it with a note of what was
+  done; the time from raised to resolved is kept (complaint analysis, DOMAIN.md §6).
+- Suggestions, inquiries and praise are recorded as handled at once (nothing to follow up in the CRM).
+- A complaint needs a text saying what is wrong; a rating goes from 1 to 5; the product is optional.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Feedback, FeedbackKind, FeedbackStatus, utcnow
+from services import audit
+from services.customers import get_customer
+from services.messages import N_, DomainError
+
+MAX_TEXT = 4000
+
+
+async def record_feedback(session: AsyncSession, *, customer_id: int, kind: str, text: str | None,
+                          product: str | None = None, rating: int | None = None,
+                          user_id: int | None = None) -> Feedback:
+    if kind not in {k.value for k in FeedbackKind}:
+        raise DomainError(N_("no such kind of feedback"))
+    text = (text or "").strip() or None
+    if kind == FeedbackKind.complaint and not text:
+        raise DomainError(N_("a complaint needs a few words about what is wrong"))
+    if text and len(text) > MAX_TEXT:
+        raise DomainError(N_("too long: at most {limit} characters"), limit=MAX_TEXT)
+    if rating is not None and not 1 <= rating <= 5:
+        raise DomainError(N_("a rating goes from 1 to 5"))
+    customer = await get_customer(session, customer_id)
+    now = utcnow()
+    complaint = kind == FeedbackKind.complaint
+    feedback = Feedback(customer_id=customer.id, user_id=user_id, kind=kind, product=(product or "").strip() or None,
+                        rating=rating, text=text, created_at=now,
+                        status=FeedbackStatus.open if complaint else FeedbackStatus.resolved,
+                        resolved_at=None if complaint else now)
+    session.add(feedback)
+    await session.flush()
+    audit.record(session, action="create", entity="feedback", entity_id=feedback.id, user_id=user_id,
+                 changes={"customer_id": customer.id, "kind": kind, "rating": rating})
+    return feedback
+
+
+async def resolve_complaint(session: AsyncSession, feedback_id: int, *, resolution: str,
+                            user_id: int | None = None) -> Feedback:
+    feedback = await session.get(Feedback, feedback_id)
+    if feedback is None or feedback.kind != FeedbackKind.complaint:
+        raise DomainError(N_("no such complaint"))
+    if feedback.status == FeedbackStatus.resolved:
+        raise DomainError(N_("this complaint was already resolved"))
+    resolution = (resolution or "").strip()
+    if not resolution:
+        raise DomainError(N_("say what was done to resolve it"))
+    if len(resolution) > MAX_TEXT:
+        raise DomainError(N_("too long: at most {limit} characters"), limit=MAX_TEXT)
+    feedback.status = FeedbackStatus.resolved
+    feedback.resolved_at = utcnow()
+    feedback.resolved_by_id = user_id
+    feedback.resolution = resolution
+    audit.record(session, action="resolve", entity="feedback", entity_id=feedback.id, user_id=user_id,
+                 changes={"resolution": resolution})
+    return feedback
