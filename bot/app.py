@@ -36,7 +36,7 @@ def fsm_storage(settings: Settings) -> BaseStorage:
 
 
 def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSession], index: LookupIndex) -> Dispatcher:
-    from handlers import card, common, feedback, find, order, settings as user_settings, start, visit
+    from handlers import card, common, feedback, find, order, reminders, settings as user_settings, start, visit
 
     dispatcher = Dispatcher(storage=fsm_storage(settings), settings=settings)
     i18n = I18n(path=LOCALES_DIR, default_locale=settings.default_language, domain=DOMAIN)
@@ -48,5 +48,6 @@ def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSess
     dispatcher.include_routers(start.create_router(), common.create_router(), user_settings.create_router(),
                                card.create_router(),
                                visit.create_router(), order.create_router(), feedback.create_router(),
+                               reminders.create_router(),
                                find.create_router())
     return dispatcher

@@ -32,3 +32,15 @@ class FeedbackCallback(CallbackData, prefix="fb"):
     step: str  # start, kind, skip_product, rating, resolve
     id: int = 0  # customer (start) or complaint (resolve)
     value: str = ""  # kind, or rating ("0" = skip)
+
+
+class ReminderCallback(CallbackData, prefix="rem"):
+    action: str  # snooze, done
+    id: int  # reminder
+    days: int = 0  # snooze: 1, 3 or 7
+
+
+class ReassignCallback(CallbackData, prefix="reas"):
+    customer: int
+    reminder: int = 0  # the escalation it answers (closed once reassigned)
+    to: int = 0  # 0: show the team to pick from

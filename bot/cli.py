@@ -255,6 +255,50 @@ async def cmd_lookup(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_reminders(args: argparse.Namespace, settings: Settings) -> int:
+    """`reminders due`: what the scan would create now, without creating or sending anything."""
+    from datetime import UTC, datetime
+
+    from models import Customer
+    from services.reminders import compute_due
+    from services.users import find_user
+
+    now = None
+    if args.now:
+        try:
+            now = datetime.fromisoformat(args.now)
+        except ValueError:
+            raise CliError(_("--now must be an ISO date and time, e.g. 2026-03-15T09:00+08:00")) from None
+        now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+
+    async def work(session):  # noqa: ANN001, ANN202
+        user_id = (await find_user(session, args.user)).id if args.user else None
+        due = await compute_due(session, now, user_id=user_id)
+        names = {}
+        ids = sorted({d.customer_id for d in due if d.customer_id})
+        for start in range(0, len(ids), 500):
+            rows = await session.execute(select(Customer.id, Customer.name).where(Customer.id.in_(ids[start:start + 500])))
+            names.update(dict(rows.all()))
+        return due, names
+
+    from sqlalchemy import select
+
+    due, names = await _with_session(settings, work)
+    if args.json:
+        for d in due:
+            print(json.dumps({"key": d.key, "user_id": d.user_id, "kind": d.kind, "customer_id": d.customer_id,
+                              "customer": names.get(d.customer_id), "subject_id": d.subject_id,
+                              "due_on": d.due_on.isoformat(), "priority": d.priority, "detail": d.detail},
+                             ensure_ascii=False))
+    elif not due:
+        print(_("Nothing is due."))
+    else:
+        for d in due:
+            print(f"{d.due_on}  user {d.user_id}  {d.kind:<16} {names.get(d.customer_id, '')}")
+        print(_("{count} reminders would be created or kept.").format(count=len(due)))
+    return 0
+
+
 def cmd_test(args: list[str]) -> int:
     """Run the test suite (the README's test command). pytest's "no tests ran" (5) is a failure here."""
     env = dict(os.environ)
@@ -334,12 +378,19 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("disable", "enable"):
         p = actions.add_parser(action, help=_("disable a user") if action == "disable" else _("enable a user"))
         p.add_argument("user")
+    rem = sub.add_parser("reminders", help=_("show what reminders are due (nothing is sent)"))
+    rem_actions = rem.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    due = rem_actions.add_parser("due", help=_("list the reminders the rules call for now"))
+    due.add_argument("--now", help=_("pretend it is this moment (ISO 8601; UTC unless an offset is given)"))
+    due.add_argument("--user", help=_("only this user (name or Telegram id)"))
+    due.add_argument("--json", action="store_true", help=_("print one JSON line per reminder"))
     return parser
 
 
 COMMANDS = {
     "run": cmd_run, "migrate": cmd_migrate, "demo-data": cmd_demo_data, "import": cmd_import,
     "export": cmd_export, "user": cmd_user, "lookup": cmd_lookup,
+    "reminders": cmd_reminders,
 }
 
 

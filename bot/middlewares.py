@@ -58,6 +58,8 @@ class UserMiddleware(BaseMiddleware):
             user = await session.scalar(select(User).where(User.telegram_id == sender.id))
             if user is not None and not user.active:
                 user = None  # a disabled account is treated as a stranger
+            if user is not None and user.unreachable_at is not None:
+                user.unreachable_at = user.unreachable_reason = None  # they wrote to us: reachable again
         data["user"] = user
         data["viewer"] = await viewer_for(data["session"], user, reps_see_unassigned=self.reps_see_unassigned) \
             if user is not None else None

@@ -25,6 +25,7 @@ MENU_LANGUAGES = {"zh": "zh_Hans", "en": "en"}
 def commands(language: str, role: str) -> list[BotCommand]:
     _ = gettext_for(language)
     menu = [
+        BotCommand(command="today", description=_("what to do today")),
         BotCommand(command="find", description=_("find a customer")),
         BotCommand(command="cancel", description=_("stop what you are doing")),
         BotCommand(command="lang", description=_("choose your language")),
@@ -61,11 +62,18 @@ async def keep_in_sync(index: LookupIndex, sessions: async_sessionmaker[AsyncSes
 
 async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionmaker[AsyncSession],
                       settings: Settings, index: LookupIndex) -> None:
+    from bot.sender import Sender
+    from jobs.reminders import Runtime
+    from jobs.scheduler import create_scheduler
+
     await set_commands(bot, sessions, settings)
     syncing = asyncio.create_task(keep_in_sync(index, sessions))
+    scheduler = create_scheduler(Runtime(sessions, Sender(bot, sessions)))
+    scheduler.start()
     try:
         await dispatcher.start_polling(bot, handle_signals=True)
     finally:
+        scheduler.shutdown(wait=False)
         syncing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await syncing

@@ -17,10 +17,11 @@ from models.common import (
 from models.customer import ContactPerson, Customer
 from models.dictionary import ContactStrategy, DictionaryEntry, PurchaseStrategy
 from models.invite import Invite
+from models.reminder import OutboxMessage, Reminder
 from models.user import User
 
 __all__ = [
     "AuditLog", "ContactPerson", "ContactStrategy", "Customer", "DecisionRole", "DictionaryEntry",
     "DictionaryKind", "Feedback", "Invite", "FeedbackKind", "FeedbackStatus", "Interaction", "InteractionKind",
-    "PaymentStatus", "Purchase", "PurchaseStrategy", "Role", "Stage", "User", "metadata", "utcnow",
+    "OutboxMessage", "PaymentStatus", "Purchase", "PurchaseStrategy", "Reminder", "Role", "Stage", "User", "metadata", "utcnow",
 ]

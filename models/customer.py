@@ -60,6 +60,8 @@ class Customer(SQLModel, table=True):
     first_txn_on: date | None = Field(default=None)
     last_txn_on: date | None = Field(default=None)
     last_contact_at: datetime | None = Field(default=None)
+    # The customer's own purchase rhythm: median days between purchase days, once they bought 4+ times.
+    purchase_gap_days: float | None = Field(default=None)
 
     archived_at: datetime | None = Field(default=None)  # customers are archived, never deleted
     created_at: datetime = Field(default_factory=utcnow)

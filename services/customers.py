@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import ContactStrategy, Customer, DictionaryEntry, PurchaseStrategy, Stage, User, utcnow
 from services import audit
+from services.access import Viewer
 from services.lookup import track_change
 from services.messages import N_, DomainError
 
@@ -129,3 +130,16 @@ async def active_customers(session: AsyncSession, *, owner_id: int | None = None
     if owner_id is not None:
         query = query.where(Customer.owner_id == owner_id)
     return list((await session.execute(query.order_by(Customer.id))).scalars())
+
+
+async def assign_owner(session: AsyncSession, viewer: Viewer, customer_id: int, owner_id: int, *,
+                       user_id: int | None = None) -> Customer:
+    """Reassignment rule: a manager gives a customer of their team to someone in their team (an admin to
+    anyone active); the old owner's open reminders about it close (services.reminders)."""
+    customer = await get_customer(session, customer_id)
+    new_owner = await session.get(User, owner_id)
+    if not viewer.can_see(customer.owner_id) or viewer.role == "rep":
+        raise DomainError(N_("only the customer's manager can reassign it"))
+    if new_owner is None or not new_owner.active or not viewer.can_see(new_owner.id):
+        raise DomainError(N_("that person is not in your team"))
+    return await update_customer(session, customer_id, user_id=user_id, owner_id=new_owner.id)

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import (ContactPerson, ContactStrategy, Customer, DictionaryEntry, Feedback, Interaction, Purchase,
                     PurchaseStrategy, Role, Stage, User, utcnow)
 from services import audit
+from services.rollups import median_gap
 
 # city, region code, area code
 CITIES = [
@@ -246,6 +247,7 @@ async def generate(session: AsyncSession, *, customers: int, seed: int = 42, tod
             row["txn_amount_cents"] = sum(a for _, a, _ in purchases)
             row["first_txn_on"] = purchases[0][0] if purchases else None
             row["last_txn_on"] = purchases[-1][0] if purchases else None
+            row["purchase_gap_days"] = median_gap((d for d, _, _ in purchases), len(purchases))
             row["last_contact_at"] = max((i["occurred_at"] for i in interactions), default=None)
             if not purchases and row["stage"] == Stage.customer:
                 row["stage"] = Stage.interested

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Interaction, InteractionKind, utcnow
-from services import audit, rollups
+from services import audit, reminders, rollups
 from services.customers import get_customer
 from services.messages import N_, DomainError
 
@@ -53,6 +53,7 @@ async def log_interaction(session: AsyncSession, *, customer_id: int, kind: str,
     audit.record(session, action="create", entity="interaction", entity_id=interaction.id, user_id=user_id,
                  actor=actor, changes={"customer_id": customer.id, "kind": kind})
     await rollups.refresh(session, [customer.id])
+    await reminders.close_answered(session, customer_ids=[customer.id])
     return interaction
 
 

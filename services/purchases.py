@@ -17,7 +17,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Customer, Purchase, Stage, utcnow
-from services import audit, rollups
+from services import audit, reminders, rollups
 from services.customers import get_customer
 from services.messages import N_, DomainError
 
@@ -50,6 +50,7 @@ async def record_purchase(session: AsyncSession, *, customer_id: int, purchased_
     audit.record(session, action="create", entity="purchase", entity_id=purchase.id, user_id=user_id,
                  changes={"customer_id": customer.id, "amount_cents": amount_cents, "purchased_on": purchased_on})
     await rollups.refresh(session, [customer.id])
+    await reminders.close_answered(session, customer_ids=[customer.id])
     return purchase
 
 

@@ -1,0 +1,150 @@
+"""What reminders look like in a chat: the agenda (/today and the morning digest), urgent notices.
+
+Everything here renders in the recipient's language through an explicit gettext (`_`), because the
+scheduler writes messages outside any update (no aiogram i18n context there)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from datetime import date, datetime
+
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot.callbacks import CustomerCallback, LogCallback, ReassignCallback, ReminderCallback
+from bot.formatting import day, duration
+from bot.i18n import gettext_for
+from models import Feedback, Customer, User
+from services.reminders import AgendaItem
+
+Gettext = Callable[[str], str]
+DIGEST_ITEMS = 10
+NUMBERS = "①②③④⑤⑥⑦⑧⑨⑩⑪⑫⑬⑭⑮⑯⑰⑱⑲⑳"
+ICONS = {"escalation": "🚨", "next_step": "📌", "contact_overdue": "🔴", "birthday": "🎂", "thank_you": "🙏",
+         "purchase_lapse": "📉", "not_now": "⏳", "quoted": "💬", "contact_due": "🟡"}
+
+
+def _days_since(detail: dict, today: date) -> int:
+    return (today - date.fromisoformat(detail["since"])).days
+
+
+def item_line(item: AgendaItem, _: Gettext, language: str, today: date) -> str:
+    """One reminder as a line: what, about whom, and why now."""
+    r, detail = item.reminder, item.reminder.detail or {}
+    name = html.escape(item.customer.name if item.customer else "?")
+    if r.kind in ("contact_due", "contact_overdue", "escalation"):
+        days = duration(_days_since(detail, today), language)
+        cycle = duration(detail["cycle"], language)
+        if detail.get("never"):
+            text = _("{name}: never contacted, added {days} ago (cycle {cycle})")
+        else:
+            text = _("{name}: no contact for {days} (cycle {cycle})")
+        text = text.format(name=name, days=days, cycle=cycle)
+        if r.kind != "contact_due":
+            text += " — " + _("overdue")
+        if r.kind == "escalation" and item.owner is not None:
+            text += " · " + _("owner: {name}").format(name=html.escape(item.owner.name))
+    elif r.kind == "purchase_lapse":
+        days = duration(_days_since(detail, today), language)
+        if detail.get("learned"):
+            text = _("{name}: no purchase for {days}; they usually buy every {rhythm} (learned from their orders)") \
+                .format(name=name, days=days, rhythm=duration(detail["rhythm"], language))
+        else:
+            text = _("{name}: no purchase for {days} (purchase cycle {cycle})").format(
+                name=name, days=days, cycle=duration(detail["cycle"], language))
+    elif r.kind == "thank_you":
+        text = _("{name}: bought on {date} — call or message to thank them").format(
+            name=name, date=day(date.fromisoformat(detail["purchased_on"]), language))
+    elif r.kind == "not_now":
+        text = _("{name}: expected to buy around {date}").format(
+            name=name, date=day(date.fromisoformat(detail["expected"]), language))
+    elif r.kind == "quoted":
+        text = _("{name}: quoted, no response for {days}").format(
+            name=name, days=duration(_days_since(detail, today), language))
+    elif r.kind == "birthday":
+        person = item.person
+        who = html.escape(person.name) if person else "?"
+        if person and person.title:
+            who += f" ({html.escape(person.title)})"
+        text = _("{name}: birthday of {person} today").format(name=name, person=who)
+    elif r.kind == "next_step":
+        step = item.interaction.next_step if item.interaction and item.interaction.next_step else ""
+        text = _("{name}: your follow-up planned for {date}").format(name=name, date=day(r.due_on, language))
+        if step:
+            text += f" — {html.escape(step)}"
+    else:
+        text = name
+    return f"{ICONS.get(r.kind, '•')} {text}"
+
+
+def item_buttons(item: AgendaItem, number: str, _: Gettext) -> list[InlineKeyboardButton]:
+    r = item.reminder
+    row = []
+    if r.customer_id:
+        row.append(InlineKeyboardButton(text=f"{number} 📇", callback_data=CustomerCallback(
+            action="card", id=r.customer_id).pack()))
+        if r.kind == "escalation":
+            row.append(InlineKeyboardButton(text=_("👤 reassign"), callback_data=ReassignCallback(
+                customer=r.customer_id, reminder=r.id).pack()))
+        else:
+            row.append(InlineKeyboardButton(text="📍", callback_data=LogCallback(kind="visit", id=r.customer_id).pack()))
+            row.append(InlineKeyboardButton(text="📞", callback_data=LogCallback(kind="call", id=r.customer_id).pack()))
+    for days in (1, 3, 7):
+        row.append(InlineKeyboardButton(text=_("+{n}d").format(n=days), callback_data=ReminderCallback(
+            action="snooze", id=r.id, days=days).pack()))
+    row.append(InlineKeyboardButton(text="✅", callback_data=ReminderCallback(action="done", id=r.id).pack()))
+    return row
+
+
+def render_agenda(items: list[AgendaItem], total: int, user: User, today: date, *, digest: bool,
+                  _: Gettext | None = None) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The agenda: a heading, up to DIGEST_ITEMS numbered lines, one row of buttons per line."""
+    _ = _ or gettext_for(user.language)
+    if not items:
+        return _("Nothing due today. 🎉"), None
+    heading = _("Good morning! {count} things for today:") if digest else _("Today: {count} things to do")
+    lines = [f"<b>{heading.format(count=total)}</b>", ""]
+    rows = []
+    for position, item in enumerate(items[:DIGEST_ITEMS]):
+        number = NUMBERS[position]
+        lines.append(f"{number} {item_line(item, _, user.language, today)}")
+        rows.append(item_buttons(item, number, _))
+    if total > len(rows):
+        lines += ["", _("…and {count} more: /today").format(count=total - len(rows))]
+    lines += ["", _("📇 card · 📍 visit · 📞 call · +1d snooze · ✅ done")]
+    return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def without_reminder(markup: InlineKeyboardMarkup | None, reminder_id: int) -> InlineKeyboardMarkup | None:
+    """The same keyboard minus the row of one reminder (after it was snoozed or done)."""
+    if markup is None:
+        return None
+    rows = []
+    for row in markup.inline_keyboard:
+        data = [b.callback_data or "" for b in row]
+        if any(ReminderCallback.__prefix__ + ":" in d and d.split(":")[2] == str(reminder_id) for d in data):
+            continue
+        rows.append(row)
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def escalation_notice(item: AgendaItem, manager: User, today: date) -> tuple[str, InlineKeyboardMarkup]:
+    _ = gettext_for(manager.language)
+    text = _("🚨 Overdue follow-up in your team:") + "\n" + item_line(item, _, manager.language, today)
+    return text, InlineKeyboardMarkup(inline_keyboard=[item_buttons(item, "", _)])
+
+
+def complaint_notice(feedback: Feedback, customer: Customer, author: User | None, manager: User,
+                     now: datetime) -> tuple[str, InlineKeyboardMarkup]:
+    _ = gettext_for(manager.language)
+    lines = [_("⚠️ New complaint from {name}").format(name=html.escape(customer.name))]
+    if author is not None:
+        lines.append(_("Recorded by {name}").format(name=html.escape(author.name)))
+    if feedback.product:
+        lines.append(_("Product: {product}").format(product=html.escape(feedback.product)))
+    if feedback.rating:
+        lines.append(_("Rating: {rating}/5").format(rating=feedback.rating))
+    lines.append(html.escape(feedback.text or ""))
+    markup = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
+        text=_("📇 Open card"), callback_data=CustomerCallback(action="card", id=customer.id).pack())]])
+    return "\n".join(lines), markup

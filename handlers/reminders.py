@@ -1,0 +1,101 @@
+"""/today (the user's agenda) and the buttons of reminders: snooze, done, reassign (managers)."""
+
+from __future__ import annotations
+
+import html
+
+from aiogram import F, Router
+from aiogram.filters import Command
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.callbacks import ReassignCallback, ReminderCallback
+from bot.filters import Registered
+from bot.formatting import day
+from bot.notify import render_agenda, without_reminder
+from models import Role, User
+from services import reminders
+from services.access import Viewer
+from services.cards import visible_customer
+from services.customers import assign_owner
+from services.messages import N_, DomainError
+
+
+async def today(message: Message, session: AsyncSession, user: User) -> None:
+    """Bring the user's reminders up to date, then show what is due today, most urgent first."""
+    await reminders.apply(session, await reminders.compute_due(session, user_id=user.id))
+    items = await reminders.agenda(session, user)
+    text, markup = render_agenda(items, len(items), user, reminders.local_today(user), digest=False, _=_)
+    await message.answer(text, reply_markup=markup)
+
+
+async def on_reminder(callback: CallbackQuery, callback_data: ReminderCallback, session: AsyncSession,
+                      user: User) -> None:
+    try:
+        if callback_data.action == "snooze":
+            reminder = await reminders.snooze(session, callback_data.id, user, callback_data.days)
+            note = _("Snoozed until {date}.").format(date=day(reminder.snoozed_until, user.language))
+        elif callback_data.action == "done":
+            await reminders.finish(session, callback_data.id, user)
+            note = _("Done. ✅")
+        else:
+            raise DomainError(N_("that button no longer works"))
+    except DomainError as exc:
+        await callback.answer(exc.problem.render(_), show_alert=True)
+        return
+    await callback.answer(note)
+    if callback.message is not None and getattr(callback.message, "reply_markup", None) is not None:
+        await callback.message.edit_reply_markup(
+            reply_markup=without_reminder(callback.message.reply_markup, callback_data.id))
+
+
+async def on_reassign(callback: CallbackQuery, callback_data: ReassignCallback, session: AsyncSession, user: User,
+                      viewer: Viewer) -> None:
+    if user.role == Role.rep:
+        await callback.answer(_("Only managers can reassign customers."), show_alert=True)
+        return
+    try:
+        customer = await visible_customer(session, viewer, callback_data.customer)
+    except DomainError:
+        await callback.answer(_("That customer is not available to you any more."), show_alert=True)
+        return
+    if not callback_data.to:
+        query = select(User).where(User.active.is_(True), User.id != customer.owner_id).order_by(User.name)
+        if viewer.owners is not None:
+            query = query.where(User.id.in_(viewer.owners))
+        team = list((await session.execute(query.limit(30))).scalars())
+        if not team:
+            await callback.answer(_("There is nobody else in your team to give it to."), show_alert=True)
+            return
+        rows = [[InlineKeyboardButton(text=member.name, callback_data=ReassignCallback(
+            customer=customer.id, reminder=callback_data.reminder, to=member.id).pack())] for member in team]
+        await callback.answer()
+        await callback.message.answer(_("Give {name} to:").format(name=html.escape(customer.name)),
+                                      reply_markup=InlineKeyboardMarkup(inline_keyboard=rows))
+        return
+    try:
+        await assign_owner(session, viewer, customer.id, callback_data.to, user_id=user.id)
+        if callback_data.reminder:
+            try:
+                await reminders.finish(session, callback_data.reminder, user)
+            except DomainError:
+                pass  # already snoozed away or done: the reassignment still stands
+    except DomainError as exc:
+        await callback.answer(exc.problem.render(_), show_alert=True)
+        return
+    new_owner = await session.get(User, callback_data.to)
+    await callback.answer()
+    await callback.message.edit_text(_("{customer} now belongs to {owner}.").format(
+        customer=html.escape(customer.name), owner=html.escape(new_owner.name)))
+
+
+def create_router() -> Router:
+    router = Router(name="reminders")
+    router.message.filter(Registered(), F.chat.type == "private")
+    router.callback_query.filter(Registered())
+    router.message.register(today, Command("today"))
+    router.callback_query.register(on_reminder, ReminderCallback.filter())
+    router.callback_query.register(on_reassign, ReassignCallback.filter())
+    return router

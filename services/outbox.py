@@ -1,0 +1,142 @@
+"""The outbox: every message to a user is a row first, sent later by one sender (bot.sender).
+
+Rules:
+- A message is written in the same transaction as what caused it, under a unique key (recipient +
+  reason + subject + period): writing it again — a second worker, a restarted one — changes nothing.
+- Working hours: reminders and urgent notices wait until the recipient's working time (their time zone,
+  work days, start and end); "today" is the recipient's local date, DST included.
+- A user Telegram refuses (bot blocked, chat gone) is marked unreachable; nothing more is queued or sent
+  to them until they write to the bot again.
+- Rows are claimed for a short lease before sending, so two senders never send the same row; a send
+  that failed for a passing reason is retried with exponential backoff, a permanent failure recorded.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import OutboxMessage, User, utcnow
+
+MAX_ATTEMPTS = 8
+LEASE = timedelta(seconds=60)
+
+
+def _at(day: date, moment: time, tz: ZoneInfo) -> datetime:
+    """The UTC instant of a local wall-clock time; a time skipped by DST moves forward an hour."""
+    local = datetime.combine(day, moment, tz)
+    roundtrip = local.astimezone(ZoneInfo("UTC")).astimezone(tz)
+    if roundtrip.replace(tzinfo=None) != local.replace(tzinfo=None):  # in the spring-forward gap
+        local = datetime.combine(day, moment, tz).replace(fold=1)
+    return local.astimezone(ZoneInfo("UTC"))
+
+
+def works_on(user: User, day: date) -> bool:
+    return str(day.isoweekday()) in (user.work_days or "1234567")
+
+
+def in_working_hours(user: User, now: datetime) -> bool:
+    tz = ZoneInfo(user.timezone)
+    local = now.astimezone(tz)
+    return works_on(user, local.date()) and \
+        _at(local.date(), user.work_start, tz) <= now < _at(local.date(), user.work_end, tz)
+
+
+def next_working_moment(user: User, now: datetime) -> datetime:
+    """`now` if it is inside the user's working hours, else the start of their next working time."""
+    if in_working_hours(user, now):
+        return now
+    tz = ZoneInfo(user.timezone)
+    day = now.astimezone(tz).date()
+    for offset in range(0, 8):
+        candidate = day + timedelta(days=offset)
+        start = _at(candidate, user.work_start, tz)
+        if works_on(user, candidate) and start >= now:
+            return start
+    return now  # no working day configured: deliver at once rather than never
+
+
+async def enqueue(session: AsyncSession, *, key: str, chat_id: int, kind: str, text: str | None = None,
+                  user_id: int | None = None, reply_markup: dict[str, Any] | None = None,
+                  photo: str | None = None, document: str | None = None,
+                  not_before: datetime | None = None) -> bool:
+    """Queue a message once per key; True when this call queued it."""
+    now = utcnow()
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(OutboxMessage).values(
+        key=key, chat_id=chat_id, user_id=user_id, kind=kind, text=text, reply_markup=reply_markup, photo=photo,
+        document=document, not_before=not_before or now, next_attempt_at=not_before or now, status="pending",
+        attempts=0, created_at=now).on_conflict_do_nothing().returning(OutboxMessage.id)
+    return (await session.execute(statement)).scalar() is not None
+
+
+async def ready(session: AsyncSession, now: datetime, limit: int = 200) -> list[OutboxMessage]:
+    """Pending rows whose time has come and that no live sender holds, oldest first."""
+    return list((await session.execute(
+        select(OutboxMessage).where(
+            OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now,
+            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now))
+        .order_by(OutboxMessage.id).limit(limit))).scalars())
+
+
+async def claim(session: AsyncSession, message_id: int, now: datetime) -> bool:
+    """Take a row for LEASE; False if another sender has it or it is no longer pending."""
+    result = await session.execute(
+        update(OutboxMessage).where(
+            OutboxMessage.id == message_id, OutboxMessage.status == "pending",
+            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now))
+        .values(claimed_until=now + LEASE).execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+async def mark_sent(session: AsyncSession, message_id: int, telegram_message_id: int | None, now: datetime) -> None:
+    await session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(
+        status="sent", sent_at=now, message_id=telegram_message_id, claimed_until=None,
+        attempts=OutboxMessage.attempts + 1).execution_options(synchronize_session=False))
+
+
+async def retry_later(session: AsyncSession, message_id: int, at: datetime, error: str, *,
+                      count_attempt: bool = True) -> bool:
+    """Schedule another try (a 429 does not count as an attempt); False once attempts are used up."""
+    row = await session.get(OutboxMessage, message_id)
+    attempts = row.attempts + (1 if count_attempt else 0)
+    if attempts >= MAX_ATTEMPTS:
+        await fail(session, message_id, error)
+        return False
+    row.attempts, row.next_attempt_at, row.claimed_until, row.error = attempts, at, None, error[:500]
+    return True
+
+
+async def fail(session: AsyncSession, message_id: int, error: str) -> None:
+    await session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(
+        status="failed", error=error[:500], claimed_until=None, attempts=OutboxMessage.attempts + 1)
+        .execution_options(synchronize_session=False))
+
+
+async def mark_unreachable(session: AsyncSession, chat_id: int, reason: str, now: datetime) -> None:
+    """The chat is gone for good: flag its user and fail everything still queued for it."""
+    await session.execute(update(User).where(User.telegram_id == chat_id, User.unreachable_at.is_(None))
+                          .values(unreachable_at=now, unreachable_reason=reason[:200])
+                          .execution_options(synchronize_session=False))
+    await session.execute(update(OutboxMessage).where(
+        OutboxMessage.chat_id == chat_id, OutboxMessage.status == "pending")
+        .values(status="failed", error=("recipient unreachable: " + reason)[:500], claimed_until=None)
+        .execution_options(synchronize_session=False))
+
+
+async def clear_unreachable(session: AsyncSession, user: User) -> None:
+    """The user wrote to the bot again: they can be reached."""
+    if user.unreachable_at is not None:
+        user.unreachable_at, user.unreachable_reason = None, None
+
+
+def reachable(user: User) -> bool:
+    return user.active and user.telegram_id is not None and user.unreachable_at is None
+

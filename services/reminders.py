@@ -1,0 +1,458 @@
+"""Reminders (提醒): what each user should act on, computed from the data, created once, closed by activity.
+
+Rules (each is a function below; "today" is always the recipient's local date in their time zone):
+- Contact strategy (联系策略): a customer is *due* when no interaction of any kind was logged within its
+  contact cycle — the last contact (or, never contacted, the day the customer was added) is more than
+  `cycle_days` days ago. It is *overdue* past `cycle_days × overdue_factor` (1.5 by default, per
+  strategy): the owner's reminder becomes an overdue one and the owner's manager gets an escalation.
+  Customers marked "definitely not buying" are left alone.
+- Purchase strategy (购买策略): a business-decline alert (客户业务下滑提醒) when the last purchase is more
+  than the purchase cycle ago. A customer without a strategy but with 4+ purchases is held to their own
+  rhythm (median gap between purchase days, see services.rollups): the alert comes after
+  max(rhythm × RHYTHM_TOLERANCE, rhythm + RHYTHM_SLACK_DAYS) days, and says it was learned.
+- After a purchase: a thank-you follow-up for the owner, from the purchase day for THANK_YOU_DAYS days,
+  unless someone contacted the customer since the purchase (DOMAIN.md §8).
+- Prospects: "not buying now" when their expected purchase date is PROSPECT_LEAD_DAYS away or closer;
+  "quoted, no response" when nobody contacted them for QUOTED_FOLLOWUP_DAYS days.
+- Birthdays of contact persons, on the day (29 February birthdays on 28 February in other years).
+- A rep's own "next step" date from a logged interaction, to the rep who set it (the owner if that rep
+  left), unless the customer was contacted again since.
+- Every reminder has a key (recipient + reason + subject + period). A key makes at most one row, ever:
+  recomputing (another worker, a restart, the next scan) never duplicates, and a snoozed or finished
+  reminder does not come back for the same period. The period is the cycle instance (the day the
+  customer fell due), so a new lapse after a new contact is a new reminder.
+- Activity closes reminders: an interaction logged after a reminder closes the customer's follow-up
+  reminders (all kinds but the purchase alert); a purchase recorded after it closes the purchase alert.
+  Archiving the customer or giving it to someone else closes the old owner's reminders.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import (ContactPerson, ContactStrategy, Customer, Interaction, Purchase, PurchaseStrategy, Reminder,
+                    Stage, User, utcnow)
+from services.messages import N_, DomainError
+
+THANK_YOU_DAYS = 3
+PROSPECT_LEAD_DAYS = 7
+QUOTED_FOLLOWUP_DAYS = 7
+RHYTHM_TOLERANCE = 1.5
+RHYTHM_SLACK_DAYS = 7
+NEXT_STEP_LOOKBACK_DAYS = 60
+
+# Lower is more urgent; a digest lists items in this order.
+PRIORITY = {
+    "escalation": 0,
+    "next_step": 10,
+    "contact_overdue": 20,
+    "birthday": 30,
+    "thank_you": 40,
+    "purchase_lapse": 50,
+    "not_now": 60,
+    "quoted": 70,
+    "contact_due": 80,
+}
+KINDS = tuple(PRIORITY)
+# Closed by an interaction logged after the reminder was created.
+CLOSED_BY_CONTACT = tuple(k for k in KINDS if k != "purchase_lapse")
+SNOOZE_DAYS = (1, 3, 7)
+
+
+@dataclass(frozen=True)
+class Rules:
+    thank_you_days: int = THANK_YOU_DAYS
+    prospect_lead_days: int = PROSPECT_LEAD_DAYS
+    quoted_followup_days: int = QUOTED_FOLLOWUP_DAYS
+    rhythm_tolerance: float = RHYTHM_TOLERANCE
+    rhythm_slack_days: int = RHYTHM_SLACK_DAYS
+
+
+@dataclass
+class Due:
+    """A reminder that the rules say should exist now."""
+
+    user_id: int
+    kind: str
+    customer_id: int | None
+    due_on: date
+    period: str
+    subject_id: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.user_id}:{self.customer_id or 0}:{self.subject_id or 0}:{self.period}"
+
+    @property
+    def priority(self) -> int:
+        return PRIORITY[self.kind]
+
+    def as_row(self, now: datetime) -> dict[str, Any]:
+        return {"key": self.key, "user_id": self.user_id, "customer_id": self.customer_id, "kind": self.kind,
+                "subject_id": self.subject_id, "due_on": self.due_on, "priority": self.priority,
+                "detail": self.detail, "status": "open", "snoozed_until": None, "created_at": now,
+                "closed_at": None}
+
+
+@dataclass(frozen=True)
+class Recipient:
+    id: int
+    tz: ZoneInfo
+    today: date
+    manager_id: int | None
+
+
+def local_date(moment: datetime, tz: ZoneInfo) -> date:
+    return moment.astimezone(tz).date()
+
+
+def local_today(user: User, now: datetime | None = None) -> date:
+    return local_date(now or utcnow(), ZoneInfo(user.timezone))
+
+
+async def _recipients(session: AsyncSession, now: datetime) -> dict[int, Recipient]:
+    zones: dict[str, ZoneInfo] = {}
+    people = {}
+    for user_id, timezone, manager_id in await session.execute(
+            select(User.id, User.timezone, User.manager_id).where(User.active.is_(True))):
+        tz = zones.setdefault(timezone, ZoneInfo(timezone))
+        people[user_id] = Recipient(user_id, tz, local_date(now, tz), manager_id)
+    return people
+
+
+def _as_date(value: Any) -> date:
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+async def compute_due(session: AsyncSession, now: datetime | None = None, *, rules: Rules = Rules(),
+                      user_id: int | None = None) -> list[Due]:
+    """Every reminder the rules call for at `now` (for one recipient when `user_id` is given)."""
+    now = now or utcnow()
+    people = await _recipients(session, now)
+    if not people:
+        return []
+    earliest = min(p.today for p in people.values())
+    latest = max(p.today for p in people.values())
+    found: list[Due] = []
+    found += await _contact_due(session, people, now)
+    found += await _purchase_lapse(session, people, earliest, rules)
+    found += await _thank_you(session, people, earliest, rules)
+    found += await _prospects(session, people, now, latest, rules)
+    found += await _birthdays(session, people)
+    found += await _next_steps(session, people, earliest, latest)
+    if user_id is not None:
+        found = [d for d in found if d.user_id == user_id]
+    found.sort(key=lambda d: (d.user_id, d.priority, d.due_on, d.customer_id or 0))
+    return found
+
+
+def _live_owned() -> Any:
+    return and_(Customer.archived_at.is_(None), Customer.owner_id.is_not(None))
+
+
+async def _contact_due(session: AsyncSession, people: dict[int, Recipient], now: datetime) -> list[Due]:
+    """Contact strategy rule: due past the cycle, overdue (and escalated) past cycle × overdue factor."""
+    found = []
+    strategies = (await session.execute(select(ContactStrategy).where(ContactStrategy.active.is_(True)))).scalars()
+    for strategy in strategies:
+        cycle, overdue_after = strategy.cycle_days, math.ceil(strategy.cycle_days * strategy.overdue_factor)
+        # A day of margin for time zones; the exact local-date check is below.
+        cutoff = now - timedelta(days=cycle)
+        last = Customer.last_contact_at
+        rows = await session.execute(
+            select(Customer.id, Customer.owner_id, Customer.last_contact_at, Customer.created_at)
+            .where(Customer.contact_strategy_id == strategy.id, _live_owned(),
+                   Customer.stage != Stage.definitely_not,
+                   or_(last < cutoff, and_(last.is_(None), Customer.created_at < cutoff))))
+        for customer_id, owner_id, last_contact, created in rows:
+            owner = people.get(owner_id)
+            if owner is None:
+                continue
+            since = local_date(last_contact or created, owner.tz)
+            days = (owner.today - since).days
+            if days <= cycle:
+                continue
+            detail = {"since": since.isoformat(), "cycle": cycle, "never": last_contact is None}
+            period = (since + timedelta(days=cycle + 1)).isoformat()
+            if days > overdue_after:
+                found.append(Due(owner.id, "contact_overdue", customer_id, since + timedelta(days=overdue_after + 1),
+                                 period, detail=detail))
+                manager = people.get(owner.manager_id) if owner.manager_id else None
+                if manager is not None:
+                    found.append(Due(manager.id, "escalation", customer_id,
+                                     since + timedelta(days=overdue_after + 1), period, subject_id=owner.id,
+                                     detail=detail))
+            else:
+                found.append(Due(owner.id, "contact_due", customer_id, since + timedelta(days=cycle + 1), period,
+                                 detail=detail))
+    return found
+
+
+async def _purchase_lapse(session: AsyncSession, people: dict[int, Recipient], earliest: date,
+                          rules: Rules) -> list[Due]:
+    """Purchase strategy rule, and the learned-rhythm rule for customers without a strategy."""
+    found = []
+    cycles = {s.id: s.cycle_days for s in (await session.execute(
+        select(PurchaseStrategy).where(PurchaseStrategy.active.is_(True)))).scalars()}
+    for strategy_id, cycle in cycles.items():
+        rows = await session.execute(
+            select(Customer.id, Customer.owner_id, Customer.last_txn_on)
+            .where(Customer.purchase_strategy_id == strategy_id, _live_owned(),
+                   Customer.last_txn_on < earliest - timedelta(days=cycle - 1)))
+        for customer_id, owner_id, last in rows:
+            owner = people.get(owner_id)
+            last = _as_date(last)
+            if owner is not None and (owner.today - last).days > cycle:
+                found.append(Due(owner.id, "purchase_lapse", customer_id, last + timedelta(days=cycle + 1),
+                                 (last + timedelta(days=cycle + 1)).isoformat(),
+                                 detail={"since": last.isoformat(), "cycle": cycle, "learned": False}))
+    rows = await session.execute(
+        select(Customer.id, Customer.owner_id, Customer.last_txn_on, Customer.purchase_gap_days)
+        .where(or_(Customer.purchase_strategy_id.is_(None), Customer.purchase_strategy_id.not_in(cycles or [0])),
+               _live_owned(), Customer.purchase_gap_days.is_not(None),
+               Customer.last_txn_on < earliest - timedelta(days=rules.rhythm_slack_days - 1)))
+    for customer_id, owner_id, last, gap in rows:
+        owner = people.get(owner_id)
+        if owner is None:
+            continue
+        last = _as_date(last)
+        allowed = math.ceil(max(gap * rules.rhythm_tolerance, gap + rules.rhythm_slack_days))
+        if (owner.today - last).days > allowed:
+            found.append(Due(owner.id, "purchase_lapse", customer_id, last + timedelta(days=allowed + 1),
+                             (last + timedelta(days=allowed + 1)).isoformat(),
+                             detail={"since": last.isoformat(), "cycle": allowed, "learned": True,
+                                     "rhythm": round(gap)}))
+    return found
+
+
+async def _thank_you(session: AsyncSession, people: dict[int, Recipient], earliest: date, rules: Rules) -> list[Due]:
+    """Thank-you rule: a follow-up after each purchase day, until someone contacts the customer."""
+    found = []
+    rows = await session.execute(
+        select(Customer.id, Customer.owner_id, Customer.last_contact_at, Purchase.purchased_on)
+        .join(Purchase, Purchase.customer_id == Customer.id)
+        .where(Purchase.purchased_on >= earliest - timedelta(days=rules.thank_you_days),
+               Purchase.voided_at.is_(None), _live_owned())
+        .distinct())
+    for customer_id, owner_id, last_contact, purchased_on in rows:
+        owner = people.get(owner_id)
+        purchased_on = _as_date(purchased_on)
+        if owner is None or not 0 <= (owner.today - purchased_on).days <= rules.thank_you_days:
+            continue
+        if last_contact is not None and local_date(last_contact, owner.tz) >= purchased_on:
+            continue
+        found.append(Due(owner.id, "thank_you", customer_id, purchased_on, purchased_on.isoformat(),
+                         detail={"purchased_on": purchased_on.isoformat()}))
+    return found
+
+
+async def _prospects(session: AsyncSession, people: dict[int, Recipient], now: datetime, latest: date,
+                     rules: Rules) -> list[Due]:
+    """Prospect rules: "not now" near the expected purchase date; "quoted" without a reply for N days."""
+    found = []
+    rows = await session.execute(
+        select(Customer.id, Customer.owner_id, Customer.expected_purchase_on)
+        .where(Customer.stage == Stage.not_now, _live_owned(), Customer.expected_purchase_on.is_not(None),
+               Customer.expected_purchase_on <= latest + timedelta(days=rules.prospect_lead_days)))
+    for customer_id, owner_id, expected in rows:
+        owner = people.get(owner_id)
+        expected = _as_date(expected)
+        if owner is not None and (expected - owner.today).days <= rules.prospect_lead_days:
+            found.append(Due(owner.id, "not_now", customer_id, expected - timedelta(days=rules.prospect_lead_days),
+                             expected.isoformat(), detail={"expected": expected.isoformat()}))
+    wait = rules.quoted_followup_days
+    cutoff = now - timedelta(days=wait - 1)
+    rows = await session.execute(
+        select(Customer.id, Customer.owner_id, Customer.last_contact_at, Customer.created_at)
+        .where(Customer.stage == Stage.quoted_no_response, _live_owned(),
+               or_(Customer.last_contact_at < cutoff,
+                   and_(Customer.last_contact_at.is_(None), Customer.created_at < cutoff))))
+    for customer_id, owner_id, last_contact, created in rows:
+        owner = people.get(owner_id)
+        if owner is None:
+            continue
+        since = local_date(last_contact or created, owner.tz)
+        if (owner.today - since).days >= wait:
+            found.append(Due(owner.id, "quoted", customer_id, since + timedelta(days=wait),
+                             (since + timedelta(days=wait)).isoformat(), detail={"since": since.isoformat()}))
+    return found
+
+
+def _birthday_today(mmdd: int, today: date) -> bool:
+    if mmdd == today.month * 100 + today.day:
+        return True
+    leap = today.year % 4 == 0 and (today.year % 100 != 0 or today.year % 400 == 0)
+    return mmdd == 229 and not leap and (today.month, today.day) == (2, 28)
+
+
+async def _birthdays(session: AsyncSession, people: dict[int, Recipient]) -> list[Due]:
+    """Birthday rule: contact persons' birthdays, on the day (29 Feb on 28 Feb in common years)."""
+    days = {p.today.month * 100 + p.today.day for p in people.values()}
+    if 228 in days:
+        days.add(229)
+    found = []
+    rows = await session.execute(
+        select(Customer.id, Customer.owner_id, ContactPerson.id, ContactPerson.birthday_mmdd)
+        .join(ContactPerson, ContactPerson.customer_id == Customer.id)
+        .where(ContactPerson.birthday_mmdd.in_(days), ContactPerson.archived_at.is_(None), _live_owned()))
+    for customer_id, owner_id, person_id, mmdd in rows:
+        owner = people.get(owner_id)
+        if owner is not None and _birthday_today(mmdd, owner.today):
+            found.append(Due(owner.id, "birthday", customer_id, owner.today, owner.today.isoformat(),
+                             subject_id=person_id))
+    return found
+
+
+async def _next_steps(session: AsyncSession, people: dict[int, Recipient], earliest: date, latest: date) -> list[Due]:
+    """Next-step rule: the date a rep set after a contact, unless the customer was contacted since."""
+    found = []
+    rows = await session.execute(
+        select(Interaction.id, Interaction.user_id, Interaction.next_step_on, Interaction.occurred_at,
+               Customer.id, Customer.owner_id, Customer.last_contact_at)
+        .join(Customer, Customer.id == Interaction.customer_id)
+        .where(Interaction.next_step_on.is_not(None),
+               Interaction.next_step_on >= earliest - timedelta(days=NEXT_STEP_LOOKBACK_DAYS),
+               Interaction.next_step_on <= latest, Customer.archived_at.is_(None)))
+    for interaction_id, author_id, next_on, occurred, customer_id, owner_id, last_contact in rows:
+        recipient = people.get(author_id) or people.get(owner_id)
+        next_on = _as_date(next_on)
+        if recipient is None or next_on > recipient.today:
+            continue
+        if last_contact is not None and last_contact > occurred:
+            continue
+        found.append(Due(recipient.id, "next_step", customer_id, next_on, next_on.isoformat(),
+                         subject_id=interaction_id, detail={"interaction": interaction_id}))
+    return found
+
+
+# --------------------------------------------------------------------------- applying the rules
+
+
+async def insert_ignore(session: AsyncSession, model: type, rows: list[dict[str, Any]]) -> None:
+    """INSERT … ON CONFLICT DO NOTHING (on any unique key), on SQLite and PostgreSQL alike."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    for start in range(0, len(rows), 1000):
+        await session.execute(insert(model).on_conflict_do_nothing(), rows[start:start + 1000])
+
+
+async def apply(session: AsyncSession, due: Iterable[Due], now: datetime | None = None) -> list[int]:
+    """Create the reminders that do not exist yet (by key); returns the ids of the new rows.
+
+    Also retires the owner's "due" reminder of a period once the same period is overdue, and closes
+    reminders that activity has answered (see `close_answered`)."""
+    now = now or utcnow()
+    due = list(due)
+    before = await session.scalar(select(func.max(Reminder.id))) or 0
+    await insert_ignore(session, Reminder, [d.as_row(now) for d in due])
+    new = list((await session.execute(select(Reminder.id).where(Reminder.id > before))).scalars())
+    overdue = [d for d in due if d.kind == "contact_overdue"]
+    for start in range(0, len(overdue), 500):
+        keys = [f"contact_due:{d.user_id}:{d.customer_id}:0:{d.period}" for d in overdue[start:start + 500]]
+        await session.execute(update(Reminder).where(Reminder.key.in_(keys), Reminder.status == "open")
+                              .values(status="closed", closed_at=now).execution_options(synchronize_session=False))
+    await close_answered(session, now)
+    return new
+
+
+async def close_answered(session: AsyncSession, now: datetime | None = None, *,
+                         customer_ids: Iterable[int] | None = None) -> None:
+    """Activity closes reminders: a later interaction the follow-ups, a later purchase the purchase alert;
+    an archived customer, or one given to another owner, the old owner's reminders."""
+    now = now or utcnow()
+    scope = [Reminder.status == "open", Reminder.customer_id.is_not(None)]
+    if customer_ids is not None:
+        ids = list(customer_ids)
+        if not ids:
+            return
+        scope.append(Reminder.customer_id.in_(ids))
+    contacted = exists().where(Interaction.customer_id == Reminder.customer_id,
+                               Interaction.created_at > Reminder.created_at)
+    bought = exists().where(Purchase.customer_id == Reminder.customer_id, Purchase.voided_at.is_(None),
+                            Purchase.created_at > Reminder.created_at)
+    gone = exists().where(Customer.id == Reminder.customer_id,
+                          or_(Customer.archived_at.is_not(None),
+                              and_(Reminder.kind.not_in(["escalation", "next_step"]),
+                                   or_(Customer.owner_id.is_(None), Customer.owner_id != Reminder.user_id))))
+    for condition in (and_(Reminder.kind.in_(CLOSED_BY_CONTACT), contacted),
+                      and_(Reminder.kind == "purchase_lapse", bought), gone):
+        await session.execute(update(Reminder).where(*scope, condition).values(status="closed", closed_at=now)
+                              .execution_options(synchronize_session=False))
+
+
+# --------------------------------------------------------------------------- what a user does with them
+
+
+async def _own(session: AsyncSession, reminder_id: int, user: User) -> Reminder:
+    reminder = await session.get(Reminder, reminder_id)
+    if reminder is None or reminder.user_id != user.id:
+        raise DomainError(N_("that reminder is not yours"))
+    if reminder.status != "open":
+        raise DomainError(N_("that reminder is already closed"))
+    return reminder
+
+
+async def snooze(session: AsyncSession, reminder_id: int, user: User, days: int,
+                 now: datetime | None = None) -> Reminder:
+    """Snooze rule: hidden until today + days (the user's local date); then it comes back once."""
+    if days not in SNOOZE_DAYS:
+        raise DomainError(N_("snooze for 1, 3 or 7 days"))
+    reminder = await _own(session, reminder_id, user)
+    reminder.snoozed_until = local_today(user, now) + timedelta(days=days)
+    return reminder
+
+
+async def finish(session: AsyncSession, reminder_id: int, user: User, now: datetime | None = None) -> Reminder:
+    """Done: the reminder is closed for its period; the next period makes a new one."""
+    reminder = await _own(session, reminder_id, user)
+    reminder.status, reminder.closed_at = "done", now or utcnow()
+    return reminder
+
+
+@dataclass
+class AgendaItem:
+    reminder: Reminder
+    customer: Customer | None
+    person: ContactPerson | None = None
+    interaction: Interaction | None = None
+    owner: User | None = None
+
+
+async def agenda(session: AsyncSession, user: User, now: datetime | None = None,
+                 limit: int | None = None) -> list[AgendaItem]:
+    """The user's open reminders shown today (not snoozed past today), most urgent first."""
+    today = local_today(user, now)
+    query = (select(Reminder, Customer).outerjoin(Customer, Customer.id == Reminder.customer_id)
+             .where(Reminder.user_id == user.id, Reminder.status == "open", Reminder.due_on <= today,
+                    or_(Reminder.snoozed_until.is_(None), Reminder.snoozed_until <= today))
+             .order_by(Reminder.priority, Reminder.due_on, Reminder.id))
+    if limit:
+        query = query.limit(limit)
+    items = [AgendaItem(r, c) for r, c in (await session.execute(query)).all()]
+    for item in items:
+        r = item.reminder
+        if r.kind == "birthday" and r.subject_id:
+            item.person = await session.get(ContactPerson, r.subject_id)
+        elif r.kind == "next_step" and r.subject_id:
+            item.interaction = await session.get(Interaction, r.subject_id)
+        elif r.kind == "escalation" and r.subject_id:
+            item.owner = await session.get(User, r.subject_id)
+    return items
+
+
+async def count_open(session: AsyncSession, user: User, now: datetime | None = None) -> int:
+    today = local_today(user, now)
+    return len((await session.execute(select(Reminder.id).where(
+        Reminder.user_id == user.id, Reminder.status == "open", Reminder.due_on <= today,
+        or_(Reminder.snoozed_until.is_(None), Reminder.snoozed_until <= today)))).all())

@@ -1,0 +1,221 @@
+"""The reminder rules, with a controllable clock: every test says what `now` is."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select, update
+
+from models import ContactPerson, ContactStrategy, Customer, PurchaseStrategy, Reminder, Stage
+from services import reminders
+from services.customers import create_customer
+from services.interactions import log_interaction, set_next_step
+from services.messages import DomainError
+from services.purchases import record_purchase
+from services.users import add_user
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def at(day: date, hour: int = 10, tz: ZoneInfo = SHANGHAI) -> datetime:
+    return datetime.combine(day, time(hour), tz).astimezone(UTC)
+
+
+TODAY = date(2026, 6, 15)  # a Monday
+NOW = at(TODAY)
+
+
+def labels(name: str) -> dict[str, str]:
+    return {"label_zh_hans": name, "label_zh_hant": name, "label_en": name}
+
+
+@pytest.fixture
+async def world(session):
+    boss = await add_user(session, name="Boss", role="manager", telegram_id=1)
+    rep = await add_user(session, name="Rep", telegram_id=2, manager_id=boss.id)
+    contact10 = ContactStrategy(code="t10", cycle_days=10, overdue_factor=1.5, **labels("10 days"))
+    buy30 = PurchaseStrategy(code="p30", cycle_days=30, **labels("30 days"))
+    session.add_all([contact10, buy30])
+    await session.flush()
+
+    class World:
+        pass
+
+    w = World()
+    w.boss, w.rep, w.contact10, w.buy30 = boss, rep, contact10, buy30
+    return w
+
+
+async def customer(session, world, name: str, *, added_days_ago: int = 400, **values) -> Customer:
+    c = await create_customer(session, name=name, owner_id=world.rep.id, **values)
+    await session.execute(update(Customer).where(Customer.id == c.id)
+                          .values(created_at=NOW - timedelta(days=added_days_ago)))
+    await session.refresh(c)
+    return c
+
+
+def kinds(due, customer_id=None):
+    return sorted((d.kind, d.user_id) for d in due if customer_id is None or d.customer_id == customer_id)
+
+
+async def test_contact_clock_due_then_overdue_then_escalated_and_reset_by_a_call(session, world):
+    c = await customer(session, world, "广州人易软件有限公司", contact_strategy_id=world.contact10.id)
+    await log_interaction(session, customer_id=c.id, kind="visit", occurred_at=at(TODAY - timedelta(days=10)))
+    # Contacted exactly one cycle ago: not due yet.
+    assert kinds(await reminders.compute_due(session, NOW), c.id) == []
+    # One day past the cycle: due, for the owner only.
+    due = await reminders.compute_due(session, NOW + timedelta(days=1))
+    assert kinds(due, c.id) == [("contact_due", world.rep.id)]
+    assert due[0].detail["cycle"] == 10
+    # Past 1.5 × the cycle (15 days): overdue for the owner, and escalated to the manager.
+    # Day 15 = exactly 1.5 × the cycle: still only due.
+    assert kinds(await reminders.compute_due(session, NOW + timedelta(days=5)), c.id) == [("contact_due", world.rep.id)]
+    overdue = await reminders.compute_due(session, NOW + timedelta(days=6))
+    assert kinds(overdue, c.id) == [("contact_overdue", world.rep.id), ("escalation", world.boss.id)]
+    await reminders.apply(session, overdue, NOW + timedelta(days=6))
+    # A call (any channel counts) resets the clock and closes the open reminders.
+    await log_interaction(session, customer_id=c.id, kind="call", occurred_at=NOW + timedelta(days=6, hours=1))
+    assert kinds(await reminders.compute_due(session, NOW + timedelta(days=7)), c.id) == []
+    statuses = (await session.execute(select(Reminder.kind, Reminder.status))).all()
+    assert sorted(statuses) == [("contact_overdue", "closed"), ("escalation", "closed")]
+
+
+async def test_a_never_contacted_customer_counts_from_when_it_was_added(session, world):
+    c = await customer(session, world, "Acme", contact_strategy_id=world.contact10.id, added_days_ago=12)
+    [due] = [d for d in await reminders.compute_due(session, NOW) if d.customer_id == c.id]
+    assert due.kind == "contact_due" and due.detail["never"] is True
+
+
+async def test_customers_without_strategy_archived_or_definitely_not_are_left_alone(session, world):
+    await customer(session, world, "No strategy")
+    await customer(session, world, "Lost cause", contact_strategy_id=world.contact10.id,
+                   stage=Stage.definitely_not)
+    archived = await customer(session, world, "Archived", contact_strategy_id=world.contact10.id)
+    await session.execute(update(Customer).where(Customer.id == archived.id).values(archived_at=NOW))
+    assert [d for d in await reminders.compute_due(session, NOW) if d.kind.startswith("contact")] == []
+
+
+async def test_purchase_lapse_by_strategy(session, world):
+    c = await customer(session, world, "Beta", purchase_strategy_id=world.buy30.id)
+    await record_purchase(session, customer_id=c.id, purchased_on=TODAY - timedelta(days=30), amount_cents=100,
+                          today=TODAY)
+    assert kinds(await reminders.compute_due(session, NOW), c.id) == []
+    [lapse] = [d for d in await reminders.compute_due(session, NOW + timedelta(days=1)) if d.customer_id == c.id]
+    assert lapse.kind == "purchase_lapse" and lapse.detail == {
+        "since": (TODAY - timedelta(days=30)).isoformat(), "cycle": 30, "learned": False}
+
+
+async def test_purchase_lapse_by_the_customers_own_rhythm(session, world):
+    c = await customer(session, world, "Gamma")
+    for weeks in range(5):  # every 10 days: median gap 10, so the alert comes after max(15, 10 + 7) = 17 days
+        await record_purchase(session, customer_id=c.id, purchased_on=TODAY - timedelta(days=17 + 10 * weeks),
+                              amount_cents=100, today=TODAY)
+    assert (await session.get(Customer, c.id)).purchase_gap_days == 10
+    assert [d for d in await reminders.compute_due(session, NOW) if d.kind == "purchase_lapse"] == []
+    [lapse] = [d for d in await reminders.compute_due(session, NOW + timedelta(days=1)) if d.kind == "purchase_lapse"]
+    assert lapse.detail["learned"] is True and lapse.detail["rhythm"] == 10
+
+
+async def test_three_purchases_are_not_enough_to_learn_a_rhythm(session, world):
+    c = await customer(session, world, "Delta")
+    for n in range(3):
+        await record_purchase(session, customer_id=c.id, purchased_on=TODAY - timedelta(days=100 + 10 * n),
+                              amount_cents=100, today=TODAY)
+    assert (await session.get(Customer, c.id)).purchase_gap_days is None
+    assert [d for d in await reminders.compute_due(session, NOW) if d.kind == "purchase_lapse"] == []
+
+
+async def test_thank_you_after_a_purchase_until_someone_calls(session, world):
+    c = await customer(session, world, "Epsilon")
+    await record_purchase(session, customer_id=c.id, purchased_on=TODAY - timedelta(days=2), amount_cents=100,
+                          today=TODAY)
+    due = await reminders.compute_due(session, NOW)
+    assert kinds(due, c.id) == [("thank_you", world.rep.id)]
+    # Four days after the purchase the window (3 days) is over.
+    assert kinds(await reminders.compute_due(session, NOW + timedelta(days=2)), c.id) == []
+    await reminders.apply(session, due, NOW)
+    await log_interaction(session, customer_id=c.id, kind="call", occurred_at=NOW)
+    assert kinds(await reminders.compute_due(session, NOW), c.id) == []
+    assert (await session.scalar(select(Reminder.status))) == "closed"
+
+
+@pytest.mark.parametrize(("today", "expected"), [
+    (date(2027, 2, 28), True),   # common year: 29 Feb birthdays are remembered on 28 Feb
+    (date(2027, 3, 1), False),
+    (date(2028, 2, 28), False),  # leap year: on the day itself
+    (date(2028, 2, 29), True),
+])
+async def test_birthdays_including_29_february(session, world, today, expected):
+    c = await customer(session, world, "Zeta")
+    person = ContactPerson(customer_id=c.id, name="王芳", title="采购经理", birthday=date(1980, 2, 29))
+    plain = ContactPerson(customer_id=c.id, name="李雷", birthday=date(1985, today.month, today.day)
+                          if (today.month, today.day) != (2, 29) else date(1984, 2, 29))
+    session.add_all([person, plain])
+    await session.flush()
+    due = [d for d in await reminders.compute_due(session, at(today)) if d.kind == "birthday"]
+    assert (person.id in {d.subject_id for d in due}) is expected
+    assert plain.id in {d.subject_id for d in due}
+
+
+async def test_next_step_date_comes_back_unless_the_customer_was_contacted_since(session, world):
+    c = await customer(session, world, "Eta")
+    visit = await log_interaction(session, customer_id=c.id, kind="visit", user_id=world.rep.id,
+                                  occurred_at=NOW - timedelta(days=3))
+    await set_next_step(session, visit.id, next_step_on=TODAY + timedelta(days=1), next_step="send the quote")
+    assert [d for d in await reminders.compute_due(session, NOW) if d.kind == "next_step"] == []
+    [step] = [d for d in await reminders.compute_due(session, NOW + timedelta(days=1)) if d.kind == "next_step"]
+    assert (step.user_id, step.subject_id) == (world.rep.id, visit.id)
+    await log_interaction(session, customer_id=c.id, kind="call", occurred_at=NOW)
+    assert [d for d in await reminders.compute_due(session, NOW + timedelta(days=1)) if d.kind == "next_step"] == []
+
+
+async def test_prospects_not_now_and_quoted_without_reply(session, world):
+    later = await customer(session, world, "Theta", stage=Stage.not_now, expected_purchase_on=TODAY + timedelta(days=8))
+    quoted = await customer(session, world, "Iota", stage=Stage.quoted_no_response)
+    await log_interaction(session, customer_id=quoted.id, kind="email", occurred_at=NOW - timedelta(days=6))
+    assert kinds(await reminders.compute_due(session, NOW)) == []
+    assert kinds(await reminders.compute_due(session, NOW + timedelta(days=1))) == [
+        ("not_now", world.rep.id), ("quoted", world.rep.id)]
+    assert {d.customer_id for d in await reminders.compute_due(session, NOW + timedelta(days=1))} == {
+        later.id, quoted.id}
+
+
+async def test_the_same_reminder_is_created_once_and_snooze_and_done_hold(session, world):
+    c = await customer(session, world, "Kappa", contact_strategy_id=world.contact10.id, added_days_ago=11)
+    due = await reminders.compute_due(session, NOW)
+    assert len(await reminders.apply(session, due, NOW)) == 1
+    assert await reminders.apply(session, await reminders.compute_due(session, NOW), NOW) == []  # no duplicate
+    rep = world.rep
+    [item] = await reminders.agenda(session, rep, NOW)
+    await reminders.snooze(session, item.reminder.id, rep, 3, NOW)
+    for day in (0, 1, 2):
+        assert await reminders.agenda(session, rep, NOW + timedelta(days=day)) == []
+    [back] = await reminders.agenda(session, rep, NOW + timedelta(days=3))
+    assert back.reminder.id == item.reminder.id and back.customer.id == c.id
+    await reminders.finish(session, item.reminder.id, rep, NOW + timedelta(days=3))
+    await reminders.apply(session, await reminders.compute_due(session, NOW + timedelta(days=4)), NOW)
+    assert await reminders.agenda(session, rep, NOW + timedelta(days=4)) == []
+    with pytest.raises(DomainError):
+        await reminders.finish(session, item.reminder.id, rep)
+    with pytest.raises(DomainError):  # someone else's reminder
+        await reminders.snooze(session, item.reminder.id, world.boss, 1)
+
+
+async def test_an_escalated_customer_given_to_another_rep_closes_the_old_owners_reminders(session, world):
+    from services.access import viewer_for
+    from services.customers import assign_owner
+
+    c = await customer(session, world, "Lambda", contact_strategy_id=world.contact10.id, added_days_ago=30)
+    await reminders.apply(session, await reminders.compute_due(session, NOW), NOW)
+    other = await add_user(session, name="Other", telegram_id=3, manager_id=world.boss.id)
+    viewer = await viewer_for(session, world.boss)
+    with pytest.raises(DomainError):
+        await assign_owner(session, await viewer_for(session, world.rep), c.id, other.id)
+    await assign_owner(session, viewer, c.id, other.id, user_id=world.boss.id)
+    await reminders.close_answered(session, NOW)
+    rows = dict((await session.execute(select(Reminder.kind, Reminder.status))).all())
+    assert rows == {"contact_overdue": "closed", "escalation": "open"}
+    due = await reminders.compute_due(session, NOW)
+    assert kinds(due, c.id) == [("contact_overdue", other.id), ("escalation", world.boss.id)]
