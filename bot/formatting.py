@@ -32,3 +32,8 @@ def duration(days: int, language: str) -> str:
 
 def money(cents: int, currency: str, language: str) -> str:
     return format_currency(cents / 100, currency, locale=locale(language))
+
+
+def days(count: int, language: str) -> str:
+    """An exact number of days (“45 days”, “45天”), never rounded to weeks or months."""
+    return format_timedelta(timedelta(days=count), granularity="day", threshold=100000, locale=locale(language))

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.callbacks import CustomerCallback, LogCallback, ReassignCallback, ReminderCallback
-from bot.formatting import day, duration
+from bot.formatting import day, days as n_days
 from bot.i18n import gettext_for
 from models import Feedback, Customer, User
 from services.reminders import AgendaItem
@@ -33,8 +33,8 @@ def item_line(item: AgendaItem, _: Gettext, language: str, today: date) -> str:
     r, detail = item.reminder, item.reminder.detail or {}
     name = html.escape(item.customer.name if item.customer else "?")
     if r.kind in ("contact_due", "contact_overdue", "escalation"):
-        days = duration(_days_since(detail, today), language)
-        cycle = duration(detail["cycle"], language)
+        days = n_days(_days_since(detail, today), language)
+        cycle = n_days(detail["cycle"], language)
         if detail.get("never"):
             text = _("{name}: never contacted, added {days} ago (cycle {cycle})")
         else:
@@ -45,13 +45,13 @@ def item_line(item: AgendaItem, _: Gettext, language: str, today: date) -> str:
         if r.kind == "escalation" and item.owner is not None:
             text += " · " + _("owner: {name}").format(name=html.escape(item.owner.name))
     elif r.kind == "purchase_lapse":
-        days = duration(_days_since(detail, today), language)
+        days = n_days(_days_since(detail, today), language)
         if detail.get("learned"):
             text = _("{name}: no purchase for {days}; they usually buy every {rhythm} (learned from their orders)") \
-                .format(name=name, days=days, rhythm=duration(detail["rhythm"], language))
+                .format(name=name, days=days, rhythm=n_days(detail["rhythm"], language))
         else:
             text = _("{name}: no purchase for {days} (purchase cycle {cycle})").format(
-                name=name, days=days, cycle=duration(detail["cycle"], language))
+                name=name, days=days, cycle=n_days(detail["cycle"], language))
     elif r.kind == "thank_you":
         text = _("{name}: bought on {date} — call or message to thank them").format(
             name=name, date=day(date.fromisoformat(detail["purchased_on"]), language))
@@ -60,7 +60,7 @@ def item_line(item: AgendaItem, _: Gettext, language: str, today: date) -> str:
             name=name, date=day(date.fromisoformat(detail["expected"]), language))
     elif r.kind == "quoted":
         text = _("{name}: quoted, no response for {days}").format(
-            name=name, days=duration(_days_since(detail, today), language))
+            name=name, days=n_days(_days_since(detail, today), language))
     elif r.kind == "birthday":
         person = item.person
         who = html.escape(person.name) if person else "?"
@@ -102,7 +102,7 @@ def render_agenda(items: list[AgendaItem], total: int, user: User, today: date, 
     _ = _ or gettext_for(user.language)
     if not items:
         return _("Nothing due today. 🎉"), None
-    heading = _("Good morning! {count} things for today:") if digest else _("Today: {count} things to do")
+    heading = _("Good morning! Due today: {count}") if digest else _("Due today: {count}")
     lines = [f"<b>{heading.format(count=total)}</b>", ""]
     rows = []
     for position, item in enumerate(items[:DIGEST_ITEMS]):

@@ -62,7 +62,7 @@ async def _queue_escalations(session: AsyncSession, new_ids: list[int], now: dat
         await outbox.enqueue(session, key=f"urgent:escalation:{reminder_id}", chat_id=manager.telegram_id,
                              user_id=manager.id, kind="urgent", text=text,
                              reply_markup=markup.model_dump(exclude_none=True),
-                             not_before=outbox.next_working_moment(manager, now))
+                             not_before=outbox.next_working_moment(manager, now), now=now)
 
 
 async def _items(session: AsyncSession, user: User, ids: list[int]) -> list[reminders.AgendaItem]:
@@ -102,7 +102,8 @@ async def plan_digests(runtime: Runtime, now: datetime | None = None) -> int:
             text, markup = render_agenda(items, len(items), user, reminders.local_today(user, now), digest=True)
             if await outbox.enqueue(session, key=digest_key(user, now), chat_id=user.telegram_id, user_id=user.id,
                                     kind="digest", text=text,
-                                    reply_markup=markup.model_dump(exclude_none=True) if markup else None):
+                                    reply_markup=markup.model_dump(exclude_none=True) if markup else None,
+                                    now=now):
                 queued += 1
     log.info("digests queued: %d", queued)
     return queued

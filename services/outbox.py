@@ -63,9 +63,9 @@ def next_working_moment(user: User, now: datetime) -> datetime:
 async def enqueue(session: AsyncSession, *, key: str, chat_id: int, kind: str, text: str | None = None,
                   user_id: int | None = None, reply_markup: dict[str, Any] | None = None,
                   photo: str | None = None, document: str | None = None,
-                  not_before: datetime | None = None) -> bool:
+                  not_before: datetime | None = None, now: datetime | None = None) -> bool:
     """Queue a message once per key; True when this call queued it."""
-    now = utcnow()
+    now = now or utcnow()
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:

@@ -67,9 +67,11 @@ def sticker_update(sender: User) -> Update:
     return Update(update_id=next(_ids), message=message)
 
 
-def button_update(sender: User, data: str) -> Update:
+def button_update(sender: User, data: str, on: Any = None) -> Update:
+    """A tap on an inline button; `on` is the sent message (a SendMessage) that carries it."""
     chat = Chat(id=sender.id, type="private")
-    message = Message(message_id=next(_ids), date=datetime.now(UTC), chat=chat, from_user=BOT_USER, text="…")
+    message = Message(message_id=next(_ids), date=datetime.now(UTC), chat=chat,
+                      from_user=BOT_USER, text=on.text if on else "…", reply_markup=on.reply_markup if on else None)
     callback = CallbackQuery(id=str(next(_ids)), from_user=sender, chat_instance="ci", data=data, message=message)
     return Update(update_id=next(_ids), callback_query=callback)
 
