@@ -273,7 +273,7 @@ async def cmd_reminders(args: argparse.Namespace, settings: Settings) -> int:
 
     async def work(session):  # noqa: ANN001, ANN202
         user_id = (await find_user(session, args.user)).id if args.user else None
-        due = await compute_due(session, now, user_id=user_id)
+        due = await compute_due(session, now, user_id=user_id, ordered=True)
         names = {}
         ids = sorted({d.customer_id for d in due if d.customer_id})
         for start in range(0, len(ids), 500):

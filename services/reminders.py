@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from bisect import bisect_right
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import String, and_, exists, func, or_, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (ContactPerson, ContactStrategy, Customer, Interaction, Purchase, PurchaseStrategy, Reminder,
@@ -76,7 +77,7 @@ class Rules:
     rhythm_slack_days: int = RHYTHM_SLACK_DAYS
 
 
-@dataclass
+@dataclass(slots=True)
 class Due:
     """A reminder that the rules say should exist now."""
 
@@ -103,12 +104,53 @@ class Due:
                 "closed_at": None}
 
 
+class Days:
+    """Local calendar days of one time zone, counted back from its today: `ago(instant)` is how many local
+    days ago a UTC instant fell — a binary search over the UTC instants of local midnights (DST-correct),
+    which also works on the raw ISO strings SQLite returns, so a scan over a million rows parses nothing."""
+
+    SPAN = 4000
+
+    def __init__(self, tz: ZoneInfo, today: date) -> None:
+        self.tz, self.today = tz, today
+        self.midnights = [datetime.combine(today - timedelta(days=i), time(0), tz).astimezone(UTC)
+                          for i in range(self.SPAN - 1, -1, -1)]
+        self.as_text = [m.strftime("%Y-%m-%d %H:%M:%S.%f") for m in self.midnights]
+
+    def ago(self, instant: datetime | str) -> int:
+        if isinstance(instant, str):
+            position = bisect_right(self.as_text, instant)
+        else:
+            if instant.tzinfo is None:
+                instant = instant.replace(tzinfo=UTC)
+            position = bisect_right(self.midnights, instant)
+        if position == 0:  # older than SPAN days: count exactly
+            moment = _instant(instant)
+            return (self.today - moment.astimezone(self.tz).date()).days
+        return self.SPAN - position
+
+    def since(self, instant: datetime | str) -> date:
+        return self.today - timedelta(days=self.ago(instant))
+
+
+def _instant(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _raw(column: Any) -> Any:
+    """A timestamp column as the driver returns it (ISO text on SQLite): skips per-row type processing."""
+    return type_coerce(column, String)
+
+
 @dataclass(frozen=True)
 class Recipient:
     id: int
     tz: ZoneInfo
     today: date
     manager_id: int | None
+    days: Days
 
 
 def local_date(moment: datetime, tz: ZoneInfo) -> date:
@@ -120,12 +162,15 @@ def local_today(user: User, now: datetime | None = None) -> date:
 
 
 async def _recipients(session: AsyncSession, now: datetime) -> dict[int, Recipient]:
-    zones: dict[str, ZoneInfo] = {}
+    calendars: dict[str, Days] = {}
     people = {}
     for user_id, timezone, manager_id in await session.execute(
             select(User.id, User.timezone, User.manager_id).where(User.active.is_(True))):
-        tz = zones.setdefault(timezone, ZoneInfo(timezone))
-        people[user_id] = Recipient(user_id, tz, local_date(now, tz), manager_id)
+        if timezone not in calendars:
+            tz = ZoneInfo(timezone)
+            calendars[timezone] = Days(tz, local_date(now, tz))
+        days = calendars[timezone]
+        people[user_id] = Recipient(user_id, days.tz, days.today, manager_id, days)
     return people
 
 
@@ -134,8 +179,9 @@ def _as_date(value: Any) -> date:
 
 
 async def compute_due(session: AsyncSession, now: datetime | None = None, *, rules: Rules = Rules(),
-                      user_id: int | None = None) -> list[Due]:
-    """Every reminder the rules call for at `now` (for one recipient when `user_id` is given)."""
+                      user_id: int | None = None, ordered: bool = False) -> list[Due]:
+    """Every reminder the rules call for at `now` (for one recipient when `user_id` is given); `ordered`
+    sorts them by recipient, priority and due date (the scan itself does not need an order)."""
     now = now or utcnow()
     people = await _recipients(session, now)
     if not people:
@@ -151,7 +197,8 @@ async def compute_due(session: AsyncSession, now: datetime | None = None, *, rul
     found += await _next_steps(session, people, earliest, latest)
     if user_id is not None:
         found = [d for d in found if d.user_id == user_id]
-    found.sort(key=lambda d: (d.user_id, d.priority, d.due_on, d.customer_id or 0))
+    if ordered or user_id is not None:
+        found.sort(key=lambda d: (d.user_id, d.priority, d.due_on, d.customer_id or 0))
     return found
 
 
@@ -169,7 +216,7 @@ async def _contact_due(session: AsyncSession, people: dict[int, Recipient], now:
         cutoff = now - timedelta(days=cycle)
         last = Customer.last_contact_at
         rows = await session.execute(
-            select(Customer.id, Customer.owner_id, Customer.last_contact_at, Customer.created_at)
+            select(Customer.id, Customer.owner_id, _raw(Customer.last_contact_at), _raw(Customer.created_at))
             .where(Customer.contact_strategy_id == strategy.id, _live_owned(),
                    Customer.stage != Stage.definitely_not,
                    or_(last < cutoff, and_(last.is_(None), Customer.created_at < cutoff))))
@@ -177,10 +224,10 @@ async def _contact_due(session: AsyncSession, people: dict[int, Recipient], now:
             owner = people.get(owner_id)
             if owner is None:
                 continue
-            since = local_date(last_contact or created, owner.tz)
-            days = (owner.today - since).days
+            days = owner.days.ago(last_contact or created)
             if days <= cycle:
                 continue
+            since = owner.today - timedelta(days=days)
             detail = {"since": since.isoformat(), "cycle": cycle, "never": last_contact is None}
             period = (since + timedelta(days=cycle + 1)).isoformat()
             if days > overdue_after:
@@ -238,7 +285,7 @@ async def _thank_you(session: AsyncSession, people: dict[int, Recipient], earlie
     """Thank-you rule: a follow-up after each purchase day, until someone contacts the customer."""
     found = []
     rows = await session.execute(
-        select(Customer.id, Customer.owner_id, Customer.last_contact_at, Purchase.purchased_on)
+        select(Customer.id, Customer.owner_id, _raw(Customer.last_contact_at), Purchase.purchased_on)
         .join(Purchase, Purchase.customer_id == Customer.id)
         .where(Purchase.purchased_on >= earliest - timedelta(days=rules.thank_you_days),
                Purchase.voided_at.is_(None), _live_owned())
@@ -248,7 +295,7 @@ async def _thank_you(session: AsyncSession, people: dict[int, Recipient], earlie
         purchased_on = _as_date(purchased_on)
         if owner is None or not 0 <= (owner.today - purchased_on).days <= rules.thank_you_days:
             continue
-        if last_contact is not None and local_date(last_contact, owner.tz) >= purchased_on:
+        if last_contact is not None and owner.days.since(last_contact) >= purchased_on:
             continue
         found.append(Due(owner.id, "thank_you", customer_id, purchased_on, purchased_on.isoformat(),
                          detail={"purchased_on": purchased_on.isoformat()}))
@@ -272,7 +319,7 @@ async def _prospects(session: AsyncSession, people: dict[int, Recipient], now: d
     wait = rules.quoted_followup_days
     cutoff = now - timedelta(days=wait - 1)
     rows = await session.execute(
-        select(Customer.id, Customer.owner_id, Customer.last_contact_at, Customer.created_at)
+        select(Customer.id, Customer.owner_id, _raw(Customer.last_contact_at), _raw(Customer.created_at))
         .where(Customer.stage == Stage.quoted_no_response, _live_owned(),
                or_(Customer.last_contact_at < cutoff,
                    and_(Customer.last_contact_at.is_(None), Customer.created_at < cutoff))))
@@ -280,7 +327,7 @@ async def _prospects(session: AsyncSession, people: dict[int, Recipient], now: d
         owner = people.get(owner_id)
         if owner is None:
             continue
-        since = local_date(last_contact or created, owner.tz)
+        since = owner.days.since(last_contact or created)
         if (owner.today - since).days >= wait:
             found.append(Due(owner.id, "quoted", customer_id, since + timedelta(days=wait),
                              (since + timedelta(days=wait)).isoformat(), detail={"since": since.isoformat()}))
