@@ -64,7 +64,7 @@ async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
                       settings: Settings, index: LookupIndex) -> None:
     from bot.sender import Sender
     from jobs.reminders import Runtime
-    from jobs.scheduler import create_scheduler
+    from jobs.scheduler import create_scheduler, stop
 
     await set_commands(bot, sessions, settings)
     syncing = asyncio.create_task(keep_in_sync(index, sessions))
@@ -73,7 +73,7 @@ async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
     try:
         await dispatcher.start_polling(bot, handle_signals=True)
     finally:
-        scheduler.shutdown(wait=False)
+        await stop(scheduler)
         syncing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await syncing

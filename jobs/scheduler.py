@@ -13,6 +13,7 @@ Choices, on purpose:
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -28,16 +29,35 @@ DIGEST_SECONDS = 5 * 60
 DRAIN_SECONDS = 2
 
 
-async def run_scan(runtime_id: str) -> None:
-    await jobs.scan(RUNTIMES[runtime_id])
+RUNNING: set[asyncio.Task] = set()
 
 
-async def run_digests(runtime_id: str) -> None:
-    await jobs.plan_digests(RUNTIMES[runtime_id])
+def _tracked(job):  # noqa: ANN001, ANN202
+    async def run(runtime_id: str) -> None:
+        task = asyncio.current_task()
+        RUNNING.add(task)
+        try:
+            await job(RUNTIMES[runtime_id])
+        finally:
+            RUNNING.discard(task)
+    run.__name__ = f"run_{job.__name__}"
+    return run
 
 
-async def run_drain(runtime_id: str) -> None:
-    await jobs.drain(RUNTIMES[runtime_id])
+run_scan, run_digests, run_drain = _tracked(jobs.scan), _tracked(jobs.plan_digests), _tracked(jobs.drain)
+
+
+async def stop(scheduler: AsyncIOScheduler, grace: float = 30) -> None:
+    """Stop scheduling and let the jobs that are running finish (cancelled after `grace` seconds), so no
+    job is cut off halfway through a transaction or a send."""
+    scheduler.shutdown(wait=False)
+    running = [t for t in RUNNING if not t.done()]
+    if running:
+        _, late = await asyncio.wait(running, timeout=grace)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=5)
 
 
 def create_scheduler(runtime: jobs.Runtime, runtime_id: str = "main", *, scan_seconds: int = SCAN_SECONDS,
