@@ -42,5 +42,5 @@ class ReminderCallback(CallbackData, prefix="rem"):
 
 class ReassignCallback(CallbackData, prefix="reas"):
     customer: int
-    reminder: int = 0  # the escalation it answers (closed once reassigned)
+    reminder: int = 0  # the escalation it came from (services close it when the owner changes)
     to: int = 0  # 0: show the team to pick from

@@ -22,6 +22,7 @@ from bot.i18n import pick_language
 from models import User
 from services.access import viewer_for
 from services.lookup import LookupIndex, refresh
+from services.outbox import clear_unreachable
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
@@ -58,8 +59,8 @@ class UserMiddleware(BaseMiddleware):
             user = await session.scalar(select(User).where(User.telegram_id == sender.id))
             if user is not None and not user.active:
                 user = None  # a disabled account is treated as a stranger
-            if user is not None and user.unreachable_at is not None:
-                user.unreachable_at = user.unreachable_reason = None  # they wrote to us: reachable again
+            if user is not None:
+                clear_unreachable(user)
         data["user"] = user
         data["viewer"] = await viewer_for(data["session"], user, reps_see_unassigned=self.reps_see_unassigned) \
             if user is not None else None

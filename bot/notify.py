@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -119,13 +119,12 @@ def without_reminder(markup: InlineKeyboardMarkup | None, reminder_id: int) -> I
     """The same keyboard minus the row of one reminder (after it was snoozed or done)."""
     if markup is None:
         return None
-    rows = []
-    for row in markup.inline_keyboard:
-        data = [b.callback_data or "" for b in row]
-        if any(ReminderCallback.__prefix__ + ":" in d and d.split(":")[2] == str(reminder_id) for d in data):
-            continue
-        rows.append(row)
-    return InlineKeyboardMarkup(inline_keyboard=rows)
+    def about_it(data: str | None) -> bool:
+        prefix = ReminderCallback.__prefix__ + ReminderCallback.__separator__
+        return bool(data and data.startswith(prefix) and ReminderCallback.unpack(data).id == reminder_id)
+
+    return InlineKeyboardMarkup(inline_keyboard=[
+        row for row in markup.inline_keyboard if not any(about_it(b.callback_data) for b in row)])
 
 
 def escalation_notice(item: AgendaItem, manager: User, today: date) -> tuple[str, InlineKeyboardMarkup]:
@@ -134,8 +133,8 @@ def escalation_notice(item: AgendaItem, manager: User, today: date) -> tuple[str
     return text, InlineKeyboardMarkup(inline_keyboard=[item_buttons(item, "", _)])
 
 
-def complaint_notice(feedback: Feedback, customer: Customer, author: User | None, manager: User,
-                     now: datetime) -> tuple[str, InlineKeyboardMarkup]:
+def complaint_notice(feedback: Feedback, customer: Customer, author: User | None,
+                     manager: User) -> tuple[str, InlineKeyboardMarkup]:
     _ = gettext_for(manager.language)
     lines = [_("⚠️ New complaint from {name}").format(name=html.escape(customer.name))]
     if author is not None:

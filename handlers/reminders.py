@@ -77,11 +77,6 @@ async def on_reassign(callback: CallbackQuery, callback_data: ReassignCallback, 
         return
     try:
         await assign_owner(session, viewer, customer.id, callback_data.to, user_id=user.id)
-        if callback_data.reminder:
-            try:
-                await reminders.finish(session, callback_data.reminder, user)
-            except DomainError:
-                pass  # already snoozed away or done: the reassignment still stands
     except DomainError as exc:
         await callback.answer(exc.problem.render(_), show_alert=True)
         return

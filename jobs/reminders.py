@@ -139,7 +139,7 @@ async def notify_complaint(session: AsyncSession, feedback: Feedback, now: datet
     for manager in managers:
         if not outbox.reachable(manager) or (author and manager.id == author.id):
             continue
-        text, markup = complaint_notice(feedback, customer, author, manager, now)
+        text, markup = complaint_notice(feedback, customer, author, manager)
         queued += await outbox.enqueue(
             session, key=f"urgent:complaint:{feedback.id}:{manager.id}", chat_id=manager.telegram_id,
             user_id=manager.id, kind="urgent", text=text, reply_markup=markup.model_dump(exclude_none=True),

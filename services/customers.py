@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import ContactStrategy, Customer, DictionaryEntry, PurchaseStrategy, Stage, User, utcnow
-from services import audit
+from services import audit, reminders
 from services.access import Viewer
 from services.lookup import track_change
 from services.messages import N_, DomainError
@@ -100,6 +100,9 @@ async def update_customer(session: AsyncSession, customer_id: int, *, user_id: i
         track_change(session, customer.id)
         audit.record(session, action="update", entity="customer", entity_id=customer.id, changes=changes,
                      user_id=user_id, actor=actor)
+        if "owner_id" in changes:
+            await session.flush()
+            await reminders.close_answered(session, customer_ids=[customer.id])
     return customer
 
 
@@ -111,6 +114,8 @@ async def archive_customer(session: AsyncSession, customer_id: int, *, user_id: 
     track_change(session, customer.id)
     audit.record(session, action="archive", entity="customer", entity_id=customer.id,
                  changes={"reason": reason} if reason else {}, user_id=user_id)
+    await session.flush()
+    await reminders.close_answered(session, customer_ids=[customer.id])
     return customer
 
 
@@ -135,7 +140,7 @@ async def active_customers(session: AsyncSession, *, owner_id: int | None = None
 async def assign_owner(session: AsyncSession, viewer: Viewer, customer_id: int, owner_id: int, *,
                        user_id: int | None = None) -> Customer:
     """Reassignment rule: a manager gives a customer of their team to someone in their team (an admin to
-    anyone active); the old owner's open reminders about it close (services.reminders)."""
+    anyone active); the old owner's open reminders about it, and the escalation, close (services.reminders)."""
     customer = await get_customer(session, customer_id)
     new_owner = await session.get(User, owner_id)
     if not viewer.can_see(customer.owner_id) or viewer.role == "rep":

@@ -28,11 +28,8 @@ LEASE = timedelta(seconds=60)
 
 def _at(day: date, moment: time, tz: ZoneInfo) -> datetime:
     """The UTC instant of a local wall-clock time; a time skipped by DST moves forward an hour."""
-    local = datetime.combine(day, moment, tz)
-    roundtrip = local.astimezone(ZoneInfo("UTC")).astimezone(tz)
-    if roundtrip.replace(tzinfo=None) != local.replace(tzinfo=None):  # in the spring-forward gap
-        local = datetime.combine(day, moment, tz).replace(fold=1)
-    return local.astimezone(ZoneInfo("UTC"))
+    # fold=0 reads a skipped time with the offset before the change, which lands an hour later.
+    return datetime.combine(day, moment, tz).astimezone(ZoneInfo("UTC"))
 
 
 def works_on(user: User, day: date) -> bool:
@@ -131,7 +128,7 @@ async def mark_unreachable(session: AsyncSession, chat_id: int, reason: str, now
         .execution_options(synchronize_session=False))
 
 
-async def clear_unreachable(session: AsyncSession, user: User) -> None:
+def clear_unreachable(user: User) -> None:
     """The user wrote to the bot again: they can be reached."""
     if user.unreachable_at is not None:
         user.unreachable_at, user.unreachable_reason = None, None

@@ -36,7 +36,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, and_, exists, func, or_, select, type_coerce, update
+from sqlalchemy import String, and_, exists, func, or_, select, true, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (ContactPerson, ContactStrategy, Customer, Interaction, Purchase, PurchaseStrategy, Reminder,
@@ -186,15 +186,17 @@ async def compute_due(session: AsyncSession, now: datetime | None = None, *, rul
     people = await _recipients(session, now)
     if not people:
         return []
+    # One recipient: only their customers and their direct reports' (escalations) are read.
+    owners = None if user_id is None else [user_id, *(p.id for p in people.values() if p.manager_id == user_id)]
     earliest = min(p.today for p in people.values())
     latest = max(p.today for p in people.values())
     found: list[Due] = []
-    found += await _contact_due(session, people, now)
-    found += await _purchase_lapse(session, people, earliest, rules)
-    found += await _thank_you(session, people, earliest, rules)
-    found += await _prospects(session, people, now, latest, rules)
-    found += await _birthdays(session, people)
-    found += await _next_steps(session, people, earliest, latest)
+    found += await _contact_due(session, people, now, owners)
+    found += await _purchase_lapse(session, people, earliest, rules, owners)
+    found += await _thank_you(session, people, earliest, rules, owners)
+    found += await _prospects(session, people, now, latest, rules, owners)
+    found += await _birthdays(session, people, owners)
+    found += await _next_steps(session, people, earliest, latest, owners)
     if user_id is not None:
         found = [d for d in found if d.user_id == user_id]
     if ordered or user_id is not None:
@@ -202,11 +204,15 @@ async def compute_due(session: AsyncSession, now: datetime | None = None, *, rul
     return found
 
 
-def _live_owned() -> Any:
+def _live_owned(owners: list[int] | None) -> Any:
+    """Customers that can have reminders: not archived, with an owner (among `owners` when given)."""
+    if owners is not None:
+        return and_(Customer.archived_at.is_(None), Customer.owner_id.in_(owners))
     return and_(Customer.archived_at.is_(None), Customer.owner_id.is_not(None))
 
 
-async def _contact_due(session: AsyncSession, people: dict[int, Recipient], now: datetime) -> list[Due]:
+async def _contact_due(session: AsyncSession, people: dict[int, Recipient], now: datetime,
+                       owners: list[int] | None) -> list[Due]:
     """Contact strategy rule: due past the cycle, overdue (and escalated) past cycle × overdue factor."""
     found = []
     strategies = (await session.execute(select(ContactStrategy).where(ContactStrategy.active.is_(True)))).scalars()
@@ -217,7 +223,7 @@ async def _contact_due(session: AsyncSession, people: dict[int, Recipient], now:
         last = Customer.last_contact_at
         rows = await session.execute(
             select(Customer.id, Customer.owner_id, _raw(Customer.last_contact_at), _raw(Customer.created_at))
-            .where(Customer.contact_strategy_id == strategy.id, _live_owned(),
+            .where(Customer.contact_strategy_id == strategy.id, _live_owned(owners),
                    Customer.stage != Stage.definitely_not,
                    or_(last < cutoff, and_(last.is_(None), Customer.created_at < cutoff))))
         for customer_id, owner_id, last_contact, created in rows:
@@ -245,7 +251,7 @@ async def _contact_due(session: AsyncSession, people: dict[int, Recipient], now:
 
 
 async def _purchase_lapse(session: AsyncSession, people: dict[int, Recipient], earliest: date,
-                          rules: Rules) -> list[Due]:
+                          rules: Rules, owners: list[int] | None) -> list[Due]:
     """Purchase strategy rule, and the learned-rhythm rule for customers without a strategy."""
     found = []
     cycles = {s.id: s.cycle_days for s in (await session.execute(
@@ -253,7 +259,7 @@ async def _purchase_lapse(session: AsyncSession, people: dict[int, Recipient], e
     for strategy_id, cycle in cycles.items():
         rows = await session.execute(
             select(Customer.id, Customer.owner_id, Customer.last_txn_on)
-            .where(Customer.purchase_strategy_id == strategy_id, _live_owned(),
+            .where(Customer.purchase_strategy_id == strategy_id, _live_owned(owners),
                    Customer.last_txn_on < earliest - timedelta(days=cycle - 1)))
         for customer_id, owner_id, last in rows:
             owner = people.get(owner_id)
@@ -265,7 +271,7 @@ async def _purchase_lapse(session: AsyncSession, people: dict[int, Recipient], e
     rows = await session.execute(
         select(Customer.id, Customer.owner_id, Customer.last_txn_on, Customer.purchase_gap_days)
         .where(or_(Customer.purchase_strategy_id.is_(None), Customer.purchase_strategy_id.not_in(cycles or [0])),
-               _live_owned(), Customer.purchase_gap_days.is_not(None),
+               _live_owned(owners), Customer.purchase_gap_days.is_not(None),
                Customer.last_txn_on < earliest - timedelta(days=rules.rhythm_slack_days - 1)))
     for customer_id, owner_id, last, gap in rows:
         owner = people.get(owner_id)
@@ -281,14 +287,15 @@ async def _purchase_lapse(session: AsyncSession, people: dict[int, Recipient], e
     return found
 
 
-async def _thank_you(session: AsyncSession, people: dict[int, Recipient], earliest: date, rules: Rules) -> list[Due]:
+async def _thank_you(session: AsyncSession, people: dict[int, Recipient], earliest: date, rules: Rules,
+                     owners: list[int] | None) -> list[Due]:
     """Thank-you rule: a follow-up after each purchase day, until someone contacts the customer."""
     found = []
     rows = await session.execute(
         select(Customer.id, Customer.owner_id, _raw(Customer.last_contact_at), Purchase.purchased_on)
         .join(Purchase, Purchase.customer_id == Customer.id)
         .where(Purchase.purchased_on >= earliest - timedelta(days=rules.thank_you_days),
-               Purchase.voided_at.is_(None), _live_owned())
+               Purchase.voided_at.is_(None), _live_owned(owners))
         .distinct())
     for customer_id, owner_id, last_contact, purchased_on in rows:
         owner = people.get(owner_id)
@@ -303,12 +310,12 @@ async def _thank_you(session: AsyncSession, people: dict[int, Recipient], earlie
 
 
 async def _prospects(session: AsyncSession, people: dict[int, Recipient], now: datetime, latest: date,
-                     rules: Rules) -> list[Due]:
+                     rules: Rules, owners: list[int] | None) -> list[Due]:
     """Prospect rules: "not now" near the expected purchase date; "quoted" without a reply for N days."""
     found = []
     rows = await session.execute(
         select(Customer.id, Customer.owner_id, Customer.expected_purchase_on)
-        .where(Customer.stage == Stage.not_now, _live_owned(), Customer.expected_purchase_on.is_not(None),
+        .where(Customer.stage == Stage.not_now, _live_owned(owners), Customer.expected_purchase_on.is_not(None),
                Customer.expected_purchase_on <= latest + timedelta(days=rules.prospect_lead_days)))
     for customer_id, owner_id, expected in rows:
         owner = people.get(owner_id)
@@ -320,7 +327,7 @@ async def _prospects(session: AsyncSession, people: dict[int, Recipient], now: d
     cutoff = now - timedelta(days=wait - 1)
     rows = await session.execute(
         select(Customer.id, Customer.owner_id, _raw(Customer.last_contact_at), _raw(Customer.created_at))
-        .where(Customer.stage == Stage.quoted_no_response, _live_owned(),
+        .where(Customer.stage == Stage.quoted_no_response, _live_owned(owners),
                or_(Customer.last_contact_at < cutoff,
                    and_(Customer.last_contact_at.is_(None), Customer.created_at < cutoff))))
     for customer_id, owner_id, last_contact, created in rows:
@@ -341,7 +348,7 @@ def _birthday_today(mmdd: int, today: date) -> bool:
     return mmdd == 229 and not leap and (today.month, today.day) == (2, 28)
 
 
-async def _birthdays(session: AsyncSession, people: dict[int, Recipient]) -> list[Due]:
+async def _birthdays(session: AsyncSession, people: dict[int, Recipient], owners: list[int] | None) -> list[Due]:
     """Birthday rule: contact persons' birthdays, on the day (29 Feb on 28 Feb in common years)."""
     days = {p.today.month * 100 + p.today.day for p in people.values()}
     if 228 in days:
@@ -350,7 +357,7 @@ async def _birthdays(session: AsyncSession, people: dict[int, Recipient]) -> lis
     rows = await session.execute(
         select(Customer.id, Customer.owner_id, ContactPerson.id, ContactPerson.birthday_mmdd)
         .join(ContactPerson, ContactPerson.customer_id == Customer.id)
-        .where(ContactPerson.birthday_mmdd.in_(days), ContactPerson.archived_at.is_(None), _live_owned()))
+        .where(ContactPerson.birthday_mmdd.in_(days), ContactPerson.archived_at.is_(None), _live_owned(owners)))
     for customer_id, owner_id, person_id, mmdd in rows:
         owner = people.get(owner_id)
         if owner is not None and _birthday_today(mmdd, owner.today):
@@ -359,7 +366,8 @@ async def _birthdays(session: AsyncSession, people: dict[int, Recipient]) -> lis
     return found
 
 
-async def _next_steps(session: AsyncSession, people: dict[int, Recipient], earliest: date, latest: date) -> list[Due]:
+async def _next_steps(session: AsyncSession, people: dict[int, Recipient], earliest: date, latest: date,
+                      owners: list[int] | None) -> list[Due]:
     """Next-step rule: the date a rep set after a contact, unless the customer was contacted since."""
     found = []
     rows = await session.execute(
@@ -368,7 +376,8 @@ async def _next_steps(session: AsyncSession, people: dict[int, Recipient], earli
         .join(Customer, Customer.id == Interaction.customer_id)
         .where(Interaction.next_step_on.is_not(None),
                Interaction.next_step_on >= earliest - timedelta(days=NEXT_STEP_LOOKBACK_DAYS),
-               Interaction.next_step_on <= latest, Customer.archived_at.is_(None)))
+               Interaction.next_step_on <= latest, Customer.archived_at.is_(None),
+               true() if owners is None else or_(Interaction.user_id.in_(owners), Customer.owner_id.in_(owners))))
     for interaction_id, author_id, next_on, occurred, customer_id, owner_id, last_contact in rows:
         recipient = people.get(author_id) or people.get(owner_id)
         next_on = _as_date(next_on)
@@ -416,7 +425,8 @@ async def apply(session: AsyncSession, due: Iterable[Due], now: datetime | None 
 async def close_answered(session: AsyncSession, now: datetime | None = None, *,
                          customer_ids: Iterable[int] | None = None) -> None:
     """Activity closes reminders: a later interaction the follow-ups, a later purchase the purchase alert;
-    an archived customer, or one given to another owner, the old owner's reminders."""
+    an archived customer, or one given to another owner, the old owner's reminders and the escalation
+    about the old owner."""
     now = now or utcnow()
     scope = [Reminder.status == "open", Reminder.customer_id.is_not(None)]
     if customer_ids is not None:
@@ -428,10 +438,14 @@ async def close_answered(session: AsyncSession, now: datetime | None = None, *,
                                Interaction.created_at > Reminder.created_at)
     bought = exists().where(Purchase.customer_id == Reminder.customer_id, Purchase.voided_at.is_(None),
                             Purchase.created_at > Reminder.created_at)
+    owner_changed = or_(
+        and_(Reminder.kind.not_in(["escalation", "next_step"]),
+             or_(Customer.owner_id.is_(None), Customer.owner_id != Reminder.user_id)),
+        # An escalation is about the owner it names (subject_id): answered once the customer has another.
+        and_(Reminder.kind == "escalation",
+             or_(Customer.owner_id.is_(None), Customer.owner_id != Reminder.subject_id)))
     gone = exists().where(Customer.id == Reminder.customer_id,
-                          or_(Customer.archived_at.is_not(None),
-                              and_(Reminder.kind.not_in(["escalation", "next_step"]),
-                                   or_(Customer.owner_id.is_(None), Customer.owner_id != Reminder.user_id))))
+                          or_(Customer.archived_at.is_not(None), owner_changed))
     for condition in (and_(Reminder.kind.in_(CLOSED_BY_CONTACT), contacted),
                       and_(Reminder.kind == "purchase_lapse", bought), gone):
         await session.execute(update(Reminder).where(*scope, condition).values(status="closed", closed_at=now)
@@ -497,9 +511,3 @@ async def agenda(session: AsyncSession, user: User, now: datetime | None = None,
             item.owner = await session.get(User, r.subject_id)
     return items
 
-
-async def count_open(session: AsyncSession, user: User, now: datetime | None = None) -> int:
-    today = local_today(user, now)
-    return len((await session.execute(select(Reminder.id).where(
-        Reminder.user_id == user.id, Reminder.status == "open", Reminder.due_on <= today,
-        or_(Reminder.snoozed_until.is_(None), Reminder.snoozed_until <= today)))).all())

@@ -11,7 +11,7 @@ from services.access import Viewer, viewer_for
 from services.customers import archive_customer, create_customer, update_customer
 from services.importer import import_file
 from services.lookup import LookupIndex, build_index, refresh, sync
-from services.textnorm import core_name, fold, initials, pinyin, segment_pinyin
+from services.textnorm import core_name, fold, initials, pinyin
 from services.users import add_user
 from tests.lookup_set import evaluate, load_customers, load_queries
 

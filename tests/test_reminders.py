@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -40,12 +41,7 @@ async def world(session):
     session.add_all([contact10, buy30])
     await session.flush()
 
-    class World:
-        pass
-
-    w = World()
-    w.boss, w.rep, w.contact10, w.buy30 = boss, rep, contact10, buy30
-    return w
+    return SimpleNamespace(boss=boss, rep=rep, contact10=contact10, buy30=buy30)
 
 
 async def customer(session, world, name: str, *, added_days_ago: int = 400, **values) -> Customer:
@@ -214,8 +210,23 @@ async def test_an_escalated_customer_given_to_another_rep_closes_the_old_owners_
     with pytest.raises(DomainError):
         await assign_owner(session, await viewer_for(session, world.rep), c.id, other.id)
     await assign_owner(session, viewer, c.id, other.id, user_id=world.boss.id)
-    await reminders.close_answered(session, NOW)
     rows = dict((await session.execute(select(Reminder.kind, Reminder.status))).all())
-    assert rows == {"contact_overdue": "closed", "escalation": "open"}
+    assert rows == {"contact_overdue": "closed", "escalation": "closed"}
+    # The new owner is still behind on it: their reminder, and an escalation naming them, follow.
     due = await reminders.compute_due(session, NOW)
     assert kinds(due, c.id) == [("contact_overdue", other.id), ("escalation", world.boss.id)]
+    assert {d.subject_id for d in due if d.kind == "escalation"} == {other.id}
+    assert len(await reminders.apply(session, due, NOW)) == 2
+
+
+async def test_one_users_due_set_reads_only_their_customers_and_equals_the_full_scan(session, world):
+    other = await add_user(session, name="Other", telegram_id=3, manager_id=world.boss.id)
+    mine = await customer(session, world, "Mine", contact_strategy_id=world.contact10.id, added_days_ago=30)
+    theirs = await create_customer(session, name="Theirs", owner_id=other.id, contact_strategy_id=world.contact10.id)
+    await session.execute(update(Customer).where(Customer.id == theirs.id)
+                          .values(created_at=NOW - timedelta(days=30)))
+    everything = await reminders.compute_due(session, NOW, ordered=True)
+    for user in (world.rep, other, world.boss):
+        assert [d.key for d in await reminders.compute_due(session, NOW, user_id=user.id)] == [
+            d.key for d in everything if d.user_id == user.id]
+    assert {d.customer_id for d in everything if d.user_id == world.boss.id} == {mine.id, theirs.id}
