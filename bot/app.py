@@ -21,8 +21,12 @@ from services.lookup import LookupIndex
 def create_bot(settings: Settings, session=None) -> Bot:  # noqa: ANN001 - an aiogram BaseSession
     if session is None and settings.bot_api_url:
         session = AiohttpSession(api=TelegramAPIServer.from_base(settings.bot_api_url))
+    from bot.retry import RetryAfter
+
     token = settings.bot_token.get_secret_value() if settings.bot_token else ""
-    return Bot(token=token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+    bot = Bot(token=token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+    bot.session.middleware(RetryAfter())
+    return bot
 
 
 def fsm_storage(settings: Settings) -> BaseStorage:
@@ -36,7 +40,8 @@ def fsm_storage(settings: Settings) -> BaseStorage:
 
 
 def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSession], index: LookupIndex) -> Dispatcher:
-    from handlers import card, common, feedback, find, order, reminders, settings as user_settings, start, visit
+    from handlers import (card, common, contacts, edit, feedback, find, history, inline, nearby, new_customer, order,
+                          reminders, report, settings as user_settings, start, team_chat, visit)
 
     dispatcher = Dispatcher(storage=fsm_storage(settings), settings=settings)
     i18n = I18n(path=LOCALES_DIR, default_locale=settings.default_language, domain=DOMAIN)
@@ -48,6 +53,8 @@ def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSess
     dispatcher.include_routers(start.create_router(), common.create_router(), user_settings.create_router(),
                                card.create_router(),
                                visit.create_router(), order.create_router(), feedback.create_router(),
-                               reminders.create_router(),
+                               reminders.create_router(), history.create_router(), new_customer.create_router(),
+                               edit.create_router(), contacts.create_router(), nearby.create_router(),
+                               inline.create_router(), report.create_router(), team_chat.create_router(),
                                find.create_router())
     return dispatcher

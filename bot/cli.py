@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,16 +74,27 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         await upgrade(engine)
         print(_("Database ready: {url}").format(url=_safe_url(settings.effective_database_url)))
-        if settings.bot_token is None:
-            print(_("No BOT_TOKEN is set. The offline sandbox (a local chat page on demo data) is not part of this "
-                    "version yet; set BOT_TOKEN in .env to connect to Telegram, or use the CLI: python main.py --help"))
-            return 0
         import logging
 
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
+        if settings.bot_token is None:
+            from bot.sandbox.run import RealData, run as run_sandbox
+
+            print(_("No BOT_TOKEN is set: starting the offline sandbox (a local Telegram stand-in and a chat page on "
+                    "demo data). Set BOT_TOKEN in .env to connect to Telegram."), flush=True)
+            try:
+                await run_sandbox(settings, make_sessionmaker(engine), announce=lambda url: print(
+                    _("Sandbox ready: open {url} in a browser. Stop with Ctrl+C.").format(url=url), flush=True))
+            except RealData:
+                raise CliError(_("This database holds real customers, so the sandbox will not use it. Set BOT_TOKEN "
+                                 "to run the bot, or point DATA_DIR (or DATABASE_URL) at an empty database for the "
+                                 "sandbox.")) from None
+            return 0
         from bot.runner import start
 
-        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        print(_("Starting the bot (long polling). Stop with Ctrl+C."))
+        print(_("Starting the bot (webhook at {url}). Stop with Ctrl+C.").format(url=settings.webhook_url)
+              if settings.webhook_url else _("Starting the bot (long polling). Stop with Ctrl+C."))
         await start(settings, make_sessionmaker(engine))
         return 0
     finally:
@@ -171,6 +182,8 @@ def _print_errors(report: Any) -> None:
 async def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     from services.exporter import export
 
+    if args.kind == "report":
+        return await _export_report(args, settings)
     output = Path(args.output) if args.output else settings.data_dir / "exports" / f"{args.kind}-{date.today():%Y%m%d}.{args.format}"
 
     async def work(session):  # noqa: ANN001, ANN202
@@ -180,6 +193,36 @@ async def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
     count = await _with_session(settings, work)
     print(_("Exported {count} rows to {path}").format(count=count, path=output))
+    return 0
+
+
+async def _export_report(args: argparse.Namespace, settings: Settings) -> int:
+    """`export report`: the analyses /report sends, as the same XLSX (all customers, or one manager's team)."""
+    from zoneinfo import ZoneInfo
+
+    from bot.i18n import gettext_for
+    from bot.report_view import xlsx_headings
+    from services.access import Viewer, viewer_for
+    from services.reports import build, write_xlsx
+    from services.users import find_user
+
+    if args.format != "xlsx":
+        raise CliError(_("a report is exported as xlsx: add --format xlsx"))
+    timezone = args.timezone or settings.default_timezone
+
+    async def work(session):  # noqa: ANN001, ANN202
+        viewer = Viewer.everyone()
+        if args.user:
+            viewer = await viewer_for(session, await find_user(session, args.user))
+        today = datetime.now(ZoneInfo(timezone)).date()
+        return await build(session, viewer, kind=args.period, today=today, language=args.lang, timezone=timezone)
+
+    report = await _with_session(settings, work)
+    output = Path(args.output) if args.output else settings.data_dir / "exports" / \
+        f"report-{args.period}-{report.period.end:%Y%m%d}.xlsx"
+    write_xlsx(report, output, xlsx_headings(gettext_for(args.lang)))
+    print(_("Report for {start} – {end} written to {path}").format(start=report.period.start, end=report.period.end,
+                                                                  path=output))
     return 0
 
 
@@ -299,6 +342,20 @@ async def cmd_reminders(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_rfm(args: argparse.Namespace, settings: Settings) -> int:
+    """`rfm`: score every customer now (the scheduler also does it daily)."""
+    from services.rfm import score_all
+
+    async def work(session):  # noqa: ANN001, ANN202
+        return await score_all(session, utcnow().date())
+
+    from models import utcnow
+
+    count = await _with_session(settings, work)
+    print(_("{count} customers scored.").format(count=count))
+    return 0
+
+
 def cmd_test(args: list[str]) -> int:
     """Run the test suite (the README's test command). pytest's "no tests ran" (5) is a failure here."""
     env = dict(os.environ)
@@ -352,11 +409,14 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--dry-run", action="store_true", help=_("check the file only, change nothing"))
     imp.add_argument("--timezone", help=_("time zone of times in the file (default DEFAULT_TIMEZONE)"))
     exp = sub.add_parser("export", help=_("export records to CSV or XLSX"))
-    exp.add_argument("kind", choices=EXPORT_KINDS)
+    exp.add_argument("kind", choices=(*EXPORT_KINDS, "report"))
     exp.add_argument("--format", choices=("csv", "xlsx"), default="csv")
     exp.add_argument("--output", "-o", help=_("file to write (default: DATA_DIR/exports/…)"))
     exp.add_argument("--include-archived", action="store_true", help=_("include archived customers"))
     exp.add_argument("--timezone", help=_("time zone of times in the file (default DEFAULT_TIMEZONE)"))
+    exp.add_argument("--period", choices=("week", "month", "quarter", "year"), default="month",
+                     help=_("report: the period ending yesterday (default month)"))
+    exp.add_argument("--user", help=_("report: only this manager's team (name or Telegram id)"))
     look = sub.add_parser("lookup", help=_("find customers by name, short name, pinyin, contact or phone"))
     look.add_argument("query", nargs="?")
     look.add_argument("--limit", type=int, default=10, help=_("how many matches at most (default 10)"))
@@ -384,13 +444,14 @@ def build_parser() -> argparse.ArgumentParser:
     due.add_argument("--now", help=_("pretend it is this moment (ISO 8601; UTC unless an offset is given)"))
     due.add_argument("--user", help=_("only this user (name or Telegram id)"))
     due.add_argument("--json", action="store_true", help=_("print one JSON line per reminder"))
+    sub.add_parser("rfm", help=_("score every customer's recency, frequency and monetary value now"))
     return parser
 
 
 COMMANDS = {
     "run": cmd_run, "migrate": cmd_migrate, "demo-data": cmd_demo_data, "import": cmd_import,
     "export": cmd_export, "user": cmd_user, "lookup": cmd_lookup,
-    "reminders": cmd_reminders,
+    "reminders": cmd_reminders, "rfm": cmd_rfm,
 }
 
 

@@ -127,10 +127,22 @@ def without_reminder(markup: InlineKeyboardMarkup | None, reminder_id: int) -> I
         row for row in markup.inline_keyboard if not any(about_it(b.callback_data) for b in row)])
 
 
-def escalation_notice(item: AgendaItem, manager: User, today: date) -> tuple[str, InlineKeyboardMarkup]:
+ESCALATIONS_SHOWN = 8
+
+
+def escalation_notice(items: list[AgendaItem], manager: User, today: date) -> tuple[str, InlineKeyboardMarkup]:
+    """One message for the escalations of one scan: the first few with their buttons, the rest counted."""
     _ = gettext_for(manager.language)
-    text = _("🚨 Overdue follow-up in your team:") + "\n" + item_line(item, _, manager.language, today)
-    return text, InlineKeyboardMarkup(inline_keyboard=[item_buttons(item, "", _)])
+    shown = items[:ESCALATIONS_SHOWN]
+    lines = [_("🚨 Overdue follow-up in your team:")]
+    rows = []
+    for n, item in enumerate(shown, 1):
+        marker = f"{n}. " if len(shown) > 1 else ""
+        lines.append(marker + item_line(item, _, manager.language, today))
+        rows.append(item_buttons(item, f"{n}" if len(shown) > 1 else "", _))
+    if len(items) > len(shown):
+        lines.append(_("… and {count} more: see /today.").format(count=len(items) - len(shown)))
+    return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=rows)
 
 
 def complaint_notice(feedback: Feedback, customer: Customer, author: User | None,

@@ -27,10 +27,15 @@ def commands(language: str, role: str) -> list[BotCommand]:
     menu = [
         BotCommand(command="today", description=_("what to do today")),
         BotCommand(command="find", description=_("find a customer")),
+        BotCommand(command="nearby", description=_("my customers near me")),
+        BotCommand(command="new", description=_("add a customer")),
+        BotCommand(command="history", description=_("a customer's history")),
+        BotCommand(command="settings", description=_("time zone, working hours, language")),
         BotCommand(command="cancel", description=_("stop what you are doing")),
         BotCommand(command="lang", description=_("choose your language")),
     ]
     if role in (Role.manager, Role.admin):
+        menu.append(BotCommand(command="report", description=_("team reports and analyses")))
         menu.append(BotCommand(command="invite", description=_("invite someone to the team")))
     return menu
 
@@ -61,14 +66,18 @@ async def keep_in_sync(index: LookupIndex, sessions: async_sessionmaker[AsyncSes
 
 
 async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionmaker[AsyncSession],
-                      settings: Settings, index: LookupIndex) -> None:
+                      settings: Settings, index: LookupIndex, runtime=None) -> None:  # noqa: ANN001 - jobs.Runtime
     from bot.sender import Sender
     from jobs.reminders import Runtime
     from jobs.scheduler import create_scheduler, stop
 
     await set_commands(bot, sessions, settings)
     syncing = asyncio.create_task(keep_in_sync(index, sessions))
-    scheduler = create_scheduler(Runtime(sessions, Sender(bot, sessions)))
+    if runtime is None:
+        runtime = Runtime(sessions)
+    runtime.files_dir, runtime.currency = settings.data_dir / "reports", settings.currency
+    runtime.sender = runtime.sender or Sender(bot, sessions, now=runtime.now)
+    scheduler = create_scheduler(runtime)
     scheduler.start()
     try:
         await dispatcher.start_polling(bot, handle_signals=True)
@@ -77,6 +86,45 @@ async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
         syncing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await syncing
+
+
+async def run_webhook(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionmaker[AsyncSession],
+                      settings: Settings, index: LookupIndex, *, stop: asyncio.Event | None = None) -> None:
+    """Webhook mode: serve the HTTP app on HTTP_HOST:HTTP_PORT, tell Telegram where to POST (with the secret
+    token), run the scheduler; until Ctrl+C / SIGTERM (or `stop`)."""
+    import secrets
+    import signal
+
+    from bot.sandbox.server import serving
+    from bot.sender import Sender
+    from bot.web import create_web_app, webhook_path
+    from jobs.reminders import Runtime
+    from jobs.scheduler import create_scheduler, stop as stop_scheduler
+
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_urlsafe(32)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    await set_commands(bot, sessions, settings)
+    app = create_web_app(bot, dispatcher, sessions, path=webhook_path(settings.webhook_url), secret=secret)
+    runtime = Runtime(sessions, files_dir=settings.data_dir / "reports", currency=settings.currency)
+    runtime.sender = Sender(bot, sessions, now=runtime.now)
+    syncing = asyncio.create_task(keep_in_sync(index, sessions))
+    scheduler = create_scheduler(runtime)
+    async with serving(app, settings.http_host, settings.http_port):
+        await bot.set_webhook(settings.webhook_url, secret_token=secret,
+                              allowed_updates=dispatcher.resolve_used_update_types())
+        scheduler.start()
+        log.info("webhook mode: Telegram posts to %s", settings.webhook_url)
+        try:
+            await stop.wait()
+        finally:
+            await stop_scheduler(scheduler)
+            syncing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await syncing
 
 
 async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -88,6 +136,9 @@ async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession]) 
     bot = create_bot(settings)
     dispatcher = create_dispatcher(settings, sessions, index)
     try:
-        await run_polling(bot, dispatcher, sessions, settings, index)
+        if settings.webhook_url:
+            await run_webhook(bot, dispatcher, sessions, settings, index)
+        else:
+            await run_polling(bot, dispatcher, sessions, settings, index)
     finally:
         await bot.session.close()

@@ -26,6 +26,7 @@ from aiogram.exceptions import (TelegramBadRequest, TelegramForbiddenError, Tele
 from aiogram.types import FSInputFile, InlineKeyboardMarkup
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.retry import OWN_FLOOD_CONTROL
 from models import OutboxMessage, utcnow
 from services import outbox
 
@@ -41,6 +42,10 @@ class RateLimiter:
                  margin: float = 0.02, clock: Callable[[], float] = time.monotonic) -> None:
         self.per_second, self.private_gap, self.group_per_minute = per_second, private_gap, group_per_minute
         self.margin, self.clock = margin, clock
+        # Sends are also paced evenly (a little under the limit): a burst of 30 would reach Telegram
+        # bunched up by network jitter and be counted as 31 in some second.
+        self.spacing = 1.0 / (per_second - 0.2) if per_second > 1 else 0.0
+        self.next_at = 0.0  # the next send's slot in that even cadence
         self.recent: deque[float] = deque()
         self.last_private: dict[int, float] = {}
         self.group_recent: dict[int, deque[float]] = defaultdict(deque)
@@ -66,10 +71,13 @@ class RateLimiter:
             self.recent.popleft()
         if len(self.recent) >= self.per_second:
             return self.recent[0] + 1 + self.margin - now
-        return 0.0
+        return max(0.0, self.next_at - now)
 
     def record(self, chat_id: int) -> None:
         now = self.clock()
+        # Keep the cadence: a send that woke up a little late does not push every later slot back (sleeps
+        # always overshoot a bit); after an idle spell the cadence starts again from now.
+        self.next_at = (self.next_at if self.next_at > now - self.spacing else now) + self.spacing
         self.recent.append(now)
         if chat_id < 0:
             self.group_recent[chat_id].append(now)
@@ -161,6 +169,7 @@ class Sender:
             self.slots.release()
 
     async def _send_and_record(self, row: OutboxMessage) -> None:
+        OWN_FLOOD_CONTROL.set(True)  # this task's context only: the sender reschedules a 429 itself
         try:
             sent = await self._send(row)
         except TelegramRetryAfter as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,6 +32,8 @@ class Settings(BaseSettings):
     http_host: str = Field(default="127.0.0.1")
     http_port: int = Field(default=8080)
     log_level: str = Field(default="INFO")
+    sandbox_start: datetime | None = Field(default=None, description="Sandbox only: the scheduler clock's start "
+                                           "(ISO date-time with offset); empty = now")
 
     @field_validator("admin_ids", mode="before")
     @classmethod
@@ -39,6 +42,13 @@ class Settings(BaseSettings):
             return [int(part) for part in value.replace(";", ",").split(",") if part.strip()]
         if isinstance(value, int):
             return [value]
+        return value
+
+    @field_validator("sandbox_start")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a UTC offset, e.g. 2026-11-29T03:00+08:00")
         return value
 
     @field_validator("default_language")

@@ -9,25 +9,17 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.callbacks import CustomerCallback, FeedbackCallback, LogCallback, OrderCallback
+from bot.callbacks import (ContactCallback, CustomerCallback, EditCallback, FeedbackCallback, HistoryCallback,
+                           LogCallback, OrderCallback, ReassignCallback, StageCallback)
 from bot.filters import Registered
 from bot.formatting import ago, day, duration, money
+from bot.labels import rfm_segment_label, stage_label
 from bot.settings import Settings
-from models import Stage, User
+from models import Role, User
 from services.access import Viewer
 from services.cards import Card, Clock, customer_card
 from services.messages import DomainError
-
-def stage_label(stage: str) -> str:
-    return {
-        Stage.interested: _("interested"),
-        Stage.hesitating: _("hesitating"),
-        Stage.not_now: _("not buying now"),
-        Stage.definitely_not: _("definitely not buying"),
-        Stage.quoted_no_response: _("quoted, no response"),
-        Stage.customer: _("customer"),
-    }.get(stage, stage)
-
+from services.rfm import segment
 
 def _clock(clock: Clock, language: str, never: str) -> str:
     if clock.since is None:
@@ -51,6 +43,9 @@ def render_card(card: Card, user: User, settings: Settings) -> str:
         purchase += " · " + _("{count} orders, {amount} in total").format(
             count=c.txn_count, amount=money(c.txn_amount_cents, settings.currency, lang))
     lines.append(_("Last purchase: {when}").format(when=purchase))
+    if c.rfm_r is not None:
+        lines.append(_("RFM: R{r} F{f} M{m} · {segment}").format(
+            r=c.rfm_r, f=c.rfm_f, m=c.rfm_m, segment=rfm_segment_label(segment(c.rfm_r, c.rfm_f, c.rfm_m))))
     if c.phone:
         lines.append(_("Phone: {phone}").format(phone=html.escape(c.phone)))
     for person in card.contacts:
@@ -76,11 +71,11 @@ async def show_card(target, session: AsyncSession, user: User, viewer: Viewer, s
         card = await customer_card(session, viewer, customer_id)
     except DomainError:
         return False
-    await target.answer(render_card(card, user, settings), reply_markup=card_keyboard(card))
+    await target.answer(render_card(card, user, settings), reply_markup=card_keyboard(card, user))
     return True
 
 
-def card_keyboard(card: Card) -> InlineKeyboardMarkup:
+def card_keyboard(card: Card, user: User) -> InlineKeyboardMarkup:
     from handlers.feedback import open_complaint_buttons
 
     customer_id = card.customer.id
@@ -90,7 +85,15 @@ def card_keyboard(card: Card) -> InlineKeyboardMarkup:
     ], [
         InlineKeyboardButton(text=_("🧾 Record order"), callback_data=OrderCallback(step="start", id=customer_id).pack()),
         InlineKeyboardButton(text=_("💬 Feedback"), callback_data=FeedbackCallback(step="start", id=customer_id).pack()),
-    ], *open_complaint_buttons(card.open_complaints[:3])])
+    ], [
+        InlineKeyboardButton(text=_("📜 History"), callback_data=HistoryCallback(id=customer_id, new=True).pack()),
+        InlineKeyboardButton(text=_("👥 Contacts"), callback_data=ContactCallback(step="list", id=customer_id).pack()),
+    ], [
+        InlineKeyboardButton(text=_("🎯 Stage"), callback_data=StageCallback(id=customer_id).pack()),
+        InlineKeyboardButton(text=_("✏️ Edit"), callback_data=EditCallback(id=customer_id).pack()),
+    ], *([[InlineKeyboardButton(text=_("👤 Reassign"), callback_data=ReassignCallback(customer=customer_id).pack())]]
+         if user.role != Role.rep else []),
+        *open_complaint_buttons(card.open_complaints[:3])])
 
 
 async def open_card(callback: CallbackQuery, callback_data: CustomerCallback, session: AsyncSession, user: User,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
-from aiogram.types import Message
+from aiogram.types import Message, ReplyKeyboardRemove
 from aiogram.utils.i18n import gettext as _
 
 from bot.filters import Registered
+from services.messages import DomainError
 
 CANCEL_WORDS = {"取消", "cancel", "算了", "取消了"}
 
@@ -18,7 +19,24 @@ async def cancel(message: Message, state: FSMContext) -> None:
         await message.answer(_("There is nothing to cancel."))
         return
     await state.clear()
-    await message.answer(_("Cancelled. Nothing more was saved."))
+    # Also takes away a custom keyboard the conversation may have shown (e.g. "send my location").
+    await message.answer(_("Cancelled. Nothing more was saved."), reply_markup=ReplyKeyboardRemove())
+
+
+def try_again(refused: DomainError, *, skippable: bool = False) -> str:
+    """Why the input was refused, and what the person can do now (the conversation stays where it was)."""
+    return refused.problem.render(_) + "\n" + (_("Try again, skip, or /cancel.") if skippable
+                                               else _("Try again, or /cancel."))
+
+
+async def text_please(message: Message) -> None:
+    """Inside a conversation that waits for typed text: a sticker, photo or file gets this."""
+    await message.answer(_("Please answer with text — or /cancel."))
+
+
+async def buttons_please(message: Message) -> None:
+    """Inside a conversation that waits for a tap: typing gets this."""
+    await message.answer(_("Please tap one of the buttons above — or /cancel."))
 
 
 def create_router() -> Router:

@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import FeedbackCallback
 from bot.filters import Registered
+from handlers.common import buttons_please, text_please, try_again
+from bot.labels import feedback_label
 from models import Feedback, FeedbackKind, User
 from services.access import Viewer
 from services.cards import visible_customer
@@ -27,11 +29,6 @@ class GiveFeedback(StatesGroup):
     rating = State()
     text = State()
     resolution = State()
-
-
-def kind_label(kind: str) -> str:
-    return {FeedbackKind.complaint: _("complaint"), FeedbackKind.suggestion: _("suggestion"),
-            FeedbackKind.inquiry: _("inquiry"), FeedbackKind.praise: _("praise")}.get(kind, kind)
 
 
 def _button(text: str, **data: object) -> InlineKeyboardButton:
@@ -48,7 +45,7 @@ async def start_feedback(callback: CallbackQuery, callback_data: FeedbackCallbac
     await state.set_state(GiveFeedback.kind)
     await state.update_data(customer_id=customer.id)
     await callback.answer()
-    kinds = [_button(kind_label(k), step="kind", value=k) for k in FeedbackKind]
+    kinds = [_button(feedback_label(k), step="kind", value=k) for k in FeedbackKind]
     await callback.message.answer(_("Feedback from {name}: what kind?").format(name=html.escape(customer.name)),
                                   reply_markup=InlineKeyboardMarkup(inline_keyboard=[kinds[:2], kinds[2:]]))
 
@@ -102,7 +99,7 @@ async def text_typed(message: Message, state: FSMContext, session: AsyncSession,
                                          text=message.text, product=data.get("product"), rating=data.get("rating"),
                                          user_id=user.id)
     except DomainError as refused:
-        await message.answer(refused.problem.render(_) + "\n" + _("Try again, or /cancel."))
+        await message.answer(try_again(refused))
         return
     await state.clear()
     if feedback.kind == FeedbackKind.complaint:
@@ -111,7 +108,7 @@ async def text_typed(message: Message, state: FSMContext, session: AsyncSession,
         await notify_complaint(session, feedback)
         await message.answer(_("Complaint saved. It stays open on the card until it is resolved."))
     else:
-        await message.answer(_("Saved: {kind}.").format(kind=kind_label(feedback.kind)))
+        await message.answer(_("Saved: {kind}.").format(kind=feedback_label(feedback.kind)))
 
 
 async def start_resolve(callback: CallbackQuery, callback_data: FeedbackCallback, state: FSMContext,
@@ -143,12 +140,6 @@ async def resolution_typed(message: Message, state: FSMContext, session: AsyncSe
     await message.answer(_("Complaint resolved after {hours} hours.").format(hours=f"{hours:.1f}"))
 
 
-async def text_please(message: Message) -> None:
-    await message.answer(_("Please answer with text — or /cancel."))
-
-
-async def buttons_please(message: Message) -> None:
-    await message.answer(_("Please tap one of the buttons above — or /cancel."))
 
 
 def open_complaint_buttons(complaints: list[Feedback]) -> list[list[InlineKeyboardButton]]:

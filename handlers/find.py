@@ -7,7 +7,8 @@ import html
 from aiogram import F, Router
 from aiogram.enums import ChatType
 from aiogram.filters import Command, CommandObject
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,16 +16,17 @@ from bot.callbacks import CustomerCallback
 from bot.filters import Registered
 from bot.settings import Settings
 from handlers.card import show_card
+from handlers.new_customer import LAST_QUERY, create_button
 from models import User
 from services.access import Viewer
-from services.lookup import LookupIndex
+from services.lookup import LookupIndex, clear_winner
 
 MAX_QUERY = 100
 RESULTS = 8
 
 
 async def search(message: Message, query: str, session: AsyncSession, user: User, viewer: Viewer,
-                 index: LookupIndex, settings: Settings) -> None:
+                 index: LookupIndex, settings: Settings, state: FSMContext) -> None:
     query = query.strip()
     if not query:
         await message.answer(_("Type part of a customer's name, its pinyin or initials, a contact's name or a "
@@ -35,10 +37,12 @@ async def search(message: Message, query: str, session: AsyncSession, user: User
         return
     matches = index.search(query, viewer, limit=RESULTS)
     if not matches:
-        await message.answer(_("No customer matches “{query}”.").format(query=html.escape(query)))
+        await state.update_data({LAST_QUERY: query})
+        await message.answer(_("No customer matches “{query}”.").format(query=html.escape(query)),
+                             reply_markup=create_button(query))
         return
-    if len(matches) == 1 or matches[0].score >= 99 and matches[1].score < 90:
-        if await show_card(message, session, user, viewer, settings, matches[0].customer_id):
+    if (winner := clear_winner(matches)) is not None:
+        if await show_card(message, session, user, viewer, settings, winner.customer_id):
             return
     buttons = [[InlineKeyboardButton(text=m.name[:60], callback_data=CustomerCallback(action="card", id=m.customer_id)
                                      .pack())] for m in matches]
@@ -58,8 +62,13 @@ async def not_text(message: Message) -> None:
     await message.answer(_("I did not understand that. Type a customer's name to find them."))
 
 
+async def unknown_button(callback: CallbackQuery) -> None:
+    """A button no handler takes (from an old version of a message, or forged): say so, change nothing."""
+    await callback.answer(_("That button no longer works. Search for the customer again."), show_alert=True)
+
+
 def _pick(data: dict) -> dict:
-    return {key: data[key] for key in ("session", "user", "viewer", "index", "settings")}
+    return {key: data[key] for key in ("session", "user", "viewer", "index", "settings", "state")}
 
 
 def create_router() -> Router:
@@ -70,4 +79,5 @@ def create_router() -> Router:
     router.message.register(find_command, Command("find"))
     router.message.register(find_text, F.chat.type == ChatType.PRIVATE, F.text, ~F.text.startswith("/"))
     router.message.register(not_text, F.chat.type == ChatType.PRIVATE)
+    router.callback_query.register(unknown_button, Registered())
     return router

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import OrderCallback
 from bot.filters import Registered
+from handlers.common import text_please, try_again
 from bot.formatting import day, money
 from bot.settings import Settings
 from handlers.visit import local_today
@@ -55,7 +56,7 @@ async def amount(message: Message, state: FSMContext) -> None:
             await message.answer(_("An order needs an amount above zero."))
             return
     except DomainError as refused:
-        await message.answer(refused.problem.render(_) + "\n" + _("Try again, or /cancel."))
+        await message.answer(try_again(refused))
         return
     await state.update_data(amount_cents=cents)
     await state.set_state(RecordOrder.products)
@@ -96,7 +97,7 @@ async def save(message: Message, state: FSMContext, session: AsyncSession, user:
         await record_purchase(session, customer_id=customer.id, purchased_on=when, amount_cents=data["amount_cents"],
                               products=data.get("products"), user_id=user.id, today=local_today(user))
     except DomainError as refused:
-        await message.answer(refused.problem.render(_) + "\n" + _("Try again, or /cancel."))
+        await message.answer(try_again(refused))
         return
     await state.clear()
     await message.answer(_("Saved: order of {amount} on {date}. {name} now has {count} orders, {total} in total.").format(
@@ -118,13 +119,10 @@ async def typed_date(message: Message, state: FSMContext, session: AsyncSession,
     try:
         when = parse_date(message.text or "", today=local_today(user))
     except DomainError as refused:
-        await message.answer(refused.problem.render(_) + "\n" + _("Try again, or /cancel."))
+        await message.answer(try_again(refused))
         return
     await save(message, state, session, user, viewer, settings, when)
 
-
-async def text_please(message: Message) -> None:
-    await message.answer(_("Please answer with text — or /cancel."))
 
 
 def create_router() -> Router:

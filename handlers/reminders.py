@@ -8,19 +8,20 @@ from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import ReassignCallback, ReminderCallback
 from bot.filters import Registered
 from bot.formatting import day
 from bot.notify import render_agenda, without_reminder
+from bot.report_view import segment_names
 from models import Role, User
 from services import reminders
-from services.access import Viewer
+from services.access import Viewer, team_members
 from services.cards import visible_customer
 from services.customers import assign_owner
 from services.messages import N_, DomainError
+from services.rfm import my_slice
 
 
 async def today(message: Message, session: AsyncSession, user: User) -> None:
@@ -28,6 +29,14 @@ async def today(message: Message, session: AsyncSession, user: User) -> None:
     await reminders.apply(session, await reminders.compute_due(session, user_id=user.id))
     items = await reminders.agenda(session, user)
     text, markup = render_agenda(items, len(items), user, reminders.local_today(user), digest=False, _=_)
+    counts, first = await my_slice(session, user.id)
+    if counts:
+        names = segment_names(_)
+        text += "\n\n" + _("Your customers by RFM: {list}").format(list=" · ".join(
+            f"{names[s]} {n}" for s, n in sorted(counts.items(), key=lambda x: -x[1])))
+        if first:
+            text += "\n" + _("🔥 Visit first (high value, slipping): {list}").format(
+                list=", ".join(html.escape(c.name) for c in first))
     await message.answer(text, reply_markup=markup)
 
 
@@ -62,10 +71,7 @@ async def on_reassign(callback: CallbackQuery, callback_data: ReassignCallback, 
         await callback.answer(_("That customer is not available to you any more."), show_alert=True)
         return
     if not callback_data.to:
-        query = select(User).where(User.active.is_(True), User.id != customer.owner_id).order_by(User.name)
-        if viewer.owners is not None:
-            query = query.where(User.id.in_(viewer.owners))
-        team = list((await session.execute(query.limit(30))).scalars())
+        team = await team_members(session, viewer, excluding=customer.owner_id, limit=30)
         if not team:
             await callback.answer(_("There is nobody else in your team to give it to."), show_alert=True)
             return

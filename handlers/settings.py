@@ -1,21 +1,81 @@
-"""A user's own settings: /lang."""
+"""A user's own settings: /settings (language, time zone, working hours, work days) and /lang."""
 
 from __future__ import annotations
 
-from aiogram import Router
-from aiogram.filters import Command
+import html
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from aiogram import F, Router
+from aiogram.filters import Command, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
+from babel.dates import get_day_names
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.callbacks import LanguageCallback
+from bot.callbacks import LanguageCallback, SettingsCallback
 from bot.filters import Registered
+from handlers.common import text_please, try_again
+from bot.formatting import locale
 from models import User
 from services.messages import DomainError
-from services.users import set_language
+from services.users import parse_working_hours, set_language, set_timezone, set_working_hours, toggle_work_day
 
 NAMES = {"zh_Hans": "简体中文", "zh_Hant": "繁體中文", "en": "English"}
+ZONES = ("Asia/Shanghai", "Asia/Hong_Kong", "Asia/Taipei", "Asia/Singapore", "Asia/Tokyo", "Europe/London",
+         "Europe/Berlin", "America/New_York", "America/Los_Angeles")
+MAX_INPUT = 100
+
+
+class EditSettings(StatesGroup):
+    timezone = State()
+    hours = State()
+
+
+def _button(text: str, action: str, value: str = "") -> InlineKeyboardButton:
+    return InlineKeyboardButton(text=text, callback_data=SettingsCallback(action=action, value=value).pack())
+
+
+def _offset(zone: str) -> str:
+    offset = datetime.now(ZoneInfo(zone)).strftime("%z")
+    return f"UTC{offset[:3]}:{offset[3:]}"
+
+
+def weekday_names(language: str) -> dict[int, str]:
+    """ISO weekday → its short name in the user's language (Babel: 0 = Monday)."""
+    names = get_day_names("abbreviated", locale=locale(language))
+    return {iso: names[iso - 1] for iso in range(1, 8)}
+
+
+def summary(user: User) -> str:
+    names = weekday_names(user.language)
+    days = " ".join(names[int(d)] for d in user.work_days)
+    return "\n".join([
+        "<b>" + _("Your settings") + "</b>",
+        _("Language: {name}").format(name=NAMES.get(user.language, user.language)),
+        _("Time zone: {zone} ({offset})").format(zone=html.escape(user.timezone), offset=_offset(user.timezone)),
+        _("Working hours: {start}–{end}").format(start=user.work_start.strftime("%H:%M"),
+                                                 end=user.work_end.strftime("%H:%M")),
+        _("Work days: {days}").format(days=days),
+        _("Reminders and digests reach you on work days, inside your working hours, in your time zone."),
+    ])
+
+
+def settings_keyboard(user: User) -> InlineKeyboardMarkup:
+    names = weekday_names(user.language)
+    days = [_button(("✅" if str(d) in user.work_days else "▫️") + names[d], "day", str(d)) for d in range(1, 8)]
+    return InlineKeyboardMarkup(inline_keyboard=[
+        [_button(_("🌐 Language"), "lang"), _button(_("🕒 Time zone"), "tz"), _button(_("⏰ Working hours"), "hours")],
+        days[:4], days[4:],
+    ])
+
+
+async def show_settings(message: Message, state: FSMContext, user: User) -> None:
+    await state.clear()
+    await message.answer(summary(user), reply_markup=settings_keyboard(user))
 
 
 async def choose_language(message: Message) -> None:
@@ -36,10 +96,80 @@ async def language_chosen(callback: CallbackQuery, callback_data: LanguageCallba
         await callback.message.answer(_("Language set: {name}.").format(name=NAMES[callback_data.code]))
 
 
+async def settings_button(callback: CallbackQuery, callback_data: SettingsCallback, state: FSMContext,
+                          session: AsyncSession, user: User) -> None:
+    action, value = callback_data.action, callback_data.value
+    if action == "lang":
+        await callback.answer()
+        await choose_language(callback.message)
+    elif action == "tz":
+        await callback.answer()
+        rows = [[_button(f"{zone} ({_offset(zone)})", "zone", zone)] for zone in ZONES]
+        rows.append([_button(_("Another time zone…"), "tz_other")])
+        await callback.message.answer(_("Choose your time zone:"),
+                                      reply_markup=InlineKeyboardMarkup(inline_keyboard=rows))
+    elif action == "tz_other":
+        await callback.answer()
+        await state.set_state(EditSettings.timezone)
+        await callback.message.answer(_("Send the name of your time zone, e.g. Asia/Kuala_Lumpur or Europe/Paris. "
+                                        "/cancel to stop."))
+    elif action == "zone":
+        try:
+            await set_timezone(session, user.id, value)
+        except DomainError as refused:
+            await callback.answer(refused.problem.render(_), show_alert=True)
+            return
+        await callback.answer()
+        await callback.message.answer(_("Time zone set: {zone}.").format(zone=html.escape(user.timezone)))
+    elif action == "hours":
+        await callback.answer()
+        await state.set_state(EditSettings.hours)
+        await callback.message.answer(_("Send your working hours as start-end, e.g. 9-18 or 08:30-17:30. "
+                                        "/cancel to stop."))
+    elif action == "day" and value.isdigit():
+        try:
+            await toggle_work_day(session, user.id, int(value))
+        except DomainError as refused:
+            await callback.answer(refused.problem.render(_), show_alert=True)
+            return
+        await callback.answer()
+        await callback.message.edit_text(summary(user), reply_markup=settings_keyboard(user))
+    else:
+        await callback.answer()
+
+
+async def typed_timezone(message: Message, state: FSMContext, session: AsyncSession, user: User) -> None:
+    try:
+        await set_timezone(session, user.id, message.text)
+    except DomainError as refused:
+        await message.answer(try_again(refused))
+        return
+    await state.clear()
+    await message.answer(_("Time zone set: {zone}.").format(zone=html.escape(user.timezone)))
+
+
+async def typed_hours(message: Message, state: FSMContext, session: AsyncSession, user: User) -> None:
+    try:
+        start, end = parse_working_hours(message.text[:MAX_INPUT])
+        await set_working_hours(session, user.id, start, end)
+    except DomainError as refused:
+        await message.answer(try_again(refused))
+        return
+    await state.clear()
+    await message.answer(_("Working hours set: {start}–{end}.").format(start=start.strftime("%H:%M"),
+                                                                     end=end.strftime("%H:%M")))
+
+
+
 def create_router() -> Router:
     router = Router(name="settings")
     router.message.filter(Registered())
     router.callback_query.filter(Registered())
+    router.message.register(show_settings, Command("settings"))
     router.message.register(choose_language, Command("lang"))
     router.callback_query.register(language_chosen, LanguageCallback.filter())
+    router.callback_query.register(settings_button, SettingsCallback.filter())
+    router.message.register(typed_timezone, StateFilter(EditSettings.timezone), F.text, ~F.text.startswith("/"))
+    router.message.register(typed_hours, StateFilter(EditSettings.hours), F.text, ~F.text.startswith("/"))
+    router.message.register(text_please, StateFilter(EditSettings.timezone, EditSettings.hours))
     return router

@@ -17,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import LogCallback, NextStepCallback
 from bot.filters import Registered
+from handlers.common import try_again
 from bot.formatting import day
+from bot.labels import interaction_label
 from models import Interaction, User
 from services.access import Viewer
 from services.cards import visible_customer
@@ -31,10 +33,6 @@ MAX_NOTE = 4000
 class LogContact(StatesGroup):
     note = State()
     next_date = State()
-
-
-def kind_label(kind: str) -> str:
-    return {"visit": _("visit"), "call": _("call")}.get(kind, kind)
 
 
 def next_step_keyboard(interaction_id: int) -> InlineKeyboardMarkup:
@@ -66,7 +64,7 @@ async def start_log(callback: CallbackQuery, callback_data: LogCallback, state: 
     await callback.answer()
     await callback.message.answer(_("Logging a {kind} with {name}. Send a short note — text, a photo, or share "
                                     "your location to check in. /cancel to stop.").format(
-        kind=kind_label(callback_data.kind), name=html.escape(customer.name)))
+        kind=interaction_label(callback_data.kind), name=html.escape(customer.name)))
 
 
 async def note(message: Message, state: FSMContext, session: AsyncSession, user: User, viewer: Viewer) -> None:
@@ -99,7 +97,7 @@ async def note(message: Message, state: FSMContext, session: AsyncSession, user:
     await state.clear()
     where = _(" (checked in at your location)") if latitude is not None else ""
     await message.answer(_("Saved: {kind}{where}. When is the next step?").format(
-        kind=kind_label(data["kind"]), where=where), reply_markup=next_step_keyboard(interaction.id))
+        kind=interaction_label(data["kind"]), where=where), reply_markup=next_step_keyboard(interaction.id))
 
 
 async def pick_next_step(callback: CallbackQuery, callback_data: NextStepCallback, state: FSMContext,
@@ -130,7 +128,7 @@ async def typed_next_date(message: Message, state: FSMContext, session: AsyncSes
         when = parse_future_date(message.text or "", today=local_today(user))
         await set_next_step(session, data["interaction_id"], next_step_on=when, user_id=user.id)
     except DomainError as refused:
-        await message.answer(refused.problem.render(_) + "\n" + _("Try again, or /cancel."))
+        await message.answer(try_again(refused))
         return
     await state.clear()
     await message.answer(_("Next step on {date}.").format(date=day(when, user.language)))

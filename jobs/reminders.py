@@ -7,9 +7,12 @@ everything it writes is keyed (services.reminders, services.outbox), a second ru
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime
+from pathlib import Path
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -31,6 +34,8 @@ class Runtime:
     sender: Sender | None = None
     rules: reminders.Rules = field(default_factory=reminders.Rules)
     clock: object = utcnow  # a callable returning the current aware UTC time (the sandbox can move it)
+    files_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "fieldcrm-reports")
+    currency: str = "CNY"
 
     def now(self) -> datetime:
         return self.clock()
@@ -48,19 +53,23 @@ async def scan(runtime: Runtime, now: datetime | None = None) -> int:
 
 
 async def _queue_escalations(session: AsyncSession, new_ids: list[int], now: datetime) -> None:
-    """Escalation rule: the manager hears of an overdue customer at once — within their working hours."""
+    """Escalation rule: the manager hears of overdue customers at once — within their working hours, in one
+    message per scan (the most urgent first, each with its buttons), not one message per customer."""
     if not new_ids:
         return
     rows = (await session.execute(select(Reminder.id, Reminder.user_id).where(
-        Reminder.id.in_(new_ids[-5000:]), Reminder.kind == "escalation"))).all()
+        Reminder.id.in_(new_ids[-5000:]), Reminder.kind == "escalation").order_by(Reminder.id))).all()
+    by_manager: dict[int, list[int]] = {}
     for reminder_id, manager_id in rows:
+        by_manager.setdefault(manager_id, []).append(reminder_id)
+    for manager_id, ids in by_manager.items():
         manager = await session.get(User, manager_id)
         if manager is None or not outbox.reachable(manager):
             continue
-        item = next(i for i in await _items(session, manager, [reminder_id]))
-        text, markup = escalation_notice(item, manager, reminders.local_today(manager, now))
-        await outbox.enqueue(session, key=f"urgent:escalation:{reminder_id}", chat_id=manager.telegram_id,
-                             user_id=manager.id, kind="urgent", text=text,
+        items = sorted(await _items(session, manager, ids), key=lambda i: (i.reminder.priority, i.reminder.id))
+        text, markup = escalation_notice(items, manager, reminders.local_today(manager, now))
+        await outbox.enqueue(session, key=f"urgent:escalation:{manager.id}:{ids[0]}:{len(ids)}",
+                             chat_id=manager.telegram_id, user_id=manager.id, kind="urgent", text=text,
                              reply_markup=markup.model_dump(exclude_none=True),
                              not_before=outbox.next_working_moment(manager, now), now=now)
 
@@ -107,6 +116,89 @@ async def plan_digests(runtime: Runtime, now: datetime | None = None) -> int:
                 queued += 1
     log.info("digests queued: %d", queued)
     return queued
+
+
+def weekly_key(user: User, now: datetime) -> str:
+    year, week, _ = reminders.local_today(user, now).isocalendar()
+    return f"report:weekly:{user.id}:{year}-W{week:02d}"
+
+
+def daily_key(user: User, now: datetime) -> str:
+    return f"report:daily:{user.id}:{reminders.local_today(user, now).isoformat()}"
+
+
+async def plan_manager_reports(runtime: Runtime, now: datetime | None = None) -> int:
+    """Daily digest rule: each manager and admin gets, at the start of their working hours on a work day,
+    yesterday in their team (contacts, orders, new complaints, open escalations), once per local day.
+    Weekly digest rule: each manager and admin gets, once per ISO week, on their first working moment of
+    the week, the analyses of the last 7 days for their team (services.reports): the summary text and 2–4
+    charts, through the outbox (same limits, never twice). Nobody in the team bought or did anything →
+    still sent (a quiet week is news too). Returns how many digests were queued."""
+    from bot.report_view import daily_text, report_charts, summary
+    from services.access import viewer_for
+    from services.reports import build, daily
+
+    now = now or runtime.now()
+    async with runtime.sessions() as session:
+        leaders = list((await session.execute(select(User).where(
+            User.active.is_(True), User.telegram_id.is_not(None), User.unreachable_at.is_(None),
+            User.role.in_(["manager", "admin"])))).scalars())
+        written = set((await session.execute(select(OutboxMessage.key).where(OutboxMessage.key.in_(
+            [weekly_key(u, now) for u in leaders] + [daily_key(u, now) for u in leaders])))).scalars())
+    queued = 0
+    for leader in leaders:
+        if daily_key(leader, now) not in written and outbox.in_working_hours(leader, now):
+            async with runtime.sessions() as session, session.begin():
+                yesterday = reminders.local_today(leader, now) - timedelta(days=1)
+                digest = await daily(session, await viewer_for(session, leader), leader.id, yesterday, leader.timezone)
+                await outbox.enqueue(session, key=daily_key(leader, now), chat_id=leader.telegram_id,
+                                     user_id=leader.id, kind="report",
+                                     text=daily_text(digest, leader, runtime.currency), now=now)
+        if weekly_key(leader, now) in written or not outbox.in_working_hours(leader, now):
+            continue
+        async with runtime.sessions() as session, session.begin():
+            today = reminders.local_today(leader, now)
+            report = await build(session, await viewer_for(session, leader), kind="week", today=today,
+                                 language=leader.language, timezone=leader.timezone)
+            folder = runtime.files_dir / f"{leader.id}-{today.isoformat()}"
+            folder.mkdir(parents=True, exist_ok=True)
+            key = weekly_key(leader, now)
+            chat = leader.team_chat_id or leader.telegram_id  # a bound team group gets it instead
+            if not await outbox.enqueue(session, key=key, chat_id=chat, user_id=leader.id,
+                                        kind="report", text=summary(report, leader, runtime.currency), now=now):
+                continue
+            for n, (name, png) in enumerate(report_charts(report, leader), 1):
+                path = folder / name
+                path.write_bytes(png)
+                await outbox.enqueue(session, key=f"{key}:chart{n}", chat_id=chat, user_id=leader.id,
+                                     kind="report", photo=str(path), now=now)
+            queued += 1
+    if queued:
+        log.info("weekly manager reports queued: %d", queued)
+    _forget_old_charts(runtime.files_dir, now)
+    return queued
+
+
+def _forget_old_charts(folder: Path, now: datetime, keep_days: int = 30) -> None:
+    """Chart files wait in `files_dir` until the outbox sends them; a month later they are long sent
+    (or given up on), so they go."""
+    if not folder.exists():
+        return
+    limit = now.timestamp() - keep_days * 86400
+    for path in folder.glob("*/*.png"):
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime < limit:
+                path.unlink()
+                if not any(path.parent.iterdir()):
+                    path.parent.rmdir()
+
+
+async def score_rfm(runtime: Runtime) -> int:
+    """Daily: refresh every customer's RFM scores (services.rfm)."""
+    from services.rfm import score_all
+
+    async with runtime.sessions() as session, session.begin():
+        return await score_all(session, runtime.now().date())
 
 
 async def drain(runtime: Runtime) -> int:

@@ -40,11 +40,13 @@ def _tracked(job):  # noqa: ANN001, ANN202
             await job(RUNTIMES[runtime_id])
         finally:
             RUNNING.discard(task)
-    run.__name__ = f"run_{job.__name__}"
+    run.__name__ = run.__qualname__ = f"run_{job.__name__}"
     return run
 
 
 run_scan, run_digests, run_drain = _tracked(jobs.scan), _tracked(jobs.plan_digests), _tracked(jobs.drain)
+run_rfm, run_reports = _tracked(jobs.score_rfm), _tracked(jobs.plan_manager_reports)
+RFM_SECONDS = 24 * 3600
 
 
 async def stop(scheduler: AsyncIOScheduler, grace: float = 30) -> None:
@@ -67,7 +69,9 @@ def create_scheduler(runtime: jobs.Runtime, runtime_id: str = "main", *, scan_se
     start = utcnow()
     for job_id, func, every, delay in (("reminders.scan", run_scan, scan_seconds, 0),
                                        ("digests.plan", run_digests, digest_seconds, 5),
-                                       ("outbox.drain", run_drain, drain_seconds, 1)):
+                                       ("outbox.drain", run_drain, drain_seconds, 1),
+                                       ("rfm.score", run_rfm, RFM_SECONDS, 30),
+                                       ("reports.weekly", run_reports, digest_seconds, 10)):
         scheduler.add_job(func, IntervalTrigger(seconds=every), args=[runtime_id], id=job_id,
                           misfire_grace_time=every, next_run_time=start + timedelta(seconds=delay),
                           replace_existing=True)

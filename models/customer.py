@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, BigInteger, Column, Index, event
+from sqlalchemy import JSON, BigInteger, Column, Index, SmallInteger, event
 from sqlmodel import Field, SQLModel
 
 from models.common import Stage, utcnow
@@ -62,6 +62,11 @@ class Customer(SQLModel, table=True):
     last_contact_at: datetime | None = Field(default=None)
     # The customer's own purchase rhythm: median days between purchase days, once they bought 4+ times.
     purchase_gap_days: float | None = Field(default=None)
+    # RFM scores 1–5 (services.rfm), refreshed daily; None until the customer has bought.
+    rfm_r: int | None = Field(default=None, sa_column=Column(SmallInteger, nullable=True))
+    rfm_f: int | None = Field(default=None, sa_column=Column(SmallInteger, nullable=True))
+    rfm_m: int | None = Field(default=None, sa_column=Column(SmallInteger, nullable=True))
+    rfm_scored_on: date | None = Field(default=None)
 
     archived_at: datetime | None = Field(default=None)  # customers are archived, never deleted
     created_at: datetime = Field(default_factory=utcnow)

@@ -26,6 +26,8 @@ class User(SQLModel, table=True):
     # ISO weekdays the user works, e.g. "12345" = Monday to Friday.
     work_days: str = Field(default="12345", max_length=7)
     active: bool = Field(default=True)
+    # A team group chat an admin bound to this manager: their weekly report goes there (not to them).
+    team_chat_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     # Set when Telegram says the chat is gone (bot blocked, chat not found): stop sending until cleared.
     unreachable_at: datetime | None = Field(default=None)
     unreachable_reason: str | None = Field(default=None, max_length=200)

@@ -56,3 +56,26 @@ async def viewer_for(session: AsyncSession, user: User, *, reps_see_unassigned: 
     if user.role == Role.manager:
         return Viewer(user.id, user.role, frozenset(await team_of(session, user.id)), True)
     return Viewer(user.id, user.role, frozenset({user.id}), reps_see_unassigned)
+
+
+async def team_members(session: AsyncSession, viewer: Viewer, *, excluding: int | None = None,
+                       limit: int = 40) -> list[User]:
+    """The active people whose customers the viewer may see (a manager's team, or everyone for an admin),
+    by name: whom a customer can be given to, whose slice a report can show."""
+    query = select(User).where(User.active.is_(True)).order_by(User.name)
+    if viewer.owners is not None:
+        query = query.where(User.id.in_(viewer.owners))
+    if excluding is not None:
+        query = query.where(User.id != excluding)
+    return list((await session.execute(query.limit(limit))).scalars())
+
+
+async def narrowed_to(session: AsyncSession, viewer: Viewer, user_id: int) -> tuple[Viewer, User]:
+    """A manager's or admin's view reduced to one member of their team (their customers only).
+    Reps have no team to narrow to; someone outside the team is refused."""
+    from services.messages import N_, DomainError
+
+    member = await session.get(User, user_id)
+    if member is None or viewer.role == Role.rep or not viewer.can_see(member.id):
+        raise DomainError(N_("that person is not in your team"))
+    return Viewer(viewer.user_id, viewer.role, frozenset({member.id}), False), member

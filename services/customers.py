@@ -7,11 +7,22 @@ Rules:
   lists, search and reminders, but its contacts, purchases, interactions and feedback stay, and it can
   be restored.
 - Every change is written to the audit log with the old and new values.
+- Duplicates: a new customer whose name is near-identical to an existing one (same core name once the
+  city and the company-form words are dropped, one core inside the other, or ≥ 75% alike), or whose
+  phone is already a customer's or a contact's number, is flagged before it is created — the person
+  decides whether it is the same one.
+- Relationship stage (DOMAIN.md §7): "not buying now" needs the time they expect to buy (today or
+  later), "definitely not buying" needs the reason; leaving those stages clears them.
+- Changes from chat go through the viewer: a person edits only customers they may see.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
+
+from rapidfuzz import fuzz
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,7 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import ContactStrategy, Customer, DictionaryEntry, PurchaseStrategy, Stage, User, utcnow
 from services import audit, reminders
 from services.access import Viewer
-from services.lookup import track_change
+from services.fields import CUSTOMER_FIELDS
+from services.lookup import LookupIndex, name_cores, track_change
+from services.parsing import phone_digits
 from services.messages import N_, DomainError
 
 EDITABLE = {
@@ -29,6 +42,9 @@ EDITABLE = {
     "fax", "email", "website", "address", "postcode", "latitude", "longitude", "notes", "owner_id",
     "stage", "expected_purchase_on", "lost_reason",
 }
+# The longest text each field takes: the same limits as a file import (services.fields), plus the reason.
+TEXT_LIMITS = {**{spec.name: spec.max_len for spec in CUSTOMER_FIELDS if spec.type == "text" and spec.max_len},
+               "lost_reason": 1000}
 DICTIONARY_FIELDS = {
     "region_id": "region", "nature_id": "nature", "source_id": "source", "category_id": "category",
     "industry_id": "industry", "scale_id": "scale", "years_in_business_id": "years_in_business",
@@ -44,8 +60,9 @@ async def _check(session: AsyncSession, values: dict[str, Any], *, customer_id: 
         values["name"] = (values["name"] or "").strip()
         if not values["name"]:
             raise DomainError(N_("a customer needs a name"))
-        if len(values["name"]) > 200:
-            raise DomainError(N_("too long: at most {limit} characters"), limit=200)
+    for field, limit in TEXT_LIMITS.items():
+        if isinstance(values.get(field), str) and len(values[field]) > limit:
+            raise DomainError(N_("too long: at most {limit} characters"), limit=limit)
     if values.get("external_id"):
         clash = await session.scalar(select(Customer.id).where(Customer.external_id == values["external_id"]))
         if clash and clash != customer_id:
@@ -148,3 +165,71 @@ async def assign_owner(session: AsyncSession, viewer: Viewer, customer_id: int, 
     if new_owner is None or not new_owner.active or not viewer.can_see(new_owner.id):
         raise DomainError(N_("that person is not in your team"))
     return await update_customer(session, customer_id, user_id=user_id, owner_id=new_owner.id)
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    customer_id: int
+    name: str
+    owner_id: int | None
+    why: str  # name, phone
+
+
+def _alike(new_core: str, old_core: str) -> bool:
+    if not new_core or not old_core:
+        return False
+    short, long = sorted((new_core, old_core), key=len)
+    return new_core == old_core or (len(short) >= 2 and short in long) or fuzz.ratio(new_core, old_core) >= 75
+
+
+def possible_duplicates(index: LookupIndex, *, name: str | None = None, phone: str | None = None,
+                        exclude: int | None = None) -> list[Duplicate]:
+    """Existing (not archived) customers the new one may be: the duplicates rule in the module docstring.
+    Looks at every customer, whoever owns it — the caller decides how much of each to show."""
+    found: dict[int, Duplicate] = {}
+    key = phone_digits(phone) if phone else ""
+    if len(key) >= 7:
+        for match in index.search(key, Viewer.everyone(), limit=5):
+            if match.why == "phone" and phone_digits(match.matched) == key and match.customer_id != exclude:
+                found[match.customer_id] = Duplicate(match.customer_id, match.name, index.owner_of(match.customer_id),
+                                                     "phone")
+    if name and name.strip():
+        [core] = name_cores([name.strip()]) or [""]
+        for match in index.search(name.strip()[:100], Viewer.everyone(), limit=10):
+            if match.customer_id in found or match.customer_id == exclude:
+                continue
+            if any(_alike(core, old) for old in name_cores([match.name, match.matched])):
+                found[match.customer_id] = Duplicate(match.customer_id, match.name,
+                                                     index.owner_of(match.customer_id), "name")
+    return list(found.values())
+
+
+async def set_stage(session: AsyncSession, viewer: Viewer, customer_id: int, stage: str, *,
+                    expected_purchase_on: date | None = None, lost_reason: str | None = None,
+                    today: date | None = None, user_id: int | None = None) -> Customer:
+    """Relationship-stage rule (module docstring): the date for "not now", the reason for "definitely not"."""
+    customer = await get_customer(session, customer_id)
+    if not viewer.can_see(customer.owner_id):
+        raise DomainError(N_("customer not found"))
+    values: dict[str, Any] = {"stage": stage, "expected_purchase_on": None, "lost_reason": None}
+    if stage == Stage.not_now:
+        if expected_purchase_on is None:
+            raise DomainError(N_("say when they expect to buy"))
+        if today is not None and expected_purchase_on < today:
+            raise DomainError(N_("that date has passed; give a day from today on"))
+        values["expected_purchase_on"] = expected_purchase_on
+    elif stage == Stage.definitely_not:
+        lost_reason = (lost_reason or "").strip()
+        if not lost_reason:
+            raise DomainError(N_("say why they will not buy"))
+        values["lost_reason"] = lost_reason
+    return await update_customer(session, customer.id, user_id=user_id, **values)
+
+
+async def edit_customer(session: AsyncSession, viewer: Viewer, customer_id: int, *, user_id: int | None = None,
+                        **values: Any) -> Customer:
+    """An edit from chat: only a customer the person may see; owners change through assign_owner."""
+    customer = await get_customer(session, customer_id)
+    if not viewer.can_see(customer.owner_id) or "owner_id" in values:
+        raise DomainError(N_("customer not found"))
+    return await update_customer(session, customer.id, user_id=user_id, **values)

@@ -285,3 +285,42 @@ async def generate(session: AsyncSession, *, customers: int, seed: int = 42, tod
 
 async def is_empty(session: AsyncSession) -> bool:
     return not await session.scalar(select(func.count(Customer.id)))
+
+
+SANDBOX_IDS = {"admin": 1001, "manager": 1002, "rep": 1003, "rep_en": 1004}
+SANDBOX_GUEST = 1099
+
+
+async def holds_demo_data(session: AsyncSession) -> bool:
+    """Whether the demo data set was loaded into this database (its audit entry says so)."""
+    from models import AuditLog
+
+    return bool(await session.scalar(select(func.count(AuditLog.id)).where(AuditLog.action == "demo_data")))
+
+
+async def sandbox_people(session: AsyncSession) -> list[User]:
+    """The demo people the sandbox page lets you speak as: the demo admin, the first manager, one of that
+    manager's reps (Chinese) and the English-speaking rep. They get fixed sandbox Telegram ids (1001–1004)
+    the first time; a later run finds them again."""
+    people: dict[str, User | None] = {}
+    for key, telegram_id in SANDBOX_IDS.items():
+        people[key] = await session.scalar(select(User).where(User.telegram_id == telegram_id))
+    users = list((await session.execute(select(User).where(User.active.is_(True)).order_by(User.id))).scalars())
+    taken = {u.id for u in people.values() if u is not None}
+
+    def first(predicate) -> User | None:  # noqa: ANN001
+        return next((u for u in users if u.id not in taken and u.telegram_id is None and predicate(u)), None)
+    wanted = {
+        "admin": lambda u: u.role == Role.admin,
+        "manager": lambda u: u.role == Role.manager,
+        "rep": lambda u: u.role == Role.rep and u.language != "en" and (
+            people.get("manager") is None or u.manager_id == people["manager"].id),
+        "rep_en": lambda u: u.role == Role.rep and u.language == "en",
+    }
+    for key, predicate in wanted.items():
+        if people[key] is None and (user := first(predicate)) is not None:
+            user.telegram_id = SANDBOX_IDS[key]
+            taken.add(user.id)
+            people[key] = user
+    await session.flush()
+    return [u for u in people.values() if u is not None]

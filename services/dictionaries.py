@@ -57,6 +57,12 @@ async def entries(session: AsyncSession, kind: DictionaryKind | str, *, active_o
     return list((await session.execute(query.order_by(DictionaryEntry.sort_order, DictionaryEntry.id))).scalars())
 
 
+async def strategies(session: AsyncSession, model: type[ContactStrategy] | type[PurchaseStrategy]) -> list:
+    """The active contact or purchase strategies, shortest cycle first (what a picker offers)."""
+    return list((await session.execute(select(model).where(model.active.is_(True))
+                                       .order_by(model.cycle_days, model.id))).scalars())
+
+
 async def add_entry(session: AsyncSession, kind: DictionaryKind | str, code: str, labels: tuple[str, str, str]) -> DictionaryEntry:
     """Add a dictionary entry; the code must be new within its dictionary and every label non-empty."""
     kind = str(kind)

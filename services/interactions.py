@@ -4,6 +4,7 @@ Rules:
 - Contact strategy clock: any logged interaction, whatever its channel, counts as a contact — the
   customer's last contact time is refreshed in the same transaction.
 - A location makes the interaction a check-in: latitude and longitude must both be given and valid.
+  The first check-in at a customer without coordinates gives it the check-in's (so /nearby finds it).
 - A "next step" date cannot be before the interaction itself.
 """
 
@@ -49,6 +50,10 @@ async def log_interaction(session: AsyncSession, *, customer_id: int, kind: str,
                               latitude=latitude, longitude=longitude, attachments=attachments or [],
                               contact_person_id=contact_person_id)
     session.add(interaction)
+    if latitude is not None and kind == InteractionKind.visit and customer.latitude is None:
+        customer.latitude, customer.longitude = latitude, longitude
+        audit.record(session, action="update", entity="customer", entity_id=customer.id, user_id=user_id, actor=actor,
+                     changes={"latitude": [None, latitude], "longitude": [None, longitude]})
     await session.flush()
     audit.record(session, action="create", entity="interaction", entity_id=interaction.id, user_id=user_id,
                  actor=actor, changes={"customer_id": customer.id, "kind": kind})

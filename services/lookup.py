@@ -515,6 +515,12 @@ class LookupIndex:
             return at
         return None
 
+    def owner_of(self, customer_id: int) -> int | None:
+        doc = self._doc_of(customer_id)
+        if doc is None or self._owner[doc] < 0:
+            return None
+        return int(self._owner[doc])
+
     def _grow(self, needed: int) -> None:
         capacity = len(self._customer)
         if needed <= capacity:
@@ -699,6 +705,14 @@ class LookupIndex:
         ranked.sort()
         return [Match(cid, name, round(-neg, 1), why, matched)
                 for neg, _len, cid, name, why, matched in ranked[:limit]]
+
+
+def clear_winner(matches: list[Match]) -> Match | None:
+    """The one match to open straight away: the only one, or an exact hit (≥ 99) far ahead of the next
+    (< 90). Otherwise the user picks from the list."""
+    if len(matches) == 1 or (len(matches) > 1 and matches[0].score >= 99 and matches[1].score < 90):
+        return matches[0]
+    return None
 
 
 # --------------------------------------------------------------------------- database

@@ -7,7 +7,8 @@ Rules:
   前天), and Excel serial day numbers (45000 = 2023-03-15).
 - amounts: optional currency sign or unit (¥ ￥ $ 元 RMB CNY), thousands separators (, ， space '),
   full-width digits, 万 (×10 000); returned as integer cents, never as a float.
-- phones: the digits only, with a leading +86 / 0086 country code removed for comparison.
+- phones: the digits only, as dialled inside mainland China: a +86 / 0086 country code removed (a
+  landline written with it gets its trunk 0 back), for comparison.
 """
 
 from __future__ import annotations
@@ -180,14 +181,20 @@ _NOT_DIGIT = re.compile(r"\D")
 
 
 def phone_digits(value: str | None) -> str:
-    """The digits of a phone number, without a leading +86 / 0086 country code."""
+    """The digits of a phone number as dialled inside mainland China: a +86 / 0086 country code removed,
+    and a landline written with it gets its trunk 0 back (+86 20 8888 1234 = 020 8888 1234); mobiles
+    (1…) and 400/800 service numbers have none."""
     if not value:
         return ""
-    digits = _NOT_DIGIT.sub("", value if value.isascii() else fold_width(value))
+    text = value if value.isascii() else fold_width(value)
+    digits = _NOT_DIGIT.sub("", text)
+    international = text.lstrip().startswith("+86") or digits.startswith("0086")
     if digits.startswith("0086"):
         digits = digits[4:]
-    elif digits.startswith("86") and len(digits) == 13:
+    elif digits.startswith("86") and (len(digits) == 13 or international):
         digits = digits[2:]
+    if international and digits and not digits.startswith(("0", "1", "400", "800")):
+        digits = "0" + digits
     return digits
 
 

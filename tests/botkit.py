@@ -10,7 +10,7 @@ from typing import Any
 from aiogram import Bot
 from aiogram.client.session.base import BaseSession
 from aiogram.methods import AnswerCallbackQuery, GetMe, SendMessage, TelegramMethod
-from aiogram.types import CallbackQuery, Chat, Message, Update, User
+from aiogram.types import CallbackQuery, Chat, InlineKeyboardMarkup, Message, Update, User
 
 BOT_USER = User(id=4242, is_bot=True, first_name="FieldCRM", username="fieldcrm_test_bot")
 _ids = itertools.count(1)
@@ -32,9 +32,11 @@ class RecordingSession(BaseSession):
         if isinstance(method, GetMe):
             return BOT_USER
         if isinstance(method, SendMessage):
+            # Telegram echoes only an inline keyboard in the sent message (a reply keyboard stays client-side).
+            inline = method.reply_markup if isinstance(method.reply_markup, InlineKeyboardMarkup) else None
             return Message(message_id=next(_ids), date=datetime.now(UTC),
                            chat=Chat(id=method.chat_id, type="private"), text=method.text,
-                           reply_markup=method.reply_markup, from_user=BOT_USER)
+                           reply_markup=inline, from_user=BOT_USER)
         return True
 
     def sent(self) -> list[SendMessage]:
@@ -51,8 +53,8 @@ def person(telegram_id: int, first_name: str = "Test", language: str = "zh-hans"
     return User(id=telegram_id, is_bot=False, first_name=first_name, language_code=language)
 
 
-def text_update(sender: User, text: str, chat_type: str = "private") -> Update:
-    chat = Chat(id=sender.id, type=chat_type)
+def text_update(sender: User, text: str, chat_type: str = "private", chat_id: int | None = None) -> Update:
+    chat = Chat(id=chat_id or sender.id, type=chat_type)
     message = Message(message_id=next(_ids), date=datetime.now(UTC), chat=chat, from_user=sender, text=text)
     return Update(update_id=next(_ids), message=message)
 
@@ -67,9 +69,9 @@ def sticker_update(sender: User) -> Update:
     return Update(update_id=next(_ids), message=message)
 
 
-def button_update(sender: User, data: str, on: Any = None) -> Update:
+def button_update(sender: User, data: str, on: Any = None, chat_id: int | None = None) -> Update:
     """A tap on an inline button; `on` is the sent message (a SendMessage) that carries it."""
-    chat = Chat(id=sender.id, type="private")
+    chat = Chat(id=chat_id or sender.id, type="private" if chat_id is None else "group")
     message = Message(message_id=next(_ids), date=datetime.now(UTC), chat=chat,
                       from_user=BOT_USER, text=on.text if on else "…", reply_markup=on.reply_markup if on else None)
     callback = CallbackQuery(id=str(next(_ids)), from_user=sender, chat_instance="ci", data=data, message=message)
@@ -127,3 +129,10 @@ async def make_app(engine, **settings: Any) -> App:  # noqa: ANN001
     recorder = RecordingSession()
     return App(create_dispatcher(config, sessions, index), create_bot(config, session=recorder), recorder,
                sessions, index)
+
+
+def inline_update(sender: User, query: str) -> Update:
+    from aiogram.types import InlineQuery
+
+    return Update(update_id=next(_ids), inline_query=InlineQuery(id=str(next(_ids)), from_user=sender, query=query,
+                                                                 offset=""))

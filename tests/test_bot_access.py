@@ -118,7 +118,8 @@ async def test_several_matches_come_as_buttons_and_a_stale_button_is_refused(app
     stale = await app.send(button_update(person(1, language="en"), CustomerCallback(action="card", id=99999).pack()))
     assert stale.answers()[0].show_alert and not stale.sent()
     garbage = await app.send(button_update(person(1, language="en"), "cust:card:not-a-number"))
-    assert not garbage.sent()
+    assert not garbage.sent() and garbage.answers()[0].show_alert
+    assert "no longer works" in garbage.answers()[0].text
     assert admin.id
 
 
@@ -160,3 +161,23 @@ async def test_a_user_switches_language_and_the_bot_follows(app):
         assert (await session.scalar(select(User).where(User.telegram_id == 60))).language == "zh_Hant"
     forged = await app.send(button_update(me, "lang:fr"))
     assert not forged.sent()
+
+
+async def test_a_view_narrows_only_to_a_member_of_ones_own_team(session):
+    from services.access import narrowed_to, team_members, viewer_for
+    from services.messages import DomainError
+
+    boss = await add_user(session, name="Boss", role=Role.manager)
+    mine = await add_user(session, name="Mine", manager_id=boss.id)
+    other_boss = await add_user(session, name="Other boss", role=Role.manager)
+    theirs = await add_user(session, name="Theirs", manager_id=other_boss.id)
+    viewer = await viewer_for(session, boss)
+    assert [u.name for u in await team_members(session, viewer)] == ["Boss", "Mine"]
+    assert [u.name for u in await team_members(session, viewer, excluding=mine.id)] == ["Boss"]
+    narrowed, member = await narrowed_to(session, viewer, mine.id)
+    assert member.id == mine.id and narrowed.owners == frozenset({mine.id}) and not narrowed.unassigned
+    for refused in (theirs.id, 424242):
+        with pytest.raises(DomainError):
+            await narrowed_to(session, viewer, refused)
+    with pytest.raises(DomainError):  # a rep has no team to narrow to
+        await narrowed_to(session, await viewer_for(session, mine), mine.id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from aiogram.methods import EditMessageReplyMarkup, EditMessageText
@@ -34,7 +34,8 @@ async def app(engine):
         for name, days in (("Acme Trading", 30), ("Beta Foods", 8)):
             c = await create_customer(session, name=name, owner_id=rep.id, contact_strategy_id=strategy.id)
             await session.execute(update(Customer).where(Customer.id == c.id).values(
-                created_at=datetime.now(UTC) - timedelta(days=days, hours=1)))
+                # Noon (UTC, the rep's zone) `days` days ago: the count never depends on the hour the test runs.
+                created_at=datetime.combine(datetime.now(UTC).date() - timedelta(days=days), time(12), UTC)))
         await session.commit()
     app.rep, app.boss, app.other = rep, boss, other
     await app.sync()

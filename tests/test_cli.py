@@ -13,10 +13,25 @@ def write_csv(path, rows, encoding="utf-8"):
     return path
 
 
-def test_run_without_a_bot_token_prepares_the_database_and_says_what_to_do(cli_env, capsys):
-    assert main(["run"]) == 0
-    out = capsys.readouterr().out
-    assert "BOT_TOKEN" in out and "数据库已就绪" in out  # default language: zh_Hans
+async def test_the_sandbox_prepares_demo_data_and_demo_people_once(engine):
+    """`run` without BOT_TOKEN starts the sandbox (driven end to end in test_e2e_sandbox); its preparation:"""
+    from sqlalchemy import func, select
+
+    from bot.db import make_sessionmaker
+    from bot.sandbox.run import prepare
+    from models import Customer, User
+
+    sessions = make_sessionmaker(engine)
+    personas = await prepare(sessions, customers=40)
+    assert [p.role for p in personas] == ["admin", "manager", "rep", "rep", "guest"]
+    assert personas[3].language == "en" and len({p.telegram_id for p in personas}) == 5
+    again = await prepare(sessions, customers=40)  # a restart finds the same people and adds no data
+    assert [(p.telegram_id, p.name) for p in again] == [(p.telegram_id, p.name) for p in personas]
+    async with sessions() as session:
+        assert await session.scalar(select(func.count(Customer.id))) == 40
+        rep = await session.scalar(select(User).where(User.telegram_id == personas[2].telegram_id))
+        manager = await session.scalar(select(User).where(User.telegram_id == personas[1].telegram_id))
+        assert rep.manager_id == manager.id
 
 
 def test_migrate_reports_the_schema_revision_in_the_chosen_language(cli_env, capsys):
@@ -78,3 +93,37 @@ def test_users_are_added_listed_promoted_and_disabled(cli_env, capsys):
 def test_demo_data_command_fills_the_database(cli_env, capsys):
     assert main(["--lang", "en", "demo-data", "--customers", "25", "--seed", "1", "--today", "2026-03-20"]) == 0
     assert "25 customers" in capsys.readouterr().out
+
+
+def test_export_report_writes_the_analyses_spreadsheet(cli_env, tmp_path, capsys):
+    from openpyxl import load_workbook
+
+    assert main(["demo-data", "--customers", "30"]) == 0
+    out = tmp_path / "report.xlsx"
+    assert main(["--lang", "en", "export", "report", "--period", "year", "--format", "xlsx", "-o", str(out)]) == 0
+    assert "written to" in capsys.readouterr().out
+    book = load_workbook(out)
+    assert "Key accounts" in book.sheetnames and book["Key accounts"].max_row > 1
+    assert main(["--lang", "en", "export", "report", "--format", "csv"]) == 2  # a usage error
+    assert "xlsx" in capsys.readouterr().err
+
+
+async def test_the_sandbox_refuses_a_database_with_real_customers(engine):
+    import pytest
+
+    from bot.db import make_sessionmaker
+    from bot.sandbox.run import RealData, prepare
+    from services.customers import create_customer
+    from services.users import add_user
+
+    sessions = make_sessionmaker(engine)
+    async with sessions() as session:
+        real = await add_user(session, name="真实经理", role="manager")
+        await create_customer(session, name="真实客户有限公司", owner_id=real.id)
+        await session.commit()
+    with pytest.raises(RealData):
+        await prepare(sessions, customers=10)
+    async with sessions() as session:
+        from models import User
+
+        assert (await session.get(User, real.id)).telegram_id is None  # nobody got a sandbox id

@@ -72,3 +72,16 @@ async def test_erp_codes_are_unique(session):
     await create_customer(session, name="A", external_id="ERP-1")
     with pytest.raises(DomainError):
         await create_customer(session, name="B", external_id="ERP-1")
+
+
+async def test_text_fields_are_limited_as_in_an_import_and_nothing_changes(session):
+    from services.customers import create_customer, update_customer
+    from services.messages import DomainError
+
+    customer = await create_customer(session, name="长度测试有限公司")
+    for field, too_long in (("address", "路" * 301), ("notes", "记" * 4001), ("postcode", "1" * 17)):
+        with pytest.raises(DomainError, match="too long"):
+            await update_customer(session, customer.id, **{field: too_long})
+        assert getattr(customer, field) is None
+    await update_customer(session, customer.id, address="路" * 300)
+    assert len(customer.address) == 300

@@ -38,3 +38,14 @@ async def test_renaming_changes_every_label(session):
 async def test_bad_entries_are_refused(session, kind, code, labels):
     with pytest.raises(DomainError):
         await add_entry(session, kind, code, labels)
+
+
+async def test_strategies_offered_are_the_active_ones_shortest_cycle_first(session):
+    from models import ContactStrategy
+    from services.dictionaries import strategies
+
+    offered = await strategies(session, ContactStrategy)
+    assert offered and [s.cycle_days for s in offered] == sorted(s.cycle_days for s in offered)
+    offered[0].active = False
+    await session.flush()
+    assert offered[0].id not in {s.id for s in await strategies(session, ContactStrategy)}

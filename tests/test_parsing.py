@@ -63,6 +63,8 @@ def test_amount_text_round_trips_exactly(cents):
 
 @pytest.mark.parametrize("raw, digits", [
     ("+86 138-0013-8000", "13800138000"), ("0086 13800138000", "13800138000"),
+    ("+86 20 8888 1234", "02088881234"), ("0086-755-2878-0808", "075528780808"),
+    ("+86 400 820 8820", "4008208820"), ("+852 2345 6789", "85223456789"),
     ("(020) 8888 1234", "02088881234"), ("138 0013 8000", "13800138000"), (None, ""),
 ])
 def test_phone_numbers_compare_by_digits(raw, digits):
@@ -86,3 +88,13 @@ def test_next_step_dates_in_the_past_or_unreadable_are_refused(text):
 
     with pytest.raises(DomainError):
         parse_future_date(text, today=TODAY)
+
+
+def test_a_landline_typed_with_the_country_code_finds_the_customer():
+    from services.access import Viewer
+    from services.lookup import CustomerText, LookupIndex
+
+    index = LookupIndex()
+    index.build([CustomerText(1, None, ["广州市人易软件技术有限公司"], [], [phone_digits("020-8888 1234")])], workers=1)
+    [match] = index.search("+86 20 8888 1234", Viewer.everyone())
+    assert (match.customer_id, match.why) == (1, "phone")

@@ -1,0 +1,74 @@
+"""Weekly digest speed: every analysis plus the charts for 100k customers with 1M purchases, on SQLite.
+
+    .venv/bin/python bench/digest_bench.py [--size 100000]
+
+The data set is the reminders bench's (bench/out/reminders_v2_<size>.sqlite3, made on first use: 50 reps
+under 5 managers, 10 purchases per customer over three years, recent interactions). Timed, best of 3:
+building the report (services.reports.build: RFM over 365 days with movement, churn list, key accounts,
+distribution, sales performance, complaints, team activity, satisfaction, 12-month trend), the summary
+text, and the 2–4 charts — for an admin (all customers) and for one manager (a fifth of them).
+Target (issue 6): <= 3 s for a weekly digest with charts at 100k customers / 1M purchases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import func, select  # noqa: E402
+
+from bot.db import make_engine, make_sessionmaker, upgrade  # noqa: E402
+from bot.report_view import report_charts, summary  # noqa: E402
+from models import Purchase, User  # noqa: E402
+from services.access import Viewer, viewer_for  # noqa: E402
+from services.reports import build  # noqa: E402
+
+
+def _reminders_bench():  # noqa: ANN202 - the module that makes the data set
+    spec = importlib.util.spec_from_file_location("reminders_bench", ROOT / "bench" / "reminders_bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def timed(session, viewer: Viewer, user: User, today) -> tuple[float, float, int]:  # noqa: ANN001
+    started = time.perf_counter()
+    report = await build(session, viewer, kind="week", today=today, language=user.language, timezone=user.timezone)
+    built = time.perf_counter()
+    summary(report, user, "CNY")
+    pictures = report_charts(report, user)
+    return built - started, time.perf_counter() - built, len(pictures)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=100_000)
+    args = parser.parse_args()
+    rb = _reminders_bench()
+    url = await rb.database(args.size)
+    engine = make_engine(url)
+    await upgrade(engine)  # a data set made by an older version gets the newer columns
+    sessions = make_sessionmaker(engine)
+    today = rb.TODAY
+    async with sessions() as session:
+        purchases = await session.scalar(select(func.count(Purchase.id)))
+        manager = await session.scalar(select(User).where(User.role == "manager").order_by(User.id))
+        print(f"{args.size:,} customers, {purchases:,} purchases")
+        for label, viewer in (("admin (all customers)", Viewer.everyone()),
+                              ("one manager (their team)", await viewer_for(session, manager))):
+            runs = [await timed(session, viewer, manager, today) for _ in range(3)]
+            best = min(runs, key=lambda r: r[0] + r[1])
+            print(f"weekly digest for {label}: {best[0] + best[1]:.2f} s (report {best[0]:.2f} s + summary and "
+                  f"{best[2]} charts {best[1]:.2f} s), best of 3; target <= 3 s")
+    await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

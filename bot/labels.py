@@ -1,0 +1,41 @@
+"""Names of the domain's values (stages, channels, feedback kinds) in the user's language."""
+
+from __future__ import annotations
+
+from aiogram.utils.i18n import gettext as _
+
+from models import FeedbackKind, InteractionKind, Stage
+
+
+def stage_label(stage: str) -> str:
+    return {
+        Stage.interested: _("interested"),
+        Stage.hesitating: _("hesitating"),
+        Stage.not_now: _("not buying now"),
+        Stage.definitely_not: _("definitely not buying"),
+        Stage.quoted_no_response: _("quoted, no response"),
+        Stage.customer: _("customer"),
+    }.get(stage, stage)
+
+
+def interaction_label(kind: str) -> str:
+    return {
+        InteractionKind.visit: _("visit"), InteractionKind.call: _("call"), InteractionKind.email: _("email"),
+        InteractionKind.chat: _("chat"), InteractionKind.message: _("message"), InteractionKind.letter: _("letter"),
+        InteractionKind.gift: _("gift"), InteractionKind.event: _("event"),
+    }.get(kind, kind)
+
+
+def feedback_kind_names(gettext=_) -> dict[str, str]:  # noqa: ANN001 - any gettext-like callable
+    return {FeedbackKind.complaint: gettext("complaint"), FeedbackKind.suggestion: gettext("suggestion"),
+            FeedbackKind.inquiry: gettext("inquiry"), FeedbackKind.praise: gettext("praise")}
+
+
+def feedback_label(kind: str) -> str:
+    return feedback_kind_names().get(kind, kind)
+
+
+def rfm_segment_label(segment: str) -> str:
+    from bot.report_view import segment_names
+
+    return segment_names(_).get(segment, segment)

@@ -1,0 +1,223 @@
+"""Managers' reports in the user's language: the summary text, the charts, one analysis in detail, the
+spreadsheet's headings. Used by /report and by the weekly digest job (explicit gettext, like bot.notify)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+
+from bot.formatting import day, money
+from bot.i18n import gettext_for
+from models import User
+from services import charts
+from services.reports import Daily, Report
+
+Gettext = Callable[[str], str]
+TOP = 5
+
+
+def segment_names(_: Gettext) -> dict[str, str]:
+    return {"champions": _("champions"), "cant_lose": _("can't lose them — gone quiet"),
+            "at_risk": _("valuable, drifting away — visit first"), "loyal": _("loyal"), "new": _("new buyer"),
+            "potential": _("potential"), "hibernating": _("hibernating"), "lost": _("lost"), "none": _("no purchase")}
+
+
+def period_name(kind: str, _: Gettext) -> str:
+    return {"week": _("week"), "month": _("month"), "quarter": _("quarter"), "year": _("year")}.get(kind, kind)
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.0%}"
+
+
+def summary(report: Report, user: User, currency: str, *, scope: str | None = None,
+            _: Gettext | None = None) -> str:
+    _ = _ or gettext_for(user.language)
+    lang = user.language
+    m = lambda cents: money(cents, currency, lang)  # noqa: E731
+    names = segment_names(_)
+    lines = ["<b>" + _("📊 Report for the last {period}: {start} – {end}").format(
+        period=period_name(report.kind, _), start=day(report.period.start, lang), end=day(report.period.end, lang))
+        + "</b>"]
+    if scope:
+        lines.append(html.escape(scope))
+    prior = sum(p.prior_cents for p in report.performance.rows)
+    change = (report.total_cents - prior) / prior if prior else None
+    lines.append(_("Sales: {amount} (a year earlier {prior}, {change})").format(
+        amount=m(report.total_cents), prior=m(prior), change=_pct(change)))
+    if report.key_accounts:
+        top = ", ".join(f"{html.escape(report.name(a.customer_id))} {a.share:.0%}" for a in report.key_accounts[:3])
+        lines.append(_("Key accounts: {count} customers make 80% of sales — {top}").format(
+            count=len(report.key_accounts), top=top))
+    if report.performance.top_growth:
+        lines.append(_("Growing most: {list}").format(list=", ".join(
+            f"{html.escape(report.name(p.key))} +{m(p.change_cents)}" for p in report.performance.top_growth[:3])))
+    if report.performance.top_decline:
+        lines.append(_("Declining most: {list}").format(list=", ".join(
+            f"{html.escape(report.name(p.key))} −{m(-p.change_cents)}" for p in report.performance.top_decline[:3])))
+    segments = report.rfm.segments
+    if segments:
+        lines.append(_("RFM: {list}").format(list=" · ".join(
+            f"{names[s]} {n}" for s, n in sorted(segments.items(), key=lambda x: -x[1]))))
+    if report.churn:
+        lines.append(_("🔥 Visit first (high value, slipping): {list}").format(list=", ".join(
+            html.escape(report.name(c.customer_id)) for c in report.churn[:TOP])))
+    c = report.complaints
+    complaint = _("Complaints: {new} in the period, {open} still open").format(
+        new=c.by_kind.get("complaint", 0), open=c.open)
+    if c.median_hours_to_resolve is not None:
+        complaint += "; " + _("median {hours} h to resolve").format(hours=f"{c.median_hours_to_resolve:.0f}")
+    if c.oldest_open is not None:
+        complaint += "; " + _("oldest open: {name}, since {date}").format(
+            name=html.escape(report.name(c.oldest_open.customer_id)), date=day(c.oldest_open.created_at, lang))
+    lines.append(complaint)
+    total_contacts = sum(sum(w.values()) for w in report.activity.per_rep_week.values())
+    lines.append(_("Contacts logged: {count}; customers contacted by several reps in one week: {crowded}").format(
+        count=total_contacts, crowded=len(report.activity.crowded)))
+    if report.satisfaction.least:
+        lines.append(_("Least satisfied: {list}").format(list=", ".join(
+            f"{html.escape(report.name(cid))} {rating:.1f}★" for cid, rating in report.satisfaction.least[:3])))
+    return "\n".join(lines)
+
+
+def detail(report: Report, analysis: str, user: User, currency: str, _: Gettext | None = None) -> str:
+    """One analysis, top items only (the spreadsheet has everything)."""
+    _ = _ or gettext_for(user.language)
+    lang = user.language
+    m = lambda cents: money(cents, currency, lang)  # noqa: E731
+    names = segment_names(_)
+    lines: list[str] = []
+    if analysis == "rfm":
+        lines.append("<b>" + _("RFM segments (last 365 days)") + "</b>")
+        for s, n in sorted(report.rfm.segments.items(), key=lambda x: -x[1]):
+            lines.append(f"{names[s]}: {n}")
+        moved = report.rfm.moved()[:8]
+        if moved:
+            lines.append(_("Moved since the previous period:"))
+            lines += [f"{names[a]} → {names[b]}: {n}" for a, b, n in moved]
+    elif analysis == "churn":
+        lines.append("<b>" + _("High value, slipping — visit first") + "</b>")
+        lines += [f"{n}. {html.escape(report.name(c.customer_id))} · R {c.before.r}→{c.now.r} · F {c.before.f}→"
+                  f"{c.now.f} · {m(c.amount_cents)} · {html.escape(report.rep(report.customers[c.customer_id].owner_id))}"
+                  for n, c in enumerate(report.churn[:10], 1)] or [_("Nobody is slipping.")]
+    elif analysis == "key_accounts":
+        lines.append("<b>" + _("Key accounts (80% of sales)") + "</b>")
+        for a in report.key_accounts[:15]:
+            rank = "" if a.rank_change is None else (f" ↑{a.rank_change}" if a.rank_change > 0 else
+                                                     f" ↓{-a.rank_change}" if a.rank_change < 0 else " =")
+            lines.append(f"{a.rank}. {html.escape(report.name(a.customer_id))} · {m(a.total_cents)} · {a.share:.0%}"
+                         f" · {_pct(a.change)}{rank}")
+        if not report.key_accounts:
+            lines.append(_("No sales in this period."))
+    elif analysis == "distribution":
+        labels = {"region": _("Region"), "scale": _("Scale"), "nature": _("Nature"), "industry": _("Industry")}
+        for dimension, shares in report.distribution.items():
+            lines.append("<b>" + labels[dimension] + "</b>")
+            lines += [f"{html.escape(s.label or '—')}: {s.customers} ({s.customer_share:.0%}) · {m(s.amount_cents)} "
+                      f"({s.amount_share:.0%})" for s in shares[:6]]
+    elif analysis == "performance":
+        lines.append("<b>" + _("Sales by rep") + "</b>")
+        lines += [f"{html.escape(report.rep(p.key))}: {m(p.total_cents)} ({_pct(p.change)})"
+                  for p in report.rep_performance.rows[:10]]
+        for title, rows in ((_("Top total"), report.performance.top_total), (_("Top growth"), report.performance.top_growth),
+                            (_("Top decline"), report.performance.top_decline)):
+            if rows:
+                lines.append("<b>" + title + "</b>")
+                lines += [f"{html.escape(report.name(p.key))}: {m(p.total_cents)} ({m(p.change_cents)})" for p in rows]
+    elif analysis == "complaints":
+        c = report.complaints
+        lines.append("<b>" + _("Complaints") + "</b>")
+        lines.append(_("Open {open}, resolved {resolved}").format(open=c.open, resolved=c.resolved))
+        for title, counter, label in ((_("By product"), c.by_product, lambda k: k or "—"),
+                                      (_("By rep"), c.by_rep, report.rep), (_("By region"), c.by_region,
+                                                                            lambda k: k or "—")):
+            if counter:
+                lines.append(title + ": " + ", ".join(f"{html.escape(str(label(k)))} {n}" for k, n in counter.most_common(5)))
+    elif analysis == "activity":
+        lines.append("<b>" + _("Team activity") + "</b>")
+        for rep, weeks in sorted(report.activity.per_rep_week.items(), key=lambda x: -sum(x[1].values())):
+            share = report.activity.within_cycle_share(rep) if rep is not None else None
+            lines.append(_("{rep}: {count} contacts, {share} of customers within their cycle").format(
+                rep=html.escape(report.rep(rep)), count=sum(weeks.values()),
+                share="—" if share is None else f"{share:.0%}"))
+        if report.activity.crowded:
+            lines.append(_("Contacted by several reps in one week: {list}").format(list=", ".join(
+                html.escape(report.name(cid)) for cid, _week, _reps in report.activity.crowded[:5])))
+    elif analysis == "satisfaction":
+        s = report.satisfaction
+        lines.append("<b>" + _("Satisfaction") + "</b>")
+        if s.most:
+            lines.append(_("Most satisfied: {list}").format(list=", ".join(
+                f"{html.escape(report.name(c))} {r:.1f}★" for c, r in s.most[:5])))
+        if s.least:
+            lines.append(_("Least satisfied: {list}").format(list=", ".join(
+                f"{html.escape(report.name(c))} {r:.1f}★" for c, r in s.least[:5])))
+        if s.by_product:
+            lines.append(_("By product: {list}").format(list=", ".join(
+                f"{html.escape(k or '—')} {v:.1f}★" for k, v in sorted(s.by_product.items(), key=lambda x: -x[1]))))
+        if not s.most:
+            lines.append(_("No ratings in this period."))
+    return "\n".join(lines)
+
+
+def report_charts(report: Report, user: User, _: Gettext | None = None) -> list[tuple[str, bytes]]:
+    """The digest's charts: sales by region, RFM segments now and before, the monthly trend."""
+    _ = _ or gettext_for(user.language)
+    names = segment_names(_)
+    out = []
+    regions = [(s.label or _("unknown"), s.amount_cents / 100) for s in report.distribution["region"]]
+    if any(v for _label, v in regions):
+        out.append(("regions.png", charts.pie(_("Sales by region"), regions, other=_("other"))))
+    before = {}
+    for score in report.rfm.previous.values():
+        before[score.segment] = before.get(score.segment, 0) + 1
+    segments = sorted(set(report.rfm.segments) | set(before), key=lambda s: -report.rfm.segments.get(s, 0))
+    if segments:
+        out.append(("rfm.png", charts.bars(_("RFM segments: now (before)"), [
+            (f"{names[s]} ({before.get(s, 0)})", report.rfm.segments.get(s, 0)) for s in segments])))
+    if report.trend:
+        out.append(("trend.png", charts.lines(_("Sales per month"), [m for m, _a, _b in report.trend], [
+            (_("this year"), [a / 100 for _m, a, _b in report.trend]),
+            (_("a year earlier"), [b / 100 for _m, _a, b in report.trend])])))
+    return out
+
+
+def xlsx_headings(_: Gettext) -> dict:
+    from bot.labels import feedback_kind_names
+
+    return {
+        "segments": {code: name for code, name in segment_names(_).items() if code != "none"},
+        "kinds": feedback_kind_names(_),
+        "sheets": {"rfm": _("RFM"), "churn": _("Visit first"), "key_accounts": _("Key accounts"),
+                   "distribution": _("Distribution"), "performance": _("Sales by customer"),
+                   "rep_performance": _("Sales by rep"), "complaints": _("Complaints"), "activity": _("Team activity"),
+                   "satisfaction": _("Satisfaction"), "trend": _("Monthly sales")},
+        "columns": {"customer": _("Customer"), "owner": _("Rep"), "segment": _("Segment"),
+                    "segment_before": _("Segment before"), "r_change": _("R change"), "f_change": _("F change"),
+                    "amount_before": _("Amount before"), "rank": _("Rank"), "amount": _("Amount"),
+                    "share": _("Share"), "amount_last_year": _("A year earlier"), "change": _("Change"),
+                    "rank_change": _("Rank change"), "dimension": _("Dimension"), "value": _("Value"),
+                    "customers": _("Customers"), "customer_share": _("Share of customers"),
+                    "amount_share": _("Share of sales"), "region": _("Region"), "scale": _("Scale"),
+                    "nature": _("Nature"), "industry": _("Industry"), "change_amount": _("Change (amount)"),
+                    "count": _("Count"), "kind": _("Kind"), "product": _("Product"), "open": _("Open"),
+                    "resolved": _("Resolved"), "median_hours": _("Median hours to resolve"),
+                    "interactions": _("Contacts"), "within_cycle": _("Within cycle"), "group": _("Group"),
+                    "rating": _("Rating"), "most_satisfied": _("Most satisfied"),
+                    "least_satisfied": _("Least satisfied"), "month": _("Month")},
+    }
+
+
+def daily_text(d: Daily, user: User, currency: str, _: Gettext | None = None) -> str:
+    _ = _ or gettext_for(user.language)
+    lines = ["<b>" + _("☀️ Yesterday in your team ({date})").format(date=day(d.day, user.language)) + "</b>",
+             _("Contacts logged: {count}").format(count=d.contacts),
+             _("Orders: {count}, {amount}").format(count=d.orders, amount=money(d.amount_cents, currency, user.language))]
+    if d.new_complaints:
+        lines.append(_("New complaints: {count}").format(count=len(d.new_complaints)))
+        lines += [f"  · {html.escape(name)}: {html.escape((text or '')[:80])}" for name, text in d.new_complaints[:5]]
+    else:
+        lines.append(_("No new complaints."))
+    if d.open_escalations:
+        lines.append(_("🚨 Overdue customers waiting for you: {count} — see /today").format(count=d.open_escalations))
+    return "\n".join(lines)

@@ -1,0 +1,63 @@
+"""Inline mode: typing `@bot 人易` in any chat lists the customers the user may see; picking one posts a
+short card (name, stage, owner, last contact, phone) — nothing more private than that."""
+
+from __future__ import annotations
+
+import html
+
+from aiogram import Router
+from aiogram.types import InlineQuery, InlineQueryResultArticle, InputTextMessageContent
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.filters import Registered
+from bot.formatting import ago
+from bot.labels import stage_label
+from models import Customer, User, utcnow
+from services.access import Viewer
+from services.lookup import LookupIndex
+
+RESULTS = 10
+
+
+def short_card(customer: Customer, owner: str | None, language: str) -> str:
+    lines = [f"<b>{html.escape(customer.name)}</b>", _("Stage: {stage}").format(stage=stage_label(customer.stage)),
+             _("Owner: {name}").format(name=html.escape(owner) if owner else _("nobody"))]
+    if customer.last_contact_at:
+        lines.append(_("Last contact: {when}").format(when=ago((utcnow() - customer.last_contact_at).days, language)))
+    if customer.phone:
+        lines.append(_("Phone: {phone}").format(phone=html.escape(customer.phone)))
+    return "\n".join(lines)
+
+
+async def inline_search(inline_query: InlineQuery, session: AsyncSession, user: User, viewer: Viewer,
+                        index: LookupIndex) -> None:
+    query = inline_query.query.strip()[:100]
+    matches = index.search(query, viewer, limit=RESULTS) if query else []
+    results = []
+    if matches:
+        rows = (await session.execute(select(Customer, User.name).outerjoin(User, User.id == Customer.owner_id)
+                                      .where(Customer.id.in_([m.customer_id for m in matches]),
+                                             Customer.archived_at.is_(None)))).all()
+        by_id = {customer.id: (customer, owner) for customer, owner in rows}
+        for match in matches:
+            if match.customer_id not in by_id:
+                continue
+            customer, owner = by_id[match.customer_id]
+            if not viewer.can_see(customer.owner_id):  # the index may lag a reassignment by a moment
+                continue
+            results.append(InlineQueryResultArticle(
+                id=str(customer.id), title=customer.name,
+                description=" · ".join(filter(None, [stage_label(customer.stage), owner, customer.phone])),
+                input_message_content=InputTextMessageContent(message_text=short_card(customer, owner, user.language),
+                                                              parse_mode="HTML")))
+    # Personal and uncached: what one user may see is not what another may.
+    await inline_query.answer(results, is_personal=True, cache_time=0)
+
+
+def create_router() -> Router:
+    router = Router(name="inline")
+    router.inline_query.filter(Registered())
+    router.inline_query.register(inline_search)
+    return router

@@ -1,0 +1,107 @@
+"""/report: a manager's analyses on demand — pick the period, read the summary with its charts, open one
+analysis, narrow to one rep, or get everything as a spreadsheet."""
+
+from __future__ import annotations
+
+import html
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from aiogram import Router
+from aiogram.filters import Command
+from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.callbacks import ReportCallback
+from bot.filters import Registered
+from bot.report_view import detail, period_name, report_charts, summary, xlsx_headings
+from bot.settings import Settings
+from models import Role, User
+from services.access import Viewer, narrowed_to, team_members
+from services.messages import DomainError
+from services.reports import ANALYSES, PERIODS, build, write_xlsx
+
+
+def analysis_label(analysis: str) -> str:
+    return {"rfm": _("RFM"), "churn": _("Visit first"), "key_accounts": _("Key accounts"),
+            "distribution": _("Distribution"), "performance": _("Sales"), "complaints": _("Complaints"),
+            "activity": _("Team activity"), "satisfaction": _("Satisfaction")}[analysis]
+
+
+def _button(text: str, **data: object) -> InlineKeyboardButton:
+    return InlineKeyboardButton(text=text, callback_data=ReportCallback(**data).pack())
+
+
+def periods_keyboard(rep: int = 0) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[[_button(period_name(p, _), period=p, rep=rep) for p in PERIODS]])
+
+
+def report_keyboard(period: str, rep: int, user: User) -> InlineKeyboardMarkup:
+    buttons = [_button(analysis_label(a), period=period, show=a, rep=rep) for a in ANALYSES]
+    rows = [buttons[i:i + 4] for i in range(0, len(buttons), 4)]
+    last = [_button(_("📥 Spreadsheet (XLSX)"), period=period, show="xlsx", rep=rep)]
+    if user.role != Role.rep and not rep:
+        last.append(_button(_("👤 One rep"), period=period, show="reps"))
+    rows.append(last)
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+async def report_command(message: Message) -> None:
+    await message.answer(_("Report for which period? (each ends yesterday)"), reply_markup=periods_keyboard())
+
+
+def _today(user: User):  # noqa: ANN202 - a date
+    return datetime.now(ZoneInfo(user.timezone)).date()
+
+
+async def on_report(callback: CallbackQuery, callback_data: ReportCallback, session: AsyncSession, user: User,
+                    viewer: Viewer, settings: Settings) -> None:
+    period, show, rep = callback_data.period, callback_data.show, callback_data.rep
+    if period not in PERIODS or (show not in ANALYSES and show not in ("summary", "xlsx", "reps")):
+        await callback.answer(_("That button no longer works. Search for the customer again."), show_alert=True)
+        return
+    scope = viewer
+    scope_name = None
+    if rep:
+        try:
+            scope, member = await narrowed_to(session, viewer, rep)
+        except DomainError as refused:
+            await callback.answer(refused.problem.render(_), show_alert=True)
+            return
+        scope_name = _("Customers of {name}").format(name=member.name)
+    if show == "reps":
+        team = await team_members(session, viewer)
+        await callback.answer()
+        rows = [[_button(member.name, period=period, rep=member.id)] for member in team]
+        await callback.message.answer(_("Whose customers?"), reply_markup=InlineKeyboardMarkup(inline_keyboard=rows))
+        return
+    await callback.answer(_("Working on it…"))
+    report = await build(session, scope, kind=period, today=_today(user), language=user.language,
+                         timezone=user.timezone)
+    if show == "summary":
+        await callback.message.answer(summary(report, user, settings.currency, scope=scope_name, _=_),
+                                      reply_markup=report_keyboard(period, rep, user))
+        for name, png in report_charts(report, user, _=_):
+            await callback.message.answer_photo(BufferedInputFile(png, name))
+    elif show == "xlsx":
+        name = f"report-{period}-{report.period.end.isoformat()}.xlsx"
+        with tempfile.TemporaryDirectory() as folder:  # nothing is left behind on the server
+            data = write_xlsx(report, Path(folder) / name, xlsx_headings(_)).read_bytes()
+        await callback.message.answer_document(BufferedInputFile(data, name),
+                                               caption=html.escape(_("Report for the last {period}").format(
+                                                   period=period_name(period, _))))
+    else:
+        await callback.message.answer(detail(report, show, user, settings.currency, _=_) or _("Nothing to show."),
+                                      reply_markup=report_keyboard(period, rep, user))
+
+
+def create_router() -> Router:
+    router = Router(name="report")
+    router.message.filter(Registered())
+    router.callback_query.filter(Registered())
+    router.message.register(report_command, Command("report"))
+    router.callback_query.register(on_report, ReportCallback.filter())
+    return router

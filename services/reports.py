@@ -1,0 +1,377 @@
+"""Managers' reports: the analyses of services.analytics over the data a viewer may see, for a period.
+
+Rules:
+- Scope: a manager's report covers the customers owned by their team (services.access), an admin's every
+  customer; archived customers are left out; voided purchases never count.
+- Periods end with the last full local day: week = the last 7 days, month = 30, quarter = 91, year = 365.
+  Sales analyses compare the period with the same days a year earlier. RFM looks at the 365 days up to the
+  period's end, and segment movement compares with the RFM at the end of the previous period.
+- The report is plain data (no language); the bot and the spreadsheet writer render it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import String, func, or_, select, true, type_coerce
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import ContactStrategy, Customer, DictionaryEntry, Feedback, Interaction, Purchase, User
+from services import analytics
+from services.access import Viewer
+from services.analytics import Aggregate, Contact, CustomerInfo, FeedbackInfo, Period, Sale
+from services.messages import N_, DomainError
+
+PERIODS = {"week": 7, "month": 30, "quarter": 91, "year": 365}
+RFM_DAYS = 365
+ANALYSES = ("rfm", "churn", "key_accounts", "distribution", "performance", "complaints", "activity",
+            "satisfaction")
+
+
+@dataclass
+class Report:
+    period: Period
+    kind: str
+    customers: dict[int, CustomerInfo]
+    reps: dict[int, str]
+    rfm: analytics.RfmReport
+    churn: list[analytics.ChurnRisk]
+    key_accounts: list[analytics.KeyAccount]
+    total_cents: int
+    distribution: dict[str, list[analytics.Share]]
+    performance: analytics.PerformanceReport
+    rep_performance: analytics.PerformanceReport
+    complaints: analytics.ComplaintReport
+    activity: analytics.ActivityReport
+    satisfaction: analytics.SatisfactionReport
+    trend: list[tuple[str, int, int]] = field(default_factory=list)  # month, amount, amount a year earlier
+
+    def name(self, customer_id: int | None) -> str:
+        info = self.customers.get(customer_id) if customer_id is not None else None
+        return info.name if info else "—"
+
+    def rep(self, user_id: int | None) -> str:
+        return self.reps.get(user_id, "—") if user_id is not None else "—"
+
+
+def period_for(kind: str, today: date) -> Period:
+    """The period of that kind ending yesterday (the last full day)."""
+    if kind not in PERIODS:
+        raise DomainError(N_("the period must be week, month, quarter or year"))
+    end = today - timedelta(days=1)
+    return Period(end - timedelta(days=PERIODS[kind] - 1), end)
+
+
+def _scope(query, viewer: Viewer):  # noqa: ANN001, ANN202
+    query = query.where(Customer.archived_at.is_(None))
+    if viewer.owners is not None:
+        query = query.where(Customer.owner_id.in_(viewer.owners))
+    return query
+
+
+def _utc_bounds(period: Period, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    start = datetime.combine(period.start, time(), zone).astimezone(UTC)
+    end = datetime.combine(period.end + timedelta(days=1), time(), zone).astimezone(UTC)
+    return start, end
+
+
+def _purchase_scope(viewer: Viewer):  # noqa: ANN202 - a SQL condition on Purchase, or None
+    """Which purchases count for the viewer, without joining every purchase to its customer: the team's
+    (not archived) customers as an IN list the database builds once; for everyone, all but the archived."""
+    if viewer.owners is None:
+        archived = select(Customer.id).where(Customer.archived_at.is_not(None))
+        return Purchase.customer_id.not_in(archived)
+    return Purchase.customer_id.in_(select(Customer.id).where(Customer.owner_id.in_(viewer.owners),
+                                                              Customer.archived_at.is_(None)))
+
+
+async def purchase_scope(session: AsyncSession, viewer: Viewer):  # noqa: ANN201 - a SQL condition
+    """The purchase scope, worked out once per report: for everyone, the (usually few) archived customers
+    are listed once instead of looked up again in every query."""
+    if viewer.owners is not None:
+        return _purchase_scope(viewer)
+    archived = list((await session.execute(select(Customer.id).where(Customer.archived_at.is_not(None))
+                                            .limit(5001))).scalars())
+    if not archived:
+        return true()
+    return Purchase.customer_id.not_in(archived) if len(archived) <= 5000 else _purchase_scope(viewer)
+
+
+async def _aggregates(session: AsyncSession, viewer: Viewer, period: Period, scope=None) -> dict[int, Aggregate]:  # noqa: ANN001
+    """Per-customer aggregates for one window: a plain GROUP BY over the covering date index."""
+    if period.start > period.end:
+        return {}
+    # The last day as the database's text (parsed below with the fast date.fromisoformat, not per row by
+    # the ORM's date type): 100k customers' worth of rows per window.
+    last = type_coerce(func.max(Purchase.purchased_on), String)
+    query = select(Purchase.customer_id, last, func.count(), func.sum(Purchase.amount_cents)).where(
+        Purchase.voided_at.is_(None), Purchase.purchased_on.between(period.start, period.end),
+        _purchase_scope(viewer) if scope is None else scope).group_by(Purchase.customer_id)
+    out = {}
+    parse = date.fromisoformat
+    for cid, last_day, count, amount in (await session.execute(query)).all():
+        out[cid] = Aggregate(cid, parse(last_day[:10]) if isinstance(last_day, str) else last_day, count, int(amount))
+    return out
+
+
+def _merge(*parts: dict[int, Aggregate]) -> dict[int, Aggregate]:
+    """Aggregates of adjoining windows combined into those of their union."""
+    out = dict(parts[0])
+    for part in parts[1:]:
+        for cid, a in part.items():
+            b = out.get(cid)
+            out[cid] = a if b is None else Aggregate(cid, max(a.last_day, b.last_day), a.count + b.count,
+                                                     a.amount_cents + b.amount_cents)
+    return out
+
+
+async def _rfm_windows(session: AsyncSession, viewer: Viewer, period: Period, window: Period, previous: Period):  # noqa: ANN202
+    """The RFM window, the previous one (shifted back by the period), the period and a year before it, reading
+    the long stretch the two RFM windows share only once."""
+    year_before = period.year_before()
+    scope = await purchase_scope(session, viewer)
+    if previous.end < window.start:  # no overlap (a year-long period): read each
+        now = await _aggregates(session, viewer, window, scope)
+        before = await _aggregates(session, viewer, previous, scope)
+        return (now, before, await _aggregates(session, viewer, period, scope),
+                await _aggregates(session, viewer, year_before, scope))
+    shared = await _aggregates(session, viewer, Period(window.start, previous.end), scope)
+    head = await _aggregates(session, viewer, Period(previous.start, window.start - timedelta(days=1)), scope)
+    tail = await _aggregates(session, viewer, Period(previous.end + timedelta(days=1), window.end), scope)
+    in_period = tail if (previous.end + timedelta(days=1), window.end) == (period.start, period.end) \
+        else await _aggregates(session, viewer, period, scope)
+    return (_merge(shared, tail), _merge(head, shared), in_period,
+            await _aggregates(session, viewer, year_before, scope))
+
+
+def _sales(aggregates: dict[int, Aggregate]) -> list[Sale]:
+    """One summed sale per customer on its last day: enough for analyses that sum within the period."""
+    return [Sale(a.customer_id, a.last_day, a.amount_cents) for a in aggregates.values()]
+
+
+async def load_customers(session: AsyncSession, viewer: Viewer, language: str) -> dict[int, CustomerInfo]:
+    labels = {e.id: e.label(language) for e in (await session.execute(select(DictionaryEntry))).scalars()}
+    cycles = dict((await session.execute(select(ContactStrategy.id, ContactStrategy.cycle_days))).all())
+    # The day of the last contact as text (cheaper than a datetime per row for 100k customers).
+    contact_day = func.substr(Customer.last_contact_at, 1, 10) if session.get_bind().dialect.name == "sqlite" \
+        else func.to_char(Customer.last_contact_at, "YYYY-MM-DD")
+    query = _scope(select(Customer.id, Customer.name, Customer.owner_id, Customer.region_id, Customer.scale_id,
+                          Customer.nature_id, Customer.industry_id, Customer.contact_strategy_id, contact_day), viewer)
+    customers = {}
+    parse = date.fromisoformat
+    for cid, name, owner, region, scale, nature, industry, strategy, last_contact in (await session.execute(query)).all():
+        customers[cid] = CustomerInfo(cid, name, owner, labels.get(region), labels.get(scale), labels.get(nature),
+                                      labels.get(industry), cycles.get(strategy), parse(last_contact) if last_contact else None)
+    return customers
+
+
+async def build(session: AsyncSession, viewer: Viewer, *, kind: str = "week", today: date,
+                language: str = "zh_Hans", timezone: str = "Asia/Shanghai", trend_months: int = 12) -> Report:
+    """Every analysis for the viewer's scope over the period of `kind` ending yesterday."""
+    period = period_for(kind, today)
+    zone = ZoneInfo(timezone)
+    customers = await load_customers(session, viewer, language)
+    reps = dict((await session.execute(select(User.id, User.name))).all())
+
+    window = Period(period.end - timedelta(days=RFM_DAYS - 1), period.end)
+    previous = Period(window.start - timedelta(days=period.days), window.end - timedelta(days=period.days))
+    now_aggs, before_aggs, in_period, year_before = await _rfm_windows(session, viewer, period, window, previous)
+    rfm = analytics.rfm_report(now_aggs, before_aggs, window, previous)
+    sales = _sales(in_period) + _sales(year_before)
+    accounts, total = analytics.key_accounts(sales, period)
+    infos = list(customers.values())
+    distribution = {dimension: analytics.distribution(infos, sales, period, lambda c, d=dimension: getattr(c, d))
+                    for dimension in ("region", "scale", "nature", "industry")}
+    owner = {cid: info.owner_id for cid, info in customers.items()}
+
+    start, end = _utc_bounds(period, zone)
+    contact_rows = (await session.execute(_scope(
+        select(Interaction.customer_id, Interaction.user_id, Interaction.occurred_at)
+        .join(Customer, Customer.id == Interaction.customer_id)
+        .where(Interaction.occurred_at >= start, Interaction.occurred_at < end), viewer))).all()
+    contacts = [Contact(cid, uid, _aware(at).astimezone(zone).date()) for cid, uid, at in contact_rows]
+    feedback_rows = (await session.execute(_scope(
+        select(Feedback).join(Customer, Customer.id == Feedback.customer_id)
+        .where(or_((Feedback.created_at >= start) & (Feedback.created_at < end), Feedback.status == "open")),
+        viewer))).scalars()
+    feedback = [FeedbackInfo(f.id, f.customer_id, f.kind, f.product, f.rating, f.status,
+                             _aware(f.created_at).astimezone(zone), _aware(f.resolved_at).astimezone(zone)
+                             if f.resolved_at else None, f.user_id) for f in feedback_rows]
+    local_period = period  # feedback dates were turned to local time above
+    return Report(
+        period=period, kind=kind, customers=customers, reps=reps, rfm=rfm,
+        churn=analytics.churn_priority(rfm, before_aggs), key_accounts=accounts, total_cents=total,
+        distribution=distribution, performance=analytics.sales_performance(sales, period),
+        rep_performance=analytics.sales_performance(sales, period, by=owner.get),
+        complaints=analytics.complaints(feedback, customers, local_period),
+        activity=analytics.team_activity(contacts, infos, period, period.end),
+        satisfaction=analytics.satisfaction(feedback, customers, local_period),
+        trend=await monthly_trend(session, viewer, period.end, trend_months,
+                                  await purchase_scope(session, viewer)),
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def monthly_trend(session: AsyncSession, viewer: Viewer, end: date, months: int,
+                        scope=None) -> list[tuple[str, int, int]]:  # noqa: ANN001
+    """Sales per calendar month for the `months` months up to `end`, with the same month a year earlier
+    (a range sum per month over the covering date index: cheaper than grouping every purchase by month)."""
+    first = date(end.year, end.month, 1)
+    starts = []
+    for _ in range(months):
+        starts.append(first)
+        first = (first - timedelta(days=1)).replace(day=1)
+    starts.reverse()
+    scope = scope if scope is not None else await purchase_scope(session, viewer)
+
+    async def month_sum(start: date, cap: date) -> int:
+        last = (start.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+        return int(await session.scalar(select(func.coalesce(func.sum(Purchase.amount_cents), 0)).where(
+            Purchase.voided_at.is_(None), Purchase.purchased_on.between(start, min(last, cap)), scope)) or 0)
+    a_year_back = Period(end, end).year_before().end  # the current month is compared up to the same day
+    if viewer.owners is not None:  # a team: one grouped pass (the team's customers are looked up once)
+        month = func.strftime("%Y-%m", Purchase.purchased_on) if session.get_bind().dialect.name == "sqlite" \
+            else func.to_char(Purchase.purchased_on, "YYYY-MM")
+        since = starts[0].replace(year=starts[0].year - 1)
+        rows = (await session.execute(select(month, func.sum(Purchase.amount_cents)).where(
+            Purchase.voided_at.is_(None), Purchase.purchased_on >= since, Purchase.purchased_on <= end,
+            or_(Purchase.purchased_on <= a_year_back, Purchase.purchased_on >= starts[0]), scope)
+            .group_by(month))).all()
+        sums = {key: int(total) for key, total in rows}
+        return [(s.strftime("%Y-%m"), sums.get(s.strftime("%Y-%m"), 0), sums.get(f"{s.year - 1}-{s.month:02d}", 0))
+                for s in starts]
+    out = []
+    for start in starts:
+        out.append((start.strftime("%Y-%m"), await month_sum(start, end),
+                    await month_sum(start.replace(year=start.year - 1), a_year_back)))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- spreadsheet
+
+def write_xlsx(report: Report, path: Path, headings: dict[str, Any]) -> Path:
+    """One sheet per analysis with proper number formats. `headings` holds the translated texts (the front
+    end's language): {"sheets": {analysis: title}, "columns": {key: header}, "segments": {code: name},
+    "kinds": {feedback kind: name}}; values without a name stay as they are."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    sheets, col = headings["sheets"], headings["columns"]
+    segment_name = lambda code: headings.get("segments", {}).get(code, code)  # noqa: E731
+    kind_name = lambda code: headings.get("kinds", {}).get(code, code)  # noqa: E731
+    book = Workbook()
+    book.remove(book.active)
+    bold = Font(bold=True)
+    money, percent, ratio = "#,##0.00", "0.0%", "+0.0%;-0.0%;0.0%"
+
+    def sheet(key: str, header: list[str], rows: list[list[Any]], formats: dict[int, str]) -> None:
+        ws = book.create_sheet(sheets[key][:31])
+        ws.append(header)
+        for cell in ws[1]:
+            cell.font = bold
+        for row in rows:
+            ws.append(row)
+        for column, number_format in formats.items():
+            for (cell,) in ws.iter_rows(min_row=2, min_col=column, max_col=column):
+                cell.number_format = number_format
+        for n, title in enumerate(header, 1):
+            ws.column_dimensions[ws.cell(1, n).column_letter].width = max(12, min(40, len(str(title)) * 2 + 4))
+        ws.freeze_panes = "A2"
+
+    yuan = 100
+    sheet("rfm", [col["customer"], col["owner"], "R", "F", "M", col["segment"], col["segment_before"]],
+          [[report.name(cid), report.rep(report.customers[cid].owner_id if cid in report.customers else None),
+            s.r, s.f, s.m, segment_name(s.segment),
+            segment_name(report.rfm.previous[cid].segment) if cid in report.rfm.previous else ""]
+           for cid, s in sorted(report.rfm.scores.items(), key=lambda x: report.name(x[0]))], {})
+    sheet("churn", [col["customer"], col["owner"], col["r_change"], col["f_change"], col["amount_before"]],
+          [[report.name(c.customer_id), report.rep(report.customers[c.customer_id].owner_id
+                                                   if c.customer_id in report.customers else None),
+            f"{c.before.r}→{c.now.r}", f"{c.before.f}→{c.now.f}", c.amount_cents / yuan] for c in report.churn],
+          {5: money})
+    sheet("key_accounts", [col["rank"], col["customer"], col["amount"], col["share"], col["amount_last_year"],
+                           col["change"], col["rank_change"]],
+          [[a.rank, report.name(a.customer_id), a.total_cents / yuan, a.share, a.prior_cents / yuan, a.change,
+            a.rank_change] for a in report.key_accounts], {3: money, 4: percent, 5: money, 6: ratio})
+    rows = []
+    for dimension, shares in report.distribution.items():
+        for s in shares:
+            rows.append([col[dimension], s.label or "—", s.customers, s.customer_share, s.amount_cents / yuan,
+                         s.amount_share])
+    sheet("distribution", [col["dimension"], col["value"], col["customers"], col["customer_share"], col["amount"],
+                           col["amount_share"]], rows, {4: percent, 5: money, 6: percent})
+    sheet("performance", [col["customer"], col["amount"], col["amount_last_year"], col["change_amount"],
+                          col["change"]],
+          [[report.name(p.key), p.total_cents / yuan, p.prior_cents / yuan, p.change_cents / yuan, p.change]
+           for p in report.performance.rows], {2: money, 3: money, 4: money, 5: ratio})
+    sheet("rep_performance", [col["owner"], col["amount"], col["amount_last_year"], col["change_amount"],
+                              col["change"]],
+          [[report.rep(p.key), p.total_cents / yuan, p.prior_cents / yuan, p.change_cents / yuan, p.change]
+           for p in report.rep_performance.rows], {2: money, 3: money, 4: money, 5: ratio})
+    c = report.complaints
+    sheet("complaints", [col["dimension"], col["value"], col["count"]],
+          [[col["kind"], kind_name(k), n] for k, n in c.by_kind.most_common()]
+          + [[col["product"], k or "—", n] for k, n in c.by_product.most_common()]
+          + [[col["owner"], report.rep(k), n] for k, n in c.by_rep.most_common()]
+          + [[col["region"], k or "—", n] for k, n in c.by_region.most_common()]
+          + [[col["open"], "", c.open], [col["resolved"], "", c.resolved],
+             [col["median_hours"], "", round(c.median_hours_to_resolve, 1) if c.median_hours_to_resolve else None]],
+          {})
+    activity_rows = []
+    for rep, weeks in sorted(report.activity.per_rep_week.items(), key=lambda x: report.rep(x[0])):
+        share = report.activity.within_cycle_share(rep) if rep is not None else None
+        activity_rows.append([report.rep(rep), sum(weeks.values()), share])
+    sheet("activity", [col["owner"], col["interactions"], col["within_cycle"]], activity_rows, {3: percent})
+    sat = report.satisfaction
+    sheet("satisfaction", [col["group"], col["customer"], col["rating"]],
+          [[col["most_satisfied"], report.name(cid), r] for cid, r in sat.most]
+          + [[col["least_satisfied"], report.name(cid), r] for cid, r in sat.least]
+          + [[col["product"], k or "—", r] for k, r in sorted(sat.by_product.items(), key=lambda x: -x[1])]
+          + [[col["region"], k or "—", r] for k, r in sorted(sat.by_region.items(), key=lambda x: -x[1])], {})
+    sheet("trend", [col["month"], col["amount"], col["amount_last_year"]],
+          [[m, a / yuan, b / yuan] for m, a, b in report.trend], {2: money, 3: money})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book.save(path)
+    return path
+
+
+@dataclass
+class Daily:
+    """Yesterday in a manager's team (the daily digest)."""
+
+    day: date
+    contacts: int
+    orders: int
+    amount_cents: int
+    new_complaints: list[tuple[str, str | None]]  # customer name, text
+    open_escalations: int
+
+
+async def daily(session: AsyncSession, viewer: Viewer, manager_id: int, day: date, timezone: str) -> Daily:
+    """Daily digest rule: the team's contacts and orders of `day` (local), the complaints recorded that
+    day, and how many escalations to this manager are still open."""
+    from models import Reminder
+
+    start, end = _utc_bounds(Period(day, day), ZoneInfo(timezone))
+    contacts = await session.scalar(_scope(select(func.count()).select_from(Interaction)
+                                           .join(Customer, Customer.id == Interaction.customer_id)
+                                           .where(Interaction.occurred_at >= start, Interaction.occurred_at < end),
+                                           viewer))
+    orders, amount = (await session.execute(_scope(
+        select(func.count(), func.coalesce(func.sum(Purchase.amount_cents), 0)).select_from(Purchase)
+        .join(Customer, Customer.id == Purchase.customer_id)
+        .where(Purchase.voided_at.is_(None), Purchase.purchased_on == day), viewer))).one()
+    complaints_ = (await session.execute(_scope(
+        select(Customer.name, Feedback.text).select_from(Feedback).join(Customer, Customer.id == Feedback.customer_id)
+        .where(Feedback.kind == "complaint", Feedback.created_at >= start, Feedback.created_at < end)
+        .order_by(Feedback.created_at), viewer))).all()
+    escalations = await session.scalar(select(func.count()).select_from(Reminder).where(
+        Reminder.user_id == manager_id, Reminder.kind == "escalation", Reminder.status == "open"))
+    return Daily(day, contacts or 0, orders or 0, int(amount or 0), [tuple(r) for r in complaints_], escalations or 0)

@@ -1,0 +1,84 @@
+"""RFM analysis (DOMAIN.md §8): Recency, Frequency, Monetary, each scored 1–5, and the segment they make.
+
+Rules:
+- Only active customers that have bought (not voided) are scored; the others have no RFM.
+- R = days since the last purchase (fewer = higher), F = number of purchases, M = total amount, all-time,
+  from the customer's roll-ups. Each is scored by quintile among the scored customers: 5 = the best 20%.
+  Equal values get equal scores (a tie never splits across two scores).
+- Segments, first that fits: champions (R≥4, F≥4, M≥4); can't lose (R≤2, F≥4, M≥4 — the best customers
+  gone quiet); at risk (R≤2 with F≥3 or M≥3 — valuable and drifting away: visit first); loyal (F≥4);
+  new (R≥4, F≤1); potential (R≥3); hibernating (R=2); lost (R=1).
+- Scores are refreshed daily by the scheduler (and by `python main.py rfm`); the card shows them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from datetime import date
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Customer
+
+SEGMENTS = ("champions", "cant_lose", "at_risk", "loyal", "new", "potential", "hibernating", "lost")
+
+
+def segment(r: int, f: int, m: int) -> str:
+    if r >= 4 and f >= 4 and m >= 4:
+        return "champions"
+    if r <= 2 and f >= 4 and m >= 4:
+        return "cant_lose"
+    if r <= 2 and (f >= 3 or m >= 3):
+        return "at_risk"
+    if f >= 4:
+        return "loyal"
+    if r >= 4 and f <= 1:
+        return "new"
+    if r >= 3:
+        return "potential"
+    return "hibernating" if r == 2 else "lost"
+
+
+def quintile_scores(values: list[float]) -> list[int]:
+    """1–5 by quintile of rank (higher value = higher score); ties share the score of their first rank."""
+    n = len(values)
+    if n == 0:
+        return []
+    array = np.asarray(values, dtype=np.float64)
+    ranks = np.searchsorted(np.sort(array), array, side="left")  # the first rank of equal values
+    return (1 + np.minimum(4, ranks * 5 // n)).astype(int).tolist()
+
+
+async def score_all(session: AsyncSession, today: date, *, batch: int = 5000) -> int:
+    """Score every customer that has bought; clear the scores of those that no longer qualify. Returns
+    how many customers were scored."""
+    rows = (await session.execute(select(Customer.id, Customer.last_txn_on, Customer.txn_count,
+                                         Customer.txn_amount_cents).where(
+        Customer.archived_at.is_(None), Customer.txn_count > 0, Customer.last_txn_on.is_not(None)))).all()
+    ids = [row[0] for row in rows]
+    r = quintile_scores([-(today - row[1]).days for row in rows])
+    f = quintile_scores([row[2] for row in rows])
+    m = quintile_scores([row[3] for row in rows])
+    await session.execute(update(Customer).where(Customer.rfm_r.is_not(None)).values(
+        rfm_r=None, rfm_f=None, rfm_m=None, rfm_scored_on=None))
+    table = Customer.__table__
+    for start in range(0, len(ids), batch):
+        params = [{"cid": ids[i], "r": r[i], "f": f[i], "m": m[i], "on": today}
+                  for i in range(start, min(start + batch, len(ids)))]
+        await session.execute(table.update().where(table.c.id == bindparam("cid")).values(
+            rfm_r=bindparam("r"), rfm_f=bindparam("f"), rfm_m=bindparam("m"), rfm_scored_on=bindparam("on")), params)
+    return len(ids)
+
+
+async def my_slice(session: AsyncSession, owner_id: int, *, limit: int = 5) -> tuple[dict[str, int], list[Customer]]:
+    """A rep's own slice: how many of their customers are in each segment, and their "visit first" list —
+    customers in the can't-lose and at-risk segments, the biggest spenders first."""
+    rows = list((await session.execute(select(Customer).where(
+        Customer.owner_id == owner_id, Customer.archived_at.is_(None), Customer.rfm_r.is_not(None)))).scalars())
+    counts: dict[str, int] = {}
+    for c in rows:
+        counts[segment(c.rfm_r, c.rfm_f, c.rfm_m)] = counts.get(segment(c.rfm_r, c.rfm_f, c.rfm_m), 0) + 1
+    first = sorted((c for c in rows if segment(c.rfm_r, c.rfm_f, c.rfm_m) in ("cant_lose", "at_risk")),
+                   key=lambda c: (-c.txn_amount_cents, c.id))
+    return counts, first[:limit]

@@ -1,0 +1,240 @@
+"""Managers' reports: the analyses over a team's data for a period, as chat text with charts and as a
+spreadsheet, through /report."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiogram.methods import SendDocument, SendPhoto
+from openpyxl import load_workbook
+from sqlalchemy import update
+
+from bot.callbacks import ReportCallback
+from bot.report_view import xlsx_headings
+from models import Feedback, Role
+from services.access import viewer_for
+from services.customers import create_customer
+from services.feedback import record_feedback
+from services.interactions import log_interaction
+from services.purchases import record_purchase
+from services.reports import build, period_for, write_xlsx
+from services.users import add_user
+from tests.botkit import button_update, make_app, person, text_update
+
+TODAY = datetime.now(UTC).date()
+BOSS, REP, OUTSIDER = 9100, 9101, 9102
+
+
+async def _world(session):
+    boss = await add_user(session, name="Boss", role=Role.manager, telegram_id=BOSS, language="en")
+    rep = await add_user(session, name="Lee", telegram_id=REP, manager_id=boss.id, language="en")
+    other_boss = await add_user(session, name="Other boss", role=Role.manager, telegram_id=OUTSIDER, language="en")
+    other_rep = await add_user(session, name="Other rep", manager_id=other_boss.id)
+    big = await create_customer(session, name="大客户", owner_id=rep.id)
+    small = await create_customer(session, name="小客户", owner_id=rep.id)
+    theirs = await create_customer(session, name="别组客户", owner_id=other_rep.id)
+    yesterday = TODAY - timedelta(days=1)
+    for customer, amount in ((big, 900_00), (small, 100_00), (theirs, 5_000_00)):
+        await record_purchase(session, customer_id=customer.id, purchased_on=yesterday, amount_cents=amount,
+                              today=TODAY)
+    await record_purchase(session, customer_id=big.id, purchased_on=yesterday.replace(year=yesterday.year - 1)
+                          if not (yesterday.month == 2 and yesterday.day == 29) else date(yesterday.year - 1, 2, 28),
+                          amount_cents=300_00, today=TODAY)
+    complaint = await record_feedback(session, customer_id=small.id, kind="complaint", text="慢", rating=2,
+                                      user_id=rep.id)
+    await session.execute(update(Feedback).where(Feedback.id == complaint.id)
+                          .values(created_at=datetime.now(UTC) - timedelta(days=2)))
+    await log_interaction(session, customer_id=big.id, kind="call", user_id=rep.id,
+                          occurred_at=datetime.now(UTC) - timedelta(days=2))
+    return boss, rep, big, small, theirs
+
+
+async def test_a_team_report_covers_the_team_only(session):
+    boss, rep, big, small, theirs = await _world(session)
+    report = await build(session, await viewer_for(session, boss), kind="week", today=TODAY, language="en")
+    assert report.period == period_for("week", TODAY) and report.period.end == TODAY - timedelta(days=1)
+    assert theirs.id not in report.customers and report.total_cents == 1000_00
+    assert [a.customer_id for a in report.key_accounts] == [big.id]  # 900 of 1000 ≥ 80%
+    assert report.key_accounts[0].prior_cents == 300_00 and report.key_accounts[0].change == 2.0
+    assert report.complaints.open == 1 and report.complaints.by_product == {None: 1}
+    assert report.activity.per_rep_week[rep.id] and report.rfm.segments.total() == 2
+    assert report.trend[-1][1] >= 1000_00 if report.trend[-1][0] == (TODAY - timedelta(days=1)).strftime("%Y-%m") \
+        else True
+
+
+async def test_the_spreadsheet_has_a_sheet_per_analysis_with_number_formats(session, tmp_path):
+    boss, *_ = await _world(session)
+    report = await build(session, await viewer_for(session, boss), kind="month", today=TODAY, language="en")
+    path = write_xlsx(report, tmp_path / "r.xlsx", xlsx_headings(lambda s: s))
+    book = load_workbook(path)
+    assert book.sheetnames == ["RFM", "Visit first", "Key accounts", "Distribution", "Sales by customer",
+                               "Sales by rep", "Complaints", "Team activity", "Satisfaction", "Monthly sales"]
+    accounts = book["Key accounts"]
+    assert [c.value for c in accounts[1]][:3] == ["Rank", "Customer", "Amount"]
+    assert (accounts["B2"].value, accounts["C2"].value, accounts["C2"].number_format) == ("大客户", 900.0, "#,##0.00")
+    assert accounts["D2"].number_format == "0.0%" and accounts["D2"].value == 0.9
+
+
+@pytest.fixture
+async def app(engine):
+    app = await make_app(engine)
+    async with app.sessions() as session:
+        await _world(session)
+        await session.commit()
+    await app.sync()
+    return app
+
+
+async def test_report_in_chat_with_charts_details_and_xlsx(app):
+    boss = person(BOSS, language="en")
+    [ask] = (await app.send(text_update(boss, "/report"))).sent()
+    assert [b.text for b in ask.reply_markup.inline_keyboard[0]] == ["week", "month", "quarter", "year"]
+    recorder = await app.send(button_update(boss, ReportCallback(period="week").pack()))
+    [text] = recorder.sent()
+    assert "Report for the last week" in text.text and "Sales: CN¥1,000.00" in text.text
+    assert "Key accounts: 1 customers make 80% of sales — 大客户 90%" in text.text and "别组客户" not in text.text
+    photos = [r for r in recorder.requests if isinstance(r, SendPhoto)]
+    assert len(photos) == 3 and all(p.photo.data[:4] == b"\x89PNG" for p in photos)
+    [detail] = (await app.send(button_update(boss, ReportCallback(period="week", show="key_accounts").pack()))).sent()
+    assert "1. 大客户 · CN¥900.00 · 90% · +200%" in detail.text
+    recorder = await app.send(button_update(boss, ReportCallback(period="month", show="xlsx").pack()))
+    [document] = [r for r in recorder.requests if isinstance(r, SendDocument)]
+    assert document.document.filename.endswith(".xlsx") and document.document.data[:2] == b"PK"
+
+
+async def test_one_rep_only_within_the_team(app):
+    boss = person(BOSS, language="en")
+    [team] = (await app.send(button_update(boss, ReportCallback(period="week", show="reps").pack()))).sent()
+    lee = next(b.callback_data for row in team.reply_markup.inline_keyboard for b in row if b.text == "Lee")
+    recorder = await app.send(button_update(boss, lee))
+    assert "Customers of Lee" in recorder.sent()[0].text
+    outsider = person(OUTSIDER, language="en")
+    refused = await app.send(button_update(outsider, ReportCallback.unpack(lee).pack()))
+    assert refused.answers()[0].show_alert and not refused.sent()
+    forged = await app.send(button_update(boss, ReportCallback(period="decade").pack()))
+    assert forged.answers()[0].show_alert and not forged.sent()
+
+
+async def test_the_weekly_digest_is_queued_once_a_week_in_working_hours_with_charts(engine, tmp_path):
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import select
+
+    from bot.db import make_sessionmaker
+    from jobs.reminders import Runtime, plan_manager_reports
+    from models import OutboxMessage
+
+    sessions = make_sessionmaker(engine)
+    async with sessions() as session, session.begin():
+        await _world(session)
+    runtime = Runtime(sessions, files_dir=tmp_path)
+    shanghai = ZoneInfo("Asia/Shanghai")
+    monday = TODAY - timedelta(days=TODAY.weekday())
+    early = datetime(monday.year, monday.month, monday.day, 7, 0, tzinfo=shanghai).astimezone(UTC)
+    assert await plan_manager_reports(runtime, early) == 0  # before working hours
+    at_ten = early + timedelta(hours=3)
+    assert await plan_manager_reports(runtime, at_ten) == 2  # both managers
+    assert await plan_manager_reports(runtime, at_ten + timedelta(hours=2)) == 0  # once a week
+    async with sessions() as session:
+        rows = list((await session.execute(select(OutboxMessage).where(OutboxMessage.chat_id == BOSS)
+                                           .order_by(OutboxMessage.id))).scalars())
+    daily_row, weekly, *charts = rows
+    assert daily_row.text.startswith("<b>☀️ Yesterday in your team")
+    assert weekly.text.startswith("<b>📊 Report for the last week") and weekly.photo is None
+    charts = [r.photo for r in charts]
+    assert 2 <= len(charts) <= 4 and all(open(p, "rb").read(4) == b"\x89PNG" for p in charts)
+    assert await plan_manager_reports(runtime, at_ten + timedelta(days=7)) == 2  # next week again
+    # A month later the first week's chart files are cleaned up (long sent by then).
+    assert all(os.path.exists(p) for p in charts)
+    await plan_manager_reports(runtime, at_ten + timedelta(days=40))
+    assert not any(os.path.exists(p) for p in charts)
+    async with sessions() as session:
+        dailies = (await session.execute(select(OutboxMessage.key).where(
+            OutboxMessage.chat_id == BOSS, OutboxMessage.key.like("report:daily:%")))).scalars().all()
+    assert len(dailies) == 2  # one per working day it ran on
+
+
+async def test_the_daily_digest_counts_yesterday_in_the_team(session):
+    from bot.report_view import daily_text
+    from services.reports import daily
+
+    boss, rep, big, small, theirs = await _world(session)
+    viewer = await viewer_for(session, boss)
+    two_days_ago = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date() - timedelta(days=2)
+    yesterday = await daily(session, viewer, boss.id, TODAY - timedelta(days=1), "UTC")
+    assert (yesterday.orders, yesterday.amount_cents) == (2, 1000_00)  # 别组客户's 5,000 is another team's
+    before = await daily(session, viewer, boss.id, two_days_ago, "Asia/Shanghai")
+    assert before.contacts == 1 and before.new_complaints == [("小客户", "慢")]
+    text = daily_text(before, boss, "CNY", _=lambda s: s)
+    assert "New complaints: 1" in text and "小客户: 慢" in text
+
+
+async def test_an_admin_binds_a_team_group_which_then_gets_the_weekly_report(engine, tmp_path):
+    from sqlalchemy import select
+
+    from bot.callbacks import TeamChatCallback
+    from bot.db import make_sessionmaker
+    from jobs.reminders import Runtime, plan_manager_reports
+    from models import OutboxMessage, User
+
+    GROUP = -100500
+    app = await make_app(engine)
+    async with app.sessions() as session:
+        boss, rep, *_ = await _world(session)
+        await add_user(session, name="Admin", role=Role.admin, telegram_id=9300, language="en")
+        await session.commit()
+    admin = person(9300, language="en")
+    [refused] = (await app.send(text_update(person(BOSS, language="en"), "/bindteam", "group", GROUP))).sent()
+    assert "Only an admin" in refused.text
+    [ask] = (await app.send(text_update(admin, "/bindteam", "group", GROUP))).sent()
+    choice = next(b.callback_data for row in ask.reply_markup.inline_keyboard for b in row if b.text == "Boss")
+    assert TeamChatCallback.unpack(choice).manager == boss.id
+    # A manager cannot use the admin's button.
+    forged = await app.send(button_update(person(BOSS, language="en"), choice, chat_id=GROUP))
+    assert forged.answers()[0].show_alert
+    await app.send(button_update(admin, choice, chat_id=GROUP))
+    async with app.sessions() as session:
+        assert (await session.get(User, boss.id)).team_chat_id == GROUP
+    monday = TODAY - timedelta(days=TODAY.weekday())
+    at_ten = datetime(monday.year, monday.month, monday.day, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(UTC)
+    await plan_manager_reports(Runtime(make_sessionmaker(engine), files_dir=tmp_path), at_ten)
+    async with app.sessions() as session:
+        weekly = (await session.execute(select(OutboxMessage.chat_id).where(
+            OutboxMessage.key.like(f"report:weekly:{boss.id}:%")))).scalars().all()
+        daily = (await session.execute(select(OutboxMessage.chat_id).where(
+            OutboxMessage.key.like(f"report:daily:{boss.id}:%")))).scalars().all()
+    assert set(weekly) == {GROUP} and len(weekly) >= 3 and daily == [BOSS]  # the daily one stays private
+    [done] = (await app.send(text_update(admin, "/unbindteam", "group", GROUP))).sent()
+    assert "no longer" in done.text
+    async with app.sessions() as session:
+        assert (await session.get(User, boss.id)).team_chat_id is None
+
+
+async def test_an_admin_report_covers_everyone_but_archived_customers(session):
+    from services.access import Viewer
+    from services.customers import archive_customer
+
+    boss, rep, big, small, theirs = await _world(session)
+    everyone = await build(session, Viewer.everyone(), kind="week", today=TODAY, language="en")
+    assert everyone.total_cents == 6000_00 and theirs.id in everyone.customers
+    await archive_customer(session, theirs.id)
+    without = await build(session, Viewer.everyone(), kind="week", today=TODAY, language="en")
+    assert without.total_cents == 1000_00 and theirs.id not in without.customers
+    assert theirs.id not in without.rfm.scores and sum(a for _m, a, _b in without.trend) == 1000_00
+
+
+async def test_the_spreadsheet_speaks_the_users_language(session, tmp_path):
+    from bot.i18n import gettext_for
+
+    boss, *_ = await _world(session)
+    report = await build(session, await viewer_for(session, boss), kind="month", today=TODAY, language="zh_Hans")
+    book = load_workbook(write_xlsx(report, tmp_path / "r.xlsx", xlsx_headings(gettext_for("zh_Hans"))))
+    rfm = book["RFM 分析"]
+    segments = {row[5] for row in rfm.iter_rows(min_row=2, values_only=True)}
+    assert segments and all(re.search(r"[\u4e00-\u9fff]", s) for s in segments), segments
+    kinds = [row[1] for row in book["投诉"].iter_rows(min_row=2, values_only=True) if row[0] == "类型"]
+    assert kinds == ["投诉"]
