@@ -26,7 +26,7 @@ from services.rfm import my_slice
 
 async def today(message: Message, session: AsyncSession, user: User) -> None:
     """Bring the user's reminders up to date, then show what is due today, most urgent first."""
-    await reminders.apply(session, await reminders.compute_due(session, user_id=user.id))
+    await reminders.apply(session, await reminders.compute_due(session, user_id=user.id), user_id=user.id)
     items = await reminders.agenda(session, user)
     text, markup = render_agenda(items, len(items), user, reminders.local_today(user), digest=False, _=_)
     counts, first = await my_slice(session, user.id)

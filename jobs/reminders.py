@@ -36,6 +36,7 @@ class Runtime:
     clock: object = utcnow  # a callable returning the current aware UTC time (the sandbox can move it)
     files_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "fieldcrm-reports")
     currency: str = "CNY"
+    answered: reminders.Watermark | None = None  # how far the scan's sweep has looked (none: a full sweep)
 
     def now(self) -> datetime:
         return self.clock()
@@ -46,8 +47,10 @@ async def scan(runtime: Runtime, now: datetime | None = None) -> int:
     now = now or runtime.now()
     async with runtime.sessions() as session, session.begin():
         due = await reminders.compute_due(session, now, rules=runtime.rules)
-        new = await reminders.apply(session, due, now)
+        new = await reminders.apply(session, due, now, sweep=False)
+        mark = await reminders.close_answered_since(session, now, runtime.answered)
         await _queue_escalations(session, new, now)
+    runtime.answered = mark  # only once the transaction is committed
     log.info("reminder scan: %d due, %d new", len(due), len(new))
     return len(new)
 

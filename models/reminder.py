@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index
+from sqlalchemy import JSON, BigInteger, Column, Index, text
 from sqlmodel import Field, SQLModel
 
 from models.common import utcnow
@@ -25,6 +25,9 @@ class Reminder(SQLModel, table=True):
     __table_args__ = (
         Index("ix_reminder_user_status", "user_id", "status"),
         Index("ix_reminder_customer_status", "customer_id", "status"),
+        # The scan reads the keys of the open reminders each time (services.reminders.apply).
+        Index("ix_reminder_open_keys", "status", "key", sqlite_where=text("status = 'open'"),
+              postgresql_where=text("status = 'open'")),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -31,7 +31,7 @@ from sqlalchemy import bindparam, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import ContactPerson, Customer, Interaction, Purchase, Stage, User, utcnow
-from services import audit, rollups
+from services import audit, reminders, rollups
 from services.dictionaries import Vocabulary, load_vocabulary
 from services.fields import FIELDS_BY_KIND, FieldSpec, header_key, header_map, is_blank, parse_value
 from services.messages import N_, DomainError, Problem
@@ -437,6 +437,8 @@ async def _apply_customers(session: AsyncSession, ctx: Context, batch: list[dict
             update(Customer.__table__).where(Customer.__table__.c.id == bindparam("_id")).values(columns),
             [{"_id": r["_id"], **{f"v_{k}": v for k, v in r.items() if k != "_id"}} for r in rows])
         report.updated += len(rows)
+        if "owner_id" in keys:  # a customer given to someone else: the old owner's reminders are closed
+            await reminders.close_answered(session, now, customer_ids=[r["_id"] for r in rows])
         for r in rows:
             if r.get("external_id"):
                 ctx.customers_by_code[r["external_id"]] = r["_id"]

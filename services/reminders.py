@@ -10,8 +10,8 @@ Rules (each is a function below; "today" is always the recipient's local date in
   than the purchase cycle ago. A customer without a strategy but with 4+ purchases is held to their own
   rhythm (median gap between purchase days, see services.rollups): the alert comes after
   max(rhythm × RHYTHM_TOLERANCE, rhythm + RHYTHM_SLACK_DAYS) days, and says it was learned.
-- After a purchase: a thank-you follow-up for the owner, from the purchase day for THANK_YOU_DAYS days,
-  unless someone contacted the customer since the purchase (DOMAIN.md §8).
+- After a purchase: a thank-you follow-up for the owner, from the customer's latest purchase day for
+  THANK_YOU_DAYS days, unless someone contacted the customer since that purchase (DOMAIN.md §8).
 - Prospects: "not buying now" when their expected purchase date is PROSPECT_LEAD_DAYS away or closer;
   "quoted, no response" when nobody contacted them for QUOTED_FOLLOWUP_DAYS days.
 - Birthdays of contact persons, on the day (29 February birthdays on 28 February in other years).
@@ -28,15 +28,18 @@ Rules (each is a function below; "today" is always the recipient's local date in
 
 from __future__ import annotations
 
+import gc
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from functools import lru_cache
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, and_, exists, func, or_, select, true, type_coerce, update
+from sqlalchemy import Date, String, and_, exists, func, literal, literal_column, or_, select, true, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (ContactPerson, ContactStrategy, Customer, Interaction, Purchase, PurchaseStrategy, Reminder,
@@ -115,19 +118,27 @@ class Days:
         self.tz, self.today = tz, today
         self.midnights = [datetime.combine(today - timedelta(days=i), time(0), tz).astimezone(UTC)
                           for i in range(self.SPAN - 1, -1, -1)]
-        self.as_text = [m.strftime("%Y-%m-%d %H:%M:%S.%f") for m in self.midnights]
+        self.as_text = [m.replace(tzinfo=None).isoformat(" ", "microseconds") for m in self.midnights]
 
     def ago(self, instant: datetime | str) -> int:
-        if isinstance(instant, str):
+        if instant.__class__ is str:
             position = bisect_right(self.as_text, instant)
         else:
             if instant.tzinfo is None:
                 instant = instant.replace(tzinfo=UTC)
             position = bisect_right(self.midnights, instant)
-        if position == 0:  # older than SPAN days: count exactly
-            moment = _instant(instant)
-            return (self.today - moment.astimezone(self.tz).date()).days
-        return self.SPAN - position
+        if position:
+            return self.SPAN - position
+        moment = _instant(instant)  # older than SPAN days: count exactly
+        return (self.today - moment.astimezone(self.tz).date()).days
+
+    def on_or_after(self, instant: datetime | str, days_ago: int) -> bool:
+        """Whether an instant fell on or after the local day `days_ago` days back (one comparison)."""
+        if not 0 <= days_ago < self.SPAN:
+            return self.ago(instant) <= days_ago
+        if instant.__class__ is str:
+            return instant >= self.as_text[self.SPAN - 1 - days_ago]
+        return _instant(instant) >= self.midnights[self.SPAN - 1 - days_ago]
 
     def since(self, instant: datetime | str) -> date:
         return self.today - timedelta(days=self.ago(instant))
@@ -161,21 +172,55 @@ def local_today(user: User, now: datetime | None = None) -> date:
     return local_date(now or utcnow(), ZoneInfo(user.timezone))
 
 
+@lru_cache(maxsize=64)
+def _calendar(timezone: str, today: date) -> Days:
+    """A zone's calendar for a day, kept for the next scans of the same day."""
+    return Days(ZoneInfo(timezone), today)
+
+
 async def _recipients(session: AsyncSession, now: datetime) -> dict[int, Recipient]:
     calendars: dict[str, Days] = {}
     people = {}
     for user_id, timezone, manager_id in await session.execute(
             select(User.id, User.timezone, User.manager_id).where(User.active.is_(True))):
         if timezone not in calendars:
-            tz = ZoneInfo(timezone)
-            calendars[timezone] = Days(tz, local_date(now, tz))
+            calendars[timezone] = _calendar(timezone, local_date(now, ZoneInfo(timezone)))
         days = calendars[timezone]
         people[user_id] = Recipient(user_id, days.tz, days.today, manager_id, days)
     return people
 
 
+async def _rows(session: AsyncSession, query: Any) -> list[Any]:
+    """Rows of a column query as the driver returns them: no ORM and no per-row type processing (the rules
+    select ids, numbers and raw text, and read hundreds of thousands of rows at a million customers)."""
+    result = await (await session.connection()).execute(query)
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
+
+
+@lru_cache(maxsize=16384)
+def _parse_day(text: str) -> date:
+    return date.fromisoformat(text[:10])
+
+
 def _as_date(value: Any) -> date:
-    return date.fromisoformat(value) if isinstance(value, str) else value
+    """A date column as read raw: ISO text on SQLite (few distinct days, so parsed once each), a date elsewhere."""
+    return _parse_day(value) if value.__class__ is str else value
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector paused while the rules make (acyclic) reminders by the hundred thousand:
+    otherwise it walks the growing list again and again. Reference counting still frees everything."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 async def compute_due(session: AsyncSession, now: datetime | None = None, *, rules: Rules = Rules(),
@@ -191,12 +236,13 @@ async def compute_due(session: AsyncSession, now: datetime | None = None, *, rul
     earliest = min(p.today for p in people.values())
     latest = max(p.today for p in people.values())
     found: list[Due] = []
-    found += await _contact_due(session, people, now, owners)
-    found += await _purchase_lapse(session, people, earliest, rules, owners)
-    found += await _thank_you(session, people, earliest, rules, owners)
-    found += await _prospects(session, people, now, latest, rules, owners)
-    found += await _birthdays(session, people, owners)
-    found += await _next_steps(session, people, earliest, latest, owners)
+    with _collector_paused():
+        found += await _contact_due(session, people, now, owners)
+        found += await _purchase_lapse(session, people, latest, rules, owners)
+        found += await _thank_you(session, people, earliest, rules, owners)
+        found += await _prospects(session, people, now, latest, rules, owners)
+        found += await _birthdays(session, people, owners)
+        found += await _next_steps(session, people, earliest, latest, owners)
     if user_id is not None:
         found = [d for d in found if d.user_id == user_id]
     if ordered or user_id is not None:
@@ -205,107 +251,152 @@ async def compute_due(session: AsyncSession, now: datetime | None = None, *, rul
 
 
 def _live_owned(owners: list[int] | None) -> Any:
-    """Customers that can have reminders: not archived, with an owner (among `owners` when given)."""
-    if owners is not None:
-        return and_(Customer.archived_at.is_(None), Customer.owner_id.in_(owners))
-    return and_(Customer.archived_at.is_(None), Customer.owner_id.is_not(None))
+    """Customers that can have reminders: not archived, with an owner (among `owners` when given). Spelled
+    exactly as the partial indexes' condition (models.customer) so the database can use them."""
+    live = and_(Customer.archived_at.is_(None), Customer.owner_id.is_not(None))
+    return live if owners is None else and_(live, Customer.owner_id.in_(owners))
+
+
+def _in_stage(stage: Stage) -> Any:
+    """`stage = '…'` with the stage written into the SQL, as in the partial indexes' conditions (a bound
+    parameter would keep the database from proving that the index applies)."""
+    return Customer.stage == literal_column(f"'{Stage(stage).value}'")
 
 
 async def _contact_due(session: AsyncSession, people: dict[int, Recipient], now: datetime,
                        owners: list[int] | None) -> list[Due]:
     """Contact strategy rule: due past the cycle, overdue (and escalated) past cycle × overdue factor."""
-    found = []
+    found: list[Due] = []
     strategies = (await session.execute(select(ContactStrategy).where(ContactStrategy.active.is_(True)))).scalars()
     for strategy in strategies:
         cycle, overdue_after = strategy.cycle_days, math.ceil(strategy.cycle_days * strategy.overdue_factor)
-        # A day of margin for time zones; the exact local-date check is below.
-        cutoff = now - timedelta(days=cycle)
-        last = Customer.last_contact_at
-        rows = await session.execute(
-            select(Customer.id, Customer.owner_id, _raw(Customer.last_contact_at), _raw(Customer.created_at))
-            .where(Customer.contact_strategy_id == strategy.id, _live_owned(owners),
-                   Customer.stage != Stage.definitely_not,
-                   or_(last < cutoff, and_(last.is_(None), Customer.created_at < cutoff))))
-        for customer_id, owner_id, last_contact, created in rows:
-            owner = people.get(owner_id)
-            if owner is None:
-                continue
-            days = owner.days.ago(last_contact or created)
-            if days <= cycle:
-                continue
-            since = owner.today - timedelta(days=days)
-            detail = {"since": since.isoformat(), "cycle": cycle, "never": last_contact is None}
-            period = (since + timedelta(days=cycle + 1)).isoformat()
-            if days > overdue_after:
-                found.append(Due(owner.id, "contact_overdue", customer_id, since + timedelta(days=overdue_after + 1),
-                                 period, detail=detail))
-                manager = people.get(owner.manager_id) if owner.manager_id else None
-                if manager is not None:
-                    found.append(Due(manager.id, "escalation", customer_id,
-                                     since + timedelta(days=overdue_after + 1), period, subject_id=owner.id,
-                                     detail=detail))
-            else:
-                found.append(Due(owner.id, "contact_due", customer_id, since + timedelta(days=cycle + 1), period,
-                                 detail=detail))
+        # Two ranges of the contact clock index: contacted before the cutoff, and never contacted but added
+        # before it. The cutoff leaves a margin for a DST change within the cycle; the exact local-date
+        # check is below.
+        cutoff = now - timedelta(days=cycle) + timedelta(hours=2)
+        common = (Customer.contact_strategy_id == strategy.id, _live_owned(owners),
+                  Customer.stage != Stage.definitely_not)
+        # Reminders for the same owner's calendar and the same number of days share their dates and detail.
+        plans: dict[tuple[Days, int], tuple[str, date, str, dict[str, Any]]] = {}
+        for never, query in (
+                (False, select(Customer.id, Customer.owner_id, _raw(Customer.last_contact_at))
+                 .where(*common, Customer.last_contact_at < cutoff)),
+                (True, select(Customer.id, Customer.owner_id, _raw(Customer.created_at))
+                 .where(*common, Customer.last_contact_at.is_(None), Customer.created_at < cutoff))):
+            for customer_id, owner_id, moment in await _rows(session, query):
+                owner = people.get(owner_id)
+                if owner is None:
+                    continue
+                calendar = owner.days
+                days = calendar.ago(moment)
+                if days <= cycle:
+                    continue
+                plan = plans.get((calendar, days))
+                if plan is None:
+                    plan = plans[calendar, days] = _contact_plan(owner.today, days, cycle, overdue_after, never=never)
+                kind, due_on, period, detail = plan
+                found.append(Due(owner_id, kind, customer_id, due_on, period, detail=detail))
+                if kind == "contact_overdue" and owner.manager_id:
+                    manager = people.get(owner.manager_id)
+                    if manager is not None:
+                        found.append(Due(manager.id, "escalation", customer_id, due_on, period,
+                                         subject_id=owner_id, detail=detail))
     return found
 
 
-async def _purchase_lapse(session: AsyncSession, people: dict[int, Recipient], earliest: date,
+def _contact_plan(today: date, days: int, cycle: int, overdue_after: int, *,
+                  never: bool) -> tuple[str, date, str, dict[str, Any]]:
+    """Kind, due date, period and detail of a contact reminder `days` days after the last contact. (The
+    detail dict is shared by the reminders of one plan: it is read, never changed.)"""
+    since = today - timedelta(days=days)
+    detail = {"since": since.isoformat(), "cycle": cycle, "never": never}
+    period = (since + timedelta(days=cycle + 1)).isoformat()
+    if days > overdue_after:
+        return "contact_overdue", since + timedelta(days=overdue_after + 1), period, detail
+    return "contact_due", since + timedelta(days=cycle + 1), period, detail
+
+
+async def _purchase_lapse(session: AsyncSession, people: dict[int, Recipient], latest: date,
                           rules: Rules, owners: list[int] | None) -> list[Due]:
     """Purchase strategy rule, and the learned-rhythm rule for customers without a strategy."""
     found = []
-    cycles = {s.id: s.cycle_days for s in (await session.execute(
-        select(PurchaseStrategy).where(PurchaseStrategy.active.is_(True)))).scalars()}
+    strategies = (await _rows(session, select(PurchaseStrategy.id, PurchaseStrategy.cycle_days,
+                                               PurchaseStrategy.active)))
+    cycles = {sid: cycle for sid, cycle, active in strategies if active}
+    inactive = [sid for sid, _cycle, active in strategies if not active]
     for strategy_id, cycle in cycles.items():
-        rows = await session.execute(
-            select(Customer.id, Customer.owner_id, Customer.last_txn_on)
-            .where(Customer.purchase_strategy_id == strategy_id, _live_owned(owners),
-                   Customer.last_txn_on < earliest - timedelta(days=cycle - 1)))
+        # Nobody's today is later than `latest`: the range holds everyone lapsed, the exact check is below.
+        rows = await _rows(session, select(Customer.id, Customer.owner_id, _raw(Customer.last_txn_on)).where(
+            Customer.purchase_strategy_id == strategy_id, _live_owned(owners),
+            Customer.last_txn_on < latest - timedelta(days=cycle)))
+        plans: dict[date, tuple[date, str, dict[str, Any]]] = {}
         for customer_id, owner_id, last in rows:
             owner = people.get(owner_id)
             last = _as_date(last)
             if owner is not None and (owner.today - last).days > cycle:
-                found.append(Due(owner.id, "purchase_lapse", customer_id, last + timedelta(days=cycle + 1),
-                                 (last + timedelta(days=cycle + 1)).isoformat(),
-                                 detail={"since": last.isoformat(), "cycle": cycle, "learned": False}))
-    rows = await session.execute(
-        select(Customer.id, Customer.owner_id, Customer.last_txn_on, Customer.purchase_gap_days)
-        .where(or_(Customer.purchase_strategy_id.is_(None), Customer.purchase_strategy_id.not_in(cycles or [0])),
-               _live_owned(owners), Customer.purchase_gap_days.is_not(None),
-               Customer.last_txn_on < earliest - timedelta(days=rules.rhythm_slack_days - 1)))
-    for customer_id, owner_id, last, gap in rows:
-        owner = people.get(owner_id)
-        if owner is None:
-            continue
-        last = _as_date(last)
-        allowed = math.ceil(max(gap * rules.rhythm_tolerance, gap + rules.rhythm_slack_days))
-        if (owner.today - last).days > allowed:
-            found.append(Due(owner.id, "purchase_lapse", customer_id, last + timedelta(days=allowed + 1),
-                             (last + timedelta(days=allowed + 1)).isoformat(),
-                             detail={"since": last.isoformat(), "cycle": allowed, "learned": True,
-                                     "rhythm": round(gap)}))
+                plan = plans.get(last)
+                if plan is None:
+                    lapsed = last + timedelta(days=cycle + 1)
+                    plan = plans[last] = (lapsed, lapsed.isoformat(),
+                                          {"since": last.isoformat(), "cycle": cycle, "learned": False})
+                found.append(Due(owner.id, "purchase_lapse", customer_id, plan[0], plan[1], detail=plan[2]))
+    # No (active) strategy: the customer's own rhythm, when one was learned. The database keeps only the
+    # customers past their allowance (days since the last purchase > gap × tolerance and > gap + slack).
+    since_last = _days_since(session, latest, Customer.last_txn_on)
+    gap = Customer.purchase_gap_days
+    no_strategy = [Customer.purchase_strategy_id.is_(None)]
+    if inactive:
+        no_strategy.append(Customer.purchase_strategy_id.in_(inactive))
+    for condition in no_strategy:
+        rows = await _rows(session, select(
+            Customer.id, Customer.owner_id, _raw(Customer.last_txn_on), Customer.purchase_gap_days).where(
+            condition, _live_owned(owners), gap.is_not(None),
+            Customer.last_txn_on < latest - timedelta(days=rules.rhythm_slack_days),
+            since_last > gap * rules.rhythm_tolerance, since_last > gap + rules.rhythm_slack_days))
+        for customer_id, owner_id, last, gap_days in rows:
+            owner = people.get(owner_id)
+            if owner is None:
+                continue
+            last = _as_date(last)
+            allowed = math.ceil(max(gap_days * rules.rhythm_tolerance, gap_days + rules.rhythm_slack_days))
+            if (owner.today - last).days > allowed:
+                found.append(Due(owner.id, "purchase_lapse", customer_id, last + timedelta(days=allowed + 1),
+                                 (last + timedelta(days=allowed + 1)).isoformat(),
+                                 detail={"since": last.isoformat(), "cycle": allowed, "learned": True,
+                                         "rhythm": round(gap_days)}))
     return found
+
+
+def _days_since(session: AsyncSession, today: date, column: Any) -> Any:
+    """SQL for the whole days from a date column to `today`."""
+    if session.get_bind().dialect.name == "postgresql":
+        return literal(today, Date) - column
+    return func.julianday(today.isoformat()) - func.julianday(column)
 
 
 async def _thank_you(session: AsyncSession, people: dict[int, Recipient], earliest: date, rules: Rules,
                      owners: list[int] | None) -> list[Due]:
-    """Thank-you rule: a follow-up after each purchase day, until someone contacts the customer."""
+    """Thank-you rule: a follow-up after the customer's latest purchase day, for a few days, until someone
+    contacts the customer (an earlier purchase in those days needs no thank-you of its own)."""
     found = []
-    rows = await session.execute(
-        select(Customer.id, Customer.owner_id, _raw(Customer.last_contact_at), Purchase.purchased_on)
-        .join(Purchase, Purchase.customer_id == Customer.id)
-        .where(Purchase.purchased_on >= earliest - timedelta(days=rules.thank_you_days),
-               Purchase.voided_at.is_(None), _live_owned(owners))
-        .distinct())
+    rows = await _rows(session, select(
+        Customer.id, Customer.owner_id, _raw(Customer.last_contact_at), _raw(Customer.last_txn_on)).where(
+        Customer.last_txn_on >= earliest - timedelta(days=rules.thank_you_days), _live_owned(owners)))
+    plans: dict[date, tuple[str, dict[str, Any]]] = {}
     for customer_id, owner_id, last_contact, purchased_on in rows:
         owner = people.get(owner_id)
         purchased_on = _as_date(purchased_on)
-        if owner is None or not 0 <= (owner.today - purchased_on).days <= rules.thank_you_days:
+        if owner is None:
             continue
-        if last_contact is not None and owner.days.since(last_contact) >= purchased_on:
+        days = (owner.today - purchased_on).days
+        if not 0 <= days <= rules.thank_you_days:
             continue
-        found.append(Due(owner.id, "thank_you", customer_id, purchased_on, purchased_on.isoformat(),
-                         detail={"purchased_on": purchased_on.isoformat()}))
+        if last_contact is not None and owner.days.on_or_after(last_contact, days):
+            continue  # contacted on or after the purchase day
+        plan = plans.get(purchased_on)
+        if plan is None:
+            plan = plans[purchased_on] = (purchased_on.isoformat(), {"purchased_on": purchased_on.isoformat()})
+        found.append(Due(owner_id, "thank_you", customer_id, purchased_on, plan[0], detail=plan[1]))
     return found
 
 
@@ -313,10 +404,9 @@ async def _prospects(session: AsyncSession, people: dict[int, Recipient], now: d
                      rules: Rules, owners: list[int] | None) -> list[Due]:
     """Prospect rules: "not now" near the expected purchase date; "quoted" without a reply for N days."""
     found = []
-    rows = await session.execute(
-        select(Customer.id, Customer.owner_id, Customer.expected_purchase_on)
-        .where(Customer.stage == Stage.not_now, _live_owned(owners), Customer.expected_purchase_on.is_not(None),
-               Customer.expected_purchase_on <= latest + timedelta(days=rules.prospect_lead_days)))
+    rows = await _rows(session, select(Customer.id, Customer.owner_id, Customer.expected_purchase_on).where(
+        _in_stage(Stage.not_now), _live_owned(owners), Customer.expected_purchase_on.is_not(None),
+        Customer.expected_purchase_on <= latest + timedelta(days=rules.prospect_lead_days)))
     for customer_id, owner_id, expected in rows:
         owner = people.get(owner_id)
         expected = _as_date(expected)
@@ -325,19 +415,19 @@ async def _prospects(session: AsyncSession, people: dict[int, Recipient], now: d
                              expected.isoformat(), detail={"expected": expected.isoformat()}))
     wait = rules.quoted_followup_days
     cutoff = now - timedelta(days=wait - 1)
-    rows = await session.execute(
-        select(Customer.id, Customer.owner_id, _raw(Customer.last_contact_at), _raw(Customer.created_at))
-        .where(Customer.stage == Stage.quoted_no_response, _live_owned(owners),
-               or_(Customer.last_contact_at < cutoff,
-                   and_(Customer.last_contact_at.is_(None), Customer.created_at < cutoff))))
-    for customer_id, owner_id, last_contact, created in rows:
-        owner = people.get(owner_id)
-        if owner is None:
-            continue
-        since = owner.days.since(last_contact or created)
-        if (owner.today - since).days >= wait:
-            found.append(Due(owner.id, "quoted", customer_id, since + timedelta(days=wait),
-                             (since + timedelta(days=wait)).isoformat(), detail={"since": since.isoformat()}))
+    for condition in (Customer.last_contact_at < cutoff,
+                      and_(Customer.last_contact_at.is_(None), Customer.created_at < cutoff)):
+        rows = await _rows(session, select(
+            Customer.id, Customer.owner_id, _raw(Customer.last_contact_at), _raw(Customer.created_at)).where(
+            _in_stage(Stage.quoted_no_response), _live_owned(owners), condition))
+        for customer_id, owner_id, last_contact, created in rows:
+            owner = people.get(owner_id)
+            if owner is None:
+                continue
+            since = owner.days.since(last_contact or created)
+            if (owner.today - since).days >= wait:
+                found.append(Due(owner.id, "quoted", customer_id, since + timedelta(days=wait),
+                                 (since + timedelta(days=wait)).isoformat(), detail={"since": since.isoformat()}))
     return found
 
 
@@ -354,8 +444,8 @@ async def _birthdays(session: AsyncSession, people: dict[int, Recipient], owners
     if 228 in days:
         days.add(229)
     found = []
-    rows = await session.execute(
-        select(Customer.id, Customer.owner_id, ContactPerson.id, ContactPerson.birthday_mmdd)
+    rows = await _rows(session, select(
+        Customer.id, Customer.owner_id, ContactPerson.id, ContactPerson.birthday_mmdd)
         .join(ContactPerson, ContactPerson.customer_id == Customer.id)
         .where(ContactPerson.birthday_mmdd.in_(days), ContactPerson.archived_at.is_(None), _live_owned(owners)))
     for customer_id, owner_id, person_id, mmdd in rows:
@@ -370,9 +460,9 @@ async def _next_steps(session: AsyncSession, people: dict[int, Recipient], earli
                       owners: list[int] | None) -> list[Due]:
     """Next-step rule: the date a rep set after a contact, unless the customer was contacted since."""
     found = []
-    rows = await session.execute(
-        select(Interaction.id, Interaction.user_id, Interaction.next_step_on, Interaction.occurred_at,
-               Customer.id, Customer.owner_id, Customer.last_contact_at)
+    rows = await _rows(session, select(
+        Interaction.id, Interaction.user_id, Interaction.next_step_on, _raw(Interaction.occurred_at),
+        Customer.id, Customer.owner_id, _raw(Customer.last_contact_at))
         .join(Customer, Customer.id == Interaction.customer_id)
         .where(Interaction.next_step_on.is_not(None),
                Interaction.next_step_on >= earliest - timedelta(days=NEXT_STEP_LOOKBACK_DAYS),
@@ -399,17 +489,28 @@ async def insert_ignore(session: AsyncSession, model: type, rows: list[dict[str,
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    for start in range(0, len(rows), 1000):
-        await session.execute(insert(model).on_conflict_do_nothing(), rows[start:start + 1000])
+    # Core, not the ORM's bulk insert (which runs row by row here): one executemany per batch.
+    connection = await session.connection()
+    statement = insert(model.__table__).on_conflict_do_nothing()
+    for start in range(0, len(rows), 5000):
+        await connection.execute(statement, rows[start:start + 5000])
 
 
-async def apply(session: AsyncSession, due: Iterable[Due], now: datetime | None = None) -> list[int]:
+async def apply(session: AsyncSession, due: Iterable[Due], now: datetime | None = None, *, sweep: bool = True,
+                user_id: int | None = None) -> list[int]:
     """Create the reminders that do not exist yet (by key); returns the ids of the new rows.
 
-    Also retires the owner's "due" reminder of a period once the same period is overdue, and closes
-    reminders that activity has answered (see `close_answered`)."""
+    Also retires the owner's "due" reminder of a period once the same period is overdue, and (with
+    `sweep`) closes the reminders that activity has answered (`close_answered`): everyone's, or only
+    `user_id`'s. The scan job sweeps by itself, incrementally (`close_answered_since`)."""
     now = now or utcnow()
-    due = list(due)
+    # Most of what is due was already created by an earlier scan and is still open: those keys are read
+    # in one go (a small partial index) and skipped; the unique key still guards everything inserted.
+    query = select(Reminder.key).where(Reminder.status == literal_column("'open'"))
+    if user_id is not None:
+        query = query.where(Reminder.user_id == user_id)
+    open_keys = {key for (key,) in await _rows(session, query)}
+    due = [d for d in due if d.key not in open_keys]
     before = await session.scalar(select(func.max(Reminder.id))) or 0
     await insert_ignore(session, Reminder, [d.as_row(now) for d in due])
     new = list((await session.execute(select(Reminder.id).where(Reminder.id > before))).scalars())
@@ -418,17 +519,52 @@ async def apply(session: AsyncSession, due: Iterable[Due], now: datetime | None 
         keys = [f"contact_due:{d.user_id}:{d.customer_id}:0:{d.period}" for d in overdue[start:start + 500]]
         await session.execute(update(Reminder).where(Reminder.key.in_(keys), Reminder.status == "open")
                               .values(status="closed", closed_at=now).execution_options(synchronize_session=False))
-    await close_answered(session, now)
+    if sweep:
+        await close_answered(session, now, user_id=user_id)
     return new
 
 
+@dataclass(frozen=True)
+class Watermark:
+    """The newest interaction and purchase (by id) a sweep has looked at."""
+
+    interaction_id: int
+    purchase_id: int
+
+
+# Ids are handed out at insert and committed in any order (PostgreSQL): the last few are looked at again.
+WATERMARK_OVERLAP = 1000
+
+
+async def close_answered_since(session: AsyncSession, now: datetime, mark: Watermark | None) -> Watermark:
+    """The scan's sweep: close what activity answered, looking only at the customers with interactions or
+    purchases recorded since the previous sweep (`mark`; everything when there is none, as after a
+    restart). Activity logged in the bot closes its customer's reminders at once; this catches what came
+    in by other ways (imports). Returns the mark for the next sweep."""
+    top = Watermark(await session.scalar(select(func.coalesce(func.max(Interaction.id), 0))),
+                    await session.scalar(select(func.coalesce(func.max(Purchase.id), 0))))
+    if mark is None:
+        await close_answered(session, now)
+        return top
+    ids = {cid for (cid,) in await _rows(session, select(Interaction.customer_id).where(
+        Interaction.id > mark.interaction_id - WATERMARK_OVERLAP).distinct())}
+    ids |= {cid for (cid,) in await _rows(session, select(Purchase.customer_id).where(
+        Purchase.id > mark.purchase_id - WATERMARK_OVERLAP).distinct())}
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), 5000):
+        await close_answered(session, now, customer_ids=ordered[start:start + 5000])
+    return top
+
+
 async def close_answered(session: AsyncSession, now: datetime | None = None, *,
-                         customer_ids: Iterable[int] | None = None) -> None:
+                         customer_ids: Iterable[int] | None = None, user_id: int | None = None) -> None:
     """Activity closes reminders: a later interaction the follow-ups, a later purchase the purchase alert;
     an archived customer, or one given to another owner, the old owner's reminders and the escalation
-    about the old owner."""
+    about the old owner. All open reminders, or those about `customer_ids`, or those of `user_id`."""
     now = now or utcnow()
     scope = [Reminder.status == "open", Reminder.customer_id.is_not(None)]
+    if user_id is not None:
+        scope.append(Reminder.user_id == user_id)
     if customer_ids is not None:
         ids = list(customer_ids)
         if not ids:

@@ -137,6 +137,109 @@ async def test_thank_you_after_a_purchase_until_someone_calls(session, world):
     assert (await session.scalar(select(Reminder.status))) == "closed"
 
 
+async def test_one_thank_you_for_the_latest_of_several_recent_purchases(session, world):
+    c = await customer(session, world, "Epsilon Two")
+    for days_ago in (3, 1):
+        await record_purchase(session, customer_id=c.id, purchased_on=TODAY - timedelta(days=days_ago),
+                              amount_cents=100, today=TODAY)
+    [thanks] = [d for d in await reminders.compute_due(session, NOW) if d.customer_id == c.id]
+    assert (thanks.kind, thanks.due_on, thanks.period) == ("thank_you", TODAY - timedelta(days=1),
+                                                          (TODAY - timedelta(days=1)).isoformat())
+    # A call earlier on the purchase day itself counts as the thank-you (the local day, not the hour).
+    await log_interaction(session, customer_id=c.id, kind="call", occurred_at=at(TODAY - timedelta(days=1), 8))
+    assert kinds(await reminders.compute_due(session, NOW), c.id) == []
+
+
+async def test_a_fractional_rhythm_is_rounded_up_to_whole_days(session, world):
+    c = await customer(session, world, "Gamma Two")
+    # Gaps 10, 11, 10, 11: median 10.5, so the allowance is ceil(max(15.75, 17.5)) = 18 days.
+    day = TODAY - timedelta(days=18)
+    for gap in (0, 10, 11, 10, 11):
+        day -= timedelta(days=gap)
+        await record_purchase(session, customer_id=c.id, purchased_on=day, amount_cents=100, today=TODAY)
+    assert (await session.get(Customer, c.id)).purchase_gap_days == 10.5
+    assert [d for d in await reminders.compute_due(session, NOW) if d.kind == "purchase_lapse"] == []
+    [lapse] = [d for d in await reminders.compute_due(session, NOW + timedelta(days=1)) if d.kind == "purchase_lapse"]
+    assert (lapse.detail["cycle"], lapse.due_on) == (18, TODAY + timedelta(days=1))
+
+
+async def test_the_scans_sweep_closes_what_imported_activity_answered(session, world):
+    """Activity logged in the bot closes reminders at once; rows that arrive another way (an import) are
+    caught by the scan's sweep, which after its first full pass only looks at what is new."""
+    from models import Interaction
+
+    quiet = await customer(session, world, "Iota", contact_strategy_id=world.contact10.id)
+    other = await customer(session, world, "Kappa", contact_strategy_id=world.contact10.id)
+    await reminders.apply(session, await reminders.compute_due(session, NOW), NOW, sweep=False)
+    mark = await reminders.close_answered_since(session, NOW, None)  # first pass: everything
+    later = NOW + timedelta(hours=1)
+    session.add(Interaction(customer_id=quiet.id, user_id=world.rep.id, kind="call", occurred_at=later,
+                            created_at=later))  # as an import writes it: no service call
+    await session.flush()
+    next_mark = await reminders.close_answered_since(session, later, mark)
+    assert next_mark.interaction_id > mark.interaction_id
+    status = dict((await session.execute(select(Reminder.customer_id, Reminder.status))).all())
+    assert status == {quiet.id: "closed", other.id: "open"}
+
+
+async def test_an_import_that_gives_a_customer_to_someone_else_closes_the_old_owners_reminders(
+        session, world, tmp_path):
+    import csv
+
+    from services.importer import import_file
+
+    c = await customer(session, world, "Lambda Trading", contact_strategy_id=world.contact10.id)
+    newcomer = await add_user(session, name="Newcomer", telegram_id=3, manager_id=world.boss.id)
+    await reminders.apply(session, await reminders.compute_due(session, NOW), NOW)
+    assert (await session.scalar(select(Reminder.status).where(Reminder.user_id == world.rep.id))) == "open"
+    path = tmp_path / "owners.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows([["客户名称", "负责人"], ["Lambda Trading", "Newcomer"]])
+    report = await import_file(session, "customers", path, today=TODAY)
+    assert report.ok and report.updated == 1
+    assert (await session.scalar(select(Customer.owner_id).where(Customer.id == c.id))) == newcomer.id
+    assert (await session.scalar(select(Reminder.status).where(Reminder.user_id == world.rep.id))) == "closed"
+
+
+async def test_the_rules_read_index_ranges_not_whole_tables(sqlite_template, tmp_path):
+    """At a million customers the scan is only fast if every rule reads just the customers it needs, from
+    an index holding every column it uses (SQLite's plan: a SEARCH of a covering index or by primary key)."""
+    import re
+    import shutil
+
+    from sqlalchemy import event
+
+    from bot.db import make_engine, make_sessionmaker
+
+    shutil.copyfile(sqlite_template, tmp_path / "plan.sqlite3")
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'plan.sqlite3'}")
+    statements = []
+
+    def remember(_conn, _cursor, statement, parameters, _context, _many):  # noqa: ANN001
+        statements.append((statement, parameters))
+
+    try:
+        async with make_sessionmaker(engine)() as session:
+            boss = await add_user(session, name="Boss", role="manager", telegram_id=1)
+            rep = await add_user(session, name="Rep", telegram_id=2, manager_id=boss.id)
+            c = await create_customer(session, name="Theta", owner_id=rep.id)
+            c.stage = Stage.not_now
+            await record_purchase(session, customer_id=c.id, purchased_on=TODAY - timedelta(days=1),
+                                  amount_cents=100, today=TODAY)
+            event.listen(engine.sync_engine, "before_cursor_execute", remember)
+            await reminders.compute_due(session, NOW)
+            event.remove(engine.sync_engine, "before_cursor_execute", remember)
+            connection = await session.connection()
+            scans = []
+            for statement, parameters in statements:
+                plan = (await connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)).all()
+                scans += [(row[-1], statement) for row in plan if re.search(r"\b(customer|purchase)\b", row[-1])
+                          and not re.search(r"USING (COVERING INDEX|INTEGER PRIMARY KEY)", row[-1])]
+    finally:
+        await engine.dispose()
+    assert len(statements) > 10 and scans == []
+
+
 @pytest.mark.parametrize(("today", "expected"), [
     (date(2027, 2, 28), True),   # common year: 29 Feb birthdays are remembered on 28 Feb
     (date(2027, 3, 1), False),
