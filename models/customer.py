@@ -23,13 +23,10 @@ class Customer(SQLModel, table=True):
     __tablename__ = "customer"
     __table_args__ = (
         Index("ix_customer_owner_active", "owner_id", "archived_at"),
-        Index("ix_customer_last_contact", "last_contact_at"),
-        Index("ix_customer_last_txn", "last_txn_on"),
         _partial("ix_customer_contact_clock", _LIVE,
                  "contact_strategy_id", "last_contact_at", "created_at", "owner_id", "stage", "archived_at"),
-        _partial("ix_customer_purchase_clock", _LIVE,
-                 "purchase_strategy_id", "last_txn_on", "owner_id", "purchase_gap_days", "archived_at"),
-        _partial("ix_customer_recent_buyers", _LIVE, "last_txn_on", "owner_id", "last_contact_at", "archived_at"),
+        _partial("ix_customer_purchase_clock", _LIVE, "purchase_strategy_id", "last_txn_on", "owner_id",
+                 "purchase_gap_days", "last_contact_at", "archived_at"),
         _partial("ix_customer_not_now", "stage = 'not_now' AND archived_at IS NULL", "expected_purchase_on", "owner_id",
                  "stage", "archived_at"),
         _partial("ix_customer_quoted", "stage = 'quoted_no_response' AND archived_at IS NULL",

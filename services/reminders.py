@@ -379,9 +379,13 @@ async def _thank_you(session: AsyncSession, people: dict[int, Recipient], earlie
     """Thank-you rule: a follow-up after the customer's latest purchase day, for a few days, until someone
     contacts the customer (an earlier purchase in those days needs no thank-you of its own)."""
     found = []
-    rows = await _rows(session, select(
-        Customer.id, Customer.owner_id, _raw(Customer.last_contact_at), _raw(Customer.last_txn_on)).where(
-        Customer.last_txn_on >= earliest - timedelta(days=rules.thank_you_days), _live_owned(owners)))
+    # From the purchase clock index, one range per purchase strategy (none, or any).
+    strategies = [sid for (sid,) in await _rows(session, select(PurchaseStrategy.id))]
+    rows = []
+    for condition in (Customer.purchase_strategy_id.is_(None), Customer.purchase_strategy_id.in_(strategies)):
+        rows += await _rows(session, select(
+            Customer.id, Customer.owner_id, _raw(Customer.last_contact_at), _raw(Customer.last_txn_on)).where(
+            condition, Customer.last_txn_on >= earliest - timedelta(days=rules.thank_you_days), _live_owned(owners)))
     plans: dict[date, tuple[str, dict[str, Any]]] = {}
     for customer_id, owner_id, last_contact, purchased_on in rows:
         owner = people.get(owner_id)
