@@ -3,7 +3,7 @@
     .venv/bin/python bench/digest_bench.py [--size 100000]
 
 The data set is the reminders bench's (bench/out/reminders_v2_<size>.sqlite3, made on first use: 50 reps
-under 5 managers, 10 purchases per customer over three years, recent interactions). Timed, best of 3:
+under 5 managers, 10 purchases per customer over three years, recent interactions). Timed, best of 5 (the page cache of this machine is reclaimed often, so single runs vary):
 building the report (services.reports.build: RFM over 365 days with movement, churn list, key accounts,
 distribution, sales performance, complaints, team activity, satisfaction, 12-month trend), the summary
 text, and the 2–4 charts — for an admin (all customers) and for one manager (a fifth of them).
@@ -63,10 +63,10 @@ async def main() -> None:
         print(f"{args.size:,} customers, {purchases:,} purchases")
         for label, viewer in (("admin (all customers)", Viewer.everyone()),
                               ("one manager (their team)", await viewer_for(session, manager))):
-            runs = [await timed(session, viewer, manager, today) for _ in range(3)]
+            runs = [await timed(session, viewer, manager, today) for _ in range(5)]
             best = min(runs, key=lambda r: r[0] + r[1])
             print(f"weekly digest for {label}: {best[0] + best[1]:.2f} s (report {best[0]:.2f} s + summary and "
-                  f"{best[2]} charts {best[1]:.2f} s), best of 3; target <= 3 s")
+                  f"{best[2]} charts {best[1]:.2f} s), best of 5; target <= 3 s")
     await engine.dispose()
 
 

@@ -35,7 +35,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 from datetime import date, datetime, timedelta
 
-from services.rfm import quintile_scores, segment
+import numpy as np
+
+from services.rfm import SEGMENTS, quintile_array, segment, segment_codes
 
 # ---------------------------------------------------------------------------------------------- plain data
 
@@ -139,14 +141,22 @@ class Score(NamedTuple):
 
 
 def rfm(aggregates: dict[int, Aggregate], as_of: date) -> dict[int, Score]:
+    return _scored(aggregates)[0]
+
+
+def _scored(aggregates: dict[int, Aggregate]) -> tuple[dict[int, Score], dict[int, str]]:
+    """Scores and segments of every customer in the aggregates (numpy over the whole set at once)."""
     if not aggregates:
-        return {}
-    rows = list(aggregates.values())
+        return {}, {}
+    rows = aggregates.values()
     # Recency as the last day's ordinal: a later last purchase is a higher value, as the rule wants.
-    r = quintile_scores([a.last_day.toordinal() for a in rows])
-    f = quintile_scores([a.count for a in rows])
-    m = quintile_scores([a.amount_cents for a in rows])
-    return dict(zip(aggregates.keys(), map(Score._make, zip(r, f, m))))
+    r = quintile_array(np.fromiter((a.last_day.toordinal() for a in rows), dtype=np.int64, count=len(aggregates)))
+    f = quintile_array(np.fromiter((a.count for a in rows), dtype=np.int64, count=len(aggregates)))
+    m = quintile_array(np.fromiter((a.amount_cents for a in rows), dtype=np.float64, count=len(aggregates)))
+    keys = list(aggregates.keys())
+    scores = dict(zip(keys, map(Score._make, zip(r.tolist(), f.tolist(), m.tolist()))))
+    segments = dict(zip(keys, map(SEGMENTS.__getitem__, segment_codes(r, f, m).tolist())))
+    return scores, segments
 
 
 @dataclass
@@ -162,10 +172,8 @@ class RfmReport:
 
 def rfm_report(aggregates_now: dict[int, Aggregate], aggregates_before: dict[int, Aggregate],
                window: Period, previous_window: Period) -> RfmReport:
-    now = rfm(aggregates_now, window.end)
-    before = rfm(aggregates_before, previous_window.end)
-    now_segment = {cid: segment(*s) for cid, s in now.items()}
-    before_segment = {cid: segment(*s) for cid, s in before.items()}
+    now, now_segment = _scored(aggregates_now)
+    before, before_segment = _scored(aggregates_before)
     movement: Counter = Counter((before_segment.get(cid, "none"), now_segment.get(cid, "none"))
                                 for cid in now_segment.keys() | before_segment.keys())
     return RfmReport(now, before, Counter(now_segment.values()), movement)

@@ -28,10 +28,8 @@ Rules (each is a function below; "today" is always the recipient's local date in
 
 from __future__ import annotations
 
-import gc
 import math
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from functools import lru_cache
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -45,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import (ContactPerson, ContactStrategy, Customer, Interaction, Purchase, PurchaseStrategy, Reminder,
                     Stage, User, utcnow)
 from services.messages import N_, DomainError
+from services.sql import collector_paused, raw_rows
 
 THANK_YOU_DAYS = 3
 PROSPECT_LEAD_DAYS = 7
@@ -190,16 +189,6 @@ async def _recipients(session: AsyncSession, now: datetime) -> dict[int, Recipie
     return people
 
 
-async def _rows(session: AsyncSession, query: Any) -> list[Any]:
-    """Rows of a column query as the driver returns them: no ORM and no per-row type processing (the rules
-    select ids, numbers and raw text, and read hundreds of thousands of rows at a million customers)."""
-    result = await (await session.connection()).execute(query)
-    try:
-        return result.cursor.fetchall()
-    finally:
-        result.close()
-
-
 @lru_cache(maxsize=16384)
 def _parse_day(text: str) -> date:
     return date.fromisoformat(text[:10])
@@ -208,19 +197,6 @@ def _parse_day(text: str) -> date:
 def _as_date(value: Any) -> date:
     """A date column as read raw: ISO text on SQLite (few distinct days, so parsed once each), a date elsewhere."""
     return _parse_day(value) if value.__class__ is str else value
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cycle collector paused while the rules make (acyclic) reminders by the hundred thousand:
-    otherwise it walks the growing list again and again. Reference counting still frees everything."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 async def compute_due(session: AsyncSession, now: datetime | None = None, *, rules: Rules = Rules(),
@@ -236,7 +212,7 @@ async def compute_due(session: AsyncSession, now: datetime | None = None, *, rul
     earliest = min(p.today for p in people.values())
     latest = max(p.today for p in people.values())
     found: list[Due] = []
-    with _collector_paused():
+    with collector_paused():
         found += await _contact_due(session, people, now, owners)
         found += await _purchase_lapse(session, people, latest, rules, owners)
         found += await _thank_you(session, people, earliest, rules, owners)
@@ -283,7 +259,7 @@ async def _contact_due(session: AsyncSession, people: dict[int, Recipient], now:
                  .where(*common, Customer.last_contact_at < cutoff)),
                 (True, select(Customer.id, Customer.owner_id, _raw(Customer.created_at))
                  .where(*common, Customer.last_contact_at.is_(None), Customer.created_at < cutoff))):
-            for customer_id, owner_id, moment in await _rows(session, query):
+            for customer_id, owner_id, moment in await raw_rows(session, query):
                 owner = people.get(owner_id)
                 if owner is None:
                     continue
@@ -320,13 +296,13 @@ async def _purchase_lapse(session: AsyncSession, people: dict[int, Recipient], l
                           rules: Rules, owners: list[int] | None) -> list[Due]:
     """Purchase strategy rule, and the learned-rhythm rule for customers without a strategy."""
     found = []
-    strategies = (await _rows(session, select(PurchaseStrategy.id, PurchaseStrategy.cycle_days,
+    strategies = (await raw_rows(session, select(PurchaseStrategy.id, PurchaseStrategy.cycle_days,
                                                PurchaseStrategy.active)))
     cycles = {sid: cycle for sid, cycle, active in strategies if active}
     inactive = [sid for sid, _cycle, active in strategies if not active]
     for strategy_id, cycle in cycles.items():
         # Nobody's today is later than `latest`: the range holds everyone lapsed, the exact check is below.
-        rows = await _rows(session, select(Customer.id, Customer.owner_id, _raw(Customer.last_txn_on)).where(
+        rows = await raw_rows(session, select(Customer.id, Customer.owner_id, _raw(Customer.last_txn_on)).where(
             Customer.purchase_strategy_id == strategy_id, _live_owned(owners),
             Customer.last_txn_on < latest - timedelta(days=cycle)))
         plans: dict[date, tuple[date, str, dict[str, Any]]] = {}
@@ -348,7 +324,7 @@ async def _purchase_lapse(session: AsyncSession, people: dict[int, Recipient], l
     if inactive:
         no_strategy.append(Customer.purchase_strategy_id.in_(inactive))
     for condition in no_strategy:
-        rows = await _rows(session, select(
+        rows = await raw_rows(session, select(
             Customer.id, Customer.owner_id, _raw(Customer.last_txn_on), Customer.purchase_gap_days).where(
             condition, _live_owned(owners), gap.is_not(None),
             Customer.last_txn_on < latest - timedelta(days=rules.rhythm_slack_days),
@@ -380,10 +356,10 @@ async def _thank_you(session: AsyncSession, people: dict[int, Recipient], earlie
     contacts the customer (an earlier purchase in those days needs no thank-you of its own)."""
     found = []
     # From the purchase clock index, one range per purchase strategy (none, or any).
-    strategies = [sid for (sid,) in await _rows(session, select(PurchaseStrategy.id))]
+    strategies = [sid for (sid,) in await raw_rows(session, select(PurchaseStrategy.id))]
     rows = []
     for condition in (Customer.purchase_strategy_id.is_(None), Customer.purchase_strategy_id.in_(strategies)):
-        rows += await _rows(session, select(
+        rows += await raw_rows(session, select(
             Customer.id, Customer.owner_id, _raw(Customer.last_contact_at), _raw(Customer.last_txn_on)).where(
             condition, Customer.last_txn_on >= earliest - timedelta(days=rules.thank_you_days), _live_owned(owners)))
     plans: dict[date, tuple[str, dict[str, Any]]] = {}
@@ -408,7 +384,7 @@ async def _prospects(session: AsyncSession, people: dict[int, Recipient], now: d
                      rules: Rules, owners: list[int] | None) -> list[Due]:
     """Prospect rules: "not now" near the expected purchase date; "quoted" without a reply for N days."""
     found = []
-    rows = await _rows(session, select(Customer.id, Customer.owner_id, Customer.expected_purchase_on).where(
+    rows = await raw_rows(session, select(Customer.id, Customer.owner_id, Customer.expected_purchase_on).where(
         _in_stage(Stage.not_now), _live_owned(owners), Customer.expected_purchase_on.is_not(None),
         Customer.expected_purchase_on <= latest + timedelta(days=rules.prospect_lead_days)))
     for customer_id, owner_id, expected in rows:
@@ -421,7 +397,7 @@ async def _prospects(session: AsyncSession, people: dict[int, Recipient], now: d
     cutoff = now - timedelta(days=wait - 1)
     for condition in (Customer.last_contact_at < cutoff,
                       and_(Customer.last_contact_at.is_(None), Customer.created_at < cutoff)):
-        rows = await _rows(session, select(
+        rows = await raw_rows(session, select(
             Customer.id, Customer.owner_id, _raw(Customer.last_contact_at), _raw(Customer.created_at)).where(
             _in_stage(Stage.quoted_no_response), _live_owned(owners), condition))
         for customer_id, owner_id, last_contact, created in rows:
@@ -448,7 +424,7 @@ async def _birthdays(session: AsyncSession, people: dict[int, Recipient], owners
     if 228 in days:
         days.add(229)
     found = []
-    rows = await _rows(session, select(
+    rows = await raw_rows(session, select(
         Customer.id, Customer.owner_id, ContactPerson.id, ContactPerson.birthday_mmdd)
         .join(ContactPerson, ContactPerson.customer_id == Customer.id)
         .where(ContactPerson.birthday_mmdd.in_(days), ContactPerson.archived_at.is_(None), _live_owned(owners)))
@@ -464,7 +440,7 @@ async def _next_steps(session: AsyncSession, people: dict[int, Recipient], earli
                       owners: list[int] | None) -> list[Due]:
     """Next-step rule: the date a rep set after a contact, unless the customer was contacted since."""
     found = []
-    rows = await _rows(session, select(
+    rows = await raw_rows(session, select(
         Interaction.id, Interaction.user_id, Interaction.next_step_on, _raw(Interaction.occurred_at),
         Customer.id, Customer.owner_id, _raw(Customer.last_contact_at))
         .join(Customer, Customer.id == Interaction.customer_id)
@@ -513,7 +489,7 @@ async def apply(session: AsyncSession, due: Iterable[Due], now: datetime | None 
     query = select(Reminder.key).where(Reminder.status == literal_column("'open'"))
     if user_id is not None:
         query = query.where(Reminder.user_id == user_id)
-    open_keys = {key for (key,) in await _rows(session, query)}
+    open_keys = {key for (key,) in await raw_rows(session, query)}
     due = [d for d in due if d.key not in open_keys]
     before = await session.scalar(select(func.max(Reminder.id))) or 0
     await insert_ignore(session, Reminder, [d.as_row(now) for d in due])
@@ -550,9 +526,9 @@ async def close_answered_since(session: AsyncSession, now: datetime, mark: Water
     if mark is None:
         await close_answered(session, now)
         return top
-    ids = {cid for (cid,) in await _rows(session, select(Interaction.customer_id).where(
+    ids = {cid for (cid,) in await raw_rows(session, select(Interaction.customer_id).where(
         Interaction.id > mark.interaction_id - WATERMARK_OVERLAP).distinct())}
-    ids |= {cid for (cid,) in await _rows(session, select(Purchase.customer_id).where(
+    ids |= {cid for (cid,) in await raw_rows(session, select(Purchase.customer_id).where(
         Purchase.id > mark.purchase_id - WATERMARK_OVERLAP).distinct())}
     ordered = sorted(ids)
     for start in range(0, len(ordered), 5000):

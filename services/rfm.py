@@ -42,12 +42,24 @@ def segment(r: int, f: int, m: int) -> str:
 
 def quintile_scores(values: list[float]) -> list[int]:
     """1–5 by quintile of rank (higher value = higher score); ties share the score of their first rank."""
-    n = len(values)
-    if n == 0:
-        return []
+    return quintile_array(values).tolist()
+
+
+def quintile_array(values: object) -> np.ndarray:
+    """`quintile_scores` as a numpy array (for scoring many customers at once)."""
     array = np.asarray(values, dtype=np.float64)
+    n = len(array)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
     ranks = np.searchsorted(np.sort(array), array, side="left")  # the first rank of equal values
-    return (1 + np.minimum(4, ranks * 5 // n)).astype(int).tolist()
+    return (1 + np.minimum(4, ranks * 5 // n)).astype(np.int64)
+
+
+def segment_codes(r: np.ndarray, f: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """`segment` for arrays of scores at once: the index of each one's segment in SEGMENTS."""
+    conditions = [(r >= 4) & (f >= 4) & (m >= 4), (r <= 2) & (f >= 4) & (m >= 4), (r <= 2) & ((f >= 3) | (m >= 3)),
+                  f >= 4, (r >= 4) & (f <= 1), r >= 3, r == 2]
+    return np.select(conditions, range(len(conditions)), default=SEGMENTS.index("lost"))
 
 
 async def score_all(session: AsyncSession, today: date, *, batch: int = 5000) -> int:

@@ -100,3 +100,15 @@ async def test_a_rep_sees_their_own_slice_in_today(engine):
     [agenda] = (await app.send(text_update(person(8200, language="en"), "/today"))).sent()
     assert "Your customers by RFM:" in agenda.text and "new buyer 1" in agenda.text
     assert "Visit first (high value, slipping): 流失大户" in agenda.text and "别人的客户" not in agenda.text
+
+
+def test_segments_of_many_customers_at_once_follow_the_same_rules():
+    import itertools
+
+    import numpy as np
+
+    from services.rfm import SEGMENTS, segment, segment_codes
+
+    combos = list(itertools.product(range(1, 6), repeat=3))
+    r, f, m = (np.array(column) for column in zip(*combos))
+    assert [SEGMENTS[code] for code in segment_codes(r, f, m)] == [segment(*c) for c in combos]
