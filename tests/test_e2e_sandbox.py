@@ -45,6 +45,14 @@ class Sandbox:
         with sqlite3.connect(self.database, timeout=10) as db:
             return db.execute(sql, params).fetchall()
 
+    async def settled(self, sql: str, *params: object, expected: object, timeout: float = 10) -> None:
+        """The database shows `expected` for the query within a few seconds: the bot replies inside the
+        update's transaction, which commits just after the handler returns."""
+        deadline = time.monotonic() + timeout
+        while (rows := self.query(sql, *params)) != expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert rows == expected
+
     async def post(self, path: str, **body: object) -> object:
         async with httpx.AsyncClient(timeout=30) as http:
             reply = (await http.post(self.url + path, json=body)).json()
@@ -153,7 +161,7 @@ async def test_an_admin_invites_a_newcomer_who_gets_in(sandbox):
     assert "邀请" in text(stranger)  # "ask your admin for an invitation"
     [welcome] = await sandbox.say(GUEST, f"/start {code}")
     assert text(welcome).startswith("欢迎")
-    assert sandbox.query("SELECT role FROM app_user WHERE telegram_id = ?", GUEST) == [("rep",)]
+    await sandbox.settled("SELECT role FROM app_user WHERE telegram_id = ?", GUEST, expected=[("rep",)])
 
 
 async def _open_card(sandbox: Sandbox) -> tuple[int, str, dict]:
@@ -176,8 +184,8 @@ async def test_a_rep_finds_a_customer_by_pinyin_and_checks_in_with_a_location(sa
     await sandbox.post("/sandbox/location", user=REP, latitude=23.1291, longitude=113.2644)
     [saved] = await sandbox.bot_says(REP)
     assert "签到" in text(saved)
-    assert sandbox.query("SELECT kind, latitude, longitude FROM interaction WHERE customer_id = ? "
-                         "ORDER BY id DESC LIMIT 1", customer_id) == [("visit", 23.1291, 113.2644)]
+    await sandbox.settled("SELECT kind, latitude, longitude FROM interaction WHERE customer_id = ? "
+                          "ORDER BY id DESC LIMIT 1", customer_id, expected=[("visit", 23.1291, 113.2644)])
 
 
 async def test_a_rep_records_an_order(sandbox):
@@ -188,9 +196,9 @@ async def test_a_rep_records_an_order(sandbox):
     [when] = await sandbox.say(REP, "办公软件授权")
     [saved] = await sandbox.tap(REP, when, OrderCallback(step="day", days_ago=0).pack())
     assert "12,800" in text(saved)
-    assert sandbox.query("SELECT amount_cents, products FROM purchase WHERE customer_id = ? ORDER BY id DESC LIMIT 1",
-                         customer_id) == [(1_280_000, "办公软件授权")]
-    assert sandbox.query("SELECT txn_count FROM customer WHERE id = ?", customer_id)[0][0] == before + 1
+    await sandbox.settled("SELECT amount_cents, products FROM purchase WHERE customer_id = ? ORDER BY id DESC LIMIT 1",
+                          customer_id, expected=[(1_280_000, "办公软件授权")])
+    await sandbox.settled("SELECT txn_count FROM customer WHERE id = ?", customer_id, expected=[(before + 1,)])
 
 
 async def test_a_complaint_reaches_the_manager_in_working_hours_and_is_resolved(sandbox):
@@ -201,9 +209,10 @@ async def test_a_complaint_reaches_the_manager_in_working_hours_and_is_resolved(
     await sandbox.tap(REP, rating, FeedbackCallback(step="rating", value="2").pack())
     [saved] = await sandbox.say(REP, "发货比约定晚了一周")
     assert "投诉" in text(saved)
-    [(complaint_id, status)] = sandbox.query("SELECT id, status FROM feedback WHERE customer_id = ? "
-                                             "ORDER BY id DESC LIMIT 1", customer_id)
-    assert status == "open"
+    await sandbox.settled("SELECT count(*) FROM feedback WHERE customer_id = ? AND status = 'open' AND text = ?",
+                          customer_id, "发货比约定晚了一周", expected=[(1,)])
+    [(complaint_id,)] = sandbox.query("SELECT id FROM feedback WHERE customer_id = ? ORDER BY id DESC LIMIT 1",
+                                      customer_id)
     # The manager is told inside their working hours: move the sandbox clock there (Monday morning).
     await _move_clock_to_working_hours(sandbox)
     notice = await sandbox.wait_for(MANAGER, "发货比约定晚了一周")
@@ -216,8 +225,8 @@ async def test_a_complaint_reaches_the_manager_in_working_hours_and_is_resolved(
     await sandbox.tap(REP, card, resolve)
     [done] = await sandbox.say(REP, "已安排加急补发并致歉")
     assert "解决" in text(done)
-    assert sandbox.query("SELECT status, resolution FROM feedback WHERE id = ?", complaint_id) == [
-        ("resolved", "已安排加急补发并致歉")]
+    await sandbox.settled("SELECT status, resolution FROM feedback WHERE id = ?", complaint_id,
+                          expected=[("resolved", "已安排加急补发并致歉")])
 
 
 async def _move_clock_to_working_hours(sandbox: Sandbox) -> None:
@@ -245,10 +254,10 @@ async def test_the_morning_digest_arrives_and_its_buttons_work(sandbox):
     reminder_id = int(snooze.split(":")[2])
     replies = await sandbox.tap(REP, digest, snooze)
     assert any(e["type"] in ("edit", "toast", "alert") for e in replies)
-    [(snoozed_until,)] = sandbox.query("SELECT snoozed_until FROM reminder WHERE id = ?", reminder_id)
-    assert snoozed_until is not None
-    assert sandbox.query("SELECT count(*) FROM outbox WHERE kind = 'digest' AND status = 'sent' AND chat_id = ?",
-                         REP)[0][0] >= 1
+    await sandbox.settled("SELECT snoozed_until IS NOT NULL FROM reminder WHERE id = ?", reminder_id,
+                          expected=[(1,)])
+    await sandbox.settled("SELECT count(*) >= 1 FROM outbox WHERE kind = 'digest' AND status = 'sent' AND chat_id = ?",
+                          REP, expected=[(1,)])
 
 
 async def test_the_page_is_served(sandbox):
