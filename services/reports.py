@@ -11,7 +11,6 @@ Rules:
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -26,7 +25,7 @@ from services import analytics
 from services.access import Viewer
 from services.analytics import Aggregate, Contact, CustomerInfo, FeedbackInfo, Period, Sale
 from services.messages import N_, DomainError
-from services.sql import collector_paused, raw_rows, second_reader
+from services.sql import collector_paused, raw_rows
 
 PERIODS = {"week": 7, "month": 30, "quarter": 91, "year": 365}
 RFM_DAYS = 365
@@ -197,23 +196,12 @@ async def _build(session: AsyncSession, viewer: Viewer, *, kind: str, today: dat
                  trend_months: int) -> Report:
     period = period_for(kind, today)
     zone = ZoneInfo(timezone)
+    customers = await load_customers(session, viewer, language)
+    reps = dict((await session.execute(select(User.id, User.name))).all())
+
     window = Period(period.end - timedelta(days=RFM_DAYS - 1), period.end)
     previous = Period(window.start - timedelta(days=period.days), window.end - timedelta(days=period.days))
-    async with second_reader(session) as other:
-        # The per-customer sums (the longest reads) on another connection while this one reads the rest.
-        windows = asyncio.create_task(_rfm_windows(other, viewer, period, window, previous)) if other else None
-        try:
-            customers = await load_customers(session, viewer, language)
-            reps = dict((await session.execute(select(User.id, User.name))).all())
-            trend = await monthly_trend(session, viewer, period.end, trend_months,
-                                        await purchase_scope(session, viewer))
-        except BaseException:
-            if windows is not None:
-                windows.cancel()
-                await asyncio.gather(windows, return_exceptions=True)
-            raise
-        aggregates = await (windows or _rfm_windows(session, viewer, period, window, previous))
-    now_aggs, before_aggs, in_period, year_before = aggregates
+    now_aggs, before_aggs, in_period, year_before = await _rfm_windows(session, viewer, period, window, previous)
     rfm = analytics.rfm_report(now_aggs, before_aggs, window, previous)
     sales = _sales(in_period) + _sales(year_before)
     accounts, total = analytics.key_accounts(sales, period)
@@ -244,7 +232,8 @@ async def _build(session: AsyncSession, viewer: Viewer, *, kind: str, today: dat
         complaints=analytics.complaints(feedback, customers, local_period),
         activity=analytics.team_activity(contacts, infos, period, period.end),
         satisfaction=analytics.satisfaction(feedback, customers, local_period),
-        trend=trend,
+        trend=await monthly_trend(session, viewer, period.end, trend_months,
+                                  await purchase_scope(session, viewer)),
     )
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,20 +31,3 @@ def collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-@asynccontextmanager
-async def second_reader(session: AsyncSession) -> AsyncIterator[AsyncSession | None]:
-    """Another connection for reading in parallel with `session` (SQLite does the work of a query in its
-    own thread), or None when it could see different data: only on SQLite, and only while `session` has
-    written nothing (a second connection would not see uncommitted changes)."""
-    engine = session.bind
-    if engine is None or engine.dialect.name != "sqlite":
-        yield None
-        return
-    raw = await (await session.connection()).get_raw_connection()
-    if raw.driver_connection.in_transaction:
-        yield None
-        return
-    async with AsyncSession(engine, expire_on_commit=False) as other:
-        yield other

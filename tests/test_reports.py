@@ -238,37 +238,3 @@ async def test_the_spreadsheet_speaks_the_users_language(session, tmp_path):
     assert segments and all(re.search(r"[\u4e00-\u9fff]", s) for s in segments), segments
     kinds = [row[1] for row in book["投诉"].iter_rows(min_row=2, values_only=True) if row[0] == "类型"]
     assert kinds == ["投诉"]
-
-
-async def test_a_report_read_over_two_connections_equals_one_read_over_one(engine, monkeypatch):
-    """With nothing written yet in its transaction, the report reads the per-customer sums on a second
-    SQLite connection in parallel; inside a transaction that has written, on the same one. Same report."""
-    from contextlib import asynccontextmanager
-
-    from bot.db import make_sessionmaker
-    from services import reports
-    from services.access import Viewer
-
-    sessions = make_sessionmaker(engine)
-    async with sessions() as session:
-        await _world(session)
-        await session.commit()
-    used = []
-    real = reports.second_reader
-
-    @asynccontextmanager
-    async def spying(session):  # noqa: ANN001, ANN202
-        async with real(session) as other:
-            used.append(other is not None)
-            yield other
-
-    monkeypatch.setattr(reports, "second_reader", spying)
-    async with sessions() as session:
-        parallel = await build(session, Viewer.everyone(), kind="week", today=TODAY, language="en")
-    async with sessions() as session:
-        await add_user(session, name="Someone new", telegram_id=9999)  # the transaction has written
-        sequential = await build(session, Viewer.everyone(), kind="week", today=TODAY, language="en")
-    assert used == ([True, False] if engine.dialect.name == "sqlite" else [False, False])
-    assert parallel.total_cents == sequential.total_cents == 6000_00
-    assert parallel.rfm.scores == sequential.rfm.scores and len(parallel.rfm.scores) == 3
-    assert parallel.key_accounts == sequential.key_accounts and parallel.trend == sequential.trend
