@@ -89,6 +89,7 @@ class ReportCallback(CallbackData, prefix="rep"):
     period: str = ""  # week, month, quarter, year ("" = choose)
     show: str = "summary"  # summary, an analysis (services.reports.ANALYSES), xlsx, reps
     rep: int = 0  # 0: the whole scope; else one rep of the team
+    window: int = 365  # days of purchases RFM looks at (services.reports.RFM_WINDOWS)
 
 
 class TeamChatCallback(CallbackData, prefix="team"):

@@ -215,7 +215,8 @@ async def _export_report(args: argparse.Namespace, settings: Settings) -> int:
         if args.user:
             viewer = await viewer_for(session, await find_user(session, args.user))
         today = datetime.now(ZoneInfo(timezone)).date()
-        return await build(session, viewer, kind=args.period, today=today, language=args.lang, timezone=timezone)
+        return await build(session, viewer, kind=args.period, today=today, language=args.lang, timezone=timezone,
+                           rfm_days=args.rfm_days)
 
     report = await _with_session(settings, work)
     output = Path(args.output) if args.output else settings.data_dir / "exports" / \
@@ -417,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--period", choices=("week", "month", "quarter", "year"), default="month",
                      help=_("report: the period ending yesterday (default month)"))
     exp.add_argument("--user", help=_("report: only this manager's team (name or Telegram id)"))
+    exp.add_argument("--rfm-days", type=int, choices=(90, 180, 365, 730), default=365,
+                     help=_("report: days of purchases RFM looks at (default 365)"))
     look = sub.add_parser("lookup", help=_("find customers by name, short name, pinyin, contact or phone"))
     look.add_argument("query", nargs="?")
     look.add_argument("--limit", type=int, default=10, help=_("how many matches at most (default 10)"))

@@ -88,7 +88,8 @@ def detail(report: Report, analysis: str, user: User, currency: str, _: Gettext 
     names = segment_names(_)
     lines: list[str] = []
     if analysis == "rfm":
-        lines.append("<b>" + _("RFM segments (last 365 days)") + "</b>")
+        lines.append("<b>" + _("RFM segments (purchases of the last {days} days)").format(
+            days=report.rfm_window.days) + "</b>")
         for s, n in sorted(report.rfm.segments.items(), key=lambda x: -x[1]):
             lines.append(f"{names[s]}: {n}")
         moved = report.rfm.moved()[:8]
@@ -168,9 +169,7 @@ def report_charts(report: Report, user: User, _: Gettext | None = None) -> list[
     regions = [(s.label or _("unknown"), s.amount_cents / 100) for s in report.distribution["region"]]
     if any(v for _label, v in regions):
         out.append(("regions.png", charts.pie(_("Sales by region"), regions, other=_("other"))))
-    before = {}
-    for score in report.rfm.previous.values():
-        before[score.segment] = before.get(score.segment, 0) + 1
+    before = report.rfm.segments_before
     segments = sorted(set(report.rfm.segments) | set(before), key=lambda s: -report.rfm.segments.get(s, 0))
     if segments:
         out.append(("rfm.png", charts.bars(_("RFM segments: now (before)"), [

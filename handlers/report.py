@@ -22,7 +22,7 @@ from bot.settings import Settings
 from models import Role, User
 from services.access import Viewer, narrowed_to, team_members
 from services.messages import DomainError
-from services.reports import ANALYSES, PERIODS, build, write_xlsx
+from services.reports import ANALYSES, PERIODS, RFM_DAYS, RFM_WINDOWS, build, write_xlsx
 
 
 def analysis_label(analysis: str) -> str:
@@ -39,12 +39,16 @@ def periods_keyboard(rep: int = 0) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[[_button(period_name(p, _), period=p, rep=rep) for p in PERIODS]])
 
 
-def report_keyboard(period: str, rep: int, user: User) -> InlineKeyboardMarkup:
-    buttons = [_button(analysis_label(a), period=period, show=a, rep=rep) for a in ANALYSES]
+def report_keyboard(period: str, rep: int, user: User, window: int = RFM_DAYS, *,
+                    windows: bool = False) -> InlineKeyboardMarkup:
+    buttons = [_button(analysis_label(a), period=period, show=a, rep=rep, window=window) for a in ANALYSES]
     rows = [buttons[i:i + 4] for i in range(0, len(buttons), 4)]
-    last = [_button(_("📥 Spreadsheet (XLSX)"), period=period, show="xlsx", rep=rep)]
+    if windows:  # under RFM: look at another window of purchases
+        rows.append([_button(("• " if days == window else "") + _("{days} days").format(days=days),
+                             period=period, show="rfm", rep=rep, window=days) for days in RFM_WINDOWS])
+    last = [_button(_("📥 Spreadsheet (XLSX)"), period=period, show="xlsx", rep=rep, window=window)]
     if user.role != Role.rep and not rep:
-        last.append(_button(_("👤 One rep"), period=period, show="reps"))
+        last.append(_button(_("👤 One rep"), period=period, show="reps", window=window))
     rows.append(last)
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
@@ -59,8 +63,9 @@ def _today(user: User):  # noqa: ANN202 - a date
 
 async def on_report(callback: CallbackQuery, callback_data: ReportCallback, session: AsyncSession, user: User,
                     viewer: Viewer, settings: Settings) -> None:
-    period, show, rep = callback_data.period, callback_data.show, callback_data.rep
-    if period not in PERIODS or (show not in ANALYSES and show not in ("summary", "xlsx", "reps")):
+    period, show, rep, window = callback_data.period, callback_data.show, callback_data.rep, callback_data.window
+    if period not in PERIODS or (show not in ANALYSES and show not in ("summary", "xlsx", "reps")) \
+            or window not in RFM_WINDOWS:
         await callback.answer(_("That button no longer works. Search for the customer again."), show_alert=True)
         return
     scope = viewer
@@ -75,15 +80,15 @@ async def on_report(callback: CallbackQuery, callback_data: ReportCallback, sess
     if show == "reps":
         team = await team_members(session, viewer)
         await callback.answer()
-        rows = [[_button(member.name, period=period, rep=member.id)] for member in team]
+        rows = [[_button(member.name, period=period, rep=member.id, window=window)] for member in team]
         await callback.message.answer(_("Whose customers?"), reply_markup=InlineKeyboardMarkup(inline_keyboard=rows))
         return
     await callback.answer(_("Working on it…"))
     report = await build(session, scope, kind=period, today=_today(user), language=user.language,
-                         timezone=user.timezone)
+                         timezone=user.timezone, rfm_days=window)
     if show == "summary":
         await callback.message.answer(summary(report, user, settings.currency, scope=scope_name, _=_),
-                                      reply_markup=report_keyboard(period, rep, user))
+                                      reply_markup=report_keyboard(period, rep, user, window))
         for name, png in report_charts(report, user, _=_):
             await callback.message.answer_photo(BufferedInputFile(png, name))
     elif show == "xlsx":
@@ -95,7 +100,7 @@ async def on_report(callback: CallbackQuery, callback_data: ReportCallback, sess
                                                    period=period_name(period, _))))
     else:
         await callback.message.answer(detail(report, show, user, settings.currency, _=_) or _("Nothing to show."),
-                                      reply_markup=report_keyboard(period, rep, user))
+                                      reply_markup=report_keyboard(period, rep, user, window, windows=show == "rfm"))
 
 
 def create_router() -> Router:

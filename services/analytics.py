@@ -165,6 +165,7 @@ class RfmReport:
     previous: dict[int, Score]
     segments: Counter  # segment → customers now
     movement: Counter  # (segment before or "none", segment now or "none") → customers
+    segments_before: Counter = field(default_factory=Counter)  # segment → customers at the previous period
 
     def moved(self) -> list[tuple[str, str, int]]:
         return sorted(((a, b, n) for (a, b), n in self.movement.items() if a != b), key=lambda x: (-x[2], x[0], x[1]))
@@ -176,7 +177,7 @@ def rfm_report(aggregates_now: dict[int, Aggregate], aggregates_before: dict[int
     before, before_segment = _scored(aggregates_before)
     movement: Counter = Counter((before_segment.get(cid, "none"), now_segment.get(cid, "none"))
                                 for cid in now_segment.keys() | before_segment.keys())
-    return RfmReport(now, before, Counter(now_segment.values()), movement)
+    return RfmReport(now, before, Counter(now_segment.values()), movement, Counter(before_segment.values()))
 
 
 @dataclass(frozen=True)

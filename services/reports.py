@@ -4,8 +4,9 @@ Rules:
 - Scope: a manager's report covers the customers owned by their team (services.access), an admin's every
   customer; archived customers are left out; voided purchases never count.
 - Periods end with the last full local day: week = the last 7 days, month = 30, quarter = 91, year = 365.
-  Sales analyses compare the period with the same days a year earlier. RFM looks at the 365 days up to the
-  period's end, and segment movement compares with the RFM at the end of the previous period.
+  Sales analyses compare the period with the same days a year earlier. RFM looks at a chosen window up to
+  the period's end (90, 180, 365 or 730 days; 365 unless chosen), and segment movement compares with the
+  RFM at the end of the previous period.
 - The report is plain data (no language); the bot and the spreadsheet writer render it.
 """
 
@@ -29,6 +30,7 @@ from services.sql import collector_paused, raw_rows
 
 PERIODS = {"week": 7, "month": 30, "quarter": 91, "year": 365}
 RFM_DAYS = 365
+RFM_WINDOWS = (90, 180, 365, 730)  # the windows a manager can choose for RFM
 LONG_WINDOW_DAYS = 180
 ANALYSES = ("rfm", "churn", "key_accounts", "distribution", "performance", "complaints", "activity",
             "satisfaction")
@@ -41,6 +43,7 @@ class Report:
     customers: dict[int, CustomerInfo]
     reps: dict[int, str]
     rfm: analytics.RfmReport
+    rfm_window: Period
     churn: list[analytics.ChurnRisk]
     key_accounts: list[analytics.KeyAccount]
     total_cents: int
@@ -185,21 +188,25 @@ async def load_customers(session: AsyncSession, viewer: Viewer, language: str) -
 
 
 async def build(session: AsyncSession, viewer: Viewer, *, kind: str = "week", today: date,
-                language: str = "zh_Hans", timezone: str = "Asia/Shanghai", trend_months: int = 12) -> Report:
-    """Every analysis for the viewer's scope over the period of `kind` ending yesterday."""
+                language: str = "zh_Hans", timezone: str = "Asia/Shanghai", trend_months: int = 12,
+                rfm_days: int = RFM_DAYS) -> Report:
+    """Every analysis for the viewer's scope over the period of `kind` ending yesterday, RFM over the
+    `rfm_days` days up to its end."""
+    if rfm_days not in RFM_WINDOWS:
+        raise DomainError(N_("the RFM window must be 90, 180, 365 or 730 days"))
     with collector_paused():
         return await _build(session, viewer, kind=kind, today=today, language=language, timezone=timezone,
-                            trend_months=trend_months)
+                            trend_months=trend_months, rfm_days=rfm_days)
 
 
 async def _build(session: AsyncSession, viewer: Viewer, *, kind: str, today: date, language: str, timezone: str,
-                 trend_months: int) -> Report:
+                 trend_months: int, rfm_days: int) -> Report:
     period = period_for(kind, today)
     zone = ZoneInfo(timezone)
     customers = await load_customers(session, viewer, language)
     reps = dict((await session.execute(select(User.id, User.name))).all())
 
-    window = Period(period.end - timedelta(days=RFM_DAYS - 1), period.end)
+    window = Period(period.end - timedelta(days=rfm_days - 1), period.end)
     previous = Period(window.start - timedelta(days=period.days), window.end - timedelta(days=period.days))
     now_aggs, before_aggs, in_period, year_before = await _rfm_windows(session, viewer, period, window, previous)
     rfm = analytics.rfm_report(now_aggs, before_aggs, window, previous)
@@ -225,7 +232,7 @@ async def _build(session: AsyncSession, viewer: Viewer, *, kind: str, today: dat
                              if f.resolved_at else None, f.user_id) for f in feedback_rows]
     local_period = period  # feedback dates were turned to local time above
     return Report(
-        period=period, kind=kind, customers=customers, reps=reps, rfm=rfm,
+        period=period, kind=kind, customers=customers, reps=reps, rfm=rfm, rfm_window=window,
         churn=analytics.churn_priority(rfm, before_aggs), key_accounts=accounts, total_cents=total,
         distribution=distribution, performance=analytics.sales_performance(sales, period),
         rep_performance=analytics.sales_performance(sales, period, by=owner.get),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from datetime import UTC, date, datetime, timedelta
 
 from services.analytics import (Aggregate, Contact, CustomerInfo, FeedbackInfo, Period, Sale, aggregate,
@@ -47,6 +49,8 @@ def test_rfm_movement_and_the_churn_priority_list():
     assert report.movement[("none", report.scores[6].segment)] == 1  # a new buyer
     assert report.movement[(report.previous[5].segment, "none")] == 1  # stopped buying
     assert sum(report.movement.values()) == 6
+    assert report.segments_before == Counter(s.segment for s in report.previous.values())
+    assert report.segments_before.total() == 5 and report.segments.total() == 5
     risks = churn_priority(report, before)
     # R before: 1→5, 2→4, 3→1, 4→3; now: 1→1, 2→3, 3→4, 4→2. F before: 1→5, 2→4, 4→3; now 1→2, 2→5, 4→2.
     # 1, 2 and 4 slipped (3 improved), ranked by what they spent before: 4, 1, 2.

@@ -106,6 +106,17 @@ def test_export_report_writes_the_analyses_spreadsheet(cli_env, tmp_path, capsys
     assert "Key accounts" in book.sheetnames and book["Key accounts"].max_row > 1
     assert main(["--lang", "en", "export", "report", "--format", "csv"]) == 2  # a usage error
     assert "xlsx" in capsys.readouterr().err
+    # RFM over two years of purchases scores at least as many customers as over 90 days.
+    scored = {}
+    for days in (90, 730):
+        path = tmp_path / f"rfm{days}.xlsx"
+        assert main(["--lang", "en", "export", "report", "--format", "xlsx", "--rfm-days", str(days),
+                     "-o", str(path)]) == 0
+        scored[days] = load_workbook(path)["RFM"].max_row
+    assert scored[730] > scored[90]
+    with pytest.raises(SystemExit) as refused:
+        main(["--lang", "en", "export", "report", "--format", "xlsx", "--rfm-days", "7"])
+    assert refused.value.code == 2 and "--rfm-days" in capsys.readouterr().err
 
 
 async def test_the_sandbox_refuses_a_database_with_real_customers(engine):

@@ -119,6 +119,35 @@ async def test_one_rep_only_within_the_team(app):
     assert forged.answers()[0].show_alert and not forged.sent()
 
 
+async def test_a_manager_chooses_the_window_rfm_looks_at(app):
+    boss = person(BOSS, language="en")
+    [rfm] = (await app.send(button_update(boss, ReportCallback(period="week", show="rfm").pack()))).sent()
+    assert "purchases of the last 365 days" in rfm.text
+    windows = {b.text: b.callback_data for row in rfm.reply_markup.inline_keyboard for b in row if "days" in b.text}
+    assert list(windows) == ["90 days", "180 days", "• 365 days", "730 days"]
+    [longer] = (await app.send(button_update(boss, windows["730 days"]))).sent()
+    assert "purchases of the last 730 days" in longer.text
+    # The chosen window stays with the other buttons of that message.
+    sales = next(b.callback_data for row in longer.reply_markup.inline_keyboard for b in row if b.text == "Sales")
+    assert ReportCallback.unpack(sales).window == 730
+    forged = await app.send(button_update(boss, ReportCallback(period="week", show="rfm", window=7).pack()))
+    assert forged.answers()[0].show_alert and not forged.sent()
+
+
+async def test_the_rfm_window_decides_which_purchases_count(session):
+    from services.access import Viewer
+    from services.messages import DomainError
+
+    _boss, _rep, big, small, _theirs = await _world(session)
+    short = await build(session, Viewer.everyone(), kind="week", today=TODAY, rfm_days=90)
+    long = await build(session, Viewer.everyone(), kind="week", today=TODAY, rfm_days=730)
+    assert (short.rfm_window.days, long.rfm_window.days) == (90, 730)
+    assert short.rfm.scores[big.id].f == short.rfm.scores[small.id].f  # one purchase each in 90 days
+    assert long.rfm.scores[big.id].f > long.rfm.scores[small.id].f  # big also bought a year earlier
+    with pytest.raises(DomainError):
+        await build(session, Viewer.everyone(), kind="week", today=TODAY, rfm_days=7)
+
+
 async def test_the_weekly_digest_is_queued_once_a_week_in_working_hours_with_charts(engine, tmp_path):
     from zoneinfo import ZoneInfo
 
