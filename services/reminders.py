@@ -150,7 +150,8 @@ def _instant(value: datetime | str) -> datetime:
 
 
 def _raw(column: Any) -> Any:
-    """A timestamp column as the driver returns it (ISO text on SQLite): skips per-row type processing."""
+    """A date or timestamp column as the driver returns it (ISO text on SQLite, a date or datetime on
+    PostgreSQL): skips per-row type processing."""
     return type_coerce(column, String)
 
 

@@ -12,7 +12,7 @@ from models import AuditLog, User
 from services.messages import DomainError
 from services.users import add_user, check_timezone, parse_working_hours
 from tests.botkit import button_update, make_app, person, sticker_update, text_update
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 REP = 4100
 
