@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from aiogram import Bot, Dispatcher
+from aiogram import Bot
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.fsm.storage.base import BaseStorage
-from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
 from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.errors import ErrorsMiddleware
 from bot.i18n import DOMAIN, LOCALES_DIR
+from bot.polling import Dispatcher
 from bot.middlewares import DatabaseMiddleware, LocaleMiddleware, UserMiddleware
 from bot.settings import Settings
 from services.lookup import LookupIndex
@@ -21,11 +23,13 @@ from services.lookup import LookupIndex
 def create_bot(settings: Settings, session=None) -> Bot:  # noqa: ANN001 - an aiogram BaseSession
     if session is None and settings.bot_api_url:
         session = AiohttpSession(api=TelegramAPIServer.from_base(settings.bot_api_url))
+    from bot.errors import AnsweredCallbacks
     from bot.retry import RetryAfter
 
     token = settings.bot_token.get_secret_value() if settings.bot_token else ""
     bot = Bot(token=token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
     bot.session.middleware(RetryAfter())
+    bot.session.middleware(AnsweredCallbacks())
     return bot
 
 
@@ -39,12 +43,24 @@ def fsm_storage(settings: Settings) -> BaseStorage:
     return MemoryStorage()
 
 
+def events_isolation(storage: BaseStorage) -> BaseEventIsolation:
+    """One chat's updates are handled one after another (a double tap's second copy sees what the first
+    did); across instances through Redis locks when the state lives in Redis."""
+    if hasattr(storage, "redis"):
+        from aiogram.fsm.storage.redis import RedisEventIsolation
+
+        return RedisEventIsolation(storage.redis)
+    return SimpleEventIsolation()
+
+
 def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSession], index: LookupIndex) -> Dispatcher:
     from handlers import (card, common, contacts, edit, feedback, find, history, inline, nearby, new_customer, order,
                           reminders, report, settings as user_settings, start, team_chat, visit)
 
-    dispatcher = Dispatcher(storage=fsm_storage(settings), settings=settings)
+    storage = fsm_storage(settings)
+    dispatcher = Dispatcher(storage=storage, events_isolation=events_isolation(storage), settings=settings)
     i18n = I18n(path=LOCALES_DIR, default_locale=settings.default_language, domain=DOMAIN)
+    dispatcher.update.outer_middleware(ErrorsMiddleware(settings.default_language))
     dispatcher.update.outer_middleware(DatabaseMiddleware(sessions, index))
     dispatcher.update.outer_middleware(UserMiddleware(settings.reps_see_unassigned))
     dispatcher.update.outer_middleware(LocaleMiddleware(i18n, default_language=settings.default_language))

@@ -15,6 +15,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from bot.i18n import LANGUAGES, gettext_for
 from bot.settings import ROOT, Settings, get_settings
 
@@ -458,14 +460,29 @@ COMMANDS = {
 }
 
 
+def _preflight(settings: Settings, command: str) -> list[Any]:
+    """Every command needs a writable DATA_DIR and a reachable database; `run` also needs its HTTP port
+    (sandbox, webhook) and a token Telegram accepts. Checked before anything is written."""
+    from bot.preflight import check
+
+    running = command == "run"
+    serves_http = running and (settings.bot_token is None or bool(settings.webhook_url))
+    return asyncio.run(check(settings, serves_http=serves_http, asks_telegram=running and settings.bot_token is not None,
+                             warn=lambda problem: print(problem.render(_), file=sys.stderr, flush=True)))
+
+
 def main(argv: list[str]) -> int:
     global _
     if argv[:1] == ["test"]:
         return cmd_test(argv[1:])
     try:
         settings = get_settings()
-    except Exception as exc:  # pydantic's ValidationError: a bad setting in the environment or .env
-        print(f"Configuration error: {exc}", file=sys.stderr)
+    except ValidationError as exc:  # a bad setting in the environment or .env: one line per setting
+        from bot.preflight import describe, language_hint
+
+        _ = gettext_for(language_hint())
+        for problem in describe(exc):
+            print(_("Configuration error: {message}").format(message=problem.render(_)), file=sys.stderr)
         return 2
     lang = settings.default_language
     if "--lang" in argv and argv.index("--lang") + 1 < len(argv) and argv[argv.index("--lang") + 1] in LANGUAGES:
@@ -474,6 +491,10 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     args.lang = args.lang or lang
     command = args.command or "run"
+    if problems := _preflight(settings, command):
+        for problem in problems:
+            print(_("Configuration error: {message}").format(message=problem.render(_)), file=sys.stderr)
+        return 2
     try:
         return asyncio.run(COMMANDS[command](args, settings))
     except CliError as exc:

@@ -1,18 +1,21 @@
-"""Middlewares every update passes through, outermost first:
+"""Middlewares every update passes through, outermost first (bot.errors.ErrorsMiddleware wraps them all):
 
 1. DatabaseMiddleware — one session and one transaction per update: a handler's changes are committed
    together when it returns, or rolled back together when it fails; afterwards the lookup index takes
-   in the customers the update changed.
+   in the customers the update changed. The update's id is recorded in the same transaction, so a
+   redelivered update is skipped (services.updates).
 2. UserMiddleware — who is writing: their account (or None for strangers) and what they may see.
 3. LocaleMiddleware — their language: the account's, else Telegram's, else DEFAULT_LANGUAGE.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
+from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.types import TelegramObject, Update
 from aiogram.utils.i18n import I18nMiddleware
 from sqlalchemy import select
@@ -23,6 +26,9 @@ from models import User
 from services.access import viewer_for
 from services.lookup import LookupIndex, refresh
 from services.outbox import clear_unreachable
+from services.updates import first_time
+
+log = logging.getLogger("fieldcrm")
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
@@ -40,6 +46,9 @@ class DatabaseMiddleware(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         async with self.sessions() as session:
             async with session.begin():
+                if isinstance(event, Update) and not await first_time(session, event.update_id):
+                    log.info("update %s was handled before: skipped", event.update_id)
+                    return UNHANDLED
                 data["session"] = session
                 data["index"] = self.index
                 result = await handler(event, data)
@@ -75,6 +84,9 @@ class LocaleMiddleware(I18nMiddleware):
     async def get_locale(self, event: TelegramObject, data: dict[str, Any]) -> str:
         user: User | None = data.get("user")
         if user is not None:
-            return user.language
-        sender = _sender(event) if isinstance(event, Update) else getattr(event, "from_user", None)
-        return pick_language(getattr(sender, "language_code", None), self.default_language)
+            language = user.language
+        else:
+            sender = _sender(event) if isinstance(event, Update) else getattr(event, "from_user", None)
+            language = pick_language(getattr(sender, "language_code", None), self.default_language)
+        data["locale"] = language  # for bot.errors, which answers after the transaction is gone
+        return language

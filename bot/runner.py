@@ -18,6 +18,8 @@ from services.lookup import LookupIndex, build_index, sync
 
 log = logging.getLogger("fieldcrm")
 SYNC_SECONDS = 30
+MENU_RETRY_SECONDS = 600  # menus that failed at start are tried again every 10 minutes, for a day
+MENU_TRIES = 144
 # Telegram knows languages by two-letter code: Chinese clients get the Simplified menu.
 MENU_LANGUAGES = {"zh": "zh_Hans", "en": "en"}
 
@@ -40,17 +42,62 @@ def commands(language: str, role: str) -> list[BotCommand]:
     return menu
 
 
-async def set_commands(bot: Bot, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
-    """The command menu in each language, and the fuller one for each admin and manager."""
-    await bot.set_my_commands(commands(settings.default_language, Role.rep), scope=BotCommandScopeDefault())
-    for code, language in MENU_LANGUAGES.items():
-        await bot.set_my_commands(commands(language, Role.rep), scope=BotCommandScopeDefault(), language_code=code)
-    async with sessions() as session:
-        leaders = (await session.execute(select(User).where(
-            User.role.in_([Role.manager, Role.admin]), User.active.is_(True), User.telegram_id.is_not(None)))).scalars()
-        for user in leaders:
-            await bot.set_my_commands(commands(user.language, user.role),
-                                      scope=BotCommandScopeChat(chat_id=user.telegram_id))
+async def set_commands(bot: Bot, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> int:
+    """The command menu in each language, and the fuller one for each admin and manager.
+
+    The menus are a convenience: a call Telegram refuses (an admin who never opened the bot gets
+    `400 chat not found`, a Bot API server without setMyCommands answers 5xx) or a network error is
+    logged and skipped, never raised. Returns how many menus could not be set."""
+    calls: list[dict] = [dict(commands=commands(settings.default_language, Role.rep), scope=BotCommandScopeDefault())]
+    calls += [dict(commands=commands(language, Role.rep), scope=BotCommandScopeDefault(), language_code=code)
+              for code, language in MENU_LANGUAGES.items()]
+    try:
+        async with sessions() as session:
+            leaders = (await session.execute(select(User).where(
+                User.role.in_([Role.manager, Role.admin]), User.active.is_(True),
+                User.telegram_id.is_not(None)))).scalars().all()
+        calls += [dict(commands=commands(user.language, user.role), scope=BotCommandScopeChat(chat_id=user.telegram_id))
+                  for user in leaders]
+    except Exception:  # noqa: BLE001 - the database is checked at start; a hiccup only costs the leaders' menus
+        log.exception("reading the admins' and managers' menus failed")
+        failed = 1
+    else:
+        failed = 0
+    for call in calls:
+        try:
+            await bot.set_my_commands(**call)
+        except Exception as exc:  # noqa: BLE001 - see the docstring: nothing optional stops the bot
+            failed += 1
+            log.warning("command menu for %s not set: %s", call["scope"].model_dump(exclude_none=True), exc)
+    return failed
+
+
+async def keep_menus(bot: Bot, sessions: async_sessionmaker[AsyncSession], settings: Settings,
+                     retry_every: float | None = None, tries: int = MENU_TRIES) -> None:
+    """While some menus could not be set at start, try again later (a first admin who opens the bot
+    after it started gets their menu on the next round)."""
+    for _ in range(tries):
+        await asyncio.sleep(retry_every or MENU_RETRY_SECONDS)
+        if await set_commands(bot, sessions, settings) == 0:
+            return
+
+
+async def wait_for_telegram(bot: Bot, *, first_wait: float = 1.0, longest_wait: float = 60.0) -> None:
+    """Until Telegram answers getMe: a network outage at start delays the bot instead of ending it.
+    A refused token is not retried (the CLI checks it before anything starts)."""
+    from aiogram.exceptions import TelegramUnauthorizedError
+
+    wait = first_wait
+    while True:
+        try:
+            await bot.me()
+            return
+        except TelegramUnauthorizedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - network errors, 5xx, a proxy's garbage: wait and ask again
+            log.warning("Telegram does not answer yet (%s); trying again in %.0f s", exc, wait)
+            await asyncio.sleep(wait)
+            wait = min(longest_wait, wait * 2)
 
 
 async def keep_in_sync(index: LookupIndex, sessions: async_sessionmaker[AsyncSession],
@@ -71,7 +118,9 @@ async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
     from jobs.reminders import Runtime
     from jobs.scheduler import create_scheduler, stop
 
-    await set_commands(bot, sessions, settings)
+    await wait_for_telegram(bot)
+    menus = asyncio.create_task(keep_menus(bot, sessions, settings) if await set_commands(bot, sessions, settings)
+                                else asyncio.sleep(0))
     syncing = asyncio.create_task(keep_in_sync(index, sessions))
     if runtime is None:
         runtime = Runtime(sessions)
@@ -83,9 +132,10 @@ async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
         await dispatcher.start_polling(bot, handle_signals=True)
     finally:
         await stop(scheduler)
-        syncing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await syncing
+        for task in (syncing, menus):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def run_webhook(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionmaker[AsyncSession],
@@ -105,9 +155,12 @@ async def run_webhook(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
+        # Not available on Windows or outside the main thread (tests): stopping then relies on `stop`.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-    await set_commands(bot, sessions, settings)
+    await wait_for_telegram(bot)
+    menus = asyncio.create_task(keep_menus(bot, sessions, settings) if await set_commands(bot, sessions, settings)
+                                else asyncio.sleep(0))
     app = create_web_app(bot, dispatcher, sessions, path=webhook_path(settings.webhook_url), secret=secret)
     runtime = Runtime(sessions, files_dir=settings.data_dir / "reports", currency=settings.currency)
     runtime.sender = Sender(bot, sessions, now=runtime.now)
@@ -122,9 +175,10 @@ async def run_webhook(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
             await stop.wait()
         finally:
             await stop_scheduler(scheduler)
-            syncing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await syncing
+            for task in (syncing, menus):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:

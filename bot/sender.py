@@ -3,7 +3,10 @@
 - At most 30 messages a second overall, one a second per private chat, 20 a minute per group
   (sliding windows with a small safety margin, so a server counting arrivals never sees more).
 - A 429 blocks that chat for `retry_after` seconds and puts the message back without spending an attempt.
-- Network trouble and 5xx answers are retried with exponential backoff (2, 4, 8 … up to 5 minutes).
+- Network trouble, 5xx answers and replies that are not Telegram's JSON (a proxy's error page) are
+  retried with exponential backoff (2, 4, 8 … up to 5 minutes); each counts as an attempt, and after
+  outbox.MAX_ATTEMPTS the row is failed with the last reason. A photo or file missing at send time fails
+  the row at once (permanent).
 - Bot blocked / chat not found: the user is marked unreachable and their queue is failed with the reason.
 - Each message is claimed (a lease), sent, and marked sent with Telegram's message_id in one unit that a
   stop request does not interrupt: a stopped sender finishes the messages in flight, so a restart
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -183,7 +187,11 @@ class Sender:
                 await self._record(outbox.mark_unreachable, row.chat_id, exc.message, self.now())
             else:
                 await self._record(outbox.fail, row.id, f"bad request: {exc.message}")
-        except (TelegramNetworkError, TelegramServerError, asyncio.TimeoutError, OSError) as exc:
+        except FileNotFoundError as exc:  # the chart or spreadsheet is gone: sending again cannot help
+            await self._record(outbox.fail, row.id, f"file missing: {exc.filename}")
+        except Exception as exc:  # noqa: BLE001 - network, 5xx, a reply that is not JSON (a proxy), anything else
+            # Every failure spends an attempt, so no row is retried forever; after MAX_ATTEMPTS it is failed
+            # with this reason (services.outbox.retry_later).
             await self._record(outbox.retry_later, row.id, self.now() + backoff(row.attempts + 1),
                                f"{type(exc).__name__}: {exc}")
         else:
@@ -195,6 +203,9 @@ class Sender:
 
     async def _send(self, row: OutboxMessage) -> int:
         markup = InlineKeyboardMarkup.model_validate(row.reply_markup) if row.reply_markup else None
+        for path in (row.photo, row.document):
+            if path and not os.path.isfile(path):
+                raise FileNotFoundError(2, "No such file", path)
         if row.photo:
             message = await self.bot.send_photo(row.chat_id, FSInputFile(row.photo), caption=row.text,
                                                 reply_markup=markup)

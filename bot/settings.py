@@ -35,6 +35,25 @@ class Settings(BaseSettings):
     sandbox_start: datetime | None = Field(default=None, description="Sandbox only: the scheduler clock's start "
                                            "(ISO date-time with offset); empty = now")
 
+    @field_validator("bot_token", "bot_api_url", "webhook_url", "webhook_secret", "database_url", "redis_url",
+                     "sandbox_start", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """`BOT_TOKEN=` (the usual .env template line) means "not set", like leaving the line out."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        """Telegram tokens are `<bot id>:<secret>`; aiogram refuses anything else when the bot is made."""
+        if value is not None:
+            left, sep, right = value.get_secret_value().partition(":")
+            if not (sep and left.isdigit() and right) or any(c.isspace() for c in right):
+                raise ValueError("not a Telegram bot token")
+        return value
+
     @field_validator("admin_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
@@ -56,6 +75,31 @@ class Settings(BaseSettings):
     def _known_language(cls, value: str) -> str:
         if value not in LANGUAGES:
             raise ValueError(f"must be one of {', '.join(LANGUAGES)}")
+        return value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not a known IANA time zone") from None
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    @field_validator("http_port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 0 < value < 65536:
+            raise ValueError("must be a port number 1-65535")
         return value
 
     @property

@@ -23,6 +23,12 @@ async def cancel(message: Message, state: FSMContext) -> None:
     await message.answer(_("Cancelled. Nothing more was saved."), reply_markup=ReplyKeyboardRemove())
 
 
+def origin(message: Message) -> str:
+    """The input a write comes from: the message typed, or the bot's message whose button was tapped
+    (services store it as origin_key, so a double tap or a redelivered update saves once)."""
+    return f"tg:{message.chat.id}:{message.message_id}"
+
+
 def try_again(refused: DomainError, *, skippable: bool = False) -> str:
     """Why the input was refused, and what the person can do now (the conversation stays where it was)."""
     return refused.problem.render(_) + "\n" + (_("Try again, skip, or /cancel.") if skippable

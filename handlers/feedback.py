@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import FeedbackCallback
 from bot.filters import Registered
-from handlers.common import buttons_please, text_please, try_again
+from handlers.common import buttons_please, origin, text_please, try_again
 from bot.labels import feedback_label
 from models import Feedback, FeedbackKind, User
 from services.access import Viewer
@@ -97,7 +97,7 @@ async def text_typed(message: Message, state: FSMContext, session: AsyncSession,
         await visible_customer(session, viewer, data["customer_id"])
         feedback = await record_feedback(session, customer_id=data["customer_id"], kind=data["kind"],
                                          text=message.text, product=data.get("product"), rating=data.get("rating"),
-                                         user_id=user.id)
+                                         user_id=user.id, origin_key=origin(message))
     except DomainError as refused:
         await message.answer(try_again(refused))
         return

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import OrderCallback
 from bot.filters import Registered
-from handlers.common import text_please, try_again
+from handlers.common import origin, text_please, try_again
 from bot.formatting import day, money
 from bot.settings import Settings
 from handlers.visit import local_today
@@ -95,7 +95,8 @@ async def save(message: Message, state: FSMContext, session: AsyncSession, user:
     try:
         customer = await visible_customer(session, viewer, data["customer_id"])
         await record_purchase(session, customer_id=customer.id, purchased_on=when, amount_cents=data["amount_cents"],
-                              products=data.get("products"), user_id=user.id, today=local_today(user))
+                              products=data.get("products"), user_id=user.id, today=local_today(user),
+                              origin_key=origin(message))
     except DomainError as refused:
         await message.answer(try_again(refused))
         return

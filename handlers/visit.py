@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import LogCallback, NextStepCallback
 from bot.filters import Registered
-from handlers.common import try_again
+from handlers.common import origin, try_again
 from bot.formatting import day
 from bot.labels import interaction_label
 from models import Interaction, User
@@ -89,7 +89,8 @@ async def note(message: Message, state: FSMContext, session: AsyncSession, user:
         await visible_customer(session, viewer, data["customer_id"])
         interaction = await log_interaction(session, customer_id=data["customer_id"], kind=data["kind"],
                                             user_id=user.id, summary=summary, latitude=latitude,
-                                            longitude=longitude, attachments=attachments)
+                                            longitude=longitude, attachments=attachments,
+                                            origin_key=origin(message))
     except DomainError as refused:
         await state.clear()
         await message.answer(refused.problem.render(_))

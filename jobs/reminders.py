@@ -204,6 +204,14 @@ async def score_rfm(runtime: Runtime) -> int:
         return await score_all(session, runtime.now().date())
 
 
+async def forget_handled_updates(runtime: Runtime) -> int:
+    """Daily: drop the ids of Telegram updates handled more than services.updates.KEEP ago."""
+    from services.updates import forget_old
+
+    async with runtime.sessions() as session, session.begin():
+        return await forget_old(session, runtime.now())
+
+
 async def drain(runtime: Runtime) -> int:
     if runtime.sender is None:
         return 0

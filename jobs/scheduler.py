@@ -46,6 +46,7 @@ def _tracked(job):  # noqa: ANN001, ANN202
 
 run_scan, run_digests, run_drain = _tracked(jobs.scan), _tracked(jobs.plan_digests), _tracked(jobs.drain)
 run_rfm, run_reports = _tracked(jobs.score_rfm), _tracked(jobs.plan_manager_reports)
+run_forget = _tracked(jobs.forget_handled_updates)
 RFM_SECONDS = 24 * 3600
 
 
@@ -71,6 +72,7 @@ def create_scheduler(runtime: jobs.Runtime, runtime_id: str = "main", *, scan_se
                                        ("digests.plan", run_digests, digest_seconds, 5),
                                        ("outbox.drain", run_drain, drain_seconds, 1),
                                        ("rfm.score", run_rfm, RFM_SECONDS, 30),
+                                       ("updates.forget", run_forget, RFM_SECONDS, 60),
                                        ("reports.weekly", run_reports, digest_seconds, 10)):
         scheduler.add_job(func, IntervalTrigger(seconds=every), args=[runtime_id], id=job_id,
                           misfire_grace_time=every, next_run_time=start + timedelta(seconds=delay),

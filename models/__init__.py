@@ -1,6 +1,6 @@
 """SQLModel tables of FieldCRM. Importing this package registers every table on `metadata`."""
 
-from models.activity import Feedback, Interaction, Purchase
+from models.activity import Feedback, HandledUpdate, Interaction, Purchase
 from models.audit import AuditLog
 from models.common import (
     DecisionRole,
@@ -12,6 +12,7 @@ from models.common import (
     Role,
     Stage,
     metadata,
+    as_utc,
     utcnow,
 )
 from models.customer import ContactPerson, Customer
@@ -22,6 +23,6 @@ from models.user import User
 
 __all__ = [
     "AuditLog", "ContactPerson", "ContactStrategy", "Customer", "DecisionRole", "DictionaryEntry",
-    "DictionaryKind", "Feedback", "Invite", "FeedbackKind", "FeedbackStatus", "Interaction", "InteractionKind",
-    "OutboxMessage", "PaymentStatus", "Purchase", "PurchaseStrategy", "Reminder", "Role", "Stage", "User", "metadata", "utcnow",
+    "DictionaryKind", "Feedback", "HandledUpdate", "Invite", "FeedbackKind", "FeedbackStatus", "Interaction", "InteractionKind",
+    "OutboxMessage", "PaymentStatus", "Purchase", "PurchaseStrategy", "Reminder", "Role", "Stage", "User", "as_utc", "metadata", "utcnow",
 ]

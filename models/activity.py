@@ -20,6 +20,7 @@ class Interaction(SQLModel, table=True):
         Index("ix_interaction_customer_time", "customer_id", "occurred_at"),
         Index("ix_interaction_user_time", "user_id", "occurred_at"),
         Index("ix_interaction_next_step", "next_step_on"),
+        Index("ix_interaction_origin", "origin_key", unique=True),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -36,6 +37,7 @@ class Interaction(SQLModel, table=True):
     longitude: float | None = Field(default=None)
     # Telegram file ids or stored file names of photos and documents.
     attachments: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    origin_key: str | None = Field(default=None, max_length=80)  # see ORIGIN below
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -47,6 +49,7 @@ class Purchase(SQLModel, table=True):
         Index("ix_purchase_customer_cover", "customer_id", "purchased_on", "amount_cents", "voided_at"),
         # Covers the period scans of the reports (date range → customer, amount, voided) without table lookups.
         Index("ix_purchase_date_cover", "purchased_on", "customer_id", "amount_cents", "voided_at"),
+        Index("ix_purchase_origin", "origin_key", unique=True),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -60,13 +63,15 @@ class Purchase(SQLModel, table=True):
     payment_status: str = Field(default=PaymentStatus.paid, max_length=16)
     source: str = Field(default="chat", max_length=16)  # chat, import, api
     recorded_by_id: int | None = Field(default=None, foreign_key="app_user.id")
+    origin_key: str | None = Field(default=None, max_length=80)  # see ORIGIN below
     voided_at: datetime | None = Field(default=None)
     created_at: datetime = Field(default_factory=utcnow)
 
 
 class Feedback(SQLModel, table=True):
     __tablename__ = "feedback"
-    __table_args__ = (Index("ix_feedback_status_kind", "status", "kind"),)
+    __table_args__ = (Index("ix_feedback_status_kind", "status", "kind"),
+                      Index("ix_feedback_origin", "origin_key", unique=True))
 
     id: int | None = Field(default=None, primary_key=True)
     customer_id: int = Field(foreign_key="customer.id", index=True)
@@ -80,3 +85,19 @@ class Feedback(SQLModel, table=True):
     resolved_at: datetime | None = Field(default=None)
     resolved_by_id: int | None = Field(default=None, foreign_key="app_user.id")
     resolution: str | None = Field(default=None)
+    origin_key: str | None = Field(default=None, max_length=80)  # see ORIGIN below
+
+
+ORIGIN = """origin_key: the input that created the row, e.g. `tg:<chat id>:<message id>` for the message (or the
+tapped button's message) that saved it in the bot. Unique: the same input arriving twice (a double tap, a
+redelivered update) is recognised and returns the row it made the first time instead of adding a second."""
+
+
+class HandledUpdate(SQLModel, table=True):
+    """A Telegram update the bot has handled, written in the update's own transaction: a redelivered update
+    (polling after a crash, a webhook retry) finds its id here and is not applied twice. Kept 3 days."""
+
+    __tablename__ = "handled_update"
+
+    update_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    handled_at: datetime = Field(default_factory=utcnow, index=True)

@@ -15,13 +15,17 @@ from models import Feedback, FeedbackKind, FeedbackStatus, utcnow
 from services import audit
 from services.customers import get_customer
 from services.messages import N_, DomainError
+from services.sql import replayed
 
 MAX_TEXT = 4000
 
 
 async def record_feedback(session: AsyncSession, *, customer_id: int, kind: str, text: str | None,
                           product: str | None = None, rating: int | None = None,
-                          user_id: int | None = None) -> Feedback:
+                          user_id: int | None = None, origin_key: str | None = None) -> Feedback:
+    """Record feedback; the same input (`origin_key`) recorded again returns the first row."""
+    if (earlier := await replayed(session, Feedback, origin_key)) is not None:
+        return earlier
     if kind not in {k.value for k in FeedbackKind}:
         raise DomainError(N_("no such kind of feedback"))
     text = (text or "").strip() or None
@@ -37,7 +41,7 @@ async def record_feedback(session: AsyncSession, *, customer_id: int, kind: str,
     feedback = Feedback(customer_id=customer.id, user_id=user_id, kind=kind, product=(product or "").strip() or None,
                         rating=rating, text=text, created_at=now,
                         status=FeedbackStatus.open if complaint else FeedbackStatus.resolved,
-                        resolved_at=None if complaint else now)
+                        resolved_at=None if complaint else now, origin_key=origin_key)
     session.add(feedback)
     await session.flush()
     audit.record(session, action="create", entity="feedback", entity_id=feedback.id, user_id=user_id,

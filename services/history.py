@@ -10,13 +10,13 @@ Rules:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Feedback, Interaction, Purchase, User
+from models import Feedback, Interaction, Purchase, User, as_utc
 from services.access import Viewer
 from services.cards import visible_customer
 
@@ -43,10 +43,6 @@ class Page:
     number: int  # 0-based
     pages: int
     total: int
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 async def history(session: AsyncSession, viewer: Viewer, customer_id: int, *, page: int = 0,
@@ -77,20 +73,20 @@ async def history(session: AsyncSession, viewer: Viewer, customer_id: int, *, pa
     for row in (await session.execute(select(Interaction).where(Interaction.customer_id == customer.id)
                                       .order_by(Interaction.occurred_at.desc(), Interaction.id.desc())
                                       .limit(need))).scalars():
-        events.append(Event("interaction", row.kind, _aware(row.occurred_at).astimezone(zone).date(),
-                            _aware(row.occurred_at), row.summary, await name(row.user_id),
+        events.append(Event("interaction", row.kind, as_utc(row.occurred_at).astimezone(zone).date(),
+                            as_utc(row.occurred_at), row.summary, await name(row.user_id),
                             checked_in=row.latitude is not None))
     for row in (await session.execute(select(Purchase).where(Purchase.customer_id == customer.id,
                                                              Purchase.voided_at.is_(None))
                                       .order_by(Purchase.purchased_on.desc(), Purchase.id.desc())
                                       .limit(need))).scalars():
-        events.append(Event("purchase", "order", row.purchased_on, _aware(row.created_at), row.products,
+        events.append(Event("purchase", "order", row.purchased_on, as_utc(row.created_at), row.products,
                             await name(row.recorded_by_id), amount_cents=row.amount_cents))
     for row in (await session.execute(select(Feedback).where(Feedback.customer_id == customer.id)
                                       .order_by(Feedback.created_at.desc(), Feedback.id.desc())
                                       .limit(need))).scalars():
-        events.append(Event("feedback", row.kind, _aware(row.created_at).astimezone(zone).date(),
-                            _aware(row.created_at), row.text, await name(row.user_id), status=row.status,
+        events.append(Event("feedback", row.kind, as_utc(row.created_at).astimezone(zone).date(),
+                            as_utc(row.created_at), row.text, await name(row.user_id), status=row.status,
                             rating=row.rating))
     events.sort(key=lambda e: (e.day, e.recorded_at), reverse=True)
     return Page(events[page * page_size:need], page, pages, total)

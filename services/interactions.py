@@ -18,6 +18,7 @@ from models import Interaction, InteractionKind, utcnow
 from services import audit, reminders, rollups
 from services.customers import get_customer
 from services.messages import N_, DomainError
+from services.sql import replayed
 
 
 def check_location(latitude: float | None, longitude: float | None) -> None:
@@ -32,7 +33,11 @@ async def log_interaction(session: AsyncSession, *, customer_id: int, kind: str,
                           outcome: str | None = None, next_step: str | None = None,
                           next_step_on: date | None = None, latitude: float | None = None,
                           longitude: float | None = None, attachments: list[str] | None = None,
-                          contact_person_id: int | None = None, actor: str = "user") -> Interaction:
+                          contact_person_id: int | None = None, actor: str = "user",
+                          origin_key: str | None = None) -> Interaction:
+    """Log a visit or call; the same input (`origin_key`) logged again returns the first row (one input, one record)."""
+    if (earlier := await replayed(session, Interaction, origin_key)) is not None:
+        return earlier
     if kind not in {k.value for k in InteractionKind}:
         raise DomainError(N_("no such kind of contact"))
     now = utcnow()
@@ -48,7 +53,7 @@ async def log_interaction(session: AsyncSession, *, customer_id: int, kind: str,
     interaction = Interaction(customer_id=customer.id, kind=kind, user_id=user_id, occurred_at=occurred_at,
                               summary=summary, outcome=outcome, next_step=next_step, next_step_on=next_step_on,
                               latitude=latitude, longitude=longitude, attachments=attachments or [],
-                              contact_person_id=contact_person_id)
+                              contact_person_id=contact_person_id, origin_key=origin_key)
     session.add(interaction)
     if latitude is not None and kind == InteractionKind.visit and customer.latitude is None:
         customer.latitude, customer.longitude = latitude, longitude

@@ -15,10 +15,10 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Invite, Role, User, utcnow
+from models import Invite, Role, User, as_utc, utcnow
 from services import audit
 from services.messages import N_, DomainError
 from services.users import add_user
@@ -60,13 +60,21 @@ async def redeem_invite(session: AsyncSession, code: str, *, telegram_id: int, n
         raise DomainError(N_("this invitation is not valid"))
     if invite.used_at is not None:
         raise DomainError(N_("this invitation has already been used"))
-    if invite.expires_at < utcnow():
+    now = utcnow()
+    if as_utc(invite.expires_at) < now:
         raise DomainError(N_("this invitation has expired"))
+    # Used up atomically: of two people redeeming one code at the same moment, the database lets one
+    # UPDATE match (the other waits for that commit and then finds used_at set).
+    claimed = await session.execute(update(Invite).where(Invite.id == invite.id, Invite.used_at.is_(None))
+                                    .values(used_at=now).execution_options(synchronize_session=False))
+    if claimed.rowcount != 1:
+        raise DomainError(N_("this invitation has already been used"))
     user = await add_user(session, name=name or str(telegram_id), role=invite.role, telegram_id=telegram_id,
                           manager_id=invite.manager_id, language=language, timezone=timezone,
                           by_user_id=invite.created_by_id, actor="invite")
-    invite.used_at = utcnow()
-    invite.used_by_id = user.id
+    await session.execute(update(Invite).where(Invite.id == invite.id).values(used_by_id=user.id)
+                          .execution_options(synchronize_session=False))
+    await session.refresh(invite)
     return user
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import ContactStrategy, Customer, utcnow
+from models import ContactStrategy, Customer, as_utc, utcnow
 from services.access import Viewer
 from services.interactions import check_location
 
@@ -67,7 +67,7 @@ async def customers_near(session: AsyncSession, viewer: Viewer, latitude: float,
         if km > radius_km:
             continue
         since = last_contact or created
-        days = (now - (since if since.tzinfo else since.replace(tzinfo=UTC))).days if since else None
+        days = (now - as_utc(since)).days if since else None
         overdue = max(0, days - cycles[strategy]) if days is not None and strategy in cycles else 0
         found.append(Nearby(cid, name, round(km, 2), overdue, days if last_contact else None))
     found.sort(key=lambda n: (-n.overdue_days, n.distance_km))

@@ -20,6 +20,7 @@ from models import Customer, Purchase, Stage, utcnow
 from services import audit, reminders, rollups
 from services.customers import get_customer
 from services.messages import N_, DomainError
+from services.sql import replayed
 
 CORRECTABLE = {"purchased_on", "products", "quantity", "amount_cents", "payment_method", "payment_status", "order_no"}
 
@@ -35,13 +36,19 @@ async def record_purchase(session: AsyncSession, *, customer_id: int, purchased_
                           products: str | None = None, quantity: float | None = None,
                           order_no: str | None = None, payment_method: str | None = None,
                           payment_status: str = "paid", source: str = "chat",
-                          user_id: int | None = None, today: date | None = None) -> Purchase:
+                          user_id: int | None = None, today: date | None = None,
+                          origin_key: str | None = None) -> Purchase:
+    """Record an order; the same input (`origin_key`) recorded again returns the first row (one input, one
+    record: a double tap never counts an order twice in the customer's roll-ups)."""
+    if (earlier := await replayed(session, Purchase, origin_key)) is not None:
+        return earlier
     values = {"purchased_on": purchased_on, "amount_cents": amount_cents}
     _check(values, today=today or date.today())
     customer = await get_customer(session, customer_id)
     purchase = Purchase(customer_id=customer.id, purchased_on=purchased_on, amount_cents=amount_cents,
                         products=products, quantity=quantity, order_no=order_no, payment_method=payment_method,
-                        payment_status=payment_status, source=source, recorded_by_id=user_id)
+                        payment_status=payment_status, source=source, recorded_by_id=user_id,
+                        origin_key=origin_key)
     session.add(purchase)
     await session.flush()
     if customer.stage != Stage.customer:

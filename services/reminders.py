@@ -41,7 +41,7 @@ from sqlalchemy import Date, String, and_, exists, func, literal, literal_column
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import (ContactPerson, ContactStrategy, Customer, Interaction, Purchase, PurchaseStrategy, Reminder,
-                    Stage, User, utcnow)
+                    Stage, User, as_utc, utcnow)
 from services.messages import N_, DomainError
 from services.sql import collector_paused, raw_rows
 
@@ -144,9 +144,8 @@ class Days:
 
 
 def _instant(value: datetime | str) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    """A timestamp as read raw (ISO text on SQLite) as an aware UTC datetime."""
+    return as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
 
 
 def _raw(column: Any) -> Any:

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import String, func, or_, select, true, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import ContactStrategy, Customer, DictionaryEntry, Feedback, Interaction, Purchase, User
+from models import ContactStrategy, Customer, DictionaryEntry, Feedback, Interaction, Purchase, User, as_utc
 from services import analytics
 from services.access import Viewer
 from services.analytics import Aggregate, Contact, CustomerInfo, FeedbackInfo, Period, Sale
@@ -222,13 +222,13 @@ async def _build(session: AsyncSession, viewer: Viewer, *, kind: str, today: dat
         select(Interaction.customer_id, Interaction.user_id, Interaction.occurred_at)
         .join(Customer, Customer.id == Interaction.customer_id)
         .where(Interaction.occurred_at >= start, Interaction.occurred_at < end), viewer))).all()
-    contacts = [Contact(cid, uid, _aware(at).astimezone(zone).date()) for cid, uid, at in contact_rows]
+    contacts = [Contact(cid, uid, as_utc(at).astimezone(zone).date()) for cid, uid, at in contact_rows]
     feedback_rows = (await session.execute(_scope(
         select(Feedback).join(Customer, Customer.id == Feedback.customer_id)
         .where(or_((Feedback.created_at >= start) & (Feedback.created_at < end), Feedback.status == "open")),
         viewer))).scalars()
     feedback = [FeedbackInfo(f.id, f.customer_id, f.kind, f.product, f.rating, f.status,
-                             _aware(f.created_at).astimezone(zone), _aware(f.resolved_at).astimezone(zone)
+                             as_utc(f.created_at).astimezone(zone), as_utc(f.resolved_at).astimezone(zone)
                              if f.resolved_at else None, f.user_id) for f in feedback_rows]
     local_period = period  # feedback dates were turned to local time above
     return Report(
@@ -242,10 +242,6 @@ async def _build(session: AsyncSession, viewer: Viewer, *, kind: str, today: dat
         trend=await monthly_trend(session, viewer, period.end, trend_months,
                                   await purchase_scope(session, viewer)),
     )
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 async def monthly_trend(session: AsyncSession, viewer: Viewer, end: date, months: int,

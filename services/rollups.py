@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import date
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Customer, Interaction, Purchase
+from models import Customer, Interaction, Purchase, as_utc
 
 _CHUNK = 500  # keeps IN (...) lists well under SQLite's parameter limit
 
@@ -53,7 +53,7 @@ async def refresh(session: AsyncSession, customer_ids: Iterable[int]) -> None:
             if tuple(old) != new:
                 purchases.append({"cid": cid, **{f"v_{c}": v for c, v in zip(purchase_columns, new)}})
             last_contact = contacts.get(cid)
-            if _instant(last_contact) != _instant(old_contact):
+            if as_utc(last_contact) != as_utc(old_contact):
                 contacted.append({"cid": cid, "v_last_contact_at": last_contact})
         if purchases:
             await session.execute(update(table).where(table.c.id == bindparam("cid")).values(
@@ -66,13 +66,6 @@ async def refresh(session: AsyncSession, customer_ids: Iterable[int]) -> None:
     for obj in list(session.identity_map.values()):
         if isinstance(obj, Customer) and obj.id in wanted:
             await session.refresh(obj, [*purchase_columns, "last_contact_at"])
-
-
-def _instant(value: datetime | None) -> datetime | None:
-    """Timestamps compared as UTC instants (SQLite hands them back without a zone)."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 RHYTHM_MIN_PURCHASES = 4

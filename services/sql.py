@@ -10,6 +10,16 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
+async def replayed(session: AsyncSession, model: Any, origin_key: str | None) -> Any:
+    """Rule "one input, one record": the row an input (`origin_key`, see models.activity.ORIGIN) already
+    created, or None. A double tap or a redelivered update then returns that row instead of adding a second."""
+    if origin_key is None:
+        return None
+    from sqlalchemy import select
+
+    return await session.scalar(select(model).where(model.origin_key == origin_key))
+
+
 async def raw_rows(session: AsyncSession, query: Any) -> list[Any]:
     """Rows of a column query as the driver returns them: no ORM and no per-row type processing (so the
     query should select ids, numbers and text; dates and times come back as ISO text on SQLite)."""

@@ -64,3 +64,53 @@ def app_viewer():
     from services.access import Viewer
 
     return Viewer.everyone()
+
+
+async def test_the_bot_starts_and_answers_when_every_optional_start_up_call_fails(engine, monkeypatch):
+    """An emulator without setMyCommands (500), an admin who never opened the bot (400 chat not found), and
+    Telegram unreachable for the first getMe: the bot logs, waits, and polls anyway."""
+    from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError, TelegramServerError
+    from aiogram.methods import GetMe
+
+    import bot.runner as runner
+
+    monkeypatch.setattr(runner, "MENU_RETRY_SECONDS", 0.05)
+    app = await make_app(engine)
+    async with app.sessions() as session:
+        await add_user(session, name="First admin", role=Role.admin, telegram_id=11, language="en")
+        await session.commit()
+    polls, me_calls, menu_calls = [], [], []
+    original = app.recorder.make_request
+    app.bot._me = None
+
+    async def telegram(bot, method, timeout=None):  # noqa: ANN001
+        if isinstance(method, GetMe):
+            me_calls.append(method)
+            if len(me_calls) == 1:
+                raise TelegramNetworkError(method=method, message="connection refused")
+        if isinstance(method, SetMyCommands):
+            menu_calls.append(method)
+            if method.scope.type == "chat":
+                raise TelegramBadRequest(method=method, message="Bad Request: chat not found")
+            raise TelegramServerError(method=method, message="Internal Server Error: method not implemented")
+        if isinstance(method, GetUpdates):
+            polls.append(method)
+            if len(polls) == 5:
+                await app.dispatcher.stop_polling()
+            await asyncio.sleep(0.05)
+            return []
+        return await original(bot, method, timeout)
+
+    monkeypatch.setattr(runner, "wait_for_telegram", _fast(runner.wait_for_telegram))
+    app.recorder.make_request = telegram
+    await asyncio.wait_for(run_polling(app.bot, app.dispatcher, app.sessions, app.dispatcher["settings"],
+                                       app.index), timeout=20)
+    assert len(polls) == 5 and len(me_calls) >= 2
+    # all four menus were tried at start and tried again later (the retry runs while the bot polls)
+    assert len(menu_calls) >= 8
+
+
+def _fast(wait_for_telegram):
+    async def fast(bot):  # noqa: ANN001, ANN202
+        await wait_for_telegram(bot, first_wait=0.01)
+    return fast

@@ -264,3 +264,33 @@ async def test_an_escalation_reaches_the_manager_inside_working_hours(engine):
     assert notice.chat_id == 700 and "Overdue Ltd" in notice.text and "Rep" in notice.text
     # Friday 23:30 → not before Monday 09:00 Shanghai time.
     assert notice.not_before == datetime.combine(date(2026, 3, 9), time(9), ZoneInfo("Asia/Shanghai"))
+
+
+async def test_a_reply_that_is_not_json_spends_attempts_until_the_row_fails_with_the_reason(engine):
+    """A proxy answering HTML (aiogram's ClientDecodeError) used to leave rows pending with 0 attempts forever."""
+    from aiogram.exceptions import ClientDecodeError
+
+    await queue(engine, [("garbled", 401)])
+
+    def script(method, call):  # noqa: ANN001
+        raise ClientDecodeError("Failed to deserialize object", ValueError("not JSON"), "<html>502</html>")
+
+    sender = sender_for(engine, FakeTelegram(script=script))
+    for attempt in range(1, outbox.MAX_ATTEMPTS + 1):
+        await sender.drain()
+        [row] = await rows(engine)
+        assert row.attempts == attempt
+        async with make_sessionmaker(engine)() as session, session.begin():
+            await session.execute(update(OutboxMessage).values(next_attempt_at=datetime.now(UTC)))
+    [row] = await rows(engine)
+    assert row.status == "failed" and "ClientDecodeError" in row.error
+
+
+async def test_a_chart_missing_at_send_time_fails_at_once(engine, tmp_path):
+    async with make_sessionmaker(engine)() as session, session.begin():
+        await outbox.enqueue(session, key="chart", chat_id=402, kind="report", text="weekly",
+                             photo=str(tmp_path / "gone.png"))
+    sender = sender_for(engine, FakeTelegram())
+    await sender.drain()
+    [row] = await rows(engine)
+    assert row.status == "failed" and "gone.png" in row.error and row.attempts == 1

@@ -329,7 +329,7 @@ async def test_the_page_in_headless_chromium_sends_and_taps(sandbox, tmp_path):
                     if targets:
                         break
                 except aiohttp.ClientError:
-                    pass
+                    pass  # not listening yet: try again
                 await asyncio.sleep(0.1)
             assert targets, "Chromium did not start"
             async with http.ws_connect(targets[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:

@@ -92,3 +92,14 @@ async def test_rollups_match_the_rows_after_any_sequence_of_changes(session, ops
     for customer in customers:
         assert await actual_rollups(session, customer.id) == await expected_rollups(session, customer.id)
     await session.rollback()
+
+
+def test_stored_timestamps_are_read_as_utc():
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from models import as_utc
+
+    naive = datetime(2026, 3, 15, 8, 30)  # as SQLite hands a timestamp back
+    assert as_utc(naive) == datetime(2026, 3, 15, 8, 30, tzinfo=UTC)
+    shanghai = datetime(2026, 3, 15, 16, 30, tzinfo=timezone(timedelta(hours=8)))
+    assert as_utc(shanghai) is shanghai and as_utc(None) is None

@@ -1,0 +1,106 @@
+"""Long polling that confirms an update only after it was handled.
+
+aiogram's own polling moves the getUpdates offset past an update as soon as it has started handling it,
+so a process killed mid-update has confirmed an update it never committed: that action is lost without
+a trace. Here the offset sent to Telegram is always the oldest update still being handled (or one past
+the newest when none is), so Telegram keeps, and after a restart redelivers, everything not finished.
+A redelivered update that had in fact committed is recognised by its id (services.updates) and skipped.
+
+Updates are still handled as concurrent tasks; the dispatcher's event isolation keeps one chat's
+updates in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiogram import Bot
+from aiogram import Dispatcher as AiogramDispatcher
+from aiogram.methods import GetUpdates
+from aiogram.utils.backoff import Backoff, BackoffConfig
+
+log = logging.getLogger("fieldcrm.polling")
+STOP_GRACE_SECONDS = 25  # a stop waits this long for the updates being handled
+
+
+class Ledger:
+    """Which updates were handed out and which of those finished; the offset that confirms only finished ones."""
+
+    def __init__(self) -> None:
+        self.running: set[int] = set()
+        self.finished: set[int] = set()  # finished but above the offset (an older one is still running)
+        self.newest: int | None = None
+
+    def take(self, update_id: int) -> bool:
+        """True when this update should be handled now (not already running, not finished in this run)."""
+        if update_id in self.running or update_id in self.finished:
+            return False
+        self.running.add(update_id)
+        self.newest = update_id if self.newest is None else max(self.newest, update_id)
+        return True
+
+    def done(self, update_id: int) -> None:
+        self.running.discard(update_id)
+        self.finished.add(update_id)
+        floor = self.offset()
+        self.finished = {i for i in self.finished if floor is None or i >= floor}
+
+    def offset(self) -> int | None:
+        """getUpdates confirms every update below the offset."""
+        if self.running:
+            return min(self.running)
+        return None if self.newest is None else self.newest + 1
+
+
+class Dispatcher(AiogramDispatcher):
+    async def _polling(self, bot: Bot, polling_timeout: int = 30, handle_as_tasks: bool = True,
+                       backoff_config: BackoffConfig | None = None, allowed_updates: list[str] | None = None,
+                       tasks_concurrency_limit: int | None = None, **kwargs: Any) -> None:
+        from aiogram.utils.backoff import BackoffConfig as Config
+
+        backoff = Backoff(config=backoff_config or Config(min_delay=1.0, max_delay=5.0, factor=1.3, jitter=0.1))
+        ledger, tasks = Ledger(), set()
+        request: dict[str, Any] = {}
+        if bot.session.timeout:
+            request["request_timeout"] = int(bot.session.timeout + polling_timeout)
+        user = await bot.me()
+        log.info("polling for @%s (updates confirmed after their transaction)", user.username)
+        try:
+            while True:
+                call = GetUpdates(offset=ledger.offset(), timeout=polling_timeout, allowed_updates=allowed_updates)
+                try:
+                    updates = await bot(call, **request)
+                except Exception as exc:  # noqa: BLE001 - Telegram unreachable: keep polling, with backoff
+                    log.error("getUpdates failed (%s: %s); trying again in %.1f s", type(exc).__name__, exc,
+                              backoff.next_delay)
+                    await backoff.asleep()
+                    continue
+                backoff.reset()
+                started = 0
+                for update in updates:
+                    if not ledger.take(update.update_id):
+                        continue
+                    started += 1
+                    task = asyncio.create_task(self._handle(bot, update, ledger, **kwargs))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                if updates and not started and tasks:
+                    # Only copies of updates still being handled came back: wait for one to finish.
+                    await asyncio.wait(tasks, timeout=polling_timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if tasks:
+                _, late = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+                for task in late:
+                    task.cancel()
+            if ledger.offset() is not None:
+                with contextlib.suppress(Exception):  # confirm what finished; the rest comes back after a restart
+                    await asyncio.wait_for(bot(GetUpdates(offset=ledger.offset(), timeout=0, limit=1)), 5)
+
+    async def _handle(self, bot: Bot, update: Any, ledger: Ledger, **kwargs: Any) -> None:
+        try:
+            await self._process_update(bot=bot, update=update, **kwargs)
+        finally:
+            ledger.done(update.update_id)

@@ -1,0 +1,154 @@
+"""A double tap, a message sent twice, an update Telegram delivers again: every final step saves once.
+
+Two copies of one input go through the real dispatcher at the same moment (asyncio.gather), as aiogram
+handles updates as concurrent tasks: one chat's updates are isolated (SimpleEventIsolation, or Redis
+locks with REDIS_URL), writes are keyed by the input they come from (origin_key), and an update id is
+applied once (services.updates). Runs on SQLite and PostgreSQL, with memory and Redis state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.callbacks import FeedbackCallback, LogCallback, NextStepCallback, OrderCallback
+from models import Customer, Feedback, Interaction, Invite, Purchase, Role, User
+from services.customers import create_customer
+from services.users import add_user
+from tests.botkit import BOT_USER, button_update, make_app, person, text_update
+from tests.test_bot_visit import IN_CI, REDIS_URL, redis_reachable
+
+from aiogram.types import CallbackQuery, Chat, Message, Update
+
+REP = 5100
+_ids = itertools.count(10_000_000)
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def app(request, engine):
+    settings = {}
+    if request.param == "redis":
+        if not redis_reachable():
+            if IN_CI:
+                pytest.fail("Redis is not reachable at 127.0.0.1:6379 (required under CI=true)")
+            pytest.skip("Redis is not reachable at 127.0.0.1:6379")
+        settings["redis_url"] = REDIS_URL
+    app = await make_app(engine, admin_ids=[5000], **settings)
+    if request.param == "redis":
+        await app.dispatcher.storage.redis.flushdb()
+    async with app.sessions() as session:
+        rep = await add_user(session, name="王业务", telegram_id=REP, language="en")
+        customer = await create_customer(session, name="上海恒达物流股份有限公司", short_name="恒达物流", owner_id=rep.id)
+        await session.commit()
+    await app.sync()
+    app.customer_id = customer.id
+    yield app
+    if request.param == "redis":
+        await app.dispatcher.storage.redis.flushdb()
+        await app.dispatcher.storage.close()
+
+
+async def both(app, *updates: Update) -> None:
+    app.recorder.clear()
+    await asyncio.gather(*(app.dispatcher.feed_update(app.bot, u) for u in updates))
+
+
+def two_taps(sender, data: str, message_id: int) -> tuple[Update, Update]:
+    """Two taps on the same button of the same bot message (two callback queries, two update ids)."""
+    message = Message(message_id=message_id, date=datetime.now(UTC), chat=Chat(id=sender.id, type="private"),
+                      from_user=BOT_USER, text="…")
+    return tuple(Update(update_id=next(_ids), callback_query=CallbackQuery(
+        id=str(next(_ids)), from_user=sender, chat_instance="ci", data=data, message=message)) for _ in range(2))
+
+
+def sent_twice(sender, text: str) -> tuple[Update, Update]:
+    """The same message arriving in two updates (a client resending after a timeout)."""
+    message = Message(message_id=next(_ids), date=datetime.now(UTC), chat=Chat(id=sender.id, type="private"),
+                      from_user=sender, text=text)
+    return Update(update_id=next(_ids), message=message), Update(update_id=next(_ids), message=message)
+
+
+async def count(app, model) -> int:
+    async with app.sessions() as session:
+        return await session.scalar(select(func.count()).select_from(model))
+
+
+async def test_a_double_tap_on_the_order_day_saves_one_order_and_counts_it_once(app):
+    rep = person(REP, language="en")
+    await app.send(button_update(rep, OrderCallback(step="start", id=app.customer_id).pack()))
+    await app.send(text_update(rep, "3"))
+    [prompt] = (await app.send(text_update(rep, "pens"))).sent()
+    await both(app, *two_taps(rep, OrderCallback(step="day", days_ago=0).pack(), message_id=next(_ids)))
+    assert await count(app, Purchase) == 1
+    async with app.sessions() as session:
+        customer = await session.get(Customer, app.customer_id)
+        assert (customer.txn_count, customer.txn_amount_cents) == (1, 300)
+    saved = [m for m in app.recorder.sent() if m.text.startswith("Saved")]
+    assert len(saved) == 1 and "1 orders" in saved[0].text
+    assert len(app.recorder.answers()) == 2  # both taps answered: no spinning button
+
+
+async def test_a_typed_order_date_sent_twice_saves_one_order(app):
+    rep = person(REP, language="en")
+    await app.send(button_update(rep, OrderCallback(step="start", id=app.customer_id).pack()))
+    await app.send(text_update(rep, "12,800"))
+    await app.send(text_update(rep, "a server"))
+    await both(app, *sent_twice(rep, "2026-01-05"))
+    assert await count(app, Purchase) == 1
+
+
+async def test_the_same_update_delivered_twice_is_applied_once(app):
+    """Telegram redelivers an update after a crash or a failed webhook call: same update id."""
+    rep = person(REP, language="en")
+    await app.send(button_update(rep, OrderCallback(step="start", id=app.customer_id).pack()))
+    await app.send(text_update(rep, "500"))
+    await app.send(text_update(rep, "paper"))
+    update = text_update(rep, "2026-01-06")
+    await both(app, update, update)
+    await app.send(update)  # and once more, later
+    assert await count(app, Purchase) == 1
+
+
+async def test_a_visit_note_sent_twice_logs_one_visit(app):
+    rep = person(REP, language="en")
+    await app.send(button_update(rep, LogCallback(kind="visit", id=app.customer_id).pack()))
+    await both(app, *sent_twice(rep, "Met the buyer, wants a quote"))
+    assert await count(app, Interaction) == 1
+    assert len([m for m in app.recorder.sent() if m.text.startswith("Saved")]) == 1
+    # and a double tap on its next-step button sets it once
+    async with app.sessions() as session:
+        interaction_id = await session.scalar(select(Interaction.id))
+    await both(app, *two_taps(rep, NextStepCallback(interaction=interaction_id, days=3).pack(), message_id=next(_ids)))
+    async with app.sessions() as session:
+        [only] = (await session.execute(select(Interaction))).scalars().all()
+        assert only.next_step_on is not None
+
+
+async def test_feedback_sent_twice_is_recorded_once(app):
+    rep = person(REP, language="en")
+    await app.send(button_update(rep, FeedbackCallback(step="start", id=app.customer_id).pack()))
+    await app.send(button_update(rep, FeedbackCallback(step="kind", value="suggestion").pack()))
+    await app.send(button_update(rep, FeedbackCallback(step="skip_product").pack()))
+    await app.send(button_update(rep, FeedbackCallback(step="rating", value="4").pack()))
+    await both(app, *sent_twice(rep, "Offer a smaller box"))
+    assert await count(app, Feedback) == 1
+
+
+async def test_one_invitation_used_by_two_people_at_once_lets_one_in(app):
+    admin = person(5000, "Alice", language="en")
+    await app.send(text_update(admin, "/start"))
+    [invitation] = (await app.send(text_update(admin, "/invite rep"))).sent()
+    code = re.search(r"start=([\w-]+)", invitation.text)[1]
+    first, second = person(5201, "甲"), person(5202, "乙")
+    await both(app, text_update(first, f"/start {code}"), text_update(second, f"/start {code}"))
+    async with app.sessions() as session:
+        joined = (await session.execute(select(User).where(User.telegram_id.in_([5201, 5202])))).scalars().all()
+        invite = await session.scalar(select(Invite).where(Invite.code == code))
+    assert len(joined) == 1 and joined[0].role == Role.rep and invite.used_by_id == joined[0].id
+    replies = {m.chat_id: m.text for m in app.recorder.sent()}
+    assert set(replies) == {5201, 5202}  # the one let in is welcomed; the other is told, not left waiting
