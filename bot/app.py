@@ -35,12 +35,14 @@ def create_bot(settings: Settings, session=None) -> Bot:  # noqa: ANN001 - an ai
 
 def fsm_storage(settings: Settings) -> BaseStorage:
     """Conversation state: in Redis when REDIS_URL is set (several bot instances, survives restarts),
-    else in memory."""
+    else in memory; a change is written after the update's commit (bot.fsm)."""
+    from bot.fsm import Buffered
+
     if settings.redis_url:
         from aiogram.fsm.storage.redis import RedisStorage
 
-        return RedisStorage.from_url(settings.redis_url)
-    return MemoryStorage()
+        return Buffered(RedisStorage.from_url(settings.redis_url))
+    return Buffered(MemoryStorage())
 
 
 def events_isolation(storage: BaseStorage) -> BaseEventIsolation:

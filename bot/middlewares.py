@@ -3,7 +3,8 @@
 1. DatabaseMiddleware — one session and one transaction per update: a handler's changes are committed
    together when it returns, or rolled back together when it fails; afterwards the lookup index takes
    in the customers the update changed. The update's id is recorded in the same transaction, so a
-   redelivered update is skipped (services.updates).
+   redelivered update is skipped (services.updates). Conversation state changes are held back and
+   written after the commit (bot.fsm).
 2. UserMiddleware — who is writing: their account (or None for strangers) and what they may see.
 3. LocaleMiddleware — their language: the account's, else Telegram's, else DEFAULT_LANGUAGE.
 """
@@ -21,6 +22,7 @@ from aiogram.utils.i18n import I18nMiddleware
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.fsm import PENDING, write_pending
 from bot.i18n import pick_language
 from models import User
 from services.access import viewer_for
@@ -44,6 +46,17 @@ class DatabaseMiddleware(BaseMiddleware):
         self.index = index
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        pending: dict = {}
+        token = PENDING.set(pending)
+        try:
+            result = await self._in_transaction(handler, event, data)
+        finally:
+            PENDING.reset(token)
+        if pending and "fsm_storage" in data:
+            await write_pending(data["fsm_storage"], pending)  # committed: now the conversation moves on
+        return result
+
+    async def _in_transaction(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         async with self.sessions() as session:
             async with session.begin():
                 if isinstance(event, Update) and not await first_time(session, event.update_id):

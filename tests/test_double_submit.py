@@ -152,3 +152,27 @@ async def test_one_invitation_used_by_two_people_at_once_lets_one_in(app):
     assert len(joined) == 1 and joined[0].role == Role.rep and invite.used_by_id == joined[0].id
     replies = {m.chat_id: m.text for m in app.recorder.sent()}
     assert set(replies) == {5201, 5202}  # the one let in is welcomed; the other is told, not left waiting
+
+
+async def test_a_failure_after_the_write_saves_nothing_and_the_conversation_waits_for_the_note_again(app):
+    """The confirmation cannot be sent (Telegram times out): the update rolls back, the visit is not saved,
+    and the conversation still waits for the note (its state moves only with the commit, bot.fsm)."""
+    from aiogram.exceptions import TelegramNetworkError
+    from aiogram.methods import SendMessage
+
+    rep = person(REP, language="en")
+    await app.send(button_update(rep, LogCallback(kind="call", id=app.customer_id).pack()))
+    original = app.recorder.make_request
+    failing = {"left": 1}
+
+    async def flaky(bot, method, timeout=None):  # noqa: ANN001
+        if isinstance(method, SendMessage) and method.text.startswith("Saved") and failing["left"]:
+            failing["left"] -= 1
+            raise TelegramNetworkError(method=method, message="timed out")
+        return await original(bot, method, timeout)
+
+    app.recorder.make_request = flaky
+    await app.send(text_update(rep, "Called about the renewal"))
+    assert await count(app, Interaction) == 0
+    [retry] = (await app.send(text_update(rep, "Called about the renewal"))).sent()
+    assert retry.text.startswith("Saved") and await count(app, Interaction) == 1
