@@ -8,7 +8,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
-from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
+from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -46,13 +46,15 @@ def fsm_storage(settings: Settings) -> BaseStorage:
 
 
 def events_isolation(storage: BaseStorage) -> BaseEventIsolation:
-    """One chat's updates are handled one after another (a double tap's second copy sees what the first
-    did); across instances through Redis locks when the state lives in Redis."""
+    """One chat's updates are handled one after another, in the order they came (a double tap's second
+    copy sees what the first did); across instances also under a Redis lock when the state lives in Redis."""
+    from bot.fsm import OrderedIsolation
+
     if hasattr(storage, "redis"):
         from aiogram.fsm.storage.redis import RedisEventIsolation
 
-        return RedisEventIsolation(storage.redis)
-    return SimpleEventIsolation()
+        return OrderedIsolation(RedisEventIsolation(storage.redis))
+    return OrderedIsolation()
 
 
 def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSession], index: LookupIndex) -> Dispatcher:
