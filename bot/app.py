@@ -58,13 +58,20 @@ def events_isolation(storage: BaseStorage) -> BaseEventIsolation:
 
 
 def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSession], index: LookupIndex) -> Dispatcher:
-    from handlers import (card, common, contacts, edit, feedback, find, history, inline, nearby, new_customer, order,
+    from handlers import (audit, card, common, contacts, edit, feedback, find, history, inline, nearby, new_customer, order,
                           reminders, report, settings as user_settings, start, team_chat, visit)
 
     storage = fsm_storage(settings)
     dispatcher = Dispatcher(storage=storage, events_isolation=events_isolation(storage), settings=settings)
     i18n = I18n(path=LOCALES_DIR, default_locale=settings.default_language, domain=DOMAIN)
-    dispatcher.update.outer_middleware(ErrorsMiddleware(settings.default_language))
+    # Errors outermost, even outside aiogram's own FSM middleware (Redis down fails there).
+    outer = dispatcher.update.outer_middleware
+    builtin = list(outer[:])
+    for middleware in builtin:
+        outer.unregister(middleware)
+    outer(ErrorsMiddleware(settings.default_language))
+    for middleware in builtin:
+        outer(middleware)
     dispatcher.update.outer_middleware(DatabaseMiddleware(sessions, index))
     dispatcher.update.outer_middleware(UserMiddleware(settings.reps_see_unassigned))
     dispatcher.update.outer_middleware(LocaleMiddleware(i18n, default_language=settings.default_language))
@@ -76,5 +83,6 @@ def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSess
                                reminders.create_router(), history.create_router(), new_customer.create_router(),
                                edit.create_router(), contacts.create_router(), nearby.create_router(),
                                inline.create_router(), report.create_router(), team_chat.create_router(),
+                               audit.create_router(),
                                find.create_router())
     return dispatcher

@@ -102,3 +102,7 @@ class ReportCallback(CallbackData, prefix="rep"):
 
 class TeamChatCallback(CallbackData, prefix="team"):
     manager: DbId  # the manager whose weekly report this group gets
+
+
+class AuditCallback(CallbackData, prefix="audit"):
+    id: DbId  # customer

@@ -359,6 +359,40 @@ async def cmd_rfm(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
+    from services.backup import backup, default_path
+
+    url = settings.effective_database_url
+    path = Path(args.output) if args.output else default_path(settings.data_dir / "backups", url)
+    result = await asyncio.to_thread(backup, url, path)
+    print(_("Backup written to {path} ({size} KB).").format(path=result.path, size=max(1, result.size // 1024)))
+    return 0
+
+
+async def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.db import make_engine, upgrade
+    from services.backup import restore
+
+    url = settings.effective_database_url
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CliError(_("restore replaces every record in {url}: add --yes to confirm").format(url=_safe_url(url)))
+        answer = input(_("Replace every record in {url} with {file}? Type yes to go on: ").format(
+            url=_safe_url(url), file=args.file))
+        if answer.strip().lower() not in ("yes", "y", "是"):
+            print(_("Nothing was changed."))
+            return 1
+    safety = await asyncio.to_thread(restore, url, Path(args.file), settings.data_dir / "backups")
+    engine = make_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    print(_("Restored {file}. The data it replaced is saved in {safety}.").format(
+        file=args.file, safety=safety.path if safety else "-"))
+    return 0
+
+
 def cmd_test(args: list[str]) -> int:
     """Run the test suite (the README's test command). pytest's "no tests ran" (5) is a failure here."""
     env = dict(os.environ)
@@ -450,13 +484,18 @@ def build_parser() -> argparse.ArgumentParser:
     due.add_argument("--user", help=_("only this user (name or Telegram id)"))
     due.add_argument("--json", action="store_true", help=_("print one JSON line per reminder"))
     sub.add_parser("rfm", help=_("score every customer's recency, frequency and monetary value now"))
+    back = sub.add_parser("backup", help=_("write a consistent snapshot of the whole database"))
+    back.add_argument("--output", "-o", help=_("file to write (default: DATA_DIR/backups/…)"))
+    rest = sub.add_parser("restore", help=_("replace the whole database with a backup (stop the bot first)"))
+    rest.add_argument("file")
+    rest.add_argument("--yes", action="store_true", help=_("do not ask for confirmation"))
     return parser
 
 
 COMMANDS = {
     "run": cmd_run, "migrate": cmd_migrate, "demo-data": cmd_demo_data, "import": cmd_import,
     "export": cmd_export, "user": cmd_user, "lookup": cmd_lookup,
-    "reminders": cmd_reminders, "rfm": cmd_rfm,
+    "reminders": cmd_reminders, "rfm": cmd_rfm, "backup": cmd_backup, "restore": cmd_restore,
 }
 
 

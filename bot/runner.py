@@ -39,6 +39,8 @@ def commands(language: str, role: str) -> list[BotCommand]:
     if role in (Role.manager, Role.admin):
         menu.append(BotCommand(command="report", description=_("team reports and analyses")))
         menu.append(BotCommand(command="invite", description=_("invite someone to the team")))
+    if role == Role.admin:
+        menu.append(BotCommand(command="audit", description=_("who changed what at a customer")))
     return menu
 
 

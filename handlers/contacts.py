@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import ContactCallback, CustomerCallback
 from bot.filters import Registered
-from handlers.common import buttons_please, text_please, try_again
+from handlers.common import buttons_please, origin, text_please, try_again
 from models import ContactPerson, User
 from services.access import Viewer
 from services.cards import visible_customer
@@ -201,7 +201,7 @@ async def _save(message: Message, state: FSMContext, session: AsyncSession, user
     await state.clear()
     try:
         person = await add_contact(session, viewer, data["customer_id"], name=data["name"], title=data.get("title"),
-                                   mobile=data.get("mobile"), user_id=user.id)
+                                   mobile=data.get("mobile"), user_id=user.id, origin_key=origin(message))
     except DomainError as refused:
         await message.answer(refused.problem.render(_))
         return

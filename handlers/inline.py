@@ -1,5 +1,6 @@
 """Inline mode: typing `@bot 人易` in any chat lists the customers the user may see; picking one posts a
-short card (name, stage, owner, last contact, phone) — nothing more private than that."""
+short card (name, stage, owner, last contact, phone) — nothing more private than that; posted into a
+group or channel, the phone is masked (services.privacy)."""
 
 from __future__ import annotations
 
@@ -17,17 +18,18 @@ from bot.labels import stage_label
 from models import Customer, User, utcnow
 from services.access import Viewer
 from services.lookup import LookupIndex
+from services.privacy import is_shared, mask_phone
 
 RESULTS = 10
 
 
-def short_card(customer: Customer, owner: str | None, language: str) -> str:
+def short_card(customer: Customer, owner: str | None, language: str, phone: str | None) -> str:
     lines = [f"<b>{html.escape(customer.name)}</b>", _("Stage: {stage}").format(stage=stage_label(customer.stage)),
              _("Owner: {name}").format(name=html.escape(owner) if owner else _("nobody"))]
     if customer.last_contact_at:
         lines.append(_("Last contact: {when}").format(when=ago((utcnow() - customer.last_contact_at).days, language)))
-    if customer.phone:
-        lines.append(_("Phone: {phone}").format(phone=html.escape(customer.phone)))
+    if phone:
+        lines.append(_("Phone: {phone}").format(phone=html.escape(phone)))
     return "\n".join(lines)
 
 
@@ -47,10 +49,12 @@ async def inline_search(inline_query: InlineQuery, session: AsyncSession, user: 
             customer, owner = by_id[match.customer_id]
             if not viewer.can_see(customer.owner_id):  # the index may lag a reassignment by a moment
                 continue
+            phone = mask_phone(customer.phone) if is_shared(inline_query.chat_type) else customer.phone
             results.append(InlineQueryResultArticle(
                 id=str(customer.id), title=customer.name,
-                description=" · ".join(filter(None, [stage_label(customer.stage), owner, customer.phone])),
-                input_message_content=InputTextMessageContent(message_text=short_card(customer, owner, user.language),
+                description=" · ".join(filter(None, [stage_label(customer.stage), owner, phone])),
+                input_message_content=InputTextMessageContent(message_text=short_card(customer, owner, user.language,
+                                                                                      phone),
                                                               parse_mode="HTML")))
     # Personal and uncached: what one user may see is not what another may.
     await inline_query.answer(results, is_personal=True, cache_time=0)

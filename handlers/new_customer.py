@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import CustomerCallback, NewCustomerCallback
 from bot.filters import Registered
-from handlers.common import buttons_please, text_please, try_again
+from handlers.common import buttons_please, origin, text_please, try_again
 from bot.labels import stage_label
 from bot.settings import Settings
 from handlers.card import show_card
@@ -180,7 +180,8 @@ async def picked(callback: CallbackQuery, callback_data: NewCustomerCallback, st
         try:
             customer = await create_customer(session, user_id=user.id, name=data["name"], phone=data.get("phone"),
                                              region_id=data.get("region_id"), stage=data["stage"],
-                                             contact_strategy_id=int(value) or None, owner_id=user.id)
+                                             contact_strategy_id=int(value) or None, owner_id=user.id,
+                                             origin_key=origin(callback.message))
         except DomainError as refused:
             await state.clear()
             await callback.message.answer(refused.problem.render(_))

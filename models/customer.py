@@ -23,6 +23,7 @@ class Customer(SQLModel, table=True):
     __tablename__ = "customer"
     __table_args__ = (
         Index("ix_customer_owner_active", "owner_id", "archived_at"),
+        Index("ix_customer_origin", "origin_key", unique=True),
         _partial("ix_customer_contact_clock", _LIVE,
                  "contact_strategy_id", "last_contact_at", "created_at", "owner_id", "stage", "archived_at"),
         _partial("ix_customer_purchase_clock", _LIVE, "purchase_strategy_id", "last_txn_on", "owner_id",
@@ -84,13 +85,15 @@ class Customer(SQLModel, table=True):
     rfm_scored_on: date | None = Field(default=None)
 
     archived_at: datetime | None = Field(default=None)  # customers are archived, never deleted
+    origin_key: str | None = Field(default=None, max_length=80)  # the input that created it (models.activity.ORIGIN)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
 
 class ContactPerson(SQLModel, table=True):
     __tablename__ = "contact_person"
-    __table_args__ = (Index("ix_contact_person_birthday", "birthday_mmdd"),)
+    __table_args__ = (Index("ix_contact_person_birthday", "birthday_mmdd"),
+                      Index("ix_contact_person_origin", "origin_key", unique=True))
 
     id: int | None = Field(default=None, primary_key=True)
     customer_id: int = Field(foreign_key="customer.id", index=True)
@@ -116,6 +119,7 @@ class ContactPerson(SQLModel, table=True):
     preferences: str | None = Field(default=None)
     is_key: bool = Field(default=False)
     archived_at: datetime | None = Field(default=None)
+    origin_key: str | None = Field(default=None, max_length=80)  # the input that created it
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -3,6 +3,7 @@ same transaction as the change itself, so a change and its audit entry exist tog
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -35,3 +36,45 @@ def record(
     )
     session.add(entry)
     return entry
+
+
+TRAIL_LIMIT = 30
+
+
+@dataclass(frozen=True)
+class TrailEntry:
+    at: datetime
+    who: str | None  # the user's name; None for imports and the system
+    actor: str
+    action: str
+    entity: str
+    entity_id: int | None
+    changes: dict[str, Any]
+
+
+async def customer_trail(session: AsyncSession, viewer: Any, customer_id: int, *,
+                         limit: int = TRAIL_LIMIT) -> tuple[Any, list[TrailEntry]]:
+    """Rule "admins read the audit trail": every change to a customer and to what belongs to it (contacts,
+    visits and calls, orders, feedback), newest first. Returns (customer, entries)."""
+    from sqlalchemy import and_, or_, select
+
+    from models import ContactPerson, Customer, Feedback, Interaction, Purchase, Role, User
+    from services.messages import N_, DomainError
+
+    if viewer is None or viewer.role != Role.admin:
+        raise DomainError(N_("only admins can read the audit trail"))
+    customer = await session.get(Customer, customer_id)
+    if customer is None:
+        raise DomainError(N_("customer not found"))
+    owned = [("customer", [customer.id])]
+    for entity, model in (("contact_person", ContactPerson), ("interaction", Interaction), ("purchase", Purchase),
+                          ("feedback", Feedback)):
+        ids = list((await session.execute(select(model.id).where(model.customer_id == customer.id))).scalars())
+        if ids:
+            owned.append((entity, ids))
+    condition = or_(*(and_(AuditLog.entity == entity, AuditLog.entity_id.in_(ids)) for entity, ids in owned))
+    rows = (await session.execute(select(AuditLog, User.name).outerjoin(User, User.id == AuditLog.user_id)
+                                  .where(condition).order_by(AuditLog.at.desc(), AuditLog.id.desc())
+                                  .limit(limit))).all()
+    return customer, [TrailEntry(e.at, name, e.actor, e.action, e.entity, e.entity_id, e.changes or {})
+                      for e, name in rows]

@@ -23,6 +23,7 @@ from services.access import Viewer
 from services.cards import visible_customer
 from services.lookup import track_change
 from services.messages import N_, DomainError
+from services.sql import replayed
 from services.parsing import fold_width, phone_digits
 
 
@@ -66,13 +67,18 @@ def check_mobile(mobile: str) -> str:
 
 async def add_contact(session: AsyncSession, viewer: Viewer, customer_id: int, *, name: str,
                       title: str | None = None, mobile: str | None = None, birthday: date | None = None,
-                      is_key: bool = False, user_id: int | None = None) -> ContactPerson:
+                      is_key: bool = False, user_id: int | None = None,
+                      origin_key: str | None = None) -> ContactPerson:
+    """A new contact person; the same input (`origin_key`) adding it again returns the first one."""
+    if (earlier := await replayed(session, ContactPerson, origin_key)) is not None:
+        return earlier
     customer = await visible_customer(session, viewer, customer_id)
     name = check_name(name)
     if title is not None and len(title.strip()) > 100:
         raise DomainError(N_("too long: at most {limit} characters"), limit=100)
     person = ContactPerson(customer_id=customer.id, name=name, title=(title or "").strip() or None,
-                           mobile=check_mobile(mobile) if mobile else None, birthday=birthday, is_key=is_key)
+                           mobile=check_mobile(mobile) if mobile else None, birthday=birthday, is_key=is_key,
+                           origin_key=origin_key)
     session.add(person)
     await session.flush()
     track_change(session, customer.id)

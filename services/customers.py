@@ -34,6 +34,7 @@ from services.fields import CUSTOMER_FIELDS
 from services.lookup import LookupIndex, name_cores, track_change
 from services.parsing import phone_digits
 from services.messages import N_, DomainError
+from services.sql import replayed
 
 EDITABLE = {
     "external_id", "name", "short_name", "aliases", "region_id", "nature_id", "source_id", "category_id",
@@ -84,9 +85,12 @@ async def _check(session: AsyncSession, values: dict[str, Any], *, customer_id: 
 
 
 async def create_customer(session: AsyncSession, *, user_id: int | None = None, actor: str = "user",
-                          **values: Any) -> Customer:
+                          origin_key: str | None = None, **values: Any) -> Customer:
+    """A new customer; the same input (`origin_key`) creating it again returns the first one."""
+    if (earlier := await replayed(session, Customer, origin_key)) is not None:
+        return earlier
     await _check(session, values, customer_id=None)
-    customer = Customer(**values)
+    customer = Customer(**values, origin_key=origin_key)
     session.add(customer)
     await session.flush()
     track_change(session, customer.id)

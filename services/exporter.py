@@ -9,6 +9,7 @@ CSV is written as UTF-8 with BOM (Excel opens it with Chinese intact); amounts a
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import AsyncIterator
 from datetime import date, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import (ContactPerson, ContactStrategy, Customer, DictionaryEntry, Feedback, Interaction, Purchase,
+from models import (AuditLog, ContactPerson, ContactStrategy, Customer, DictionaryEntry, Feedback, Interaction, Purchase,
                     PurchaseStrategy, User)
 from services.fields import ENUM_WORDS, FIELDS_BY_KIND, FieldSpec
 from services.messages import N_, DomainError
@@ -35,7 +36,16 @@ FEEDBACK_FIELDS = (
     FieldSpec("resolved_at", "解决时间", "解決時間", "datetime"),
     FieldSpec("resolution", "处理结果", "處理結果", "text"),
 )
-EXPORT_FIELDS = {**FIELDS_BY_KIND, "feedback": FEEDBACK_FIELDS}
+AUDIT_FIELDS = (
+    FieldSpec("at", "时间", "時間", "datetime"),
+    FieldSpec("user", "操作人", "操作人", "user"),
+    FieldSpec("actor", "来源", "來源", "text"),
+    FieldSpec("action", "操作", "操作", "text"),
+    FieldSpec("entity", "对象", "對象", "text"),
+    FieldSpec("entity_id", "对象编号", "對象編號", "int"),
+    FieldSpec("changes", "变更内容", "變更內容", "text"),
+)
+EXPORT_FIELDS = {**FIELDS_BY_KIND, "feedback": FEEDBACK_FIELDS, "audit": AUDIT_FIELDS}
 EXPORT_KINDS = tuple(EXPORT_FIELDS)
 
 
@@ -101,6 +111,12 @@ async def _records(session: AsyncSession, kind: str, language: str, tz: ZoneInfo
                     attr = f"{spec.name}_id"
                 row.append(cell(spec, getattr(customer, attr)))
             yield row
+        return
+    if kind == "audit":  # every change, oldest first (the changes as JSON text)
+        async for entry in await session.stream_scalars(select(AuditLog).order_by(AuditLog.id)
+                                                        .execution_options(yield_per=2000)):
+            yield [cell(spec, json.dumps(entry.changes, ensure_ascii=False) if spec.name == "changes"
+                        else getattr(entry, "user_id" if spec.name == "user" else spec.name)) for spec in fields]
         return
     model = {"contacts": ContactPerson, "purchases": Purchase, "interactions": Interaction, "feedback": Feedback}[kind]
     query = (select(model, Customer.external_id, Customer.name).join(Customer, Customer.id == model.customer_id)

@@ -131,8 +131,9 @@ async def make_app(engine, **settings: Any) -> App:  # noqa: ANN001
                sessions, index)
 
 
-def inline_update(sender: User, query: str) -> Update:
+def inline_update(sender: User, query: str, chat_type: str | None = "sender") -> Update:
+    """`@bot query` typed in a chat: "sender" is the person's own chat with the bot, "group" a group chat."""
     from aiogram.types import InlineQuery
 
     return Update(update_id=next(_ids), inline_query=InlineQuery(id=str(next(_ids)), from_user=sender, query=query,
-                                                                 offset=""))
+                                                                 offset="", chat_type=chat_type))

@@ -11,7 +11,7 @@ from bot.callbacks import (ContactCallback, CustomerCallback, EditCallback, Feed
                            LogCallback, OrderCallback, ReassignCallback, StageCallback)
 from models import AuditLog, Role
 from services.customers import create_customer
-from services.users import add_user
+from services.users import add_user, set_active
 from tests.botkit import button_update, inline_update, make_app, person, text_update
 
 ACTIONS = {
@@ -36,8 +36,10 @@ SEES = {
     "rep, unassigned hidden": {"own"},
     "manager": {"own", "teammate", "unassigned"},
     "admin": set(CUSTOMERS),
+    "unknown": set(),  # no account
+    "disabled": set(),  # an account an admin switched off
 }
-TG = {"rep": 7001, "rep, unassigned hidden": 7001, "manager": 7002, "admin": 7003}
+TG = {"rep": 7001, "rep, unassigned hidden": 7001, "manager": 7002, "admin": 7003, "unknown": 7099, "disabled": 7004}
 
 
 @pytest.fixture(params=list(SEES))
@@ -52,7 +54,10 @@ async def world(request, engine):
         mate = await add_user(session, name="Mate", language="en", manager_id=manager.id)
         other_manager = await add_user(session, name="Other manager", role=Role.manager, language="en")
         stranger = await add_user(session, name="Other rep", language="en", manager_id=other_manager.id)
-        owners = {"own": {"rep": rep, "rep, unassigned hidden": rep, "manager": manager, "admin": admin}[role].id,
+        gone = await add_user(session, name="Gone", telegram_id=TG["disabled"], language="en", manager_id=manager.id)
+        await set_active(session, gone.id, False, by_user_id=admin.id)
+        owners = {"own": {"rep": rep, "rep, unassigned hidden": rep, "manager": manager, "admin": admin,
+                          "unknown": rep, "disabled": gone}[role].id,
                   "teammate": mate.id if role != "manager" else rep.id, "other team": stranger.id, "unassigned": None}
         if role == "admin":
             owners["teammate"] = manager.id
@@ -94,3 +99,64 @@ async def test_search_and_inline_show_only_what_the_role_may_see(world):
     recorder = await app.send(inline_update(user, "客户"))
     titles = {r.title for r in recorder.requests[-1].results}
     assert titles == {f"客户{w}" for w in SEES[role]}
+
+
+COMMANDS = ["/today", "/find 客户", "/nearby", "/new 新客户", "/history 客户", "/settings", "/lang", "/report",
+            "/invite", "/invite admin", "/bindteam"]
+# role → the commands that do something for them (the others get a refusal or the stranger's answer)
+MAY = {
+    "rep": {"/today", "/find 客户", "/nearby", "/new 新客户", "/history 客户", "/settings", "/lang"},
+    "manager": {"/today", "/find 客户", "/nearby", "/new 新客户", "/history 客户", "/settings", "/lang", "/report",
+                "/invite"},
+    "admin": set(COMMANDS) - {"/bindteam"},  # /bindteam is for group chats
+    "unknown": set(), "disabled": set(),
+}
+MAY["rep, unassigned hidden"] = MAY["rep"]
+STRANGER_ANSWER = "This bot is for our sales team"
+
+
+async def test_every_role_every_command(world):
+    """Each command by each role: a stranger or a disabled account gets only the invitation hint; a rep's
+    /report and /invite are refused with the reason; nothing is changed by a refused command."""
+    app, role, ids = world
+    user = person(TG[role], language="en")
+    for command in COMMANDS:
+        await app.send(text_update(user, "/cancel"))
+        replies = [m.text for m in (await app.send(text_update(user, command))).sent()]
+        assert replies, (role, command)  # every command is answered
+        outsider = all(STRANGER_ANSWER in r for r in replies)
+        if not MAY[role]:
+            assert outsider, (role, command, replies)
+        else:
+            assert not outsider, (role, command, replies)
+    async with app.sessions() as session:
+        assert not (await session.execute(select(AuditLog.id).where(AuditLog.entity == "invite"))).first() \
+            or role in ("manager", "admin")
+
+
+async def test_disabling_a_rep_takes_effect_at_once_even_mid_conversation(engine):
+    from bot.callbacks import OrderCallback
+    from models import Purchase
+
+    app = await make_app(engine)
+    async with app.sessions() as session:
+        admin = await add_user(session, name="Admin", role=Role.admin, telegram_id=7003, language="en")
+        rep = await add_user(session, name="Rep", telegram_id=7001, language="en")
+        customer = await create_customer(session, name="客户甲", owner_id=rep.id)
+        await session.commit()
+    await app.sync()
+    user = person(7001, language="en")
+    [card] = (await app.send(text_update(user, "客户甲"))).sent()
+    await app.send(button_update(user, OrderCallback(step="start", id=customer.id).pack()))
+    await app.send(text_update(user, "12,800"))
+    async with app.sessions() as session:
+        await set_active(session, rep.id, False, by_user_id=admin.id)
+        await session.commit()
+    [reply] = (await app.send(text_update(user, "2 servers"))).sent()
+    assert STRANGER_ANSWER in reply.text
+    old_button = await app.send(button_update(user, OrderCallback(step="day", days_ago=0).pack(), on=card))
+    assert old_button.answers()[0].show_alert and not old_button.sent()
+    inline = await app.send(inline_update(user, "客户"))
+    assert inline.requests[-1].results == []
+    async with app.sessions() as session:
+        assert (await session.execute(select(Purchase.id))).first() is None

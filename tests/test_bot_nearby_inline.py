@@ -119,3 +119,27 @@ async def test_inline_mode_gives_strangers_nothing(app):
     recorder = await app.send(inline_update(rep, ""))
     [answer] = [r for r in recorder.requests if isinstance(r, AnswerInlineQuery)]
     assert answer.results == []
+
+
+@pytest.mark.parametrize("chat_type, shown", [("sender", "13812345678"), ("private", "13812345678"),
+                                              ("group", "138****5678"), ("supergroup", "138****5678"),
+                                              ("channel", "138****5678"), (None, "138****5678")])
+async def test_a_card_posted_into_a_group_masks_the_phone(app, chat_type, shown):
+    async with app.sessions() as session:
+        await create_customer(session, name="天河电话客户", owner_id=app.rep_id, phone="13812345678")
+        await session.commit()
+    await app.sync()
+    recorder = await app.send(inline_update(rep, "天河电话", chat_type=chat_type))
+    [answer] = [r for r in recorder.requests if isinstance(r, AnswerInlineQuery)]
+    result = next(r for r in answer.results if r.title == "天河电话客户")
+    assert shown in result.input_message_content.message_text and shown in result.description
+    if "*" in shown:
+        assert "13812345678" not in result.input_message_content.message_text + result.description
+
+
+@pytest.mark.parametrize("phone, masked", [("13812345678", "138****5678"), ("+86 138-1234-5678", "+86 1**-****-5678"),
+                                           ("020-88886666", "020-****6666"), ("110", "*10"), ("", "")])
+def test_phone_masking_keeps_the_writing_and_hides_the_middle(phone, masked):
+    from services.privacy import mask_phone
+
+    assert mask_phone(phone) == masked

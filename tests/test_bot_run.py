@@ -40,7 +40,7 @@ async def test_polling_starts_with_a_menu_per_language_and_role_and_stops_cleanl
     zh = next(m for m in menus if m.language_code == "zh")
     assert [c.description for c in zh.commands[:2]] == ["今天要做的事", "查找客户"]
     [boss] = [m for m in menus if m.scope.type == "chat"]
-    assert boss.scope.chat_id == 11 and [c.command for c in boss.commands] == [*rep_menu, "report", "invite"]
+    assert boss.scope.chat_id == 11 and [c.command for c in boss.commands] == [*rep_menu, "report", "invite", "audit"]
     assert len(polls) >= 2
 
 

@@ -176,3 +176,29 @@ async def test_a_failure_after_the_write_saves_nothing_and_the_conversation_wait
     assert await count(app, Interaction) == 0
     [retry] = (await app.send(text_update(rep, "Called about the renewal"))).sent()
     assert retry.text.startswith("Saved") and await count(app, Interaction) == 1
+
+
+async def test_a_double_tap_on_the_last_step_creates_one_new_customer(app):
+    from bot.callbacks import NewCustomerCallback
+
+    rep = person(REP, language="en")
+    await app.send(text_update(rep, "/new 东莞双击测试有限公司"))
+    await app.send(button_update(rep, NewCustomerCallback(step="skip_phone").pack()))
+    await app.send(button_update(rep, NewCustomerCallback(step="region", value="0").pack()))
+    await app.send(button_update(rep, NewCustomerCallback(step="stage", value="interested").pack()))
+    await both(app, *two_taps(rep, NewCustomerCallback(step="strategy", value="0").pack(), message_id=next(_ids)))
+    async with app.sessions() as session:
+        made = (await session.execute(select(Customer).where(Customer.name == "东莞双击测试有限公司"))).scalars().all()
+    assert len(made) == 1
+
+
+async def test_a_contacts_mobile_sent_twice_adds_one_person(app):
+    from bot.callbacks import ContactCallback
+    from models import ContactPerson
+
+    rep = person(REP, language="en")
+    await app.send(button_update(rep, ContactCallback(step="add", id=app.customer_id).pack()))
+    await app.send(text_update(rep, "王小明"))
+    await app.send(text_update(rep, "采购经理"))
+    await both(app, *sent_twice(rep, "138 0013 8000"))
+    assert await count(app, ContactPerson) == 1

@@ -78,6 +78,21 @@ async def test_updates_arrive_by_webhook_with_the_secret_and_get_answers(engine,
                 assert (await http.post(hook, json=forged, headers={
                     "X-Telegram-Bot-Api-Secret-Token": "wrong"})).status_code == 401
                 assert (await http.get(f"http://127.0.0.1:{port}/health")).json() == {"ok": True}
+                # Telegram retries a webhook call it did not see answered: the same update is applied once.
+                def bot_messages(events):  # noqa: ANN001, ANN202
+                    return [e for e in events if e["type"] == "message" and e["message"]["from"]["is_bot"]]
+                before = len(bot_messages((await http.get(f"{api_url}/sandbox/feed", params={"user": 501})).json()
+                                          ["result"]["events"]))
+                retried = {"update_id": 777001, "message": {
+                    "message_id": 9001, "date": 0, "chat": {"id": 501, "type": "private"},
+                    "from": {"id": 501, "is_bot": False, "first_name": "Lee"}, "text": "/settings",
+                    "entities": [{"type": "bot_command", "offset": 0, "length": 9}]}}
+                secret = {"X-Telegram-Bot-Api-Secret-Token": "s3cret-Token"}
+                for _ in range(3):
+                    assert (await http.post(hook, json=retried, headers=secret)).status_code == 200
+                after = len(bot_messages((await http.get(f"{api_url}/sandbox/feed", params={"user": 501})).json()
+                                         ["result"]["events"]))
+                assert after == before + 1
         finally:
             stop.set()
             await asyncio.wait_for(running, 30)

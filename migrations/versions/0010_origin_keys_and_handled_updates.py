@@ -1,4 +1,4 @@
-"""origin keys on interactions, purchases and feedback (a replayed input is recognised); handled Telegram updates
+"""origin keys on customers, contacts, interactions, purchases and feedback (a replayed input is recognised); handled Telegram updates
 
 Revision ID: 0010
 Revises: 0009
@@ -16,7 +16,7 @@ down_revision = '0009'
 branch_labels = None
 depends_on = None
 
-TABLES = ('interaction', 'purchase', 'feedback')
+TABLES = ('interaction', 'purchase', 'feedback', 'customer', 'contact_person')
 
 
 def upgrade() -> None:

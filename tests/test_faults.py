@@ -1,0 +1,112 @@
+"""Faults from outside: the database locked or gone, Redis down, the Bot API timing out, answering 5xx or
+429. The person hears "nothing was saved, try again" in their language, nothing is half-written, the
+conversation waits where it was, and the same input works once the fault is over. (The outbox side —
+reminders that queue while Telegram is unreachable and go out after — is in test_delivery.py.)"""
+
+from __future__ import annotations
+
+import pytest
+from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
+from aiogram.methods import SendMessage
+from sqlalchemy import event, func, select
+
+from bot.callbacks import LogCallback
+from bot.middlewares import DatabaseMiddleware
+from models import Interaction
+from services.customers import create_customer
+from services.users import add_user
+from tests.botkit import button_update, make_app, person, text_update
+
+REP = 8100
+TRY_AGAIN = {"en": "nothing was saved", "zh_Hans": "没有保存任何内容", "zh_Hant": "沒有儲存任何內容"}
+
+
+@pytest.fixture
+async def app(engine):
+    app = await make_app(engine)
+    async with app.sessions() as session:
+        rep = await add_user(session, name="Rep", telegram_id=REP, language="zh_Hant")
+        customer = await create_customer(session, name="台北永豐資訊股份有限公司", short_name="永豐資訊", owner_id=rep.id)
+        await session.commit()
+    await app.sync()
+    app.customer_id = customer.id
+    app.engine = engine
+    return app
+
+
+async def visits(app) -> int:
+    async with app.sessions() as session:
+        return await session.scalar(select(func.count(Interaction.id)))
+
+
+async def start_call(app) -> None:
+    await app.send(button_update(person(REP), LogCallback(kind="call", id=app.customer_id).pack()))
+
+
+async def test_a_locked_database_gets_try_again_and_the_note_can_be_sent_again(app):
+    await start_call(app)
+    locked = {"on": True}
+
+    def refuse_writes(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if locked["on"] and statement.lstrip().upper().startswith("INSERT INTO INTERACTION"):
+            raise RuntimeError("database is locked")
+
+    event.listen(app.engine.sync_engine, "before_cursor_execute", refuse_writes)
+    try:
+        [reply] = (await app.send(text_update(person(REP), "通話：續約"))).sent()
+        assert TRY_AGAIN["zh_Hant"] in reply.text and await visits(app) == 0
+        locked["on"] = False
+        [saved] = (await app.send(text_update(person(REP), "通話：續約"))).sent()
+        assert saved.text.startswith("已儲存") and await visits(app) == 1
+    finally:
+        event.remove(app.engine.sync_engine, "before_cursor_execute", refuse_writes)
+
+
+async def test_an_unreachable_database_gets_try_again_in_the_senders_language(app):
+    from bot.db import make_engine, make_sessionmaker
+
+    gone = make_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    middleware = next(m for m in app.dispatcher.update.outer_middleware[:] if isinstance(m, DatabaseMiddleware))
+    working, middleware.sessions = middleware.sessions, make_sessionmaker(gone)
+    try:
+        [reply] = (await app.send(text_update(person(REP, language="en"), "永豐"))).sent()
+        assert TRY_AGAIN["en"] in reply.text
+    finally:
+        middleware.sessions = working
+        await gone.dispose()
+    [card] = (await app.send(text_update(person(REP), "永豐"))).sent()
+    assert "台北永豐資訊股份有限公司" in card.text
+
+
+async def test_redis_down_gets_try_again_not_silence(engine):
+    app = await make_app(engine, redis_url="redis://127.0.0.1:1/0")
+    async with app.sessions() as session:
+        await add_user(session, name="Rep", telegram_id=REP, language="en")
+        await session.commit()
+    try:
+        [reply] = (await app.send(text_update(person(REP, language="en"), "anything"))).sent()
+        assert TRY_AGAIN["en"] in reply.text
+    finally:
+        await app.dispatcher.storage.close()
+
+
+@pytest.mark.parametrize("fault", ["timeout", "5xx", "429"])
+async def test_the_bot_api_failing_the_reply_saves_nothing_and_the_note_can_be_resent(app, fault):
+    await start_call(app)
+    original, failing = app.recorder.make_request, {"left": 2}
+
+    async def flaky(bot, method, timeout=None):  # noqa: ANN001
+        if isinstance(method, SendMessage) and failing["left"]:
+            failing["left"] -= 1
+            if fault == "timeout":
+                raise TelegramNetworkError(method=method, message="Request timeout error")
+            if fault == "5xx":
+                raise TelegramServerError(method=method, message="Bad Gateway")
+            raise TelegramRetryAfter(method=method, message="Too Many Requests", retry_after=60)
+        return await original(bot, method, timeout)
+
+    app.recorder.make_request = flaky
+    await app.send(text_update(person(REP), "拜訪紀錄"))  # the reply and the apology both fail
+    assert await visits(app) == 0
+    [saved] = (await app.send(text_update(person(REP), "拜訪紀錄"))).sent()
+    assert saved.text.startswith("已儲存") and await visits(app) == 1
