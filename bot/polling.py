@@ -19,7 +19,10 @@ from typing import Any
 
 from aiogram import Bot
 from aiogram import Dispatcher as AiogramDispatcher
+from aiogram.exceptions import ClientDecodeError
 from aiogram.methods import GetUpdates
+from aiogram.types import Update
+from pydantic import ValidationError
 from aiogram.utils.backoff import Backoff, BackoffConfig
 
 log = logging.getLogger("fieldcrm.polling")
@@ -55,6 +58,31 @@ class Ledger:
         return None if self.newest is None else self.newest + 1
 
 
+def readable(data: Any, ledger: Ledger, bot: Bot) -> list[Update]:
+    """The updates of a getUpdates answer that did not parse as a whole, one by one. Fields some Bot API
+    servers leave out (telegram-test-api sends button taps without chat_instance and without the
+    message's id and date) are filled in; an update that still cannot be read is logged and confirmed,
+    so it is skipped instead of blocking the chat's queue forever."""
+    raw = data.get("result") if isinstance(data, dict) else None
+    updates: list[Update] = []
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("update_id"), int):
+            continue
+        query = item.get("callback_query")
+        if isinstance(query, dict):
+            query.setdefault("chat_instance", "")
+            if isinstance(query.get("message"), dict):
+                query["message"].setdefault("message_id", 0)
+                query["message"].setdefault("date", 0)
+        try:
+            updates.append(Update.model_validate(item, context={"bot": bot}))
+        except ValidationError as exc:
+            log.error("update %s cannot be read and is skipped: %s", item["update_id"], exc.errors()[:3])
+            ledger.take(item["update_id"])
+            ledger.done(item["update_id"])
+    return updates
+
+
 class Dispatcher(AiogramDispatcher):
     async def _polling(self, bot: Bot, polling_timeout: int = 30, handle_as_tasks: bool = True,
                        backoff_config: BackoffConfig | None = None, allowed_updates: list[str] | None = None,
@@ -73,6 +101,8 @@ class Dispatcher(AiogramDispatcher):
                 call = GetUpdates(offset=ledger.offset(), timeout=polling_timeout, allowed_updates=allowed_updates)
                 try:
                     updates = await bot(call, **request)
+                except ClientDecodeError as exc:  # one malformed update must not wedge every later one
+                    updates = readable(exc.data, ledger, bot)
                 except Exception as exc:  # noqa: BLE001 - Telegram unreachable: keep polling, with backoff
                     log.error("getUpdates failed (%s: %s); trying again in %.1f s", type(exc).__name__, exc,
                               backoff.next_delay)

@@ -87,7 +87,8 @@ async def keep_menus(bot: Bot, sessions: async_sessionmaker[AsyncSession], setti
 async def wait_for_telegram(bot: Bot, *, first_wait: float = 1.0, longest_wait: float = 60.0) -> None:
     """Until Telegram answers getMe: a network outage at start delays the bot instead of ending it.
     A refused token is not retried (the CLI checks it before anything starts)."""
-    from aiogram.exceptions import TelegramUnauthorizedError
+    from aiogram.exceptions import ClientDecodeError, TelegramUnauthorizedError
+    from aiogram.types import User as TelegramUser
 
     wait = first_wait
     while True:
@@ -96,6 +97,17 @@ async def wait_for_telegram(bot: Bot, *, first_wait: float = 1.0, longest_wait: 
             return
         except TelegramUnauthorizedError:
             raise
+        except ClientDecodeError as exc:
+            # A Bot API server that leaves out fields Telegram always sends (telegram-test-api's getMe has
+            # no is_bot): take what it did send rather than never starting.
+            result = exc.data.get("result") if isinstance(exc.data, dict) else None
+            if isinstance(result, dict) and isinstance(result.get("id"), int):
+                log.warning("the Bot API server's getMe answer is incomplete; using it as it is: %s", result)
+                bot._me = TelegramUser(**{"is_bot": True, "first_name": "bot", **result})
+                return
+            log.warning("Telegram's answer to getMe cannot be read (%s); trying again in %.0f s", exc, wait)
+            await asyncio.sleep(wait)
+            wait = min(longest_wait, wait * 2)
         except Exception as exc:  # noqa: BLE001 - network errors, 5xx, a proxy's garbage: wait and ask again
             log.warning("Telegram does not answer yet (%s); trying again in %.0f s", exc, wait)
             await asyncio.sleep(wait)

@@ -38,6 +38,8 @@ def _tracked(job):  # noqa: ANN001, ANN202
         RUNNING.add(task)
         try:
             await job(RUNTIMES[runtime_id])
+        except asyncio.CancelledError:  # stopped at shutdown after its grace time: not an error to log
+            pass
         finally:
             RUNNING.discard(task)
     run.__name__ = run.__qualname__ = f"run_{job.__name__}"
