@@ -128,3 +128,43 @@ def cli_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str
     get_settings.cache_clear()
     yield db_url
     get_settings.cache_clear()
+
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def redis_reachable() -> bool:
+    from urllib.parse import urlsplit
+
+    url = urlsplit(REDIS_URL)
+    try:
+        with socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def require_redis() -> None:
+    """Redis tests run against the real server; under CI=true an unreachable one fails instead of skipping."""
+    if not redis_reachable():
+        if IN_CI:
+            pytest.fail(f"Redis is not reachable at {REDIS_URL} (required under CI=true)")
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def state_settings(request: pytest.FixtureRequest) -> AsyncIterator[dict]:
+    """Conversation state in memory, and in the real Redis (emptied before and after)."""
+    if request.param == "memory":
+        yield {}
+        return
+    require_redis()
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(REDIS_URL)
+    await client.flushdb()
+    try:
+        yield {"redis_url": REDIS_URL}
+    finally:
+        await client.flushdb()
+        await client.aclose()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -17,30 +15,11 @@ from services.users import add_user
 from tests.botkit import button_update, location_update, make_app, person, photo_update, sticker_update, text_update
 
 REP = 300
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def redis_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def app(request, engine):
-    settings = {}
-    if request.param == "redis":
-        if not redis_reachable():
-            if IN_CI:
-                pytest.fail("Redis is not reachable at 127.0.0.1:6379 (required under CI=true)")
-            pytest.skip("Redis is not reachable at 127.0.0.1:6379")
-        settings["redis_url"] = REDIS_URL
-    app = await make_app(engine, **settings)
-    if request.param == "redis":
-        await app.dispatcher.storage.redis.flushdb()
+@pytest.fixture
+async def app(state_settings, engine):
+    app = await make_app(engine, **state_settings)
     async with app.sessions() as session:
         rep = await add_user(session, name="李业务", telegram_id=REP, language="en", timezone="Asia/Shanghai")
         customer = await create_customer(session, name="广州市人易软件技术有限公司", short_name="人易软件", owner_id=rep.id)
@@ -48,9 +27,7 @@ async def app(request, engine):
     await app.sync()
     app.customer_id = customer.id
     yield app
-    if request.param == "redis":
-        await app.dispatcher.storage.redis.flushdb()
-        await app.dispatcher.storage.close()
+    await app.dispatcher.storage.close()
 
 
 async def interactions(app):

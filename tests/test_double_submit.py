@@ -21,7 +21,6 @@ from models import Customer, Feedback, Interaction, Invite, Purchase, Role, User
 from services.customers import create_customer
 from services.users import add_user
 from tests.botkit import BOT_USER, button_update, make_app, person, text_update
-from tests.test_bot_visit import IN_CI, REDIS_URL, redis_reachable
 
 from aiogram.types import CallbackQuery, Chat, Message, Update
 
@@ -29,18 +28,9 @@ REP = 5100
 _ids = itertools.count(10_000_000)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def app(request, engine):
-    settings = {}
-    if request.param == "redis":
-        if not redis_reachable():
-            if IN_CI:
-                pytest.fail("Redis is not reachable at 127.0.0.1:6379 (required under CI=true)")
-            pytest.skip("Redis is not reachable at 127.0.0.1:6379")
-        settings["redis_url"] = REDIS_URL
-    app = await make_app(engine, admin_ids=[5000], **settings)
-    if request.param == "redis":
-        await app.dispatcher.storage.redis.flushdb()
+@pytest.fixture
+async def app(state_settings, engine):
+    app = await make_app(engine, admin_ids=[5000], **state_settings)
     async with app.sessions() as session:
         rep = await add_user(session, name="王业务", telegram_id=REP, language="en")
         customer = await create_customer(session, name="上海恒达物流股份有限公司", short_name="恒达物流", owner_id=rep.id)
@@ -48,9 +38,7 @@ async def app(request, engine):
     await app.sync()
     app.customer_id = customer.id
     yield app
-    if request.param == "redis":
-        await app.dispatcher.storage.redis.flushdb()
-        await app.dispatcher.storage.close()
+    await app.dispatcher.storage.close()
 
 
 async def both(app, *updates: Update) -> None:

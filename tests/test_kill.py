@@ -28,7 +28,7 @@ from bot.sandbox.telegram import BotApi, Limits
 from models import Interaction
 from services.customers import create_customer
 from services.users import add_user
-from tests.test_bot_visit import IN_CI, redis_reachable
+from tests.conftest import require_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "424242:kill-test-token"
@@ -47,10 +47,7 @@ def start_bot(tmp_path: Path, api_url: str, db_url: str, log) -> subprocess.Pope
 
 
 async def test_kill_9_mid_stream_loses_and_doubles_nothing(tmp_path):
-    if not redis_reachable():
-        if IN_CI:
-            pytest.fail("Redis is not reachable at 127.0.0.1:6379 (required under CI=true)")
-        pytest.skip("Redis is not reachable at 127.0.0.1:6379")
+    require_redis()
     import redis.asyncio as aioredis
 
     fsm = aioredis.from_url("redis://127.0.0.1:6379/7")
