@@ -275,7 +275,7 @@ async def test_a_reply_that_is_not_json_spends_attempts_until_the_row_fails_with
     def script(method, call):  # noqa: ANN001
         raise ClientDecodeError("Failed to deserialize object", ValueError("not JSON"), "<html>502</html>")
 
-    sender = sender_for(engine, FakeTelegram(script=script))
+    sender = sender_for(engine, FakeTelegram(script=script), limiter=RateLimiter(private_gap=0))
     for attempt in range(1, outbox.MAX_ATTEMPTS + 1):
         await sender.drain()
         [row] = await rows(engine)
