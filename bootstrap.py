@@ -70,7 +70,7 @@ def ensure(purpose: str = "run") -> None:
     """Guarantee we run inside the project's venv with its dependencies; re-exec if needed."""
     if os.environ.get("FIELDCRM_NO_BOOTSTRAP"):
         return
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this file runs on whatever python3 the user has
         sys.exit("FieldCRM needs Python 3.11 or newer; this is " + sys.version.split()[0])
     extras = EXTRAS[purpose]
     if not _in_venv():

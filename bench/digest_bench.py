@@ -3,7 +3,8 @@
     .venv/bin/python bench/digest_bench.py [--size 100000]
 
 The data set is the reminders bench's (bench/out/reminders_v2_<size>.sqlite3, made on first use: 50 reps
-under 5 managers, 10 purchases per customer over three years, recent interactions). Timed, best of 5 (the page cache of this machine is reclaimed often, so single runs vary):
+under 5 managers, 10 purchases per customer over three years, recent interactions). Timed, best of 5 (the page
+cache of this machine is reclaimed often, so single runs vary):
 building the report (services.reports.build: RFM over 365 days with movement, churn list, key accounts,
 distribution, sales performance, complaints, team activity, satisfaction, 12-month trend), the summary
 text, and the 2–4 charts — for an admin (all customers) and for one manager (a fifth of them).
@@ -31,14 +32,14 @@ from services.access import Viewer, viewer_for  # noqa: E402
 from services.reports import build  # noqa: E402
 
 
-def _reminders_bench():  # noqa: ANN202 - the module that makes the data set
+def _reminders_bench():
     spec = importlib.util.spec_from_file_location("reminders_bench", ROOT / "bench" / "reminders_bench.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-async def timed(session, viewer: Viewer, user: User, today) -> tuple[float, float, int]:  # noqa: ANN001
+async def timed(session, viewer: Viewer, user: User, today) -> tuple[float, float, int]:
     started = time.perf_counter()
     report = await build(session, viewer, kind="week", today=today, language=user.language, timezone=user.timezone)
     built = time.perf_counter()

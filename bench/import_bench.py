@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.db import make_engine, make_sessionmaker, upgrade  # noqa: E402
-from services.importer import import_file  # noqa: E402
+from bot.db import make_engine, make_sessionmaker, upgrade
+from services.importer import import_file
 
 
 def peak_rss_mb() -> float:

@@ -128,7 +128,7 @@ async def database(size: int) -> str:
     return url
 
 
-async def naive(session, sample: int) -> tuple[int, float]:  # noqa: ANN001
+async def naive(session, sample: int) -> tuple[int, float]:
     """The obvious loop: every customer, two queries, the rule in Python."""
     cycles = dict((await session.execute(text("SELECT id, cycle_days FROM contact_strategy"))).all())
     buy = dict((await session.execute(text("SELECT id, cycle_days FROM purchase_strategy"))).all())

@@ -45,11 +45,11 @@ TOKEN = "424242:bench"
 class CountingApi(BotApi):
     """The stand-in, counting what it refused for rates (violations) and what it injected."""
 
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.refused: Counter = Counter()
 
-    def _rate_check(self, chat) -> None:  # noqa: ANN001
+    def _rate_check(self, chat) -> None:
         try:
             super()._rate_check(chat)
         except ApiError as error:

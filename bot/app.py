@@ -14,13 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import ErrorsMiddleware
 from bot.i18n import DOMAIN, LOCALES_DIR
-from bot.polling import Dispatcher
 from bot.middlewares import DatabaseMiddleware, LocaleMiddleware, UserMiddleware
+from bot.polling import Dispatcher
 from bot.settings import Settings
 from services.lookup import LookupIndex
 
 
-def create_bot(settings: Settings, session=None) -> Bot:  # noqa: ANN001 - an aiogram BaseSession
+def create_bot(settings: Settings, session=None) -> Bot:
     if session is None and settings.bot_api_url:
         session = AiohttpSession(api=TelegramAPIServer.from_base(settings.bot_api_url))
     from bot.errors import AnsweredCallbacks
@@ -58,8 +58,26 @@ def events_isolation(storage: BaseStorage) -> BaseEventIsolation:
 
 
 def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSession], index: LookupIndex) -> Dispatcher:
-    from handlers import (audit, card, common, contacts, edit, feedback, find, history, inline, nearby, new_customer, order,
-                          reminders, report, settings as user_settings, start, team_chat, visit)
+    from handlers import (
+        audit,
+        card,
+        common,
+        contacts,
+        edit,
+        feedback,
+        find,
+        history,
+        inline,
+        nearby,
+        new_customer,
+        order,
+        reminders,
+        report,
+        start,
+        team_chat,
+        visit,
+    )
+    from handlers import settings as user_settings
 
     storage = fsm_storage(settings)
     dispatcher = Dispatcher(storage=storage, events_isolation=events_isolation(storage), settings=settings)

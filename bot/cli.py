@@ -81,7 +81,8 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
         if settings.bot_token is None:
-            from bot.sandbox.run import RealData, run as run_sandbox
+            from bot.sandbox.run import RealData
+            from bot.sandbox.run import run as run_sandbox
 
             print(_("No BOT_TOKEN is set: starting the offline sandbox (a local Telegram stand-in and a chat page on "
                     "demo data). Set BOT_TOKEN in .env to connect to Telegram."), flush=True)
@@ -125,7 +126,7 @@ async def cmd_demo_data(args: argparse.Namespace, settings: Settings) -> int:
     today = _parse_day(args.today) if args.today else None
     show = _progress_printer(lambda _stage: _("Creating demo customers"))
 
-    async def work(session):  # noqa: ANN001, ANN202
+    async def work(session):
         return await demo.generate(session, customers=args.customers, seed=args.seed, today=today,
                                    progress=lambda done, total: show("demo", done, total))
 
@@ -143,7 +144,7 @@ async def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     class Rejected(Exception):
         pass
 
-    async def work(session):  # noqa: ANN001, ANN202
+    async def work(session):
         report = await import_file(session, args.kind, args.file, timezone=args.timezone or settings.default_timezone,
                                    progress=show, dry_run=args.dry_run)
         if not report.ok:
@@ -186,9 +187,10 @@ async def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.kind == "report":
         return await _export_report(args, settings)
-    output = Path(args.output) if args.output else settings.data_dir / "exports" / f"{args.kind}-{date.today():%Y%m%d}.{args.format}"
+    output = Path(args.output) if args.output else \
+        settings.data_dir / "exports" / f"{args.kind}-{date.today():%Y%m%d}.{args.format}"
 
-    async def work(session):  # noqa: ANN001, ANN202
+    async def work(session):
         return await export(session, args.kind, output, fmt=args.format, language=args.lang,
                             timezone=args.timezone or settings.default_timezone,
                             include_archived=args.include_archived)
@@ -212,7 +214,7 @@ async def _export_report(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(_("a report is exported as xlsx: add --format xlsx"))
     timezone = args.timezone or settings.default_timezone
 
-    async def work(session):  # noqa: ANN001, ANN202
+    async def work(session):
         viewer = Viewer.everyone()
         if args.user:
             viewer = await viewer_for(session, await find_user(session, args.user))
@@ -232,7 +234,7 @@ async def _export_report(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
     from services import users
 
-    async def work(session):  # noqa: ANN001, ANN202
+    async def work(session):
         if args.action == "add":
             manager_id = (await users.find_user(session, args.manager)).id if args.manager else None
             user = await users.add_user(session, name=args.name, role=args.role, telegram_id=args.telegram_id,
@@ -272,7 +274,7 @@ async def cmd_lookup(args: argparse.Namespace, settings: Settings) -> int:
         except OSError:
             raise CliError(_("cannot read {path}").format(path=args.batch)) from None
 
-    async def work(session):  # noqa: ANN001, ANN202
+    async def work(session):
         return await build_index(session)
 
     index = await _with_session(settings, work)
@@ -317,7 +319,7 @@ async def cmd_reminders(args: argparse.Namespace, settings: Settings) -> int:
             raise CliError(_("--now must be an ISO date and time, e.g. 2026-03-15T09:00+08:00")) from None
         now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
-    async def work(session):  # noqa: ANN001, ANN202
+    async def work(session):
         user_id = (await find_user(session, args.user)).id if args.user else None
         due = await compute_due(session, now, user_id=user_id, ordered=True)
         names = {}
@@ -349,7 +351,7 @@ async def cmd_rfm(args: argparse.Namespace, settings: Settings) -> int:
     """`rfm`: score every customer now (the scheduler also does it daily)."""
     from services.rfm import score_all
 
-    async def work(session):  # noqa: ANN001, ANN202
+    async def work(session):
         return await score_all(session, utcnow().date())
 
     from models import utcnow

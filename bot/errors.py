@@ -47,7 +47,7 @@ class AnsweredCallbacks(BaseRequestMiddleware):
         return await make_request(bot, method)
 
 
-def _person(update: Update):  # noqa: ANN202 - aiogram's User or None
+def _person(update: Update):
     return getattr(update.event, "from_user", None) if update.event is not None else None
 
 
@@ -67,7 +67,7 @@ class ErrorsMiddleware(BaseMiddleware):
             return result
         except DomainError as refused:
             await self._tell(event, data, refused.problem.render(self._gettext(event, data)), alert=True)
-        except Exception:  # noqa: BLE001 - anything else: logged with the update, the person hears "try again"
+        except Exception:
             log.exception("update %s failed", event.update_id)
             _ = self._gettext(event, data)
             await self._tell(event, data, _("Sorry, that did not work and nothing was saved. Please try again "
@@ -84,7 +84,7 @@ class ErrorsMiddleware(BaseMiddleware):
             ANSWERED.reset(token)
         return None
 
-    def _gettext(self, update: Update, data: dict[str, Any]):  # noqa: ANN202
+    def _gettext(self, update: Update, data: dict[str, Any]):
         language = data.get("locale") or pick_language(getattr(_person(update), "language_code", None),
                                                        self.default_language)
         return gettext_for(language)
@@ -98,5 +98,5 @@ class ErrorsMiddleware(BaseMiddleware):
                 await bot.answer_inline_query(update.inline_query.id, [], cache_time=0, is_personal=True)
             elif update.message is not None:
                 await bot.send_message(update.message.chat.id, text)
-        except Exception:  # noqa: BLE001 - Telegram unreachable as well: the log has the original error
+        except Exception:
             log.warning("could not tell the person about the failed update %s", update.update_id)

@@ -3,7 +3,7 @@ and are compiled to .mo by the project's setup (bootstrap.py), the same files ai
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from babel.support import NullTranslations, Translations
@@ -13,7 +13,7 @@ DOMAIN = "messages"
 LANGUAGES = ("zh_Hans", "zh_Hant", "en")
 
 
-@lru_cache(maxsize=None)
+@cache
 def translations(language: str) -> NullTranslations:
     if language not in LANGUAGES:
         language = "en"
@@ -25,7 +25,7 @@ def translations(language: str) -> NullTranslations:
     return Translations.load(str(LOCALES_DIR), [language], DOMAIN)
 
 
-def gettext_for(language: str):  # noqa: ANN201 - returns a gettext callable
+def gettext_for(language: str):
     return translations(language).gettext
 
 

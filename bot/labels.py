@@ -26,7 +26,7 @@ def interaction_label(kind: str) -> str:
     }.get(kind, kind)
 
 
-def feedback_kind_names(gettext=_) -> dict[str, str]:  # noqa: ANN001 - any gettext-like callable
+def feedback_kind_names(gettext=_) -> dict[str, str]:
     return {FeedbackKind.complaint: gettext("complaint"), FeedbackKind.suggestion: gettext("suggestion"),
             FeedbackKind.inquiry: gettext("inquiry"), FeedbackKind.praise: gettext("praise")}
 

@@ -35,7 +35,7 @@ log = logging.getLogger("fieldcrm")
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
-def _sender(update: Update):  # noqa: ANN202 - aiogram's User or None
+def _sender(update: Update):
     event = update.event
     return getattr(event, "from_user", None)
 

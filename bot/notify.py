@@ -12,9 +12,10 @@ from datetime import date
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.callbacks import CustomerCallback, LogCallback, ReassignCallback, ReminderCallback
-from bot.formatting import day, days as n_days
+from bot.formatting import day
+from bot.formatting import days as n_days
 from bot.i18n import gettext_for
-from models import Feedback, Customer, User
+from models import Customer, Feedback, User
 from services.reminders import AgendaItem
 
 Gettext = Callable[[str], str]

@@ -22,8 +22,8 @@ from aiogram import Dispatcher as AiogramDispatcher
 from aiogram.exceptions import ClientDecodeError
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
-from pydantic import ValidationError
 from aiogram.utils.backoff import Backoff, BackoffConfig
+from pydantic import ValidationError
 
 log = logging.getLogger("fieldcrm.polling")
 STOP_GRACE_SECONDS = 25  # a stop waits this long for the updates being handled
@@ -103,7 +103,7 @@ class Dispatcher(AiogramDispatcher):
                     updates = await bot(call, **request)
                 except ClientDecodeError as exc:  # one malformed update must not wedge every later one
                     updates = readable(exc.data, ledger, bot)
-                except Exception as exc:  # noqa: BLE001 - Telegram unreachable: keep polling, with backoff
+                except Exception as exc:
                     log.error("getUpdates failed (%s: %s); trying again in %.1f s", type(exc).__name__, exc,
                               backoff.next_delay)
                     await backoff.asleep()

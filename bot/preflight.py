@@ -112,8 +112,8 @@ def _port_problem(settings: Settings) -> Problem | None:
 
 
 async def _database_problem(settings: Settings) -> Problem | None:
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
     from sqlalchemy.engine.url import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
     from bot.db import make_engine
 
@@ -136,7 +136,7 @@ async def _database_problem(settings: Settings) -> Problem | None:
         async with asyncio.timeout(15):
             async with engine.connect():
                 pass
-    except Exception as exc:  # noqa: BLE001 - every driver has its own errors; the reason is shown
+    except Exception as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200] or type(exc).__name__
         return Problem(N_("DATABASE_URL: the database cannot be reached ({reason}). Check the address, user, "
                           "password and that the server runs."), {"reason": reason})
@@ -157,7 +157,7 @@ async def _token_problem(settings: Settings, warn: Callable[[Problem], None]) ->
     except TelegramUnauthorizedError:
         return Problem(N_("BOT_TOKEN was refused by Telegram (401 Unauthorized): copy the token again from "
                           "@BotFather."))
-    except Exception as exc:  # noqa: BLE001 - unreachable now is not a configuration mistake: go on
+    except Exception as exc:
         warn(Problem(N_("Telegram cannot be reached yet ({reason}); the bot starts and keeps trying."),
                      {"reason": type(exc).__name__}))
     finally:

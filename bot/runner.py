@@ -60,7 +60,7 @@ async def set_commands(bot: Bot, sessions: async_sessionmaker[AsyncSession], set
                 User.telegram_id.is_not(None)))).scalars().all()
         calls += [dict(commands=commands(user.language, user.role), scope=BotCommandScopeChat(chat_id=user.telegram_id))
                   for user in leaders]
-    except Exception:  # noqa: BLE001 - the database is checked at start; a hiccup only costs the leaders' menus
+    except Exception:
         log.exception("reading the admins' and managers' menus failed")
         failed = 1
     else:
@@ -68,7 +68,7 @@ async def set_commands(bot: Bot, sessions: async_sessionmaker[AsyncSession], set
     for call in calls:
         try:
             await bot.set_my_commands(**call)
-        except Exception as exc:  # noqa: BLE001 - see the docstring: nothing optional stops the bot
+        except Exception as exc:
             failed += 1
             log.warning("command menu for %s not set: %s", call["scope"].model_dump(exclude_none=True), exc)
     return failed
@@ -108,7 +108,7 @@ async def wait_for_telegram(bot: Bot, *, first_wait: float = 1.0, longest_wait: 
             log.warning("Telegram's answer to getMe cannot be read (%s); trying again in %.0f s", exc, wait)
             await asyncio.sleep(wait)
             wait = min(longest_wait, wait * 2)
-        except Exception as exc:  # noqa: BLE001 - network errors, 5xx, a proxy's garbage: wait and ask again
+        except Exception as exc:
             log.warning("Telegram does not answer yet (%s); trying again in %.0f s", exc, wait)
             await asyncio.sleep(wait)
             wait = min(longest_wait, wait * 2)
@@ -127,7 +127,7 @@ async def keep_in_sync(index: LookupIndex, sessions: async_sessionmaker[AsyncSes
 
 
 async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionmaker[AsyncSession],
-                      settings: Settings, index: LookupIndex, runtime=None) -> None:  # noqa: ANN001 - jobs.Runtime
+                      settings: Settings, index: LookupIndex, runtime=None) -> None:
     from bot.sender import Sender
     from jobs.reminders import Runtime
     from jobs.scheduler import create_scheduler, stop
@@ -163,7 +163,8 @@ async def run_webhook(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
     from bot.sender import Sender
     from bot.web import create_web_app, webhook_path
     from jobs.reminders import Runtime
-    from jobs.scheduler import create_scheduler, stop as stop_scheduler
+    from jobs.scheduler import create_scheduler
+    from jobs.scheduler import stop as stop_scheduler
 
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_urlsafe(32)
     stop = stop or asyncio.Event()

@@ -25,8 +25,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from aiogram import Bot
-from aiogram.exceptions import (TelegramBadRequest, TelegramForbiddenError, TelegramNetworkError, TelegramNotFound,
-                                TelegramRetryAfter, TelegramServerError)
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNotFound,
+    TelegramRetryAfter,
+)
 from aiogram.types import FSInputFile, InlineKeyboardMarkup
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -189,7 +193,7 @@ class Sender:
                 await self._record(outbox.fail, row.id, f"bad request: {exc.message}")
         except FileNotFoundError as exc:  # the chart or spreadsheet is gone: sending again cannot help
             await self._record(outbox.fail, row.id, f"file missing: {exc.filename}")
-        except Exception as exc:  # noqa: BLE001 - network, 5xx, a reply that is not JSON (a proxy), anything else
+        except Exception as exc:
             # Every failure spends an attempt, so no row is retried forever; after MAX_ATTEMPTS it is failed
             # with this reason (services.outbox.retry_later).
             await self._record(outbox.retry_later, row.id, self.now() + backoff(row.attempts + 1),
@@ -197,7 +201,7 @@ class Sender:
         else:
             await self._record(outbox.mark_sent, row.id, sent, self.now())
 
-    async def _record(self, action, *args, **kwargs) -> None:  # noqa: ANN001
+    async def _record(self, action, *args, **kwargs) -> None:
         async with self.sessions() as session, session.begin():
             await action(session, *args, **kwargs)
 

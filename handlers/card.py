@@ -9,8 +9,17 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.callbacks import (ContactCallback, CustomerCallback, EditCallback, FeedbackCallback, HistoryCallback,
-                           LogCallback, OrderCallback, ReassignCallback, StageCallback)
+from bot.callbacks import (
+    ContactCallback,
+    CustomerCallback,
+    EditCallback,
+    FeedbackCallback,
+    HistoryCallback,
+    LogCallback,
+    OrderCallback,
+    ReassignCallback,
+    StageCallback,
+)
 from bot.filters import Registered
 from bot.formatting import ago, day, duration, money
 from bot.labels import rfm_segment_label, stage_label
@@ -20,6 +29,7 @@ from services.access import Viewer
 from services.cards import Card, Clock, customer_card
 from services.messages import DomainError
 from services.rfm import segment
+
 
 def _clock(clock: Clock, language: str, never: str) -> str:
     if clock.since is None:
@@ -64,7 +74,7 @@ def render_card(card: Card, user: User, settings: Settings) -> str:
     return "\n".join(lines)
 
 
-async def show_card(target, session: AsyncSession, user: User, viewer: Viewer, settings: Settings,  # noqa: ANN001
+async def show_card(target, session: AsyncSession, user: User, viewer: Viewer, settings: Settings,
                     customer_id: int) -> bool:
     """Send the card as a new message to `target` (a Message); False when the customer is not visible."""
     try:

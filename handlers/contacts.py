@@ -21,8 +21,17 @@ from handlers.common import buttons_please, origin, text_please, try_again
 from models import ContactPerson, User
 from services.access import Viewer
 from services.cards import visible_customer
-from services.contacts import (CONTACT_FIELDS, add_contact, archive_contact, check_mobile, check_name, contacts_of,
-                               duplicate_contacts, toggle_key, update_contact)
+from services.contacts import (
+    CONTACT_FIELDS,
+    add_contact,
+    archive_contact,
+    check_mobile,
+    check_name,
+    contacts_of,
+    duplicate_contacts,
+    toggle_key,
+    update_contact,
+)
 from services.messages import DomainError
 from services.parsing import parse_date
 
@@ -44,7 +53,7 @@ def field_label(field: str) -> str:
     return {"name": _("Name"), "title": _("Title"), "mobile": _("Mobile"), "birthday": _("Birthday")}.get(field, field)
 
 
-def _button(text: str, step: str, id: int = 0, field: str = "") -> InlineKeyboardButton:  # noqa: A002
+def _button(text: str, step: str, id: int = 0, field: str = "") -> InlineKeyboardButton:
     return InlineKeyboardButton(text=text, callback_data=ContactCallback(step=step, id=id, field=field).pack())
 
 

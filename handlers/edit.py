@@ -1,5 +1,5 @@
 """Changing a customer from its card: ✏️ Edit (one field at a time, dictionary values as buttons) and
-🎯 Stage (the relationship stage, with what the stage suggests doing next — DOMAIN.md §7)."""
+🎯 Stage (the relationship stage, with what the stage suggests doing next)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import EditCallback, StageCallback
 from bot.filters import Registered
-from handlers.common import text_please, try_again
 from bot.formatting import day
 from bot.labels import stage_label
 from bot.settings import Settings
 from handlers.card import show_card
+from handlers.common import text_please, try_again
 from models import ContactStrategy, PurchaseStrategy, Stage, User
 from services.access import Viewer
 from services.cards import visible_customer
@@ -52,7 +52,7 @@ def field_label(field: str) -> str:
 
 
 def stage_advice(stage: str) -> str:
-    """What the stage suggests doing next (DOMAIN.md §7)."""
+    """What the stage suggests doing next."""
     return {
         Stage.interested: _("Act fast: follow up actively and move them to the next stage."),
         Stage.hesitating: _("Keep talking and learn their needs; do not push products yet."),
@@ -137,7 +137,7 @@ def _stage_keyboard(customer_id: int) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[buttons[i:i + 2] for i in range(0, len(buttons), 2)])
 
 
-def _local_today(user: User):  # noqa: ANN202 - a date
+def _local_today(user: User):
     return datetime.now(ZoneInfo(user.timezone)).date()
 
 

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import FeedbackCallback
 from bot.filters import Registered
-from handlers.common import buttons_please, origin, text_please, try_again
 from bot.labels import feedback_label
+from handlers.common import buttons_please, origin, text_please, try_again
 from models import Feedback, FeedbackKind, User
 from services.access import Viewer
 from services.cards import visible_customer

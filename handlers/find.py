@@ -49,11 +49,11 @@ async def search(message: Message, query: str, session: AsyncSession, user: User
     await message.answer(_("Which one?"), reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons))
 
 
-async def find_command(message: Message, command: CommandObject, **data) -> None:  # noqa: ANN003
+async def find_command(message: Message, command: CommandObject, **data) -> None:
     await search(message, command.args or "", **_pick(data))
 
 
-async def find_text(message: Message, **data) -> None:  # noqa: ANN003
+async def find_text(message: Message, **data) -> None:
     await search(message, message.text, **_pick(data))
 
 

@@ -15,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import CustomerCallback, NewCustomerCallback
 from bot.filters import Registered
-from handlers.common import buttons_please, origin, text_please, try_again
 from bot.labels import stage_label
 from bot.settings import Settings
 from handlers.card import show_card
+from handlers.common import buttons_please, origin, text_please, try_again
 from models import ContactStrategy, Stage, User
 from services.access import Viewer
 from services.contacts import check_mobile

@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import OrderCallback
 from bot.filters import Registered
-from handlers.common import origin, text_please, try_again
 from bot.formatting import day, money
 from bot.settings import Settings
+from handlers.common import origin, text_please, try_again
 from handlers.visit import local_today
 from models import User
 from services.access import Viewer
@@ -90,7 +90,7 @@ async def ask_date(message: Message, state: FSMContext) -> None:
 
 
 async def save(message: Message, state: FSMContext, session: AsyncSession, user: User, viewer: Viewer,
-               settings: Settings, when) -> None:  # noqa: ANN001 - a date
+               settings: Settings, when) -> None:
     data = await state.get_data()
     try:
         customer = await visible_customer(session, viewer, data["customer_id"])
@@ -107,7 +107,7 @@ async def save(message: Message, state: FSMContext, session: AsyncSession, user:
         total=money(customer.txn_amount_cents, settings.currency, user.language)))
 
 
-async def day_button(callback: CallbackQuery, callback_data: OrderCallback, state: FSMContext, **data) -> None:  # noqa: ANN003
+async def day_button(callback: CallbackQuery, callback_data: OrderCallback, state: FSMContext, **data) -> None:
     await callback.answer()
     if await state.get_state() != RecordOrder.when.state:
         return

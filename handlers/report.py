@@ -57,7 +57,7 @@ async def report_command(message: Message) -> None:
     await message.answer(_("Report for which period? (each ends yesterday)"), reply_markup=periods_keyboard())
 
 
-def _today(user: User):  # noqa: ANN202 - a date
+def _today(user: User):
     return datetime.now(ZoneInfo(user.timezone)).date()
 
 

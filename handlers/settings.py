@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import LanguageCallback, SettingsCallback
 from bot.filters import Registered
-from handlers.common import text_please, try_again
 from bot.formatting import locale
+from handlers.common import text_please, try_again
 from models import User
 from services.messages import DomainError
 from services.users import parse_working_hours, set_language, set_timezone, set_working_hours, toggle_work_day

@@ -18,6 +18,7 @@ from models import Role, User
 from services.invites import admit_configured_admin, create_invite, redeem_invite
 from services.messages import DomainError
 
+
 def _welcome(user: User) -> str:
     return _("Welcome, {name}! Type a customer's name, pinyin, initials or phone number to find them.").format(
         name=html.escape(user.name))

@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import LogCallback, NextStepCallback
 from bot.filters import Registered
-from handlers.common import origin, try_again
 from bot.formatting import day
 from bot.labels import interaction_label
+from handlers.common import origin, try_again
 from models import Interaction, User
 from services.access import Viewer
 from services.cards import visible_customer
@@ -45,7 +45,7 @@ def next_step_keyboard(interaction_id: int) -> InlineKeyboardMarkup:
     ])
 
 
-def local_today(user: User):  # noqa: ANN201 - a date
+def local_today(user: User):
     return datetime.now(ZoneInfo(user.timezone)).date()
 
 

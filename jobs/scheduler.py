@@ -32,7 +32,7 @@ DRAIN_SECONDS = 2
 RUNNING: set[asyncio.Task] = set()
 
 
-def _tracked(job):  # noqa: ANN001, ANN202
+def _tracked(job):
     async def run(runtime_id: str) -> None:
         task = asyncio.current_task()
         RUNNING.add(task)

@@ -11,8 +11,8 @@ from models.common import (
     PaymentStatus,
     Role,
     Stage,
-    metadata,
     as_utc,
+    metadata,
     utcnow,
 )
 from models.customer import ContactPerson, Customer
@@ -23,6 +23,7 @@ from models.user import User
 
 __all__ = [
     "AuditLog", "ContactPerson", "ContactStrategy", "Customer", "DecisionRole", "DictionaryEntry",
-    "DictionaryKind", "Feedback", "HandledUpdate", "Invite", "FeedbackKind", "FeedbackStatus", "Interaction", "InteractionKind",
-    "OutboxMessage", "PaymentStatus", "Purchase", "PurchaseStrategy", "Reminder", "Role", "Stage", "User", "as_utc", "metadata", "utcnow",
+    "DictionaryKind", "Feedback", "FeedbackKind", "FeedbackStatus", "HandledUpdate", "Interaction", "InteractionKind",
+    "Invite", "OutboxMessage", "PaymentStatus", "Purchase", "PurchaseStrategy", "Reminder", "Role", "Stage", "User",
+    "as_utc", "metadata", "utcnow",
 ]

@@ -1,7 +1,7 @@
 """Behavioural records: interactions (交往记录), purchases (交易记录), feedback (客户反馈).
 
 Users only ever add these rows; a correction is an audited edit (see services.purchases) and a
-mistaken purchase is voided, never deleted (DOMAIN.md §5 retention).
+mistaken purchase is voided, never deleted (records are kept for years).
 """
 
 from __future__ import annotations

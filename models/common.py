@@ -45,7 +45,7 @@ class Role(StrEnum):
 
 
 class DictionaryKind(StrEnum):
-    """The system dictionaries (系统字典) of DOMAIN.md §2."""
+    """The system dictionaries (系统字典)."""
 
     region = "region"
     nature = "nature"
@@ -59,7 +59,7 @@ class DictionaryKind(StrEnum):
 
 
 class Stage(StrEnum):
-    """Relationship stage of a prospect (客户关系类型, DOMAIN.md §7); `customer` once they buy."""
+    """Relationship stage of a prospect (客户关系类型); `customer` once they buy."""
 
     interested = "interested"
     hesitating = "hesitating"
@@ -70,7 +70,7 @@ class Stage(StrEnum):
 
 
 class InteractionKind(StrEnum):
-    """Channels of contact (交往记录, DOMAIN.md §4)."""
+    """Channels of contact (交往记录)."""
 
     visit = "visit"
     call = "call"
@@ -83,7 +83,7 @@ class InteractionKind(StrEnum):
 
 
 class DecisionRole(StrEnum):
-    """Role of a contact person in the purchase decision (DOMAIN.md §3)."""
+    """Role of a contact person in the purchase decision."""
 
     initiator = "initiator"
     influencer = "influencer"

@@ -1,4 +1,4 @@
-"""The customer record (客户档案, DOMAIN.md §2) and its contact persons (联系人, §3)."""
+"""The customer record (客户档案) and its contact persons (联系人, §3)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from sqlalchemy import JSON, BigInteger, Column, Index, SmallInteger, event, tex
 from sqlmodel import Field, SQLModel
 
 from models.common import Stage, utcnow
-
 
 # Partial covering indexes for the reminder rules (services.reminders): each rule reads a range of one of
 # them and never the table, so a scan over a million customers only touches the customers that are due.

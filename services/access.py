@@ -1,6 +1,6 @@
 """Who may see which customers.
 
-Rules (DESIGN.md, security):
+Rules (docs/architecture.md, "Where rules live"):
 - an admin sees every customer;
 - a manager sees the customers of their team (themselves and every user below them, at any depth) and
   unassigned customers, so they can assign them;
@@ -27,7 +27,7 @@ class Viewer:
     unassigned: bool
 
     @classmethod
-    def everyone(cls) -> "Viewer":
+    def everyone(cls) -> Viewer:
         """The CLI / system view: every customer."""
         return cls(None, Role.admin, None, True)
 

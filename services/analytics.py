@@ -1,4 +1,4 @@
-"""Customer analyses for managers (DOMAIN.md §8). Each analysis is a function on plain data (rows the
+"""Customer analyses for managers. Each analysis is a function on plain data (rows the
 loaders in services.reports read from the database, or hand-made fixtures in tests).
 
 Rules, per analysis:
@@ -32,8 +32,8 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 

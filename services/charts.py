@@ -16,8 +16,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from matplotlib import font_manager  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib import font_manager
+from matplotlib.figure import Figure
 
 WIDTH, HEIGHT, DPI = 8.0, 5.0, 100  # 800 × 500 px: readable on a phone, small to send
 PALETTE = ["#2481cc", "#f39c12", "#27ae60", "#e74c3c", "#8e44ad", "#16a085", "#d35400", "#7f8c8d", "#c0392b",
@@ -52,7 +52,7 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _style(axes) -> None:  # noqa: ANN001
+def _style(axes) -> None:
     for label in (*axes.get_xticklabels(), *axes.get_yticklabels()):
         label.set_fontproperties(cjk_font())
     axes.spines[["top", "right"]].set_visible(False)

@@ -1,4 +1,4 @@
-"""Contact persons (联系人, DOMAIN.md §3): the people at a customer a rep talks to.
+"""Contact persons (联系人): the people at a customer a rep talks to.
 
 Rules:
 - A contact person belongs to one customer and needs a name; only someone who may see the customer
@@ -23,8 +23,8 @@ from services.access import Viewer
 from services.cards import visible_customer
 from services.lookup import track_change
 from services.messages import N_, DomainError
-from services.sql import replayed
 from services.parsing import fold_width, phone_digits
+from services.sql import replayed
 
 
 async def contacts_of(session: AsyncSession, viewer: Viewer, customer_id: int) -> list[ContactPerson]:

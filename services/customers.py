@@ -3,7 +3,7 @@
 Rules:
 - A customer needs a name; an external id (ERP code) is unique among all customers, archived included.
 - Dictionary fields must point at an entry of the right dictionary.
-- Deleting is archiving (DOMAIN.md §5: history is kept for years): an archived customer disappears from
+- Deleting is archiving (history is kept for years): an archived customer disappears from
   lists, search and reminders, but its contacts, purchases, interactions and feedback stay, and it can
   be restored.
 - Every change is written to the audit log with the old and new values.
@@ -11,7 +11,7 @@ Rules:
   city and the company-form words are dropped, one core inside the other, or ≥ 75% alike), or whose
   phone is already a customer's or a contact's number, is flagged before it is created — the person
   decides whether it is the same one.
-- Relationship stage (DOMAIN.md §7): "not buying now" needs the time they expect to buy (today or
+- Relationship stage: "not buying now" needs the time they expect to buy (today or
   later), "definitely not buying" needs the reason; leaving those stages clears them.
 - Changes from chat go through the viewer: a person edits only customers they may see.
 """
@@ -23,7 +23,6 @@ from datetime import date
 from typing import Any
 
 from rapidfuzz import fuzz
-
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,8 +31,8 @@ from services import audit, reminders
 from services.access import Viewer
 from services.fields import CUSTOMER_FIELDS
 from services.lookup import LookupIndex, name_cores, track_change
-from services.parsing import phone_digits
 from services.messages import N_, DomainError
+from services.parsing import phone_digits
 from services.sql import replayed
 
 EDITABLE = {

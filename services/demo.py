@@ -18,8 +18,20 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import (ContactPerson, ContactStrategy, Customer, DictionaryEntry, Feedback, Interaction, Purchase,
-                    PurchaseStrategy, Role, Stage, User, utcnow)
+from models import (
+    ContactPerson,
+    ContactStrategy,
+    Customer,
+    DictionaryEntry,
+    Feedback,
+    Interaction,
+    Purchase,
+    PurchaseStrategy,
+    Role,
+    Stage,
+    User,
+    utcnow,
+)
 from services import audit
 from services.rollups import median_gap
 
@@ -97,7 +109,7 @@ def _mobile(rng: random.Random) -> str:
     return f"1{rng.choice('3456789')}{rng.randrange(10**9):09d}"
 
 
-async def _ids(session: AsyncSession, model, key: str = "code") -> dict[str, int]:  # noqa: ANN001
+async def _ids(session: AsyncSession, model, key: str = "code") -> dict[str, int]:
     rows = await session.execute(select(getattr(model, key), model.id))
     return {k: v for k, v in rows.all()}
 
@@ -127,7 +139,7 @@ async def generate(session: AsyncSession, *, customers: int, seed: int = 42, tod
     # People: a manager per ~5 reps, reps spread over regions, plus a demo admin.
     reps_wanted = max(3, min(60, customers // 400))
     existing_names = set((await session.execute(select(User.name))).scalars())
-    def new_user(name: str, role: Role, **kw) -> User:  # noqa: ANN003
+    def new_user(name: str, role: Role, **kw) -> User:
         user = User(name=name, role=role, **{"language": "zh_Hans", "timezone": "Asia/Shanghai", **kw})
         session.add(user)
         summary.users += 1
@@ -308,7 +320,7 @@ async def sandbox_people(session: AsyncSession) -> list[User]:
     users = list((await session.execute(select(User).where(User.active.is_(True)).order_by(User.id))).scalars())
     taken = {u.id for u in people.values() if u is not None}
 
-    def first(predicate) -> User | None:  # noqa: ANN001
+    def first(predicate) -> User | None:
         return next((u for u in users if u.id not in taken and u.telegram_id is None and predicate(u)), None)
     wanted = {
         "admin": lambda u: u.role == Role.admin,

@@ -19,8 +19,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import (AuditLog, ContactPerson, ContactStrategy, Customer, DictionaryEntry, Feedback, Interaction, Purchase,
-                    PurchaseStrategy, User)
+from models import (
+    AuditLog,
+    ContactPerson,
+    ContactStrategy,
+    Customer,
+    DictionaryEntry,
+    Feedback,
+    Interaction,
+    Purchase,
+    PurchaseStrategy,
+    User,
+)
 from services.fields import ENUM_WORDS, FIELDS_BY_KIND, FieldSpec
 from services.messages import N_, DomainError
 

@@ -2,7 +2,7 @@
 
 Rules:
 - A complaint stays open until someone who may see the customer resolves it with a note of what was
-  done; the time from raised to resolved is kept (complaint analysis, DOMAIN.md §6).
+  done; the time from raised to resolved is kept (complaint analysis).
 - Suggestions, inquiries and praise are recorded as handled at once (nothing to follow up in the CRM).
 - A complaint needs a text saying what is wrong; a rating goes from 1 to 5; the product is optional.
 """

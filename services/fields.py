@@ -1,7 +1,7 @@
 """The fields of each record kind as users and files name them, and how each value is read.
 
-One table per kind drives validation, import headers (English field names or the Chinese labels of
-DOMAIN.md, Simplified or Traditional) and export columns, so the three can never disagree.
+One table per kind drives validation, import headers (English field names or the Chinese labels, in
+Simplified or Traditional script) and export columns, so the three can never disagree.
 """
 
 from __future__ import annotations
@@ -141,7 +141,8 @@ PURCHASE_FIELDS: tuple[FieldSpec, ...] = (
 
 INTERACTION_FIELDS: tuple[FieldSpec, ...] = (
     *CUSTOMER_REF,
-    FieldSpec("kind", "方式", "方式", "enum", ref="interaction_kind", required=True, aliases=("类型", "联系方式", "type", "channel")),
+    FieldSpec("kind", "方式", "方式", "enum", ref="interaction_kind", required=True,
+              aliases=("类型", "联系方式", "type", "channel")),
     FieldSpec("occurred_at", "时间", "時間", "datetime", required=True, aliases=("日期", "联系时间", "date", "when")),
     FieldSpec("user", "记录人", "記錄人", "user", aliases=("业务员", "rep")),
     FieldSpec("summary", "摘要", "摘要", "text", 4000, aliases=("内容", "內容", "note")),

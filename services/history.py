@@ -1,4 +1,4 @@
-"""A customer's history (客户交互历史, DOMAIN.md §4–6): interactions, orders and feedback in one timeline.
+"""A customer's history (客户交互历史): interactions, orders and feedback in one timeline.
 
 Rules:
 - Only a customer the viewer may see has a history for them (services.access), archived ones excepted.

@@ -383,7 +383,7 @@ def _batches(rows: Iterator[tuple[int, dict[str, Any]]]) -> Iterator[list[dict[s
 # --------------------------------------------------------------------------- applying
 
 
-def _bulk_insert(model: Any, keys: frozenset[str]):  # noqa: ANN202
+def _bulk_insert(model: Any, keys: frozenset[str]):
     """An executemany INSERT whose bookkeeping columns (timestamps, empty lists) are SQL expressions
     rendered once per statement instead of values bound and converted for every row."""
     table = model.__table__

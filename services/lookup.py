@@ -21,23 +21,23 @@ How (rules):
 
 from __future__ import annotations
 
-import ctypes
 import asyncio
+import ctypes
 import gc
 import json
 import math
 import multiprocessing
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from array import array
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from array import array
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from rapidfuzz import fuzz
@@ -47,8 +47,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import ContactPerson, Customer
 from services.access import Viewer
 from services.parsing import phone_digits
-from services.textnorm import (READING_SETS, SYLLABLES, char_readings, core_name, fold, han_only, reading_variants,
-                               segment_pinyin)
+from services.textnorm import (
+    READING_SETS,
+    SYLLABLES,
+    char_readings,
+    core_name,
+    fold,
+    han_only,
+    reading_variants,
+    segment_pinyin,
+)
 
 GROUP, FIELD = "\x1e", "\x1f"
 _NO_READING: frozenset[str] = frozenset()
@@ -392,13 +400,13 @@ def _prepare_chunk(job: tuple[int, list[CustomerText]]) -> tuple[bytes, bytes, d
     return b"".join(texts), sizes, {gram: posting.tobytes() for gram, posting in postings.items()}
 
 
-def _prepare_chunks(chunks: list[tuple[int, list[CustomerText]]], workers: int):  # noqa: ANN202
+def _prepare_chunks(chunks: list[tuple[int, list[CustomerText]]], workers: int):
     if workers <= 1 or len(chunks) <= 1:
         return map(_prepare_chunk, chunks)
     # "spawn": fresh interpreters, safe beside the database driver's threads (fork is not).
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
-    def results():  # noqa: ANN202
+    def results():
         with pool:
             yield from pool.map(_prepare_chunk, chunks)
 
@@ -423,7 +431,7 @@ class _Builder:
     """Fills a LookupIndex chunk by chunk: document metadata first, then each chunk's prepared texts
     and postings, merged in order; `finish` freezes it all into compact arrays."""
 
-    def __init__(self, index: "LookupIndex") -> None:
+    def __init__(self, index: LookupIndex) -> None:
         watermark = index.watermark
         index.__init__()
         index.watermark = watermark
@@ -743,7 +751,7 @@ _ALL_CUSTOMERS = ("SELECT id, owner_id, name, short_name, aliases, phone FROM cu
 _ALL_CONTACTS = "SELECT customer_id, name, mobile, office_phone FROM contact_person WHERE archived_at IS NULL"
 
 
-def _load_all(sync_session, docs: dict[int, CustomerText]) -> None:  # noqa: ANN001
+def _load_all(sync_session, docs: dict[int, CustomerText]) -> None:
     """Every active customer, read with plain SQL: a million rows in seconds, not a minute."""
     connection = sync_session.connection()
     for cid, owner, name, short, aliases, phone in connection.exec_driver_sql(_ALL_CUSTOMERS):
@@ -754,7 +762,7 @@ def _load_all(sync_session, docs: dict[int, CustomerText]) -> None:  # noqa: ANN
             _add_contact(doc, person, mobile, office)
 
 
-async def _load_into(session: AsyncSession, query, contact_query, docs: dict[int, CustomerText]) -> None:  # noqa: ANN001
+async def _load_into(session: AsyncSession, query, contact_query, docs: dict[int, CustomerText]) -> None:
     # Rows come in partitions: one switch into the database driver per 20,000 rows, not one per row.
     result = await session.stream(query.execution_options(yield_per=20000))
     async for rows in result.partitions():
@@ -809,7 +817,7 @@ _CONTACT_RANGE = ("SELECT customer_id, name, mobile, office_phone FROM contact_p
                   "WHERE archived_at IS NULL AND customer_id BETWEEN ? AND ?")
 
 
-def _load_chunk(sync_session, docs: dict[int, CustomerText], after: int) -> int:  # noqa: ANN001
+def _load_chunk(sync_session, docs: dict[int, CustomerText], after: int) -> int:
     connection = sync_session.connection()
     paramstyle = connection.dialect.paramstyle
     customers, contacts = _CUSTOMER_CHUNK, _CONTACT_RANGE

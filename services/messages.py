@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def N_(message: str) -> str:  # noqa: N802 - the conventional gettext marker name
+def N_(message: str) -> str:
     """Mark a message id for extraction; it is translated later, where the user's language is known."""
     return message
 
@@ -23,7 +23,7 @@ class Problem:
     message: str
     params: dict[str, Any] = field(default_factory=dict)
 
-    def render(self, gettext) -> str:  # noqa: ANN001 - any gettext-like callable
+    def render(self, gettext) -> str:
         return gettext(self.message).format(**self.params)
 
 

@@ -11,7 +11,7 @@ Rules (each is a function below; "today" is always the recipient's local date in
   rhythm (median gap between purchase days, see services.rollups): the alert comes after
   max(rhythm × RHYTHM_TOLERANCE, rhythm + RHYTHM_SLACK_DAYS) days, and says it was learned.
 - After a purchase: a thank-you follow-up for the owner, from the customer's latest purchase day for
-  THANK_YOU_DAYS days, unless someone contacted the customer since that purchase (DOMAIN.md §8).
+  THANK_YOU_DAYS days, unless someone contacted the customer since that purchase.
 - Prospects: "not buying now" when their expected purchase date is PROSPECT_LEAD_DAYS away or closer;
   "quoted, no response" when nobody contacted them for QUOTED_FOLLOWUP_DAYS days.
 - Birthdays of contact persons, on the day (29 February birthdays on 28 February in other years).
@@ -29,19 +29,30 @@ Rules (each is a function below; "today" is always the recipient's local date in
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from functools import lru_cache
 from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Date, String, and_, exists, func, literal, literal_column, or_, select, true, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import (ContactPerson, ContactStrategy, Customer, Interaction, Purchase, PurchaseStrategy, Reminder,
-                    Stage, User, as_utc, utcnow)
+from models import (
+    ContactPerson,
+    ContactStrategy,
+    Customer,
+    Interaction,
+    Purchase,
+    PurchaseStrategy,
+    Reminder,
+    Stage,
+    User,
+    as_utc,
+    utcnow,
+)
 from services.messages import N_, DomainError
 from services.sql import collector_paused, raw_rows
 

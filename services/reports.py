@@ -71,7 +71,7 @@ def period_for(kind: str, today: date) -> Period:
     return Period(end - timedelta(days=PERIODS[kind] - 1), end)
 
 
-def _scope(query, viewer: Viewer):  # noqa: ANN001, ANN202
+def _scope(query, viewer: Viewer):
     query = query.where(Customer.archived_at.is_(None))
     if viewer.owners is not None:
         query = query.where(Customer.owner_id.in_(viewer.owners))
@@ -84,7 +84,7 @@ def _utc_bounds(period: Period, zone: ZoneInfo) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _purchase_scope(viewer: Viewer):  # noqa: ANN202 - a SQL condition on Purchase, or None
+def _purchase_scope(viewer: Viewer):
     """Which purchases count for the viewer, without joining every purchase to its customer: the team's
     (not archived) customers as an IN list the database builds once; for everyone, all but the archived."""
     if viewer.owners is None:
@@ -94,7 +94,7 @@ def _purchase_scope(viewer: Viewer):  # noqa: ANN202 - a SQL condition on Purcha
                                                               Customer.archived_at.is_(None)))
 
 
-async def purchase_scope(session: AsyncSession, viewer: Viewer):  # noqa: ANN201 - a SQL condition
+async def purchase_scope(session: AsyncSession, viewer: Viewer):
     """The purchase scope, worked out once per report: for everyone, the (usually few) archived customers
     are listed once instead of looked up again in every query."""
     if viewer.owners is not None:
@@ -106,7 +106,7 @@ async def purchase_scope(session: AsyncSession, viewer: Viewer):  # noqa: ANN201
     return Purchase.customer_id.not_in(archived) if len(archived) <= 5000 else _purchase_scope(viewer)
 
 
-async def _aggregates(session: AsyncSession, viewer: Viewer, period: Period, scope=None) -> dict[int, Aggregate]:  # noqa: ANN001
+async def _aggregates(session: AsyncSession, viewer: Viewer, period: Period, scope=None) -> dict[int, Aggregate]:
     """Per-customer aggregates for one window: a plain GROUP BY over the covering date index."""
     if period.start > period.end:
         return {}
@@ -142,7 +142,7 @@ def _merge(*parts: dict[int, Aggregate]) -> dict[int, Aggregate]:
     return out
 
 
-async def _rfm_windows(session: AsyncSession, viewer: Viewer, period: Period, window: Period, previous: Period):  # noqa: ANN202
+async def _rfm_windows(session: AsyncSession, viewer: Viewer, period: Period, window: Period, previous: Period):
     """The RFM window, the previous one (shifted back by the period), the period and a year before it, reading
     the long stretch the two RFM windows share only once."""
     year_before = period.year_before()
@@ -245,7 +245,7 @@ async def _build(session: AsyncSession, viewer: Viewer, *, kind: str, today: dat
 
 
 async def monthly_trend(session: AsyncSession, viewer: Viewer, end: date, months: int,
-                        scope=None) -> list[tuple[str, int, int]]:  # noqa: ANN001
+                        scope=None) -> list[tuple[str, int, int]]:
     """Sales per calendar month for the `months` months up to `end`, with the same month a year earlier
     (a range sum per month over the covering date index: cheaper than grouping every purchase by month)."""
     first = date(end.year, end.month, 1)

@@ -1,4 +1,4 @@
-"""RFM analysis (DOMAIN.md §8): Recency, Frequency, Monetary, each scored 1–5, and the segment they make.
+"""RFM analysis: Recency, Frequency, Monetary, each scored 1–5, and the segment they make.
 
 Rules:
 - Only active customers that have bought (not voided) are scored; the others have no RFM.
@@ -13,9 +13,9 @@ Rules:
 
 from __future__ import annotations
 
-import numpy as np
 from datetime import date
 
+import numpy as np
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 

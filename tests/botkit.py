@@ -24,7 +24,7 @@ class RecordingSession(BaseSession):
     async def close(self) -> None:
         pass
 
-    async def stream_content(self, *args: Any, **kwargs: Any):  # noqa: ANN201
+    async def stream_content(self, *args: Any, **kwargs: Any):
         yield b""
 
     async def make_request(self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None) -> Any:
@@ -101,7 +101,7 @@ def photo_update(sender: User, caption: str | None = None) -> Update:
 class App:
     """The real Dispatcher over a test database, with a recording bot session."""
 
-    def __init__(self, dispatcher, bot, recorder: RecordingSession, sessions, index) -> None:  # noqa: ANN001
+    def __init__(self, dispatcher, bot, recorder: RecordingSession, sessions, index) -> None:
         self.dispatcher, self.bot, self.recorder, self.sessions, self.index = dispatcher, bot, recorder, sessions, index
 
     async def send(self, update: Update) -> RecordingSession:
@@ -116,7 +116,7 @@ class App:
             await sync(self.index, session)
 
 
-async def make_app(engine, **settings: Any) -> App:  # noqa: ANN001
+async def make_app(engine, **settings: Any) -> App:
     from bot.app import create_bot, create_dispatcher
     from bot.db import make_sessionmaker
     from bot.settings import Settings

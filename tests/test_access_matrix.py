@@ -7,8 +7,17 @@ import pytest
 from aiogram.methods import EditMessageText, SendMessage
 from sqlalchemy import select
 
-from bot.callbacks import (ContactCallback, CustomerCallback, EditCallback, FeedbackCallback, HistoryCallback,
-                           LogCallback, OrderCallback, ReassignCallback, StageCallback)
+from bot.callbacks import (
+    ContactCallback,
+    CustomerCallback,
+    EditCallback,
+    FeedbackCallback,
+    HistoryCallback,
+    LogCallback,
+    OrderCallback,
+    ReassignCallback,
+    StageCallback,
+)
 from models import AuditLog, Role
 from services.customers import create_customer
 from services.users import add_user, set_active
@@ -30,7 +39,7 @@ ACTIONS = {
     "reassign": lambda c: ReassignCallback(customer=c),
 }
 CUSTOMERS = ("own", "teammate", "other team", "unassigned")
-# role → customers they may act on (DESIGN.md security rules); reassigning is for managers and admins only.
+# role → customers they may act on (services/access.py); reassigning is for managers and admins only.
 SEES = {
     "rep": {"own", "unassigned"},
     "rep, unassigned hidden": {"own"},

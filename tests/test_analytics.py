@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from collections import Counter
-
 from datetime import UTC, date, datetime, timedelta
 
-from services.analytics import (Aggregate, Contact, CustomerInfo, FeedbackInfo, Period, Sale, aggregate,
-                                churn_priority, complaints, distribution, key_accounts, rfm, rfm_report,
-                                sales_performance, satisfaction, team_activity)
+from services.analytics import (
+    Aggregate,
+    Contact,
+    CustomerInfo,
+    FeedbackInfo,
+    Period,
+    Sale,
+    aggregate,
+    churn_priority,
+    complaints,
+    distribution,
+    key_accounts,
+    rfm,
+    rfm_report,
+    sales_performance,
+    satisfaction,
+    team_activity,
+)
 
 YEAR = Period(date(2026, 1, 1), date(2026, 12, 31))
 

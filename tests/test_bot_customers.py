@@ -10,8 +10,14 @@ import pytest
 from aiogram.methods import EditMessageText
 from sqlalchemy import func, select
 
-from bot.callbacks import (ContactCallback, CustomerCallback, EditCallback, HistoryCallback, NewCustomerCallback,
-                           StageCallback)
+from bot.callbacks import (
+    ContactCallback,
+    CustomerCallback,
+    EditCallback,
+    HistoryCallback,
+    NewCustomerCallback,
+    StageCallback,
+)
 from models import AuditLog, ContactPerson, ContactStrategy, Customer, DictionaryEntry, Stage
 from services.customers import create_customer
 from services.feedback import record_feedback

@@ -42,11 +42,11 @@ async def app(engine):
     return app
 
 
-def buttons(message):  # noqa: ANN001, ANN201
+def buttons(message):
     return [b.callback_data for row in message.reply_markup.inline_keyboard for b in row]
 
 
-async def open_reminders(app, user_id):  # noqa: ANN001, ANN201
+async def open_reminders(app, user_id):
     async with app.sessions() as session:
         return list((await session.execute(select(Reminder).where(
             Reminder.user_id == user_id, Reminder.status == "open").order_by(Reminder.priority))).scalars())

@@ -21,7 +21,7 @@ async def test_polling_starts_with_a_menu_per_language_and_role_and_stops_cleanl
     polls = []
     original = app.recorder.make_request
 
-    async def telegram(bot, method, timeout=None):  # noqa: ANN001
+    async def telegram(bot, method, timeout=None):
         if isinstance(method, GetUpdates):
             polls.append(method)
             if len(polls) == 2:
@@ -83,7 +83,7 @@ async def test_the_bot_starts_and_answers_when_every_optional_start_up_call_fail
     original = app.recorder.make_request
     app.bot._me = None
 
-    async def telegram(bot, method, timeout=None):  # noqa: ANN001
+    async def telegram(bot, method, timeout=None):
         if isinstance(method, GetMe):
             me_calls.append(method)
             if len(me_calls) == 1:
@@ -111,6 +111,6 @@ async def test_the_bot_starts_and_answers_when_every_optional_start_up_call_fail
 
 
 def _fast(wait_for_telegram):
-    async def fast(bot):  # noqa: ANN001, ANN202
+    async def fast(bot):
         await wait_for_telegram(bot, first_wait=0.01)
     return fast

@@ -6,13 +6,13 @@ from datetime import time
 
 import pytest
 from aiogram.methods import EditMessageText
+from sqlalchemy import select
 
 from bot.callbacks import SettingsCallback
 from models import AuditLog, User
 from services.messages import DomainError
 from services.users import add_user, check_timezone, parse_working_hours
 from tests.botkit import button_update, make_app, person, sticker_update, text_update
-from sqlalchemy import select
 
 REP = 4100
 

@@ -93,7 +93,7 @@ def test_a_token_telegram_refuses_is_one_line(tmp_path):
 
     from aiohttp import web
 
-    async def unauthorized(request):  # noqa: ANN001, ANN202
+    async def unauthorized(request):
         return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
 
     ready, port = threading.Event(), []

@@ -7,7 +7,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from models import AuditLog, Customer, DictionaryEntry, Purchase
-from services.customers import active_customers, archive_customer, create_customer, get_customer, restore_customer, update_customer
+from services.customers import (
+    active_customers,
+    archive_customer,
+    create_customer,
+    get_customer,
+    restore_customer,
+    update_customer,
+)
 from services.messages import DomainError
 from services.purchases import record_purchase
 

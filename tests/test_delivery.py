@@ -33,7 +33,7 @@ _ids = itertools.count(1000)
 class FakeTelegram(BaseSession):
     """Answers sendMessage like Telegram; `script(chat_id, attempt)` may raise to inject failures."""
 
-    def __init__(self, delay: float = 0.0, script=None) -> None:  # noqa: ANN001
+    def __init__(self, delay: float = 0.0, script=None) -> None:
         super().__init__()
         self.delay, self.script = delay, script
         self.delivered: list[tuple[int, str, float]] = []
@@ -42,7 +42,7 @@ class FakeTelegram(BaseSession):
     async def close(self) -> None:
         pass
 
-    async def stream_content(self, *args: Any, **kwargs: Any):  # noqa: ANN201
+    async def stream_content(self, *args: Any, **kwargs: Any):
         yield b""
 
     async def make_request(self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None) -> Any:
@@ -56,17 +56,17 @@ class FakeTelegram(BaseSession):
                        text=method.text, from_user=BOT_USER)
 
 
-def sender_for(engine, telegram: FakeTelegram, **kwargs) -> Sender:  # noqa: ANN001
+def sender_for(engine, telegram: FakeTelegram, **kwargs) -> Sender:
     return Sender(Bot("42:TEST", session=telegram), make_sessionmaker(engine), **kwargs)
 
 
-async def queue(engine, messages: list[tuple[str, int]]) -> None:  # noqa: ANN001
+async def queue(engine, messages: list[tuple[str, int]]) -> None:
     async with make_sessionmaker(engine)() as session, session.begin():
         for key, chat in messages:
             await outbox.enqueue(session, key=key, chat_id=chat, kind="notice", text=key)
 
 
-async def rows(engine) -> list[OutboxMessage]:  # noqa: ANN001
+async def rows(engine) -> list[OutboxMessage]:
     async with make_sessionmaker(engine)() as session:
         return list((await session.execute(select(OutboxMessage).order_by(OutboxMessage.id))).scalars())
 
@@ -111,7 +111,7 @@ async def test_a_restart_in_the_middle_of_sending_loses_and_repeats_nothing(engi
 async def test_429_holds_that_chat_for_retry_after_without_spending_an_attempt(engine):
     await queue(engine, [("a1", 300), ("a2", 300), ("b1", 301)])
 
-    def script(method, call):  # noqa: ANN001
+    def script(method, call):
         if method.chat_id == 300 and call == 1:
             raise TelegramRetryAfter(method, "Too Many Requests: retry after 1", 1)
 
@@ -131,7 +131,7 @@ async def test_429_holds_that_chat_for_retry_after_without_spending_an_attempt(e
 async def test_network_errors_are_retried_with_backoff(engine):
     await queue(engine, [("n1", 400)])
 
-    def script(method, call):  # noqa: ANN001
+    def script(method, call):
         if call == 1:
             raise TelegramNetworkError(method, "connection reset")
 
@@ -151,7 +151,7 @@ async def test_a_user_who_blocked_the_bot_is_marked_and_their_queue_failed(engin
         user = await add_user(session, name="Gone", telegram_id=500)
     await queue(engine, [("g1", 500), ("g2", 500), ("ok", 501)])
 
-    def script(method, call):  # noqa: ANN001
+    def script(method, call):
         if method.chat_id == 500:
             raise TelegramForbiddenError(method, "Forbidden: bot was blocked by the user")
 
@@ -218,7 +218,7 @@ async def test_digests_arrive_once_per_working_day_at_9_local_across_the_dst_cha
     async with sessions() as session:
         digests = (await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "digest")
                                          .order_by(OutboxMessage.id))).scalars().all()
-    def local(row, tz):  # noqa: ANN001, ANN202
+    def local(row, tz):
         return row.created_at.astimezone(ZoneInfo(tz))
     ny = [local(r, "America/New_York") for r in digests if r.chat_id == 601]
     sh = [local(r, "Asia/Shanghai") for r in digests if r.chat_id == 600]
@@ -272,7 +272,7 @@ async def test_a_reply_that_is_not_json_spends_attempts_until_the_row_fails_with
 
     await queue(engine, [("garbled", 401)])
 
-    def script(method, call):  # noqa: ANN001
+    def script(method, call):
         raise ClientDecodeError("Failed to deserialize object", ValueError("not JSON"), "<html>502</html>")
 
     sender = sender_for(engine, FakeTelegram(script=script), limiter=RateLimiter(private_gap=0))

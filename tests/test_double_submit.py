@@ -14,6 +14,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from aiogram.types import CallbackQuery, Chat, Message, Update
 from sqlalchemy import func, select
 
 from bot.callbacks import FeedbackCallback, LogCallback, NextStepCallback, OrderCallback
@@ -21,8 +22,6 @@ from models import Customer, Feedback, Interaction, Invite, Purchase, Role, User
 from services.customers import create_customer
 from services.users import add_user
 from tests.botkit import BOT_USER, button_update, make_app, person, text_update
-
-from aiogram.types import CallbackQuery, Chat, Message, Update
 
 REP = 5100
 _ids = itertools.count(10_000_000)
@@ -153,7 +152,7 @@ async def test_a_failure_after_the_write_saves_nothing_and_the_conversation_wait
     original = app.recorder.make_request
     failing = {"left": 1}
 
-    async def flaky(bot, method, timeout=None):  # noqa: ANN001
+    async def flaky(bot, method, timeout=None):
         if isinstance(method, SendMessage) and method.text.startswith("Saved") and failing["left"]:
             failing["left"] -= 1
             raise TelegramNetworkError(method=method, message="timed out")

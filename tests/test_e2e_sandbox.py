@@ -278,7 +278,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 class Browser:
     """Headless Chromium driven over the DevTools protocol (a websocket on 127.0.0.1)."""
 
-    def __init__(self, ws) -> None:  # noqa: ANN001
+    def __init__(self, ws) -> None:
         self.ws, self.ids = ws, iter(range(1, 10**6))
 
     async def call(self, method: str, **params: object) -> dict:

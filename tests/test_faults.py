@@ -47,7 +47,7 @@ async def test_a_locked_database_gets_try_again_and_the_note_can_be_sent_again(a
     await start_call(app)
     locked = {"on": True}
 
-    def refuse_writes(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+    def refuse_writes(conn, cursor, statement, parameters, context, executemany):
         if locked["on"] and statement.lstrip().upper().startswith("INSERT INTO INTERACTION"):
             raise RuntimeError("database is locked")
 
@@ -95,7 +95,7 @@ async def test_the_bot_api_failing_the_reply_saves_nothing_and_the_note_can_be_r
     await start_call(app)
     original, failing = app.recorder.make_request, {"left": 2}
 
-    async def flaky(bot, method, timeout=None):  # noqa: ANN001
+    async def flaky(bot, method, timeout=None):
         if isinstance(method, SendMessage) and failing["left"]:
             failing["left"] -= 1
             if fault == "timeout":

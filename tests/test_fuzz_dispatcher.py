@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-
-import pytest
 from datetime import UTC, datetime
 
+import pytest
 from aiogram.methods import AnswerCallbackQuery
 from aiogram.types import Update
 from hypothesis import HealthCheck, given, settings

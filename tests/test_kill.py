@@ -38,10 +38,11 @@ KILLS = int(os.environ.get("KILL_TEST_KILLS", "3"))
 pytestmark = pytest.mark.e2e
 
 
-def start_bot(tmp_path: Path, api_url: str, db_url: str, log) -> subprocess.Popen:  # noqa: ANN001
+def start_bot(tmp_path: Path, api_url: str, db_url: str, log) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("WEBHOOK_URL", "ADMIN_IDS", "DATABASE_URL")}
     env.update(BOT_TOKEN=TOKEN, BOT_API_URL=api_url, DATABASE_URL=db_url, REDIS_URL="redis://127.0.0.1:6379/7",
-               DATA_DIR=str(tmp_path / "data"), LOG_LEVEL=os.environ.get("KILL_TEST_LOG", "WARNING"), FIELDCRM_NO_BOOTSTRAP="1", PYTHONUNBUFFERED="1")
+               DATA_DIR=str(tmp_path / "data"), LOG_LEVEL=os.environ.get("KILL_TEST_LOG", "WARNING"),
+               FIELDCRM_NO_BOOTSTRAP="1", PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, str(ROOT / "main.py"), "run"], cwd=tmp_path, env=env,
                             stdout=log, stderr=log)
 

@@ -215,7 +215,7 @@ async def test_the_rules_read_index_ranges_not_whole_tables(sqlite_template, tmp
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'plan.sqlite3'}")
     statements = []
 
-    def remember(_conn, _cursor, statement, parameters, _context, _many):  # noqa: ANN001
+    def remember(_conn, _cursor, statement, parameters, _context, _many):
         statements.append((statement, parameters))
 
     try:

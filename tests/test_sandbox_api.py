@@ -8,13 +8,12 @@ import time
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import (TelegramBadRequest, TelegramForbiddenError, TelegramRetryAfter,
-                                TelegramUnauthorizedError)
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramRetryAfter, TelegramUnauthorizedError
 from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
+from fastapi import FastAPI, Request
 
 from bot.sandbox.app import Controls, Persona, create_app
 from bot.sandbox.server import serving

@@ -79,7 +79,7 @@ async def test_updates_arrive_by_webhook_with_the_secret_and_get_answers(engine,
                     "X-Telegram-Bot-Api-Secret-Token": "wrong"})).status_code == 401
                 assert (await http.get(f"http://127.0.0.1:{port}/health")).json() == {"ok": True}
                 # Telegram retries a webhook call it did not see answered: the same update is applied once.
-                def bot_messages(events):  # noqa: ANN001, ANN202
+                def bot_messages(events):
                     return [e for e in events if e["type"] == "message" and e["message"]["from"]["is_bot"]]
                 before = len(bot_messages((await http.get(f"{api_url}/sandbox/feed", params={"user": 501})).json()
                                           ["result"]["events"]))

@@ -480,7 +480,7 @@ class BotApi:
                     async with http.post(self.webhook["url"], json=update, headers=headers,
                                          timeout=aiohttp.ClientTimeout(total=30)) as response:
                         delivered = response.status < 300
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     delivered = False
                 if delivered:
                     self.updates.pop(0)

@@ -1,16 +1,15 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 
 """
 
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = '0001'
 down_revision = None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from alembic import op
 
-
 revision = '0006'
 down_revision = '0005'
 branch_labels = None
