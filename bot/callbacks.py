@@ -1,9 +1,9 @@
 """Callback data of inline buttons (aiogram CallbackData factories: typed, validated, ≤ 64 bytes)."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from aiogram.filters.callback_data import CallbackData
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 # Ids are database keys (32-bit on PostgreSQL): a forged or garbled button with anything else does not
 # match any handler (aiogram's filter treats invalid data as no match) and is answered as out of date.
@@ -11,13 +11,27 @@ DbId = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Days = Annotated[int, Field(ge=-1, le=3660)]
 
 
+def _one_of(*allowed: int) -> object:
+    """An int field that only takes these values (button data arrives as text, which Literal[int] refuses)."""
+    def check(value: int) -> int:
+        if value not in allowed:
+            raise ValueError(f"not one of {allowed}")
+        return value
+    return Annotated[int, AfterValidator(check)]
+
+
+# Fields with a fixed set of values are Literals: a forged or garbled value fails to unpack the same way.
+STAGES = Literal["", "interested", "hesitating", "not_now", "definitely_not", "quoted_no_response", "customer"]
+FEEDBACK_VALUES = Literal["", "complaint", "suggestion", "inquiry", "praise", "0", "1", "2", "3", "4", "5"]
+
+
 class CustomerCallback(CallbackData, prefix="cust"):
-    action: str  # card
+    action: Literal["card"]
     id: DbId
 
 
 class LogCallback(CallbackData, prefix="log"):
-    kind: str  # visit, call
+    kind: Literal["visit", "call"]
     id: DbId  # customer
 
 
@@ -27,25 +41,25 @@ class NextStepCallback(CallbackData, prefix="next"):
 
 
 class OrderCallback(CallbackData, prefix="order"):
-    step: str  # start, skip_products, day
+    step: Literal["start", "skip_products", "day"]
     id: DbId = 0  # customer (start)
-    days_ago: Days = 0  # day: 0 today, 1 yesterday
+    days_ago: _one_of(0, 1) = 0  # day: 0 today, 1 yesterday
 
 
 class LanguageCallback(CallbackData, prefix="lang"):
-    code: str
+    code: Literal["zh_Hans", "zh_Hant", "en"]
 
 
 class FeedbackCallback(CallbackData, prefix="fb"):
-    step: str  # start, kind, skip_product, rating, resolve
+    step: Literal["start", "kind", "skip_product", "rating", "resolve"]
     id: DbId = 0  # customer (start) or complaint (resolve)
-    value: str = ""  # kind, or rating ("0" = skip)
+    value: FEEDBACK_VALUES = ""  # kind, or rating ("0" = skip)
 
 
 class ReminderCallback(CallbackData, prefix="rem"):
-    action: str  # snooze, done
+    action: Literal["snooze", "done"]
     id: DbId  # reminder
-    days: Days = 0  # snooze: 1, 3 or 7
+    days: _one_of(0, 1, 3, 7) = 0  # snooze: 1, 3 or 7
 
 
 class ReassignCallback(CallbackData, prefix="reas"):
@@ -55,7 +69,7 @@ class ReassignCallback(CallbackData, prefix="reas"):
 
 
 class SettingsCallback(CallbackData, prefix="set"):
-    action: str  # lang, tz, zone (value: an IANA name), tz_other, hours, day (value: ISO weekday)
+    action: Literal["lang", "tz", "zone", "tz_other", "hours", "day"]  # zone: value is an IANA name; day: ISO weekday
     value: str = ""
 
 
@@ -66,7 +80,8 @@ class HistoryCallback(CallbackData, prefix="hist"):
 
 
 class NewCustomerCallback(CallbackData, prefix="new"):
-    step: str  # start (the last search's text as the name), anyway, skip_phone, region, stage, strategy
+    # start (the last search's text as the name), anyway, skip_phone, region, stage, strategy
+    step: Literal["start", "anyway", "skip_phone", "region", "stage", "strategy"]
     value: str = ""
 
 
@@ -78,13 +93,13 @@ class EditCallback(CallbackData, prefix="edit"):
 
 class StageCallback(CallbackData, prefix="stage"):
     id: DbId  # customer
-    stage: str = ""  # "": show the stages
+    stage: STAGES = ""  # "": show the stages
 
 
 class ContactCallback(CallbackData, prefix="cp"):
-    step: str  # list, add, anyway, skip, key, edit (a contact's field menu), field, archive
+    step: Literal["list", "add", "anyway", "skip", "key", "edit", "field", "archive"]  # edit: a contact's field menu
     id: DbId = 0  # customer (list, add), contact person (key, edit, field, archive)
-    field: str = ""  # field: name, title, mobile, birthday
+    field: Literal["", "name", "title", "mobile", "birthday", "yes"] = ""  # archive: "yes" confirms
 
 
 class NearbyCallback(CallbackData, prefix="near"):
@@ -94,10 +109,11 @@ class NearbyCallback(CallbackData, prefix="near"):
 
 
 class ReportCallback(CallbackData, prefix="rep"):
-    period: str = ""  # week, month, quarter, year ("" = choose)
-    show: str = "summary"  # summary, an analysis (services.reports.ANALYSES), xlsx, reps
+    period: Literal["", "week", "month", "quarter", "year"] = ""  # "" = choose
+    show: Literal["summary", "xlsx", "reps", "rfm", "churn", "key_accounts", "distribution", "performance",
+                  "complaints", "activity", "satisfaction"] = "summary"  # or an analysis of services.reports.ANALYSES
     rep: DbId = 0  # 0: the whole scope; else one rep of the team
-    window: Days = 365  # days of purchases RFM looks at (services.reports.RFM_WINDOWS)
+    window: _one_of(90, 180, 365, 730) = 365  # days of purchases RFM looks at (services.reports.RFM_WINDOWS)
 
 
 class TeamChatCallback(CallbackData, prefix="team"):

@@ -80,7 +80,7 @@ class ErrorsMiddleware(BaseMiddleware):
                 text = _("This button is out of date. Open the card or the list again.") if result is UNHANDLED \
                     else None
                 with contextlib.suppress(Exception):  # too late or already answered: nothing more to do
-                    await data["bot"].answer_callback_query(query.id, text)
+                    await data["bot"].answer_callback_query(query.id, text, show_alert=text is not None)
             ANSWERED.reset(token)
         return None
 

@@ -83,7 +83,7 @@ async def ask_rating(message: Message, state: FSMContext) -> None:
 
 async def rating_chosen(callback: CallbackQuery, callback_data: FeedbackCallback, state: FSMContext) -> None:
     await callback.answer()
-    if await state.get_state() != GiveFeedback.rating.state or callback_data.value not in "012345":
+    if await state.get_state() != GiveFeedback.rating.state or not callback_data.value.isdigit():
         return
     await state.update_data(rating=int(callback_data.value) or None)
     await state.set_state(GiveFeedback.text)

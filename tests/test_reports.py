@@ -115,7 +115,7 @@ async def test_one_rep_only_within_the_team(app):
     outsider = person(OUTSIDER, language="en")
     refused = await app.send(button_update(outsider, ReportCallback.unpack(lee).pack()))
     assert refused.answers()[0].show_alert and not refused.sent()
-    forged = await app.send(button_update(boss, ReportCallback(period="decade").pack()))
+    forged = await app.send(button_update(boss, "rep:decade:summary:0:365"))  # a forged period
     assert forged.answers()[0].show_alert and not forged.sent()
 
 
@@ -130,7 +130,7 @@ async def test_a_manager_chooses_the_window_rfm_looks_at(app):
     # The chosen window stays with the other buttons of that message.
     sales = next(b.callback_data for row in longer.reply_markup.inline_keyboard for b in row if b.text == "Sales")
     assert ReportCallback.unpack(sales).window == 730
-    forged = await app.send(button_update(boss, ReportCallback(period="week", show="rfm", window=7).pack()))
+    forged = await app.send(button_update(boss, "rep:week:rfm:0:7"))  # a forged window
     assert forged.answers()[0].show_alert and not forged.sent()
 
 
