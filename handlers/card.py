@@ -108,9 +108,10 @@ def card_keyboard(card: Card, user: User) -> InlineKeyboardMarkup:
 
 async def open_card(callback: CallbackQuery, callback_data: CustomerCallback, session: AsyncSession, user: User,
                     viewer: Viewer, settings: Settings) -> None:
-    if callback.message is None or not await show_card(callback.message, session, user, viewer, settings,
-                                                       callback_data.id):
-        await callback.answer(_("That customer is not available to you any more."), show_alert=True)
+    card = await customer_card(session, viewer, callback_data.id)  # refused: bot.errors alerts
+    await callback.answer()
+    if callback.message is not None:
+        await callback.message.answer(render_card(card, user, settings), reply_markup=card_keyboard(card, user))
         return
     await callback.answer()
 

@@ -83,65 +83,63 @@ async def list_contacts(message: Message, session: AsyncSession, viewer: Viewer,
 async def contact_button(callback: CallbackQuery, callback_data: ContactCallback, state: FSMContext,
                          session: AsyncSession, user: User, viewer: Viewer) -> None:
     step = callback_data.step
-    try:
-        if step == "list":
-            await visible_customer(session, viewer, callback_data.id)
-            if await state.get_state() == AddContact.confirm.state:
-                await state.clear()  # "yes, it is this one": nothing is added
+    # A refusal (the customer or the contact person is gone or not theirs) is raised by services and
+    # answered by bot.errors with what was refused.
+    if step == "list":
+        await visible_customer(session, viewer, callback_data.id)
+        if await state.get_state() == AddContact.confirm.state:
+            await state.clear()  # "yes, it is this one": nothing is added
+        await callback.answer()
+        await list_contacts(callback.message, session, viewer, callback_data.id)
+    elif step == "add":
+        customer = await visible_customer(session, viewer, callback_data.id)
+        await callback.answer()
+        await state.set_state(AddContact.name)
+        await state.update_data(customer_id=customer.id)
+        await callback.message.answer(_("New contact person at {name}. Their name? /cancel to stop.").format(
+            name=html.escape(customer.name)))
+    elif step == "key":
+        person = await toggle_key(session, viewer, callback_data.id, user_id=user.id)
+        await callback.answer(_("{name} is a key contact now.").format(name=person.name) if person.is_key
+                              else _("{name} is no longer a key contact.").format(name=person.name))
+        await list_contacts(callback.message, session, viewer, person.customer_id)
+    elif step == "edit":
+        person = await _person(session, viewer, callback_data.id)
+        await callback.answer()
+        fields = [_button(field_label(f), "field", person.id, f) for f in CONTACT_FIELDS]
+        await callback.message.answer(_("Change what for {name}?").format(name=html.escape(person.name)),
+                                      reply_markup=InlineKeyboardMarkup(inline_keyboard=[
+                                          fields[:2], fields[2:], [_button(_("🗄 Archive"), "archive", person.id)]]))
+    elif step == "field" and callback_data.field in CONTACT_FIELDS:
+        person = await _person(session, viewer, callback_data.id)
+        await callback.answer()
+        await state.set_state(EditContact.value)
+        await state.update_data(person_id=person.id, field=callback_data.field)
+        current = getattr(person, callback_data.field)
+        await callback.message.answer(_("{field} now: {value}\nSend the new value, or /cancel.").format(
+            field=field_label(callback_data.field), value=html.escape(str(current)) if current else "—"))
+    elif step == "archive":
+        person = await _person(session, viewer, callback_data.id)
+        if callback_data.field != "yes":
             await callback.answer()
-            await list_contacts(callback.message, session, viewer, callback_data.id)
-        elif step == "add":
-            customer = await visible_customer(session, viewer, callback_data.id)
-            await callback.answer()
-            await state.set_state(AddContact.name)
-            await state.update_data(customer_id=customer.id)
-            await callback.message.answer(_("New contact person at {name}. Their name? /cancel to stop.").format(
-                name=html.escape(customer.name)))
-        elif step == "key":
-            person = await toggle_key(session, viewer, callback_data.id, user_id=user.id)
-            await callback.answer(_("{name} is a key contact now.").format(name=person.name) if person.is_key
-                                  else _("{name} is no longer a key contact.").format(name=person.name))
-            await list_contacts(callback.message, session, viewer, person.customer_id)
-        elif step == "edit":
-            person = await _person(session, viewer, callback_data.id)
-            await callback.answer()
-            fields = [_button(field_label(f), "field", person.id, f) for f in CONTACT_FIELDS]
-            await callback.message.answer(_("Change what for {name}?").format(name=html.escape(person.name)),
-                                          reply_markup=InlineKeyboardMarkup(inline_keyboard=[
-                                              fields[:2], fields[2:], [_button(_("🗄 Archive"), "archive", person.id)]]))
-        elif step == "field" and callback_data.field in CONTACT_FIELDS:
-            person = await _person(session, viewer, callback_data.id)
-            await callback.answer()
-            await state.set_state(EditContact.value)
-            await state.update_data(person_id=person.id, field=callback_data.field)
-            current = getattr(person, callback_data.field)
-            await callback.message.answer(_("{field} now: {value}\nSend the new value, or /cancel.").format(
-                field=field_label(callback_data.field), value=html.escape(str(current)) if current else "—"))
-        elif step == "archive":
-            person = await _person(session, viewer, callback_data.id)
-            if callback_data.field != "yes":
-                await callback.answer()
-                await callback.message.answer(
-                    _("Archive {name}? They leave the card and the search; past records keep them.").format(
-                        name=html.escape(person.name)),
-                    reply_markup=InlineKeyboardMarkup(inline_keyboard=[[_button(_("🗄 Archive"), "archive", person.id,
-                                                                                "yes")]]))
-                return
-            await archive_contact(session, viewer, person.id, user_id=user.id)
-            await callback.answer(_("Archived."))
-            await list_contacts(callback.message, session, viewer, person.customer_id)
-        elif step == "skip":
-            await callback.answer()
-            await skipped(callback.message, state, session, user, viewer)
-        elif step == "anyway":
-            await callback.answer()
-            if await state.get_state() == AddContact.confirm.state:
-                await _save(callback.message, state, session, user, viewer)
-        else:
-            await callback.answer()
-    except DomainError:
-        await state.clear()
-        await callback.answer(_("That customer is not available to you any more."), show_alert=True)
+            await callback.message.answer(
+                _("Archive {name}? They leave the card and the search; past records keep them.").format(
+                    name=html.escape(person.name)),
+                reply_markup=InlineKeyboardMarkup(inline_keyboard=[[_button(_("🗄 Archive"), "archive", person.id,
+                                                                            "yes")]]))
+            return
+        await archive_contact(session, viewer, person.id, user_id=user.id)
+        await callback.answer(_("Archived."))
+        await list_contacts(callback.message, session, viewer, person.customer_id)
+    elif step == "skip":
+        await callback.answer()
+        await skipped(callback.message, state, session, user, viewer)
+    elif step == "anyway":
+        await callback.answer()
+        if await state.get_state() == AddContact.confirm.state:
+            await _save(callback.message, state, session, user, viewer)
+    else:
+        await callback.answer()
 
 
 async def typed_name(message: Message, state: FSMContext) -> None:

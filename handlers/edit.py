@@ -69,11 +69,7 @@ def _edit_button(text: str, customer_id: int, field: str = "", value: str = "") 
 
 async def edit_button(callback: CallbackQuery, callback_data: EditCallback, state: FSMContext, session: AsyncSession,
                       user: User, viewer: Viewer, settings: Settings) -> None:
-    try:
-        customer = await visible_customer(session, viewer, callback_data.id)
-    except DomainError:
-        await callback.answer(_("That customer is not available to you any more."), show_alert=True)
-        return
+    customer = await visible_customer(session, viewer, callback_data.id)  # refused: bot.errors alerts
     field, value = callback_data.field, callback_data.value
     await callback.answer()
     if not field:
@@ -143,11 +139,7 @@ def _local_today(user: User):
 
 async def stage_button(callback: CallbackQuery, callback_data: StageCallback, state: FSMContext,
                        session: AsyncSession, user: User, viewer: Viewer) -> None:
-    try:
-        customer = await visible_customer(session, viewer, callback_data.id)
-    except DomainError:
-        await callback.answer(_("That customer is not available to you any more."), show_alert=True)
-        return
+    customer = await visible_customer(session, viewer, callback_data.id)  # refused: bot.errors alerts
     await callback.answer()
     stage = callback_data.stage
     if not stage:

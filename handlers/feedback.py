@@ -37,11 +37,7 @@ def _button(text: str, **data: object) -> InlineKeyboardButton:
 
 async def start_feedback(callback: CallbackQuery, callback_data: FeedbackCallback, state: FSMContext,
                          session: AsyncSession, viewer: Viewer) -> None:
-    try:
-        customer = await visible_customer(session, viewer, callback_data.id)
-    except DomainError:
-        await callback.answer(_("That customer is not available to you any more."), show_alert=True)
-        return
+    customer = await visible_customer(session, viewer, callback_data.id)  # refused: bot.errors alerts
     await state.set_state(GiveFeedback.kind)
     await state.update_data(customer_id=customer.id)
     await callback.answer()

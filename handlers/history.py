@@ -20,7 +20,6 @@ from services.access import Viewer
 from services.cards import visible_customer
 from services.history import Event, Page, history
 from services.lookup import LookupIndex, clear_winner
-from services.messages import DomainError
 
 ICONS = {"visit": "📍", "call": "📞", "email": "✉️", "chat": "💬", "message": "💬", "letter": "✉️", "gift": "🎁",
          "event": "🎪", "order": "🧾", "complaint": "⚠️", "suggestion": "💡", "inquiry": "❓", "praise": "👍"}
@@ -72,12 +71,8 @@ def keyboard(customer_id: int, page: Page) -> InlineKeyboardMarkup:
 
 async def turn_page(callback: CallbackQuery, callback_data: HistoryCallback, session: AsyncSession, user: User,
                     viewer: Viewer, settings: Settings) -> None:
-    try:
-        customer = await visible_customer(session, viewer, callback_data.id)
-        page = await history(session, viewer, customer.id, page=callback_data.page, timezone=user.timezone)
-    except DomainError:
-        await callback.answer(_("That customer is not available to you any more."), show_alert=True)
-        return
+    customer = await visible_customer(session, viewer, callback_data.id)  # refused: bot.errors alerts
+    page = await history(session, viewer, customer.id, page=callback_data.page, timezone=user.timezone)
     await callback.answer()
     text, markup = render(customer.name, page, user, settings), keyboard(customer.id, page)
     if callback_data.new:

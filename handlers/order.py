@@ -14,12 +14,12 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import OrderCallback
-from bot.filters import Registered
+from bot.filters import ButtonCustomer, Registered
 from bot.formatting import day, money
 from bot.settings import Settings
 from handlers.common import origin, text_please, try_again
 from handlers.visit import local_today
-from models import User
+from models import Customer, User
 from services.access import Viewer
 from services.cards import visible_customer
 from services.messages import DomainError
@@ -35,13 +35,7 @@ class RecordOrder(StatesGroup):
     when = State()
 
 
-async def start_order(callback: CallbackQuery, callback_data: OrderCallback, state: FSMContext,
-                      session: AsyncSession, viewer: Viewer) -> None:
-    try:
-        customer = await visible_customer(session, viewer, callback_data.id)
-    except DomainError:
-        await callback.answer(_("That customer is not available to you any more."), show_alert=True)
-        return
+async def start_order(callback: CallbackQuery, state: FSMContext, customer: Customer) -> None:
     await state.set_state(RecordOrder.amount)
     await state.update_data(customer_id=customer.id)
     await callback.answer()
@@ -130,7 +124,7 @@ def create_router() -> Router:
     router = Router(name="order")
     router.message.filter(Registered())
     router.callback_query.filter(Registered())
-    router.callback_query.register(start_order, OrderCallback.filter(F.step == "start"))
+    router.callback_query.register(start_order, OrderCallback.filter(F.step == "start"), ButtonCustomer())
     router.callback_query.register(skip_products, OrderCallback.filter(F.step == "skip_products"))
     router.callback_query.register(day_button, OrderCallback.filter(F.step == "day"))
     for step, handler in ((RecordOrder.amount, amount), (RecordOrder.products, products),

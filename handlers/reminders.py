@@ -65,11 +65,7 @@ async def on_reassign(callback: CallbackQuery, callback_data: ReassignCallback, 
     if user.role == Role.rep:
         await callback.answer(_("Only managers can reassign customers."), show_alert=True)
         return
-    try:
-        customer = await visible_customer(session, viewer, callback_data.customer)
-    except DomainError:
-        await callback.answer(_("That customer is not available to you any more."), show_alert=True)
-        return
+    customer = await visible_customer(session, viewer, callback_data.customer)  # refused: bot.errors alerts
     if not callback_data.to:
         team = await team_members(session, viewer, excluding=customer.owner_id, limit=30)
         if not team:

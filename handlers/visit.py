@@ -20,10 +20,10 @@ from bot.filters import Registered
 from bot.formatting import day
 from bot.labels import interaction_label
 from handlers.common import origin, try_again
-from models import Interaction, User
+from models import User
 from services.access import Viewer
 from services.cards import visible_customer
-from services.interactions import log_interaction, set_next_step
+from services.interactions import log_interaction, set_next_step, visible_interaction
 from services.messages import DomainError
 from services.parsing import parse_future_date
 
@@ -51,11 +51,7 @@ def local_today(user: User):
 
 async def start_log(callback: CallbackQuery, callback_data: LogCallback, state: FSMContext,
                     session: AsyncSession, viewer: Viewer) -> None:
-    try:
-        customer = await visible_customer(session, viewer, callback_data.id)
-    except DomainError:
-        await callback.answer(_("That customer is not available to you any more."), show_alert=True)
-        return
+    customer = await visible_customer(session, viewer, callback_data.id)  # refused: bot.errors alerts
     if callback_data.kind not in ("visit", "call"):
         await callback.answer()
         return
@@ -103,14 +99,7 @@ async def note(message: Message, state: FSMContext, session: AsyncSession, user:
 
 async def pick_next_step(callback: CallbackQuery, callback_data: NextStepCallback, state: FSMContext,
                          session: AsyncSession, user: User, viewer: Viewer) -> None:
-    interaction = await session.get(Interaction, callback_data.interaction)
-    try:
-        if interaction is None:
-            raise DomainError("missing")
-        await visible_customer(session, viewer, interaction.customer_id)
-    except DomainError:
-        await callback.answer(_("That customer is not available to you any more."), show_alert=True)
-        return
+    interaction = await visible_interaction(session, viewer, callback_data.interaction)  # refused: bot.errors
     await callback.answer()
     if callback_data.days == -1:
         await state.set_state(LogContact.next_date)

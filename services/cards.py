@@ -47,10 +47,12 @@ class Card:
 
 
 async def visible_customer(session: AsyncSession, viewer: Viewer, customer_id: int) -> Customer:
-    """The customer, if it exists, is not archived and the viewer may see it."""
+    """Rule "a person acts only on customers they may see": the customer, if it exists, is not archived and
+    the viewer may see it; otherwise the refusal names the customer (the same words whichever it is, so
+    nobody learns that another team's customer exists)."""
     customer = await session.get(Customer, customer_id)
     if customer is None or customer.archived_at is not None or not viewer.can_see(customer.owner_id):
-        raise DomainError(N_("customer not found"))
+        raise DomainError(N_("That customer is not available to you any more."))
     return customer
 
 

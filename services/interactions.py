@@ -11,6 +11,7 @@ Rules:
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +27,17 @@ def check_location(latitude: float | None, longitude: float | None) -> None:
         raise DomainError(N_("a location needs both latitude and longitude"))
     if latitude is not None and not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
         raise DomainError(N_("that is not a place on Earth"))
+
+
+async def visible_interaction(session: AsyncSession, viewer: Any, interaction_id: int) -> Interaction:
+    """A logged visit or call the viewer may act on (its customer must be visible to them)."""
+    from services.cards import visible_customer
+
+    interaction = await session.get(Interaction, interaction_id)
+    if interaction is None:
+        raise DomainError(N_("That visit or call is no longer there."))
+    await visible_customer(session, viewer, interaction.customer_id)
+    return interaction
 
 
 async def log_interaction(session: AsyncSession, *, customer_id: int, kind: str, user_id: int | None = None,
