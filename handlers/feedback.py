@@ -19,7 +19,7 @@ from handlers.common import buttons_please, origin, text_please, try_again
 from models import Feedback, FeedbackKind, User
 from services.access import Viewer
 from services.cards import visible_customer
-from services.feedback import record_feedback, resolve_complaint
+from services.feedback import check_product, record_feedback, resolve_complaint
 from services.messages import DomainError
 
 
@@ -57,10 +57,12 @@ async def kind_chosen(callback: CallbackQuery, callback_data: FeedbackCallback, 
 
 
 async def product_typed(message: Message, state: FSMContext) -> None:
-    if len(message.text) > 200:
-        await message.answer(_("That is too long: at most {limit} characters.").format(limit=200))
+    try:
+        product = check_product(message.text)
+    except DomainError as refused:
+        await message.answer(try_again(refused))
         return
-    await state.update_data(product=message.text.strip())
+    await state.update_data(product=product)
     await ask_rating(message, state)
 
 

@@ -24,9 +24,7 @@ from services.access import Viewer
 from services.cards import visible_customer
 from services.messages import DomainError
 from services.parsing import parse_amount_cents, parse_date
-from services.purchases import record_purchase
-
-MAX_PRODUCTS = 2000
+from services.purchases import check_order_amount, check_products, record_purchase
 
 
 class RecordOrder(StatesGroup):
@@ -45,10 +43,7 @@ async def start_order(callback: CallbackQuery, state: FSMContext, customer: Cust
 
 async def amount(message: Message, state: FSMContext) -> None:
     try:
-        cents = parse_amount_cents(message.text or "")
-        if cents == 0:
-            await message.answer(_("An order needs an amount above zero."))
-            return
+        cents = check_order_amount(parse_amount_cents(message.text or ""))
     except DomainError as refused:
         await message.answer(try_again(refused))
         return
@@ -60,10 +55,12 @@ async def amount(message: Message, state: FSMContext) -> None:
 
 
 async def products(message: Message, state: FSMContext) -> None:
-    if len(message.text) > MAX_PRODUCTS:
-        await message.answer(_("That is too long: at most {limit} characters.").format(limit=MAX_PRODUCTS))
+    try:
+        ordered = check_products(message.text)
+    except DomainError as refused:
+        await message.answer(try_again(refused))
         return
-    await state.update_data(products=message.text.strip())
+    await state.update_data(products=ordered)
     await ask_date(message, state)
 
 

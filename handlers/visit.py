@@ -23,11 +23,9 @@ from handlers.common import origin, try_again
 from models import User
 from services.access import Viewer
 from services.cards import visible_customer
-from services.interactions import log_interaction, set_next_step, visible_interaction
+from services.interactions import check_note, log_interaction, set_next_step, visible_interaction
 from services.messages import DomainError
 from services.parsing import parse_future_date
-
-MAX_NOTE = 4000
 
 
 class LogContact(StatesGroup):
@@ -69,8 +67,10 @@ async def note(message: Message, state: FSMContext, session: AsyncSession, user:
     if message.text and message.text.startswith("/"):
         await message.answer(_("Send the note first, or /cancel."))
         return
-    if summary and len(summary) > MAX_NOTE:
-        await message.answer(_("That note is too long: at most {limit} characters.").format(limit=MAX_NOTE))
+    try:
+        check_note(summary)
+    except DomainError as refused:
+        await message.answer(try_again(refused))
         return
     latitude = longitude = None
     attachments: list[str] = []

@@ -13,6 +13,13 @@ from sqlmodel import Field, SQLModel
 
 from models.common import FeedbackStatus, PaymentStatus, utcnow
 
+# Limits of what people type, declared once here and enforced by services (the bot, the CLI and the API
+# get the same rules). The feedback product column is VARCHAR(200).
+NOTE_LIMIT = 4000  # Interaction.summary
+PRODUCTS_LIMIT = 2000  # Purchase.products
+FEEDBACK_PRODUCT_LIMIT = 200  # Feedback.product
+FEEDBACK_TEXT_LIMIT = 4000  # Feedback.text, Feedback.resolution
+
 
 class Interaction(SQLModel, table=True):
     __tablename__ = "interaction"

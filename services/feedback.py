@@ -12,12 +12,21 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Feedback, FeedbackKind, FeedbackStatus, utcnow
+from models.activity import FEEDBACK_PRODUCT_LIMIT, FEEDBACK_TEXT_LIMIT
 from services import audit
 from services.customers import get_customer
 from services.messages import N_, DomainError
 from services.sql import replayed
 
-MAX_TEXT = 4000
+MAX_TEXT = FEEDBACK_TEXT_LIMIT
+
+
+def check_product(product: str | None) -> str | None:
+    """Rule: the product feedback is about is at most FEEDBACK_PRODUCT_LIMIT characters (the column's size)."""
+    product = (product or "").strip() or None
+    if product and len(product) > FEEDBACK_PRODUCT_LIMIT:
+        raise DomainError(N_("That is too long: at most {limit} characters."), limit=FEEDBACK_PRODUCT_LIMIT)
+    return product
 
 
 async def record_feedback(session: AsyncSession, *, customer_id: int, kind: str, text: str | None,
@@ -35,6 +44,7 @@ async def record_feedback(session: AsyncSession, *, customer_id: int, kind: str,
         raise DomainError(N_("too long: at most {limit} characters"), limit=MAX_TEXT)
     if rating is not None and not 1 <= rating <= 5:
         raise DomainError(N_("a rating goes from 1 to 5"))
+    product = check_product(product)
     customer = await get_customer(session, customer_id)
     now = utcnow()
     complaint = kind == FeedbackKind.complaint

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Interaction, InteractionKind, utcnow
+from models.activity import NOTE_LIMIT
 from services import audit, reminders, rollups
 from services.customers import get_customer
 from services.messages import N_, DomainError
@@ -27,6 +28,13 @@ def check_location(latitude: float | None, longitude: float | None) -> None:
         raise DomainError(N_("a location needs both latitude and longitude"))
     if latitude is not None and not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
         raise DomainError(N_("that is not a place on Earth"))
+
+
+def check_note(summary: str | None) -> str | None:
+    """Rule: a visit or call note is at most NOTE_LIMIT characters."""
+    if summary and len(summary) > NOTE_LIMIT:
+        raise DomainError(N_("That note is too long: at most {limit} characters."), limit=NOTE_LIMIT)
+    return summary
 
 
 async def visible_interaction(session: AsyncSession, viewer: Any, interaction_id: int) -> Interaction:
@@ -61,6 +69,7 @@ async def log_interaction(session: AsyncSession, *, customer_id: int, kind: str,
     if next_step_on is not None and next_step_on < occurred_at.date() - timedelta(days=1):
         raise DomainError(N_("the next step cannot be before the contact itself"))
     check_location(latitude, longitude)
+    check_note(summary)
     customer = await get_customer(session, customer_id)
     interaction = Interaction(customer_id=customer.id, kind=kind, user_id=user_id, occurred_at=occurred_at,
                               summary=summary, outcome=outcome, next_step=next_step, next_step_on=next_step_on,

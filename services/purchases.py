@@ -17,12 +17,28 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Customer, Purchase, Stage, utcnow
+from models.activity import PRODUCTS_LIMIT
 from services import audit, reminders, rollups
 from services.customers import get_customer
 from services.messages import N_, DomainError
 from services.sql import replayed
 
 CORRECTABLE = {"purchased_on", "products", "quantity", "amount_cents", "payment_method", "payment_status", "order_no"}
+
+
+def check_order_amount(amount_cents: int) -> int:
+    """Rule: an order (recorded in the bot or the API) has an amount above zero."""
+    if amount_cents <= 0:
+        raise DomainError(N_("An order needs an amount above zero."))
+    return amount_cents
+
+
+def check_products(products: str | None) -> str | None:
+    """Rule: what was ordered is at most PRODUCTS_LIMIT characters."""
+    products = (products or "").strip() or None
+    if products and len(products) > PRODUCTS_LIMIT:
+        raise DomainError(N_("That is too long: at most {limit} characters."), limit=PRODUCTS_LIMIT)
+    return products
 
 
 def _check(values: dict[str, Any], *, today: date) -> None:
@@ -44,6 +60,9 @@ async def record_purchase(session: AsyncSession, *, customer_id: int, purchased_
         return earlier
     values = {"purchased_on": purchased_on, "amount_cents": amount_cents}
     _check(values, today=today or date.today())
+    if source == "chat":  # imports may carry zero-amount lines (samples, credit notes): they keep today's rule
+        check_order_amount(amount_cents)
+    products = check_products(products)
     customer = await get_customer(session, customer_id)
     purchase = Purchase(customer_id=customer.id, purchased_on=purchased_on, amount_cents=amount_cents,
                         products=products, quantity=quantity, order_no=order_no, payment_method=payment_method,

@@ -65,7 +65,7 @@ async def test_any_logged_interaction_moves_the_last_contact(session):
 
 
 operations = st.lists(
-    st.tuples(st.sampled_from(["add", "correct", "void"]), st.integers(0, 2), st.integers(0, 10**9),
+    st.tuples(st.sampled_from(["add", "correct", "void"]), st.integers(0, 2), st.integers(1, 10**9),
               st.integers(0, 700)),
     min_size=1, max_size=12,
 )

@@ -1,0 +1,54 @@
+"""The limits and rules the bot enforces live in services, so every front end (bot, CLI, the coming API)
+gets them: each is checked here at the service, without the bot."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from models.activity import FEEDBACK_PRODUCT_LIMIT, NOTE_LIMIT, PRODUCTS_LIMIT
+from services.customers import create_customer
+from services.feedback import record_feedback
+from services.interactions import log_interaction
+from services.messages import DomainError
+from services.purchases import record_purchase
+
+
+async def test_an_order_needs_an_amount_above_zero(session):
+    customer = await create_customer(session, name="甲公司")
+    with pytest.raises(DomainError) as refused:
+        await record_purchase(session, customer_id=customer.id, purchased_on=date(2026, 1, 5), amount_cents=0,
+                              today=date(2026, 1, 6))
+    assert refused.value.problem.message == "An order needs an amount above zero."
+
+
+async def test_what_was_ordered_has_a_limit(session):
+    customer = await create_customer(session, name="甲公司")
+    with pytest.raises(DomainError) as refused:
+        await record_purchase(session, customer_id=customer.id, purchased_on=date(2026, 1, 5), amount_cents=100,
+                              products="x" * (PRODUCTS_LIMIT + 1), today=date(2026, 1, 6))
+    assert refused.value.problem.params == {"limit": PRODUCTS_LIMIT}
+    ok = await record_purchase(session, customer_id=customer.id, purchased_on=date(2026, 1, 5), amount_cents=100,
+                               products="  x" * 10 + " ", today=date(2026, 1, 6))
+    assert ok.products == ("  x" * 10).strip()
+
+
+async def test_a_note_has_a_limit(session):
+    customer = await create_customer(session, name="甲公司")
+    with pytest.raises(DomainError) as refused:
+        await log_interaction(session, customer_id=customer.id, kind="call", summary="话" * (NOTE_LIMIT + 1))
+    assert refused.value.problem.params == {"limit": NOTE_LIMIT}
+    saved = await log_interaction(session, customer_id=customer.id, kind="call", summary="话" * NOTE_LIMIT)
+    assert len(saved.summary) == NOTE_LIMIT
+
+
+async def test_the_feedback_product_fits_its_column(session):
+    customer = await create_customer(session, name="甲公司")
+    with pytest.raises(DomainError) as refused:
+        await record_feedback(session, customer_id=customer.id, kind="suggestion", text="smaller boxes",
+                              product="产" * (FEEDBACK_PRODUCT_LIMIT + 1))
+    assert refused.value.problem.params == {"limit": FEEDBACK_PRODUCT_LIMIT}
+    saved = await record_feedback(session, customer_id=customer.id, kind="suggestion", text="smaller boxes",
+                                  product="产" * FEEDBACK_PRODUCT_LIMIT)
+    assert len(saved.product) == FEEDBACK_PRODUCT_LIMIT
