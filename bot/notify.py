@@ -15,14 +15,23 @@ from bot.callbacks import CustomerCallback, LogCallback, ReassignCallback, Remin
 from bot.formatting import day
 from bot.formatting import days as n_days
 from bot.i18n import gettext_for
-from models import Customer, Feedback, User
+from models import Customer, Feedback, ReminderKind, User
 from services.reminders import AgendaItem
 
 Gettext = Callable[[str], str]
 DIGEST_ITEMS = 10
 NUMBERS = "①②③④⑤⑥⑦⑧⑨⑩⑪⑫⑬⑭⑮⑯⑰⑱⑲⑳"
-ICONS = {"escalation": "🚨", "next_step": "📌", "contact_overdue": "🔴", "birthday": "🎂", "thank_you": "🙏",
-         "purchase_lapse": "📉", "not_now": "⏳", "quoted": "💬", "contact_due": "🟡"}
+ICONS = {
+    ReminderKind.escalation: "🚨",
+    ReminderKind.next_step: "📌",
+    ReminderKind.contact_overdue: "🔴",
+    ReminderKind.birthday: "🎂",
+    ReminderKind.thank_you: "🙏",
+    ReminderKind.purchase_lapse: "📉",
+    ReminderKind.not_now: "⏳",
+    ReminderKind.quoted: "💬",
+    ReminderKind.contact_due: "🟡",
+}
 
 
 def _days_since(detail: dict, today: date) -> int:
@@ -33,7 +42,7 @@ def item_line(item: AgendaItem, _: Gettext, language: str, today: date) -> str:
     """One reminder as a line: what, about whom, and why now."""
     r, detail = item.reminder, item.reminder.detail or {}
     name = html.escape(item.customer.name if item.customer else "?")
-    if r.kind in ("contact_due", "contact_overdue", "escalation"):
+    if r.kind in (ReminderKind.contact_due, ReminderKind.contact_overdue, ReminderKind.escalation):
         days = n_days(_days_since(detail, today), language)
         cycle = n_days(detail["cycle"], language)
         if detail.get("never"):
@@ -41,11 +50,11 @@ def item_line(item: AgendaItem, _: Gettext, language: str, today: date) -> str:
         else:
             text = _("{name}: no contact for {days} (cycle {cycle})")
         text = text.format(name=name, days=days, cycle=cycle)
-        if r.kind != "contact_due":
+        if r.kind != ReminderKind.contact_due:
             text += " — " + _("overdue")
-        if r.kind == "escalation" and item.owner is not None:
+        if r.kind == ReminderKind.escalation and item.owner is not None:
             text += " · " + _("owner: {name}").format(name=html.escape(item.owner.name))
-    elif r.kind == "purchase_lapse":
+    elif r.kind == ReminderKind.purchase_lapse:
         days = n_days(_days_since(detail, today), language)
         if detail.get("learned"):
             text = _("{name}: no purchase for {days}; they usually buy every {rhythm} (learned from their orders)") \
@@ -53,22 +62,22 @@ def item_line(item: AgendaItem, _: Gettext, language: str, today: date) -> str:
         else:
             text = _("{name}: no purchase for {days} (purchase cycle {cycle})").format(
                 name=name, days=days, cycle=n_days(detail["cycle"], language))
-    elif r.kind == "thank_you":
+    elif r.kind == ReminderKind.thank_you:
         text = _("{name}: bought on {date} — call or message to thank them").format(
             name=name, date=day(date.fromisoformat(detail["purchased_on"]), language))
-    elif r.kind == "not_now":
+    elif r.kind == ReminderKind.not_now:
         text = _("{name}: expected to buy around {date}").format(
             name=name, date=day(date.fromisoformat(detail["expected"]), language))
-    elif r.kind == "quoted":
+    elif r.kind == ReminderKind.quoted:
         text = _("{name}: quoted, no response for {days}").format(
             name=name, days=n_days(_days_since(detail, today), language))
-    elif r.kind == "birthday":
+    elif r.kind == ReminderKind.birthday:
         person = item.person
         who = html.escape(person.name) if person else "?"
         if person and person.title:
             who += f" ({html.escape(person.title)})"
         text = _("{name}: birthday of {person} today").format(name=name, person=who)
-    elif r.kind == "next_step":
+    elif r.kind == ReminderKind.next_step:
         step = item.interaction.next_step if item.interaction and item.interaction.next_step else ""
         text = _("{name}: your follow-up planned for {date}").format(name=name, date=day(r.due_on, language))
         if step:
@@ -84,7 +93,7 @@ def item_buttons(item: AgendaItem, number: str, _: Gettext) -> list[InlineKeyboa
     if r.customer_id:
         row.append(InlineKeyboardButton(text=f"{number} 📇", callback_data=CustomerCallback(
             action="card", id=r.customer_id).pack()))
-        if r.kind == "escalation":
+        if r.kind == ReminderKind.escalation:
             row.append(InlineKeyboardButton(text=_("👤 reassign"), callback_data=ReassignCallback(
                 customer=r.customer_id, reminder=r.id).pack()))
         else:

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.notify import complaint_notice, escalation_notice, render_agenda
-from models import Customer, Feedback, OutboxMessage, Reminder, User, utcnow
+from models import Customer, Feedback, OutboxKind, OutboxMessage, Reminder, ReminderKind, User, utcnow
 from services import outbox, reminders
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ async def _queue_escalations(session: AsyncSession, new_ids: list[int], now: dat
     if not new_ids:
         return
     rows = (await session.execute(select(Reminder.id, Reminder.user_id).where(
-        Reminder.id.in_(new_ids[-5000:]), Reminder.kind == "escalation").order_by(Reminder.id))).all()
+        Reminder.id.in_(new_ids[-5000:]), Reminder.kind == ReminderKind.escalation).order_by(Reminder.id))).all()
     by_manager: dict[int, list[int]] = {}
     for reminder_id, manager_id in rows:
         by_manager.setdefault(manager_id, []).append(reminder_id)
@@ -72,7 +72,7 @@ async def _queue_escalations(session: AsyncSession, new_ids: list[int], now: dat
         items = sorted(await _items(session, manager, ids), key=lambda i: (i.reminder.priority, i.reminder.id))
         text, markup = escalation_notice(items, manager, reminders.local_today(manager, now))
         await outbox.enqueue(session, key=f"urgent:escalation:{manager.id}:{ids[0]}:{len(ids)}",
-                             chat_id=manager.telegram_id, user_id=manager.id, kind="urgent", text=text,
+                             chat_id=manager.telegram_id, user_id=manager.id, kind=OutboxKind.urgent, text=text,
                              reply_markup=markup.model_dump(exclude_none=True),
                              not_before=outbox.next_working_moment(manager, now), now=now)
 
@@ -81,7 +81,7 @@ async def _items(session: AsyncSession, user: User, ids: list[int]) -> list[remi
     items = []
     for reminder in (await session.execute(select(Reminder).where(Reminder.id.in_(ids)))).scalars():
         item = reminders.AgendaItem(reminder, await session.get(Customer, reminder.customer_id))
-        if reminder.kind == "escalation" and reminder.subject_id:
+        if reminder.kind == ReminderKind.escalation and reminder.subject_id:
             item.owner = await session.get(User, reminder.subject_id)
         items.append(item)
     return items
@@ -113,7 +113,7 @@ async def plan_digests(runtime: Runtime, now: datetime | None = None) -> int:
                 continue
             text, markup = render_agenda(items, len(items), user, reminders.local_today(user, now), digest=True)
             if await outbox.enqueue(session, key=digest_key(user, now), chat_id=user.telegram_id, user_id=user.id,
-                                    kind="digest", text=text,
+                                    kind=OutboxKind.digest, text=text,
                                     reply_markup=markup.model_dump(exclude_none=True) if markup else None,
                                     now=now):
                 queued += 1
@@ -155,7 +155,7 @@ async def plan_manager_reports(runtime: Runtime, now: datetime | None = None) ->
                 yesterday = reminders.local_today(leader, now) - timedelta(days=1)
                 digest = await daily(session, await viewer_for(session, leader), leader.id, yesterday, leader.timezone)
                 await outbox.enqueue(session, key=daily_key(leader, now), chat_id=leader.telegram_id,
-                                     user_id=leader.id, kind="report",
+                                     user_id=leader.id, kind=OutboxKind.report,
                                      text=daily_text(digest, leader, runtime.currency), now=now)
         if weekly_key(leader, now) in written or not outbox.in_working_hours(leader, now):
             continue
@@ -168,13 +168,13 @@ async def plan_manager_reports(runtime: Runtime, now: datetime | None = None) ->
             key = weekly_key(leader, now)
             chat = leader.team_chat_id or leader.telegram_id  # a bound team group gets it instead
             if not await outbox.enqueue(session, key=key, chat_id=chat, user_id=leader.id,
-                                        kind="report", text=summary(report, leader, runtime.currency), now=now):
+                                        kind=OutboxKind.report, text=summary(report, leader, runtime.currency), now=now):
                 continue
             for n, (name, png) in enumerate(report_charts(report, leader), 1):
                 path = folder / name
                 path.write_bytes(png)
                 await outbox.enqueue(session, key=f"{key}:chart{n}", chat_id=chat, user_id=leader.id,
-                                     kind="report", photo=str(path), now=now)
+                                     kind=OutboxKind.report, photo=str(path), now=now)
             queued += 1
     if queued:
         log.info("weekly manager reports queued: %d", queued)
@@ -245,7 +245,7 @@ async def notify_complaint(session: AsyncSession, feedback: Feedback, now: datet
         text, markup = complaint_notice(feedback, customer, author, manager)
         queued += await outbox.enqueue(
             session, key=f"urgent:complaint:{feedback.id}:{manager.id}", chat_id=manager.telegram_id,
-            user_id=manager.id, kind="urgent", text=text, reply_markup=markup.model_dump(exclude_none=True),
+            user_id=manager.id, kind=OutboxKind.urgent, text=text, reply_markup=markup.model_dump(exclude_none=True),
             not_before=outbox.next_working_moment(manager, now))
     return queued
 

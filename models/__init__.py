@@ -8,7 +8,11 @@ from models.common import (
     FeedbackKind,
     FeedbackStatus,
     InteractionKind,
+    OutboxKind,
+    OutboxStatus,
     PaymentStatus,
+    ReminderKind,
+    ReminderStatus,
     Role,
     Stage,
     as_utc,
@@ -24,6 +28,7 @@ from models.user import User
 __all__ = [
     "AuditLog", "ContactPerson", "ContactStrategy", "Customer", "DecisionRole", "DictionaryEntry",
     "DictionaryKind", "Feedback", "FeedbackKind", "FeedbackStatus", "HandledUpdate", "Interaction", "InteractionKind",
-    "Invite", "OutboxMessage", "PaymentStatus", "Purchase", "PurchaseStrategy", "Reminder", "Role", "Stage", "User",
+    "Invite", "OutboxKind", "OutboxMessage", "OutboxStatus", "PaymentStatus", "Purchase", "PurchaseStrategy",
+    "Reminder", "ReminderKind", "ReminderStatus", "Role", "Stage", "User",
     "as_utc", "metadata", "utcnow",
 ]

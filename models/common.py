@@ -38,6 +38,38 @@ def as_utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
+class ReminderKind(StrEnum):
+    """What a reminder is about (services.reminders; a digest lists them in services.reminders.PRIORITY order)."""
+    escalation = "escalation"  # to the manager: a team member's customer is far overdue
+    next_step = "next_step"
+    contact_overdue = "contact_overdue"
+    birthday = "birthday"
+    thank_you = "thank_you"
+    purchase_lapse = "purchase_lapse"
+    not_now = "not_now"
+    quoted = "quoted"
+    contact_due = "contact_due"
+
+
+class ReminderStatus(StrEnum):
+    open = "open"
+    done = "done"  # the person ticked it off
+    closed = "closed"  # closed by activity (a contact, an order, a reassignment)
+
+
+class OutboxKind(StrEnum):
+    digest = "digest"
+    urgent = "urgent"
+    notice = "notice"
+    report = "report"
+
+
+class OutboxStatus(StrEnum):
+    pending = "pending"
+    sent = "sent"
+    failed = "failed"
+
+
 class Role(StrEnum):
     rep = "rep"
     manager = "manager"

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import OutboxMessage, User, utcnow
+from models import OutboxMessage, OutboxStatus, User, utcnow
 
 MAX_ATTEMPTS = 8
 LEASE = timedelta(seconds=60)
@@ -69,7 +69,7 @@ async def enqueue(session: AsyncSession, *, key: str, chat_id: int, kind: str, t
         from sqlalchemy.dialects.sqlite import insert
     statement = insert(OutboxMessage).values(
         key=key, chat_id=chat_id, user_id=user_id, kind=kind, text=text, reply_markup=reply_markup, photo=photo,
-        document=document, not_before=not_before or now, next_attempt_at=not_before or now, status="pending",
+        document=document, not_before=not_before or now, next_attempt_at=not_before or now, status=OutboxStatus.pending,
         attempts=0, created_at=now).on_conflict_do_nothing().returning(OutboxMessage.id)
     return (await session.execute(statement)).scalar() is not None
 
@@ -78,7 +78,7 @@ async def ready(session: AsyncSession, now: datetime, limit: int = 200) -> list[
     """Pending rows whose time has come and that no live sender holds, oldest first."""
     return list((await session.execute(
         select(OutboxMessage).where(
-            OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now,
+            OutboxMessage.status == OutboxStatus.pending, OutboxMessage.next_attempt_at <= now,
             or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now))
         .order_by(OutboxMessage.id).limit(limit))).scalars())
 
@@ -87,7 +87,7 @@ async def claim(session: AsyncSession, message_id: int, now: datetime) -> bool:
     """Take a row for LEASE; False if another sender has it or it is no longer pending."""
     result = await session.execute(
         update(OutboxMessage).where(
-            OutboxMessage.id == message_id, OutboxMessage.status == "pending",
+            OutboxMessage.id == message_id, OutboxMessage.status == OutboxStatus.pending,
             or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now))
         .values(claimed_until=now + LEASE).execution_options(synchronize_session=False))
     return result.rowcount == 1
@@ -95,7 +95,7 @@ async def claim(session: AsyncSession, message_id: int, now: datetime) -> bool:
 
 async def mark_sent(session: AsyncSession, message_id: int, telegram_message_id: int | None, now: datetime) -> None:
     await session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(
-        status="sent", sent_at=now, message_id=telegram_message_id, claimed_until=None,
+        status=OutboxStatus.sent, sent_at=now, message_id=telegram_message_id, claimed_until=None,
         attempts=OutboxMessage.attempts + 1).execution_options(synchronize_session=False))
 
 
@@ -113,7 +113,7 @@ async def retry_later(session: AsyncSession, message_id: int, at: datetime, erro
 
 async def fail(session: AsyncSession, message_id: int, error: str) -> None:
     await session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(
-        status="failed", error=error[:500], claimed_until=None, attempts=OutboxMessage.attempts + 1)
+        status=OutboxStatus.failed, error=error[:500], claimed_until=None, attempts=OutboxMessage.attempts + 1)
         .execution_options(synchronize_session=False))
 
 
@@ -123,8 +123,8 @@ async def mark_unreachable(session: AsyncSession, chat_id: int, reason: str, now
                           .values(unreachable_at=now, unreachable_reason=reason[:200])
                           .execution_options(synchronize_session=False))
     await session.execute(update(OutboxMessage).where(
-        OutboxMessage.chat_id == chat_id, OutboxMessage.status == "pending")
-        .values(status="failed", error=("recipient unreachable: " + reason)[:500], claimed_until=None)
+        OutboxMessage.chat_id == chat_id, OutboxMessage.status == OutboxStatus.pending)
+        .values(status=OutboxStatus.failed, error=("recipient unreachable: " + reason)[:500], claimed_until=None)
         .execution_options(synchronize_session=False))
 
 

@@ -48,6 +48,8 @@ from models import (
     Purchase,
     PurchaseStrategy,
     Reminder,
+    ReminderKind,
+    ReminderStatus,
     Stage,
     User,
     as_utc,
@@ -65,19 +67,19 @@ NEXT_STEP_LOOKBACK_DAYS = 60
 
 # Lower is more urgent; a digest lists items in this order.
 PRIORITY = {
-    "escalation": 0,
-    "next_step": 10,
-    "contact_overdue": 20,
-    "birthday": 30,
-    "thank_you": 40,
-    "purchase_lapse": 50,
-    "not_now": 60,
-    "quoted": 70,
-    "contact_due": 80,
+    ReminderKind.escalation: 0,
+    ReminderKind.next_step: 10,
+    ReminderKind.contact_overdue: 20,
+    ReminderKind.birthday: 30,
+    ReminderKind.thank_you: 40,
+    ReminderKind.purchase_lapse: 50,
+    ReminderKind.not_now: 60,
+    ReminderKind.quoted: 70,
+    ReminderKind.contact_due: 80,
 }
 KINDS = tuple(PRIORITY)
 # Closed by an interaction logged after the reminder was created.
-CLOSED_BY_CONTACT = tuple(k for k in KINDS if k != "purchase_lapse")
+CLOSED_BY_CONTACT = tuple(k for k in KINDS if k != ReminderKind.purchase_lapse)
 SNOOZE_DAYS = (1, 3, 7)
 
 
@@ -283,10 +285,10 @@ async def _contact_due(session: AsyncSession, people: dict[int, Recipient], now:
                     plan = plans[calendar, days] = _contact_plan(owner.today, days, cycle, overdue_after, never=never)
                 kind, due_on, period, detail = plan
                 found.append(Due(owner_id, kind, customer_id, due_on, period, detail=detail))
-                if kind == "contact_overdue" and owner.manager_id:
+                if kind == ReminderKind.contact_overdue and owner.manager_id:
                     manager = people.get(owner.manager_id)
                     if manager is not None:
-                        found.append(Due(manager.id, "escalation", customer_id, due_on, period,
+                        found.append(Due(manager.id, ReminderKind.escalation, customer_id, due_on, period,
                                          subject_id=owner_id, detail=detail))
     return found
 
@@ -299,8 +301,8 @@ def _contact_plan(today: date, days: int, cycle: int, overdue_after: int, *,
     detail = {"since": since.isoformat(), "cycle": cycle, "never": never}
     period = (since + timedelta(days=cycle + 1)).isoformat()
     if days > overdue_after:
-        return "contact_overdue", since + timedelta(days=overdue_after + 1), period, detail
-    return "contact_due", since + timedelta(days=cycle + 1), period, detail
+        return ReminderKind.contact_overdue, since + timedelta(days=overdue_after + 1), period, detail
+    return ReminderKind.contact_due, since + timedelta(days=cycle + 1), period, detail
 
 
 async def _purchase_lapse(session: AsyncSession, people: dict[int, Recipient], latest: date,
@@ -326,7 +328,7 @@ async def _purchase_lapse(session: AsyncSession, people: dict[int, Recipient], l
                     lapsed = last + timedelta(days=cycle + 1)
                     plan = plans[last] = (lapsed, lapsed.isoformat(),
                                           {"since": last.isoformat(), "cycle": cycle, "learned": False})
-                found.append(Due(owner.id, "purchase_lapse", customer_id, plan[0], plan[1], detail=plan[2]))
+                found.append(Due(owner.id, ReminderKind.purchase_lapse, customer_id, plan[0], plan[1], detail=plan[2]))
     # No (active) strategy: the customer's own rhythm, when one was learned. The database keeps only the
     # customers past their allowance (days since the last purchase > gap × tolerance and > gap + slack).
     since_last = _days_since(session, latest, Customer.last_txn_on)
@@ -347,7 +349,7 @@ async def _purchase_lapse(session: AsyncSession, people: dict[int, Recipient], l
             last = _as_date(last)
             allowed = math.ceil(max(gap_days * rules.rhythm_tolerance, gap_days + rules.rhythm_slack_days))
             if (owner.today - last).days > allowed:
-                found.append(Due(owner.id, "purchase_lapse", customer_id, last + timedelta(days=allowed + 1),
+                found.append(Due(owner.id, ReminderKind.purchase_lapse, customer_id, last + timedelta(days=allowed + 1),
                                  (last + timedelta(days=allowed + 1)).isoformat(),
                                  detail={"since": last.isoformat(), "cycle": allowed, "learned": True,
                                          "rhythm": round(gap_days)}))
@@ -387,7 +389,7 @@ async def _thank_you(session: AsyncSession, people: dict[int, Recipient], earlie
         plan = plans.get(purchased_on)
         if plan is None:
             plan = plans[purchased_on] = (purchased_on.isoformat(), {"purchased_on": purchased_on.isoformat()})
-        found.append(Due(owner_id, "thank_you", customer_id, purchased_on, plan[0], detail=plan[1]))
+        found.append(Due(owner_id, ReminderKind.thank_you, customer_id, purchased_on, plan[0], detail=plan[1]))
     return found
 
 
@@ -402,7 +404,7 @@ async def _prospects(session: AsyncSession, people: dict[int, Recipient], now: d
         owner = people.get(owner_id)
         expected = _as_date(expected)
         if owner is not None and (expected - owner.today).days <= rules.prospect_lead_days:
-            found.append(Due(owner.id, "not_now", customer_id, expected - timedelta(days=rules.prospect_lead_days),
+            found.append(Due(owner.id, ReminderKind.not_now, customer_id, expected - timedelta(days=rules.prospect_lead_days),
                              expected.isoformat(), detail={"expected": expected.isoformat()}))
     wait = rules.quoted_followup_days
     cutoff = now - timedelta(days=wait - 1)
@@ -417,7 +419,7 @@ async def _prospects(session: AsyncSession, people: dict[int, Recipient], now: d
                 continue
             since = owner.days.since(last_contact or created)
             if (owner.today - since).days >= wait:
-                found.append(Due(owner.id, "quoted", customer_id, since + timedelta(days=wait),
+                found.append(Due(owner.id, ReminderKind.quoted, customer_id, since + timedelta(days=wait),
                                  (since + timedelta(days=wait)).isoformat(), detail={"since": since.isoformat()}))
     return found
 
@@ -442,7 +444,7 @@ async def _birthdays(session: AsyncSession, people: dict[int, Recipient], owners
     for customer_id, owner_id, person_id, mmdd in rows:
         owner = people.get(owner_id)
         if owner is not None and _birthday_today(mmdd, owner.today):
-            found.append(Due(owner.id, "birthday", customer_id, owner.today, owner.today.isoformat(),
+            found.append(Due(owner.id, ReminderKind.birthday, customer_id, owner.today, owner.today.isoformat(),
                              subject_id=person_id))
     return found
 
@@ -466,7 +468,7 @@ async def _next_steps(session: AsyncSession, people: dict[int, Recipient], earli
             continue
         if last_contact is not None and last_contact > occurred:
             continue
-        found.append(Due(recipient.id, "next_step", customer_id, next_on, next_on.isoformat(),
+        found.append(Due(recipient.id, ReminderKind.next_step, customer_id, next_on, next_on.isoformat(),
                          subject_id=interaction_id, detail={"interaction": interaction_id}))
     return found
 
@@ -505,11 +507,11 @@ async def apply(session: AsyncSession, due: Iterable[Due], now: datetime | None 
     before = await session.scalar(select(func.max(Reminder.id))) or 0
     await insert_ignore(session, Reminder, [d.as_row(now) for d in due])
     new = list((await session.execute(select(Reminder.id).where(Reminder.id > before))).scalars())
-    overdue = [d for d in due if d.kind == "contact_overdue"]
+    overdue = [d for d in due if d.kind == ReminderKind.contact_overdue]
     for start in range(0, len(overdue), 500):
         keys = [f"contact_due:{d.user_id}:{d.customer_id}:0:{d.period}" for d in overdue[start:start + 500]]
-        await session.execute(update(Reminder).where(Reminder.key.in_(keys), Reminder.status == "open")
-                              .values(status="closed", closed_at=now).execution_options(synchronize_session=False))
+        await session.execute(update(Reminder).where(Reminder.key.in_(keys), Reminder.status == ReminderStatus.open)
+                              .values(status=ReminderStatus.closed, closed_at=now).execution_options(synchronize_session=False))
     if sweep:
         await close_answered(session, now, user_id=user_id)
     return new
@@ -553,7 +555,7 @@ async def close_answered(session: AsyncSession, now: datetime | None = None, *,
     an archived customer, or one given to another owner, the old owner's reminders and the escalation
     about the old owner. All open reminders, or those about `customer_ids`, or those of `user_id`."""
     now = now or utcnow()
-    scope = [Reminder.status == "open", Reminder.customer_id.is_not(None)]
+    scope = [Reminder.status == ReminderStatus.open, Reminder.customer_id.is_not(None)]
     if user_id is not None:
         scope.append(Reminder.user_id == user_id)
     if customer_ids is not None:
@@ -566,16 +568,16 @@ async def close_answered(session: AsyncSession, now: datetime | None = None, *,
     bought = exists().where(Purchase.customer_id == Reminder.customer_id, Purchase.voided_at.is_(None),
                             Purchase.created_at > Reminder.created_at)
     owner_changed = or_(
-        and_(Reminder.kind.not_in(["escalation", "next_step"]),
+        and_(Reminder.kind.not_in([ReminderKind.escalation, ReminderKind.next_step]),
              or_(Customer.owner_id.is_(None), Customer.owner_id != Reminder.user_id)),
         # An escalation is about the owner it names (subject_id): answered once the customer has another.
-        and_(Reminder.kind == "escalation",
+        and_(Reminder.kind == ReminderKind.escalation,
              or_(Customer.owner_id.is_(None), Customer.owner_id != Reminder.subject_id)))
     gone = exists().where(Customer.id == Reminder.customer_id,
                           or_(Customer.archived_at.is_not(None), owner_changed))
     for condition in (and_(Reminder.kind.in_(CLOSED_BY_CONTACT), contacted),
-                      and_(Reminder.kind == "purchase_lapse", bought), gone):
-        await session.execute(update(Reminder).where(*scope, condition).values(status="closed", closed_at=now)
+                      and_(Reminder.kind == ReminderKind.purchase_lapse, bought), gone):
+        await session.execute(update(Reminder).where(*scope, condition).values(status=ReminderStatus.closed, closed_at=now)
                               .execution_options(synchronize_session=False))
 
 
@@ -622,7 +624,7 @@ async def agenda(session: AsyncSession, user: User, now: datetime | None = None,
     """The user's open reminders shown today (not snoozed past today), most urgent first."""
     today = local_today(user, now)
     query = (select(Reminder, Customer).outerjoin(Customer, Customer.id == Reminder.customer_id)
-             .where(Reminder.user_id == user.id, Reminder.status == "open", Reminder.due_on <= today,
+             .where(Reminder.user_id == user.id, Reminder.status == ReminderStatus.open, Reminder.due_on <= today,
                     or_(Reminder.snoozed_until.is_(None), Reminder.snoozed_until <= today))
              .order_by(Reminder.priority, Reminder.due_on, Reminder.id))
     if limit:
@@ -630,11 +632,11 @@ async def agenda(session: AsyncSession, user: User, now: datetime | None = None,
     items = [AgendaItem(r, c) for r, c in (await session.execute(query)).all()]
     for item in items:
         r = item.reminder
-        if r.kind == "birthday" and r.subject_id:
+        if r.kind == ReminderKind.birthday and r.subject_id:
             item.person = await session.get(ContactPerson, r.subject_id)
-        elif r.kind == "next_step" and r.subject_id:
+        elif r.kind == ReminderKind.next_step and r.subject_id:
             item.interaction = await session.get(Interaction, r.subject_id)
-        elif r.kind == "escalation" and r.subject_id:
+        elif r.kind == ReminderKind.escalation and r.subject_id:
             item.owner = await session.get(User, r.subject_id)
     return items
 

@@ -21,7 +21,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import String, func, or_, select, true, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import ContactStrategy, Customer, DictionaryEntry, Feedback, Interaction, Purchase, User, as_utc
+from models import (
+    ContactStrategy,
+    Customer,
+    DictionaryEntry,
+    Feedback,
+    Interaction,
+    Purchase,
+    ReminderKind,
+    ReminderStatus,
+    User,
+    as_utc,
+)
 from services import analytics
 from services.access import Viewer
 from services.analytics import Aggregate, Contact, CustomerInfo, FeedbackInfo, Period, Sale
@@ -398,5 +409,5 @@ async def daily(session: AsyncSession, viewer: Viewer, manager_id: int, day: dat
         .where(Feedback.kind == "complaint", Feedback.created_at >= start, Feedback.created_at < end)
         .order_by(Feedback.created_at), viewer))).all()
     escalations = await session.scalar(select(func.count()).select_from(Reminder).where(
-        Reminder.user_id == manager_id, Reminder.kind == "escalation", Reminder.status == "open"))
+        Reminder.user_id == manager_id, Reminder.kind == ReminderKind.escalation, Reminder.status == ReminderStatus.open))
     return Daily(day, contacts or 0, orders or 0, int(amount or 0), [tuple(r) for r in complaints_], escalations or 0)
