@@ -15,7 +15,7 @@ from bot.callbacks import CustomerCallback, LogCallback, ReassignCallback, Remin
 from bot.formatting import day
 from bot.formatting import days as n_days
 from bot.i18n import gettext_for
-from models import Customer, Feedback, ReminderKind, User
+from models import Customer, Feedback, OutboxKind, ReminderKind, User
 from services.reminders import AgendaItem
 
 Gettext = Callable[[str], str]
@@ -169,3 +169,26 @@ def complaint_notice(feedback: Feedback, customer: Customer, author: User | None
     markup = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
         text=_("📇 Open card"), callback_data=CustomerCallback(action="card", id=customer.id).pack())]])
     return "\n".join(lines), markup
+
+
+async def notify_complaint(session, feedback: Feedback, now=None) -> int:
+    """A new complaint, told at once to those services.feedback.complaint_recipients names, inside their
+    working hours, through the outbox — in the caller's transaction, so the notice exists exactly when the
+    complaint does."""
+    from models import utcnow
+    from services import outbox
+    from services.feedback import complaint_recipients
+
+    now = now or utcnow()
+    customer = await session.get(Customer, feedback.customer_id)
+    author = await session.get(User, feedback.user_id) if feedback.user_id else None
+    queued = 0
+    for manager in await complaint_recipients(session, feedback):
+        if not outbox.reachable(manager):
+            continue
+        text, markup = complaint_notice(feedback, customer, author, manager)
+        queued += await outbox.enqueue(
+            session, key=f"urgent:complaint:{feedback.id}:{manager.id}", chat_id=manager.telegram_id,
+            user_id=manager.id, kind=OutboxKind.urgent, text=text, reply_markup=markup.model_dump(exclude_none=True),
+            not_before=outbox.next_working_moment(manager, now))
+    return queued

@@ -101,7 +101,7 @@ async def text_typed(message: Message, state: FSMContext, session: AsyncSession,
         return
     await state.clear()
     if feedback.kind == FeedbackKind.complaint:
-        from jobs.reminders import notify_complaint
+        from bot.notify import notify_complaint
 
         await notify_complaint(session, feedback)
         await message.answer(_("Complaint saved. It stays open on the card until it is resolved."))

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.notify import complaint_notice, escalation_notice, render_agenda
-from models import Customer, Feedback, OutboxKind, OutboxMessage, Reminder, ReminderKind, User, utcnow
+from bot.notify import escalation_notice, render_agenda
+from models import Customer, OutboxKind, OutboxMessage, Reminder, ReminderKind, User, utcnow
 from services import outbox, reminders
 
 if TYPE_CHECKING:
@@ -216,36 +216,3 @@ async def drain(runtime: Runtime) -> int:
     if runtime.sender is None:
         return 0
     return await runtime.sender.drain(max_seconds=50)
-
-
-async def notify_complaint(session: AsyncSession, feedback: Feedback, now: datetime | None = None) -> int:
-    """Complaint rule: the direct manager of the customer's owner (else of the rep who recorded it; with no
-    manager, the admins) hears of a new complaint at once, inside their working hours. Written in the
-    caller's transaction, so the notice exists exactly when the complaint does."""
-    now = now or utcnow()
-    customer = await session.get(Customer, feedback.customer_id)
-    author = await session.get(User, feedback.user_id) if feedback.user_id else None
-    start = customer.owner_id or (author.id if author else None)
-    managers: list[User] = []
-    seen: set[int] = set()
-    person = await session.get(User, start) if start else None
-    while person is not None and person.manager_id and person.manager_id not in seen:
-        seen.add(person.manager_id)
-        person = await session.get(User, person.manager_id)
-        if person is not None and person.active:
-            managers.append(person)
-            break  # the direct manager; escalation further up is the manager's call
-    if not managers:  # nobody above: the admins hear of it
-        managers = list((await session.execute(select(User).where(
-            User.role == "admin", User.active.is_(True)))).scalars())
-    queued = 0
-    for manager in managers:
-        if not outbox.reachable(manager) or (author and manager.id == author.id):
-            continue
-        text, markup = complaint_notice(feedback, customer, author, manager)
-        queued += await outbox.enqueue(
-            session, key=f"urgent:complaint:{feedback.id}:{manager.id}", chat_id=manager.telegram_id,
-            user_id=manager.id, kind=OutboxKind.urgent, text=text, reply_markup=markup.model_dump(exclude_none=True),
-            not_before=outbox.next_working_moment(manager, now))
-    return queued
-

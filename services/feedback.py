@@ -9,6 +9,8 @@ Rules:
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Feedback, FeedbackKind, FeedbackStatus, utcnow
@@ -57,6 +59,32 @@ async def record_feedback(session: AsyncSession, *, customer_id: int, kind: str,
     audit.record(session, action="create", entity="feedback", entity_id=feedback.id, user_id=user_id,
                  changes={"customer_id": customer.id, "kind": kind, "rating": rating})
     return feedback
+
+
+async def complaint_recipients(session: AsyncSession, feedback: Feedback) -> list[Any]:
+    """Complaint routing rule: the direct manager of the customer's owner (else of the rep who recorded it)
+    hears of a new complaint; with no active manager above, the admins do. The person who recorded it is
+    never told of their own complaint."""
+    from sqlalchemy import select
+
+    from models import Customer, User
+
+    customer = await session.get(Customer, feedback.customer_id)
+    author = await session.get(User, feedback.user_id) if feedback.user_id else None
+    start = customer.owner_id or (author.id if author else None)
+    managers: list[User] = []
+    seen: set[int] = set()
+    person = await session.get(User, start) if start else None
+    while person is not None and person.manager_id and person.manager_id not in seen:
+        seen.add(person.manager_id)
+        person = await session.get(User, person.manager_id)
+        if person is not None and person.active:
+            managers.append(person)
+            break  # the direct manager; escalation further up is the manager's call
+    if not managers:  # nobody above: the admins hear of it
+        managers = list((await session.execute(select(User).where(
+            User.role == "admin", User.active.is_(True)))).scalars())
+    return [m for m in managers if not (author and m.id == author.id)]
 
 
 async def resolve_complaint(session: AsyncSession, feedback_id: int, *, resolution: str,

@@ -606,7 +606,7 @@ async def snooze(session: AsyncSession, reminder_id: int, user: User, days: int,
 async def finish(session: AsyncSession, reminder_id: int, user: User, now: datetime | None = None) -> Reminder:
     """Done: the reminder is closed for its period; the next period makes a new one."""
     reminder = await _own(session, reminder_id, user)
-    reminder.status, reminder.closed_at = "done", now or utcnow()
+    reminder.status, reminder.closed_at = ReminderStatus.done, now or utcnow()
     return reminder
 
 

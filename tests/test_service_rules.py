@@ -52,3 +52,22 @@ async def test_the_feedback_product_fits_its_column(session):
     saved = await record_feedback(session, customer_id=customer.id, kind="suggestion", text="smaller boxes",
                                   product="产" * FEEDBACK_PRODUCT_LIMIT)
     assert len(saved.product) == FEEDBACK_PRODUCT_LIMIT
+
+
+async def test_a_complaint_goes_to_the_owners_direct_manager_else_to_the_admins(session):
+    from models import Role
+    from services.feedback import complaint_recipients
+    from services.users import add_user
+
+    admin = await add_user(session, name="Admin", role=Role.admin)
+    boss = await add_user(session, name="Boss", role=Role.manager, manager_id=admin.id)
+    rep = await add_user(session, name="Rep", manager_id=boss.id)
+    lone = await add_user(session, name="Lone rep")
+    theirs = await create_customer(session, name="甲公司", owner_id=rep.id)
+    nobodys = await create_customer(session, name="乙公司")
+    by_rep = await record_feedback(session, customer_id=theirs.id, kind="complaint", text="late", user_id=rep.id)
+    assert [u.name for u in await complaint_recipients(session, by_rep)] == ["Boss"]
+    by_lone = await record_feedback(session, customer_id=nobodys.id, kind="complaint", text="late", user_id=lone.id)
+    assert [u.name for u in await complaint_recipients(session, by_lone)] == ["Admin"]
+    by_admin = await record_feedback(session, customer_id=nobodys.id, kind="complaint", text="x", user_id=admin.id)
+    assert await complaint_recipients(session, by_admin) == []  # nobody is told of their own complaint
