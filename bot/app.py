@@ -12,7 +12,7 @@ from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.errors import ErrorsMiddleware
+from bot.errors import ErrorsMiddleware, RefusalHints
 from bot.i18n import DOMAIN, LOCALES_DIR
 from bot.middlewares import DatabaseMiddleware, LocaleMiddleware, UserMiddleware
 from bot.polling import Dispatcher
@@ -91,6 +91,7 @@ def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSess
     for middleware in builtin:
         outer(middleware)
     dispatcher.update.outer_middleware(DatabaseMiddleware(sessions, index))
+    dispatcher.message.middleware(RefusalHints())
     dispatcher.update.outer_middleware(UserMiddleware(settings.reps_see_unassigned))
     dispatcher.update.outer_middleware(LocaleMiddleware(i18n, default_language=settings.default_language))
     # The start router first: it answers strangers; every other router requires an account.

@@ -3,8 +3,10 @@
 `ErrorsMiddleware` is the outermost of FieldCRM's update middlewares, so it sees what the database
 transaction (inside it) did not survive:
 
-- a rule's refusal (`DomainError`) that a handler let through: the transaction is rolled back and the
-  person gets the refusal, localized — as an alert for a button, as a reply for a message;
+- a rule's refusal (`DomainError`) — handlers do not catch them: the transaction is rolled back and the
+  person gets the refusal, localized — as an alert for a button (a message if the tap was answered
+  already), as a reply for a message, with "Try again(, skip), or /cancel." inside a conversation, which
+  stays at the same step (its state is rolled back too, bot.fsm);
 - a database that is locked or unreachable, a button whose data no longer fits (a forged or ancient
   id): "nothing was saved, try again" — the same words for every unexpected error, which is logged;
 - a button tap that no handler answered is answered anyway, so the button never keeps spinning (with
@@ -25,6 +27,7 @@ from typing import Any
 from aiogram import BaseMiddleware, Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.dispatcher.event.bases import UNHANDLED
+from aiogram.dispatcher.flags import get_flag
 from aiogram.methods import AnswerCallbackQuery, Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import TelegramObject, Update
@@ -51,6 +54,18 @@ def _person(update: Update):
     return getattr(update.event, "from_user", None) if update.event is not None else None
 
 
+class RefusalHints(BaseMiddleware):
+    """Inner message middleware: marks a refusal from a handler flagged `skippable` (the step has a Skip
+    button), so the reply says "Try again, skip, or /cancel."."""
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        try:
+            return await handler(event, data)
+        except DomainError as refused:
+            refused.skippable = bool(get_flag(data, "skippable"))
+            raise
+
+
 class ErrorsMiddleware(BaseMiddleware):
     def __init__(self, default_language: str) -> None:
         self.default_language = default_language
@@ -66,12 +81,17 @@ class ErrorsMiddleware(BaseMiddleware):
             result = await handler(event, data)
             return result
         except DomainError as refused:
-            await self._tell(event, data, refused.problem.render(self._gettext(event, data)), alert=True)
+            _ = self._gettext(event, data)
+            text = refused.problem.render(_)
+            if event.message is not None and data.get("raw_state"):  # inside a conversation: it waits for another try
+                text += "\n" + (_("Try again, skip, or /cancel.") if getattr(refused, "skippable", False)
+                                else _("Try again, or /cancel."))
+            await self._tell(event, data, text, alert=True, answered=answered)
         except Exception:
             log.exception("update %s failed", event.update_id)
             _ = self._gettext(event, data)
             await self._tell(event, data, _("Sorry, that did not work and nothing was saved. Please try again "
-                                            "in a moment."), alert=True)
+                                            "in a moment."), alert=True, answered=answered)
         finally:
             query = event.callback_query
             if query is not None and query.id not in answered:
@@ -89,11 +109,15 @@ class ErrorsMiddleware(BaseMiddleware):
                                                        self.default_language)
         return gettext_for(language)
 
-    async def _tell(self, update: Update, data: dict[str, Any], text: str, *, alert: bool) -> None:
+    async def _tell(self, update: Update, data: dict[str, Any], text: str, *, alert: bool,
+                    answered: set[str] = frozenset()) -> None:
         bot: Bot = data["bot"]
+        query = update.callback_query
         try:
-            if update.callback_query is not None:
-                await bot.answer_callback_query(update.callback_query.id, text[:200], show_alert=alert)
+            if query is not None and query.id in answered and query.message is not None:
+                await bot.send_message(query.message.chat.id, text)  # the tap was answered before the refusal
+            elif query is not None:
+                await bot.answer_callback_query(query.id, text[:200], show_alert=alert)
             elif update.inline_query is not None:
                 await bot.answer_inline_query(update.inline_query.id, [], cache_time=0, is_personal=True)
             elif update.message is not None:

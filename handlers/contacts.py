@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import ContactCallback, CustomerCallback
 from bot.filters import Registered
-from handlers.common import buttons_please, origin, text_please, try_again
+from handlers.common import buttons_please, origin, text_please
 from models import ContactPerson, User
 from services.access import Viewer
 from services.cards import visible_customer
@@ -143,11 +143,7 @@ async def contact_button(callback: CallbackQuery, callback_data: ContactCallback
 
 
 async def typed_name(message: Message, state: FSMContext) -> None:
-    try:
-        name = check_name(message.text)
-    except DomainError as refused:
-        await message.answer(try_again(refused))
-        return
+    name = check_name(message.text)
     await state.update_data(name=name)
     await state.set_state(AddContact.title)
     await message.answer(_("{name}'s title (e.g. 采购经理)?").format(name=html.escape(name)),
@@ -171,11 +167,7 @@ async def ask_mobile(message: Message, state: FSMContext) -> None:
 
 async def typed_mobile(message: Message, state: FSMContext, session: AsyncSession, user: User,
                        viewer: Viewer) -> None:
-    try:
-        mobile = check_mobile(message.text)
-    except DomainError as refused:
-        await message.answer(try_again(refused, skippable=True))
-        return
+    mobile = check_mobile(message.text)
     await state.update_data(mobile=mobile)
     await _check_then_save(message, state, session, user, viewer)
 
@@ -228,14 +220,10 @@ async def typed_change(message: Message, state: FSMContext, session: AsyncSessio
                        viewer: Viewer) -> None:
     data = await state.get_data()
     field, text = data["field"], message.text.strip()[:200]
-    try:
-        today = datetime.now(ZoneInfo(user.timezone)).date()
-        value: object = parse_date(text, today=today) if field == "birthday" else text
-        person = await update_contact(session, viewer, data["person_id"], user_id=user.id, today=today,
-                                      **{field: value})
-    except DomainError as refused:
-        await message.answer(try_again(refused))
-        return
+    today = datetime.now(ZoneInfo(user.timezone)).date()
+    value: object = parse_date(text, today=today) if field == "birthday" else text
+    person = await update_contact(session, viewer, data["person_id"], user_id=user.id, today=today,
+                                  **{field: value})
     await state.clear()
     await message.answer(_("Saved: {person}.").format(person=person_line(person)))
     await list_contacts(message, session, viewer, person.customer_id)
@@ -251,7 +239,8 @@ def create_router() -> Router:
     not_command = ~F.text.startswith("/")
     router.message.register(typed_name, StateFilter(AddContact.name), F.text, not_command)
     router.message.register(typed_title, StateFilter(AddContact.title), F.text, not_command)
-    router.message.register(typed_mobile, StateFilter(AddContact.mobile), F.text, not_command)
+    router.message.register(typed_mobile, StateFilter(AddContact.mobile), F.text, not_command,
+                            flags={"skippable": True})
     router.message.register(typed_change, StateFilter(EditContact.value), F.text, not_command)
     router.message.register(buttons_please, StateFilter(AddContact.confirm))
     router.message.register(text_please, StateFilter(AddContact, EditContact))

@@ -116,11 +116,7 @@ async def typed_value(message: Message, state: FSMContext, session: AsyncSession
     data = await state.get_data()
     field, text = data["field"], message.text.strip()
     if field == "phone":
-        try:
-            text = check_mobile(text)
-        except DomainError as refused:
-            await message.answer(try_again(refused))
-            return
+        text = check_mobile(text)
     if await save(message, session, user, viewer, settings, data["customer_id"], field, text or None):
         await state.clear()
 
@@ -181,11 +177,7 @@ async def _set(message: Message, session: AsyncSession, user: User, viewer: View
 async def typed_expected(message: Message, state: FSMContext, session: AsyncSession, user: User,
                          viewer: Viewer) -> None:
     data = await state.get_data()
-    try:
-        when = parse_future_date(message.text[:50], today=_local_today(user))
-    except DomainError as refused:
-        await message.answer(try_again(refused))
-        return
+    when = parse_future_date(message.text[:50], today=_local_today(user))
     if await _set(message, session, user, viewer, data["customer_id"], Stage.not_now, expected_purchase_on=when):
         await state.clear()
 

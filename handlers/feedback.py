@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.callbacks import FeedbackCallback
 from bot.filters import Registered
 from bot.labels import feedback_label
-from handlers.common import buttons_please, origin, text_please, try_again
+from handlers.common import buttons_please, origin, text_please
 from models import Feedback, FeedbackKind, User
 from services.access import Viewer
 from services.cards import visible_customer
@@ -57,11 +57,7 @@ async def kind_chosen(callback: CallbackQuery, callback_data: FeedbackCallback, 
 
 
 async def product_typed(message: Message, state: FSMContext) -> None:
-    try:
-        product = check_product(message.text)
-    except DomainError as refused:
-        await message.answer(try_again(refused))
-        return
+    product = check_product(message.text)
     await state.update_data(product=product)
     await ask_rating(message, state)
 
@@ -91,14 +87,10 @@ async def rating_chosen(callback: CallbackQuery, callback_data: FeedbackCallback
 async def text_typed(message: Message, state: FSMContext, session: AsyncSession, user: User,
                      viewer: Viewer) -> None:
     data = await state.get_data()
-    try:
-        await visible_customer(session, viewer, data["customer_id"])
-        feedback = await record_feedback(session, customer_id=data["customer_id"], kind=data["kind"],
-                                         text=message.text, product=data.get("product"), rating=data.get("rating"),
-                                         user_id=user.id, origin_key=origin(message))
-    except DomainError as refused:
-        await message.answer(try_again(refused))
-        return
+    await visible_customer(session, viewer, data["customer_id"])
+    feedback = await record_feedback(session, customer_id=data["customer_id"], kind=data["kind"],
+                                     text=message.text, product=data.get("product"), rating=data.get("rating"),
+                                     user_id=user.id, origin_key=origin(message))
     await state.clear()
     if feedback.kind == FeedbackKind.complaint:
         from bot.notify import notify_complaint

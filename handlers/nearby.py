@@ -26,7 +26,6 @@ from bot.filters import Registered
 from bot.formatting import days
 from models import User
 from services.access import Viewer
-from services.messages import DomainError
 from services.nearby import RADII_KM, Nearby, customers_near
 
 
@@ -55,11 +54,7 @@ async def ask(message: Message, state: FSMContext) -> None:
 
 async def show(message: Message, session: AsyncSession, user: User, viewer: Viewer, latitude: float,
                longitude: float, radius_km: int, *, edit: bool = False) -> None:
-    try:
-        found = await customers_near(session, viewer, latitude, longitude, radius_km=radius_km)
-    except DomainError as refused:
-        await message.answer(refused.problem.render(_))
-        return
+    found = await customers_near(session, viewer, latitude, longitude, radius_km=radius_km)
     if found:
         text = "\n".join([_("Your customers within {radius} km, overdue first:").format(radius=radius_km)]
                          + [_line(item, user.language) for item in found])

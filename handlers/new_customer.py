@@ -18,7 +18,7 @@ from bot.filters import Registered
 from bot.labels import stage_label
 from bot.settings import Settings
 from handlers.card import show_card
-from handlers.common import buttons_please, origin, text_please, try_again
+from handlers.common import buttons_please, origin, text_please
 from models import ContactStrategy, Stage, User
 from services.access import Viewer
 from services.contacts import check_mobile
@@ -127,11 +127,7 @@ async def anyway(callback: CallbackQuery, state: FSMContext, session: AsyncSessi
 
 async def typed_phone(message: Message, state: FSMContext, session: AsyncSession, index: LookupIndex,
                       viewer: Viewer, user: User) -> None:
-    try:
-        phone = check_mobile(message.text)
-    except DomainError as refused:
-        await message.answer(try_again(refused, skippable=True))
-        return
+    phone = check_mobile(message.text)
     await state.update_data(phone=phone)
     duplicates = possible_duplicates(index, phone=phone)
     if duplicates:
@@ -204,7 +200,8 @@ def create_router() -> Router:
     router.callback_query.register(picked, NewCustomerCallback.filter())
     not_command = ~F.text.startswith("/")
     router.message.register(typed_name, StateFilter(NewCustomer.name), F.text, not_command)
-    router.message.register(typed_phone, StateFilter(NewCustomer.phone), F.text, not_command)
+    router.message.register(typed_phone, StateFilter(NewCustomer.phone), F.text, not_command,
+                            flags={"skippable": True})
     router.message.register(text_please, StateFilter(NewCustomer.name, NewCustomer.phone))
     router.message.register(buttons_please, StateFilter(NewCustomer.confirm, NewCustomer.region, NewCustomer.stage,
                                                     NewCustomer.strategy))

@@ -17,12 +17,11 @@ from bot.callbacks import OrderCallback
 from bot.filters import ButtonCustomer, Registered
 from bot.formatting import day, money
 from bot.settings import Settings
-from handlers.common import origin, text_please, try_again
+from handlers.common import origin, text_please
 from handlers.visit import local_today
 from models import Customer, User
 from services.access import Viewer
 from services.cards import visible_customer
-from services.messages import DomainError
 from services.parsing import parse_amount_cents, parse_date
 from services.purchases import check_order_amount, check_products, record_purchase
 
@@ -42,11 +41,7 @@ async def start_order(callback: CallbackQuery, state: FSMContext, customer: Cust
 
 
 async def amount(message: Message, state: FSMContext) -> None:
-    try:
-        cents = check_order_amount(parse_amount_cents(message.text or ""))
-    except DomainError as refused:
-        await message.answer(try_again(refused))
-        return
+    cents = check_order_amount(parse_amount_cents(message.text or ""))
     await state.update_data(amount_cents=cents)
     await state.set_state(RecordOrder.products)
     skip = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
@@ -55,11 +50,7 @@ async def amount(message: Message, state: FSMContext) -> None:
 
 
 async def products(message: Message, state: FSMContext) -> None:
-    try:
-        ordered = check_products(message.text)
-    except DomainError as refused:
-        await message.answer(try_again(refused))
-        return
+    ordered = check_products(message.text)
     await state.update_data(products=ordered)
     await ask_date(message, state)
 
@@ -83,14 +74,10 @@ async def ask_date(message: Message, state: FSMContext) -> None:
 async def save(message: Message, state: FSMContext, session: AsyncSession, user: User, viewer: Viewer,
                settings: Settings, when) -> None:
     data = await state.get_data()
-    try:
-        customer = await visible_customer(session, viewer, data["customer_id"])
-        await record_purchase(session, customer_id=customer.id, purchased_on=when, amount_cents=data["amount_cents"],
-                              products=data.get("products"), user_id=user.id, today=local_today(user),
-                              origin_key=origin(message))
-    except DomainError as refused:
-        await message.answer(try_again(refused))
-        return
+    customer = await visible_customer(session, viewer, data["customer_id"])
+    await record_purchase(session, customer_id=customer.id, purchased_on=when, amount_cents=data["amount_cents"],
+                          products=data.get("products"), user_id=user.id, today=local_today(user),
+                          origin_key=origin(message))
     await state.clear()
     await message.answer(_("Saved: order of {amount} on {date}. {name} now has {count} orders, {total} in total.").format(
         amount=money(data["amount_cents"], settings.currency, user.language), date=day(when, user.language),
@@ -108,11 +95,7 @@ async def day_button(callback: CallbackQuery, callback_data: OrderCallback, stat
 
 async def typed_date(message: Message, state: FSMContext, session: AsyncSession, user: User, viewer: Viewer,
                      settings: Settings) -> None:
-    try:
-        when = parse_date(message.text or "", today=local_today(user))
-    except DomainError as refused:
-        await message.answer(try_again(refused))
-        return
+    when = parse_date(message.text or "", today=local_today(user))
     await save(message, state, session, user, viewer, settings, when)
 
 

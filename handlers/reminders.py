@@ -42,18 +42,14 @@ async def today(message: Message, session: AsyncSession, user: User) -> None:
 
 async def on_reminder(callback: CallbackQuery, callback_data: ReminderCallback, session: AsyncSession,
                       user: User) -> None:
-    try:
-        if callback_data.action == "snooze":
-            reminder = await reminders.snooze(session, callback_data.id, user, callback_data.days)
-            note = _("Snoozed until {date}.").format(date=day(reminder.snoozed_until, user.language))
-        elif callback_data.action == "done":
-            await reminders.finish(session, callback_data.id, user)
-            note = _("Done. ✅")
-        else:
-            raise DomainError(N_("that button no longer works"))
-    except DomainError as exc:
-        await callback.answer(exc.problem.render(_), show_alert=True)
-        return
+    if callback_data.action == "snooze":
+        reminder = await reminders.snooze(session, callback_data.id, user, callback_data.days)
+        note = _("Snoozed until {date}.").format(date=day(reminder.snoozed_until, user.language))
+    elif callback_data.action == "done":
+        await reminders.finish(session, callback_data.id, user)
+        note = _("Done. ✅")
+    else:
+        raise DomainError(N_("that button no longer works"))
     await callback.answer(note)
     if callback.message is not None and getattr(callback.message, "reply_markup", None) is not None:
         await callback.message.edit_reply_markup(
@@ -77,11 +73,7 @@ async def on_reassign(callback: CallbackQuery, callback_data: ReassignCallback, 
         await callback.message.answer(_("Give {name} to:").format(name=html.escape(customer.name)),
                                       reply_markup=InlineKeyboardMarkup(inline_keyboard=rows))
         return
-    try:
-        await assign_owner(session, viewer, customer.id, callback_data.to, user_id=user.id)
-    except DomainError as exc:
-        await callback.answer(exc.problem.render(_), show_alert=True)
-        return
+    await assign_owner(session, viewer, customer.id, callback_data.to, user_id=user.id)
     new_owner = await session.get(User, callback_data.to)
     await callback.answer()
     await callback.message.edit_text(_("{customer} now belongs to {owner}.").format(

@@ -21,7 +21,6 @@ from bot.report_view import detail, period_name, report_charts, summary, xlsx_he
 from bot.settings import Settings
 from models import Role, User
 from services.access import Viewer, narrowed_to, team_members
-from services.messages import DomainError
 from services.reports import ANALYSES, PERIODS, RFM_DAYS, RFM_WINDOWS, build, write_xlsx
 
 
@@ -71,11 +70,7 @@ async def on_report(callback: CallbackQuery, callback_data: ReportCallback, sess
     scope = viewer
     scope_name = None
     if rep:
-        try:
-            scope, member = await narrowed_to(session, viewer, rep)
-        except DomainError as refused:
-            await callback.answer(refused.problem.render(_), show_alert=True)
-            return
+        scope, member = await narrowed_to(session, viewer, rep)
         scope_name = _("Customers of {name}").format(name=member.name)
     if show == "reps":
         team = await team_members(session, viewer)

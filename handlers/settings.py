@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.callbacks import LanguageCallback, SettingsCallback
 from bot.filters import Registered
 from bot.formatting import locale
-from handlers.common import text_please, try_again
+from handlers.common import text_please
 from models import User
 from services.messages import DomainError
 from services.users import parse_working_hours, set_language, set_timezone, set_working_hours, toggle_work_day
@@ -114,11 +114,7 @@ async def settings_button(callback: CallbackQuery, callback_data: SettingsCallba
         await callback.message.answer(_("Send the name of your time zone, e.g. Asia/Kuala_Lumpur or Europe/Paris. "
                                         "/cancel to stop."))
     elif action == "zone":
-        try:
-            await set_timezone(session, user.id, value)
-        except DomainError as refused:
-            await callback.answer(refused.problem.render(_), show_alert=True)
-            return
+        await set_timezone(session, user.id, value)
         await callback.answer()
         await callback.message.answer(_("Time zone set: {zone}.").format(zone=html.escape(user.timezone)))
     elif action == "hours":
@@ -127,11 +123,7 @@ async def settings_button(callback: CallbackQuery, callback_data: SettingsCallba
         await callback.message.answer(_("Send your working hours as start-end, e.g. 9-18 or 08:30-17:30. "
                                         "/cancel to stop."))
     elif action == "day" and value.isdigit():
-        try:
-            await toggle_work_day(session, user.id, int(value))
-        except DomainError as refused:
-            await callback.answer(refused.problem.render(_), show_alert=True)
-            return
+        await toggle_work_day(session, user.id, int(value))
         await callback.answer()
         await callback.message.edit_text(summary(user), reply_markup=settings_keyboard(user))
     else:
@@ -139,22 +131,14 @@ async def settings_button(callback: CallbackQuery, callback_data: SettingsCallba
 
 
 async def typed_timezone(message: Message, state: FSMContext, session: AsyncSession, user: User) -> None:
-    try:
-        await set_timezone(session, user.id, message.text)
-    except DomainError as refused:
-        await message.answer(try_again(refused))
-        return
+    await set_timezone(session, user.id, message.text)
     await state.clear()
     await message.answer(_("Time zone set: {zone}.").format(zone=html.escape(user.timezone)))
 
 
 async def typed_hours(message: Message, state: FSMContext, session: AsyncSession, user: User) -> None:
-    try:
-        start, end = parse_working_hours(message.text[:MAX_INPUT])
-        await set_working_hours(session, user.id, start, end)
-    except DomainError as refused:
-        await message.answer(try_again(refused))
-        return
+    start, end = parse_working_hours(message.text[:MAX_INPUT])
+    await set_working_hours(session, user.id, start, end)
     await state.clear()
     await message.answer(_("Working hours set: {start}–{end}.").format(start=start.strftime("%H:%M"),
                                                                      end=end.strftime("%H:%M")))

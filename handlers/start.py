@@ -52,11 +52,7 @@ async def start(message: Message, command: CommandObject, session: AsyncSession,
 
 async def invite(message: Message, command: CommandObject, session: AsyncSession, user: User, bot: Bot) -> None:
     role = (command.args or Role.rep).strip().lower()
-    try:
-        created = await create_invite(session, by=user, role=role)
-    except DomainError as refused:
-        await message.answer(refused.problem.render(_))
-        return
+    created = await create_invite(session, by=user, role=role)
     me = await bot.me()
     link = f"https://t.me/{me.username}?start={created.code}"
     await message.answer(_("Invitation for a new {role}, valid until {date}, usable once:\n{link}").format(

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.callbacks import TeamChatCallback
 from bot.filters import Registered
 from models import Role, User
-from services.messages import DomainError
 from services.users import bind_team_chat, unbind_chat
 
 GROUPS = F.chat.type.in_({"group", "supergroup"})
@@ -34,22 +33,14 @@ async def bind_command(message: Message, session: AsyncSession, user: User) -> N
 
 async def bind_chosen(callback: CallbackQuery, callback_data: TeamChatCallback, session: AsyncSession,
                       user: User) -> None:
-    try:
-        manager = await bind_team_chat(session, user, callback_data.manager, callback.message.chat.id)
-    except DomainError as refused:
-        await callback.answer(refused.problem.render(_), show_alert=True)
-        return
+    manager = await bind_team_chat(session, user, callback_data.manager, callback.message.chat.id)
     await callback.answer()
     await callback.message.edit_text(_("This group now gets the weekly report of {name}'s team.").format(
         name=html.escape(manager.name)))
 
 
 async def unbind_command(message: Message, session: AsyncSession, user: User) -> None:
-    try:
-        count = await unbind_chat(session, user, message.chat.id)
-    except DomainError as refused:
-        await message.answer(refused.problem.render(_))
-        return
+    count = await unbind_chat(session, user, message.chat.id)
     await message.answer(_("This group no longer gets team reports.") if count else
                          _("This group was not bound to a team."))
 

@@ -19,7 +19,7 @@ from bot.callbacks import LogCallback, NextStepCallback
 from bot.filters import Registered
 from bot.formatting import day
 from bot.labels import interaction_label
-from handlers.common import origin, try_again
+from handlers.common import origin
 from models import User
 from services.access import Viewer
 from services.cards import visible_customer
@@ -67,11 +67,7 @@ async def note(message: Message, state: FSMContext, session: AsyncSession, user:
     if message.text and message.text.startswith("/"):
         await message.answer(_("Send the note first, or /cancel."))
         return
-    try:
-        check_note(summary)
-    except DomainError as refused:
-        await message.answer(try_again(refused))
-        return
+    check_note(summary)
     latitude = longitude = None
     attachments: list[str] = []
     if message.location:
@@ -114,12 +110,8 @@ async def pick_next_step(callback: CallbackQuery, callback_data: NextStepCallbac
 
 async def typed_next_date(message: Message, state: FSMContext, session: AsyncSession, user: User) -> None:
     data = await state.get_data()
-    try:
-        when = parse_future_date(message.text or "", today=local_today(user))
-        await set_next_step(session, data["interaction_id"], next_step_on=when, user_id=user.id)
-    except DomainError as refused:
-        await message.answer(try_again(refused))
-        return
+    when = parse_future_date(message.text or "", today=local_today(user))
+    await set_next_step(session, data["interaction_id"], next_step_on=when, user_id=user.id)
     await state.clear()
     await message.answer(_("Next step on {date}.").format(date=day(when, user.language)))
 
