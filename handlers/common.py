@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
@@ -23,10 +25,16 @@ async def cancel(message: Message, state: FSMContext) -> None:
     await message.answer(_("Cancelled. Nothing more was saved."), reply_markup=ReplyKeyboardRemove())
 
 
-def origin(message: Message) -> str:
-    """The input a write comes from: the message typed, or the bot's message whose button was tapped
-    (services store it as origin_key, so a double tap or a redelivered update saves once)."""
-    return f"tg:{message.chat.id}:{message.message_id}"
+def new_flow() -> str:
+    """A token for one run of a conversation (kept in its state data, see `origin`)."""
+    return secrets.token_hex(6)
+
+
+def origin(message: Message, data: dict) -> str:
+    """The input a write comes from: the message typed, or the bot's message whose button was tapped, in
+    this run of the conversation (services store it as origin_key, so a double tap or a redelivered update
+    saves once). The run's token matters: an old message's button tapped in a later run is a new input."""
+    return f"tg:{message.chat.id}:{message.message_id}:{data.get('flow', '')}"
 
 
 def try_again(refused: DomainError, *, skippable: bool = False) -> str:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import ContactCallback, CustomerCallback
 from bot.filters import Registered
-from handlers.common import buttons_please, origin, text_please
+from handlers.common import buttons_please, new_flow, origin, text_please
 from models import ContactPerson, User
 from services.access import Viewer
 from services.cards import visible_customer
@@ -95,7 +95,7 @@ async def contact_button(callback: CallbackQuery, callback_data: ContactCallback
         customer = await visible_customer(session, viewer, callback_data.id)
         await callback.answer()
         await state.set_state(AddContact.name)
-        await state.update_data(customer_id=customer.id)
+        await state.update_data(customer_id=customer.id, flow=new_flow())
         await callback.message.answer(_("New contact person at {name}. Their name? /cancel to stop.").format(
             name=html.escape(customer.name)))
     elif step == "key":
@@ -200,7 +200,7 @@ async def _save(message: Message, state: FSMContext, session: AsyncSession, user
     await state.clear()
     try:
         person = await add_contact(session, viewer, data["customer_id"], name=data["name"], title=data.get("title"),
-                                   mobile=data.get("mobile"), user_id=user.id, origin_key=origin(message))
+                                   mobile=data.get("mobile"), user_id=user.id, origin_key=origin(message, data))
     except DomainError as refused:
         await message.answer(refused.problem.render(_))
         return

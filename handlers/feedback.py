@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.callbacks import FeedbackCallback
 from bot.filters import Registered
 from bot.labels import feedback_label
-from handlers.common import buttons_please, origin, text_please
+from handlers.common import buttons_please, new_flow, origin, text_please
 from models import Feedback, FeedbackKind, User
 from services.access import Viewer
 from services.cards import visible_customer
@@ -39,7 +39,7 @@ async def start_feedback(callback: CallbackQuery, callback_data: FeedbackCallbac
                          session: AsyncSession, viewer: Viewer) -> None:
     customer = await visible_customer(session, viewer, callback_data.id)  # refused: bot.errors alerts
     await state.set_state(GiveFeedback.kind)
-    await state.update_data(customer_id=customer.id)
+    await state.update_data(customer_id=customer.id, flow=new_flow())
     await callback.answer()
     kinds = [_button(feedback_label(k), step="kind", value=k) for k in FeedbackKind]
     await callback.message.answer(_("Feedback from {name}: what kind?").format(name=html.escape(customer.name)),
@@ -90,7 +90,7 @@ async def text_typed(message: Message, state: FSMContext, session: AsyncSession,
     await visible_customer(session, viewer, data["customer_id"])
     feedback = await record_feedback(session, customer_id=data["customer_id"], kind=data["kind"],
                                      text=message.text, product=data.get("product"), rating=data.get("rating"),
-                                     user_id=user.id, origin_key=origin(message))
+                                     user_id=user.id, origin_key=origin(message, data))
     await state.clear()
     if feedback.kind == FeedbackKind.complaint:
         from bot.notify import notify_complaint

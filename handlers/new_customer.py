@@ -18,7 +18,7 @@ from bot.filters import Registered
 from bot.labels import stage_label
 from bot.settings import Settings
 from handlers.card import show_card
-from handlers.common import buttons_please, origin, text_please
+from handlers.common import buttons_please, new_flow, origin, text_please
 from models import ContactStrategy, Stage, User
 from services.access import Viewer
 from services.contacts import check_mobile
@@ -94,7 +94,7 @@ async def take_name(message: Message, name: str, state: FSMContext, index: Looku
         await state.set_state(NewCustomer.name)
         await message.answer(_("A customer's name has 1 to 200 characters. Send the name, or /cancel."))
         return
-    await state.update_data(name=name)
+    await state.update_data(name=name, flow=new_flow())
     duplicates = possible_duplicates(index, name=name)
     if duplicates:
         await state.set_state(NewCustomer.confirm)
@@ -177,7 +177,7 @@ async def picked(callback: CallbackQuery, callback_data: NewCustomerCallback, st
             customer = await create_customer(session, user_id=user.id, name=data["name"], phone=data.get("phone"),
                                              region_id=data.get("region_id"), stage=data["stage"],
                                              contact_strategy_id=int(value) or None, owner_id=user.id,
-                                             origin_key=origin(callback.message))
+                                             origin_key=origin(callback.message, data))
         except DomainError as refused:
             await state.clear()
             await callback.message.answer(refused.problem.render(_))

@@ -17,7 +17,7 @@ from bot.callbacks import OrderCallback
 from bot.filters import ButtonCustomer, Registered
 from bot.formatting import day, money
 from bot.settings import Settings
-from handlers.common import origin, text_please
+from handlers.common import new_flow, origin, text_please
 from handlers.visit import local_today
 from models import Customer, User
 from services.access import Viewer
@@ -34,7 +34,7 @@ class RecordOrder(StatesGroup):
 
 async def start_order(callback: CallbackQuery, state: FSMContext, customer: Customer) -> None:
     await state.set_state(RecordOrder.amount)
-    await state.update_data(customer_id=customer.id)
+    await state.update_data(customer_id=customer.id, flow=new_flow())
     await callback.answer()
     await callback.message.answer(_("New order for {name}. How much? (e.g. 12,800 or 1.2万) /cancel to stop.")
                                   .format(name=html.escape(customer.name)))
@@ -77,7 +77,7 @@ async def save(message: Message, state: FSMContext, session: AsyncSession, user:
     customer = await visible_customer(session, viewer, data["customer_id"])
     await record_purchase(session, customer_id=customer.id, purchased_on=when, amount_cents=data["amount_cents"],
                           products=data.get("products"), user_id=user.id, today=local_today(user),
-                          origin_key=origin(message))
+                          origin_key=origin(message, data))
     await state.clear()
     await message.answer(_("Saved: order of {amount} on {date}. {name} now has {count} orders, {total} in total.").format(
         amount=money(data["amount_cents"], settings.currency, user.language), date=day(when, user.language),

@@ -19,7 +19,7 @@ from bot.callbacks import LogCallback, NextStepCallback
 from bot.filters import Registered
 from bot.formatting import day
 from bot.labels import interaction_label
-from handlers.common import origin
+from handlers.common import new_flow, origin
 from models import User
 from services.access import Viewer
 from services.cards import visible_customer
@@ -54,7 +54,7 @@ async def start_log(callback: CallbackQuery, callback_data: LogCallback, state: 
         await callback.answer()
         return
     await state.set_state(LogContact.note)
-    await state.update_data(customer_id=customer.id, kind=callback_data.kind)
+    await state.update_data(customer_id=customer.id, kind=callback_data.kind, flow=new_flow())
     await callback.answer()
     await callback.message.answer(_("Logging a {kind} with {name}. Send a short note — text, a photo, or share "
                                     "your location to check in. /cancel to stop.").format(
@@ -82,7 +82,7 @@ async def note(message: Message, state: FSMContext, session: AsyncSession, user:
         interaction = await log_interaction(session, customer_id=data["customer_id"], kind=data["kind"],
                                             user_id=user.id, summary=summary, latitude=latitude,
                                             longitude=longitude, attachments=attachments,
-                                            origin_key=origin(message))
+                                            origin_key=origin(message, data))
     except DomainError as refused:
         await state.clear()
         await message.answer(refused.problem.render(_))

@@ -189,3 +189,19 @@ async def test_a_contacts_mobile_sent_twice_adds_one_person(app):
     await app.send(text_update(rep, "采购经理"))
     await both(app, *sent_twice(rep, "138 0013 8000"))
     assert await count(app, ContactPerson) == 1
+
+
+async def test_an_old_messages_button_in_a_later_order_is_a_new_order(app):
+    """The "today" button of a finished order, tapped again at the date step of the next order, saves the
+    next order (it is the same message, but another run of the conversation)."""
+    rep = person(REP, language="en")
+    old_prompt = next(_ids)
+    for amount in ("300", "450"):
+        await app.send(button_update(rep, OrderCallback(step="start", id=app.customer_id).pack()))
+        await app.send(text_update(rep, amount))
+        await app.send(text_update(rep, "pens"))
+        [tap, _] = two_taps(rep, OrderCallback(step="day", days_ago=0).pack(), message_id=old_prompt)
+        await both(app, tap)
+    async with app.sessions() as session:
+        amounts = sorted((await session.execute(select(Purchase.amount_cents))).scalars())
+    assert amounts == [30000, 45000]
