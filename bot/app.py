@@ -53,7 +53,8 @@ def events_isolation(storage: BaseStorage) -> BaseEventIsolation:
     if hasattr(storage, "redis"):
         from aiogram.fsm.storage.redis import RedisEventIsolation
 
-        return OrderedIsolation(RedisEventIsolation(storage.redis))
+        # The lock outlives the longest update (a year's report for a large team takes tens of seconds).
+        return OrderedIsolation(RedisEventIsolation(storage.redis, lock_kwargs={"timeout": 300}))
     return OrderedIsolation()
 
 

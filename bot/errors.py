@@ -54,6 +54,15 @@ def _person(update: Update):
     return getattr(update.event, "from_user", None) if update.event is not None else None
 
 
+class Told(Exception):
+    """A refusal a handler has already put into words (e.g. with a hint of its own): rolled back like any
+    refusal and told as it is."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
 class RefusalHints(BaseMiddleware):
     """Inner message middleware: marks a refusal from a handler flagged `skippable` (the step has a Skip
     button), so the reply says "Try again, skip, or /cancel."."""
@@ -80,6 +89,8 @@ class ErrorsMiddleware(BaseMiddleware):
         try:
             result = await handler(event, data)
             return result
+        except Told as told:
+            await self._tell(event, data, told.text, alert=True, answered=answered)
         except DomainError as refused:
             _ = self._gettext(event, data)
             text = refused.problem.render(_)

@@ -28,7 +28,7 @@ from models import User
 from services.access import viewer_for
 from services.lookup import LookupIndex, refresh
 from services.outbox import clear_unreachable
-from services.updates import first_time
+from services.updates import first_time, handled_before
 
 log = logging.getLogger("fieldcrm")
 
@@ -38,6 +38,10 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 def _sender(update: Update):
     event = update.event
     return getattr(event, "from_user", None)
+
+
+class _HandledMeanwhile(Exception):
+    pass
 
 
 class DatabaseMiddleware(BaseMiddleware):
@@ -57,15 +61,27 @@ class DatabaseMiddleware(BaseMiddleware):
         return result
 
     async def _in_transaction(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        update_id = event.update_id if isinstance(event, Update) else None
         async with self.sessions() as session:
-            async with session.begin():
-                if isinstance(event, Update) and not await first_time(session, event.update_id):
-                    log.info("update %s was handled before: skipped", event.update_id)
-                    return UNHANDLED
-                data["session"] = session
-                data["index"] = self.index
-                result = await handler(event, data)
-            await refresh(self.index, session)
+            try:
+                async with session.begin():
+                    if update_id is not None and await handled_before(session, update_id):
+                        log.info("update %s was handled before: skipped", update_id)
+                        return UNHANDLED
+                    data["session"] = session
+                    data["index"] = self.index
+                    result = await handler(event, data)
+                    # Recorded last, so an update that only reads never takes SQLite's write lock; a copy
+                    # handled meanwhile by another instance makes this insert find the id: roll back.
+                    if update_id is not None and not await first_time(session, update_id):
+                        raise _HandledMeanwhile
+            except _HandledMeanwhile:
+                log.info("update %s was handled meanwhile elsewhere: rolled back", update_id)
+                return UNHANDLED
+            try:
+                await refresh(self.index, session)
+            except Exception:
+                log.exception("lookup index refresh after update %s failed", update_id)
             return result
 
 

@@ -103,6 +103,11 @@ class Dispatcher(AiogramDispatcher):
                     updates = await bot(call, **request)
                 except ClientDecodeError as exc:  # one malformed update must not wedge every later one
                     updates = readable(exc.data, ledger, bot)
+                    if not updates:  # not Telegram's JSON at all (a proxy's error page): wait as for any failure
+                        log.error("getUpdates answer cannot be read (%s); trying again in %.1f s", exc.message,
+                                  backoff.next_delay)
+                        await backoff.asleep()
+                        continue
                 except Exception as exc:
                     log.error("getUpdates failed (%s: %s); trying again in %.1f s", type(exc).__name__, exc,
                               backoff.next_delay)

@@ -10,6 +10,7 @@ from aiogram.types import CallbackQuery, InlineQuery, Message
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.errors import Told
 from bot.filters import Registered
 from bot.formatting import day
 from bot.i18n import pick_language
@@ -41,9 +42,8 @@ async def start(message: Message, command: CommandObject, session: AsyncSession,
         try:
             user = await redeem_invite(session, command.args.strip(), telegram_id=sender.id, name=name,
                                        language=language, timezone=settings.default_timezone)
-        except DomainError as refused:
-            await message.answer(refused.problem.render(_) + "\n" + _stranger_text(message))
-            return
+        except DomainError as refused:  # rolled back: an invitation is used up only by someone who got in
+            raise Told(refused.problem.render(_) + "\n" + _stranger_text(message)) from None
     if user is None:
         await message.answer(_stranger_text(message))
         return

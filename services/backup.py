@@ -39,9 +39,16 @@ def _sqlite_file(url: str) -> Path:
     return Path(make_url(url).database or "").resolve()
 
 
-def _libpq(url: str) -> str:
-    """The SQLAlchemy URL as pg_dump / pg_restore take it."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+def _libpq(url: str) -> tuple[str, dict[str, str]]:
+    """The SQLAlchemy URL as pg_dump / pg_restore take it, without the password (other users of the machine
+    can read a command line), and the environment that carries the password instead."""
+    import os
+
+    parsed = make_url(url).set(drivername="postgresql")
+    env = dict(os.environ)
+    if parsed.password:
+        env["PGPASSWORD"] = str(parsed.password)
+    return parsed.set(password=None).render_as_string(hide_password=False), env
 
 
 def _tool(name: str) -> str:
@@ -52,8 +59,8 @@ def _tool(name: str) -> str:
     return found
 
 
-def _run(command: list[str]) -> None:
-    done = subprocess.run(command, capture_output=True, text=True)
+def _run(command: list[str], env: dict[str, str] | None = None) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise DomainError(N_("{tool} failed: {reason}"), tool=Path(command[0]).name,
                           reason=(done.stderr or done.stdout).strip().splitlines()[-1][:300] if
@@ -75,7 +82,8 @@ def backup(url: str, path: Path) -> BackupResult:
             target.close()
         customers = _check_sqlite(path)
         return BackupResult(path, path.stat().st_size, customers)
-    _run([_tool("pg_dump"), "--format=custom", "--no-owner", "--file", str(path), _libpq(url)])
+    address, env = _libpq(url)
+    _run([_tool("pg_dump"), "--format=custom", "--no-owner", "--file", str(path), address], env)
     _run([_tool("pg_restore"), "--list", str(path)])
     return BackupResult(path, path.stat().st_size, None)
 
@@ -117,6 +125,7 @@ def restore(url: str, path: Path, safety_folder: Path) -> BackupResult:
             source.close()
             target.close()
     else:
+        address, env = _libpq(url)
         _run([_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--single-transaction",
-              "--dbname", _libpq(url), str(path)])
+              "--dbname", address, str(path)], env)
     return safety

@@ -2,9 +2,9 @@
 
 Telegram delivers an update again when the bot did not confirm it: after a crash in long polling (the
 offset is confirmed only once the update's transaction committed, bot.polling) or when a webhook call
-failed. `first_time` is called inside the update's own transaction: it records the update id, and a
-redelivered id finds its row and is skipped. Rows are kept `KEEP` (Telegram redelivers for 24 hours);
-`forget_old` drops older ones.
+failed. Inside the update's own transaction, `handled_before` skips a redelivered id at the start and
+`first_time` records the id at the end (so an update that only reads takes no write lock). Rows are
+kept `KEEP` (Telegram redelivers for 24 hours); `forget_old` drops older ones.
 """
 
 from __future__ import annotations
@@ -17,6 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import HandledUpdate, utcnow
 
 KEEP = timedelta(days=3)
+
+
+async def handled_before(session: AsyncSession, update_id: int) -> bool:
+    """True when this update id was handled (and committed) before."""
+    from sqlalchemy import select
+
+    return await session.scalar(select(HandledUpdate.update_id).where(HandledUpdate.update_id == update_id)) \
+        is not None
 
 
 async def first_time(session: AsyncSession, update_id: int) -> bool:

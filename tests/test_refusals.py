@@ -60,3 +60,24 @@ async def test_a_refusal_after_the_tap_was_answered_comes_as_a_message(app):
     assert told.text == "That customer is not available to you any more."
     async with app.sessions() as session:
         assert await session.scalar(select(func.count(Purchase.id))) == 0
+
+
+async def test_an_invitation_that_cannot_let_someone_in_is_not_used_up(app):
+    """The invitation's manager was made a rep since: the newcomer is told why, and the code stays unused
+    (the claim is rolled back with the refusal), so the admin can fix the manager and the link works."""
+    from models import Invite, Role, User
+    from services.invites import create_invite
+    from services.users import set_role
+
+    async with app.sessions() as session:
+        admin = await add_user(session, name="Admin", role=Role.admin, telegram_id=8801, language="en")
+        boss = await add_user(session, name="Boss", role=Role.manager, telegram_id=8802, language="en")
+        invite = await create_invite(session, by=admin, role=Role.rep, manager_id=boss.id)
+        await set_role(session, boss.id, Role.rep, by_user_id=admin.id)
+        await session.commit()
+    [told] = (await app.send(text_update(person(8803, "新人", language="en"), f"/start {invite.code}"))).sent()
+    assert "the manager must be a user with the manager or admin role" in told.text
+    assert "ask your admin for an invitation" in told.text
+    async with app.sessions() as session:
+        assert (await session.get(Invite, invite.id)).used_at is None
+        assert await session.scalar(select(func.count(User.id)).where(User.telegram_id == 8803)) == 0
