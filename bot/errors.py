@@ -94,7 +94,9 @@ class ErrorsMiddleware(BaseMiddleware):
         except DomainError as refused:
             _ = self._gettext(event, data)
             text = refused.problem.render(_)
-            if event.message is not None and data.get("raw_state"):  # inside a conversation: it waits for another try
+            message = event.message
+            answering = message is not None and not (message.text or "").startswith("/")
+            if answering and data.get("raw_state"):  # an answer inside a conversation: the step waits for another try
                 text += "\n" + (_("Try again, skip, or /cancel.") if getattr(refused, "skippable", False)
                                 else _("Try again, or /cancel."))
             await self._tell(event, data, text, alert=True, answered=answered)

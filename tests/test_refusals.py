@@ -81,3 +81,12 @@ async def test_an_invitation_that_cannot_let_someone_in_is_not_used_up(app):
     async with app.sessions() as session:
         assert (await session.get(Invite, invite.id)).used_at is None
         assert await session.scalar(select(func.count(User.id)).where(User.telegram_id == 8803)) == 0
+
+
+async def test_a_refused_command_mid_conversation_gets_no_try_again_hint(app):
+    rep = person(REP, language="en")
+    await app.send(button_update(rep, OrderCallback(step="start", id=app.customer_id).pack()))
+    [refused] = (await app.send(text_update(rep, "/invite"))).sent()  # reps invite nobody
+    assert refused.text == "only admins and managers can invite people"
+    [asked] = (await app.send(text_update(rep, "500"))).sent()  # and the order still waits for its amount
+    assert asked.text == "What was ordered?"
