@@ -41,7 +41,7 @@ def _sender(update: Update):
 
 
 class _HandledMeanwhile(Exception):
-    pass
+    """Another instance committed the same update while this one handled it: this copy is rolled back."""
 
 
 class DatabaseMiddleware(BaseMiddleware):

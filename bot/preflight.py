@@ -72,21 +72,18 @@ def language_hint(env_file: Path = Path(".env")) -> str:
     return value if value in LANGUAGES else "zh_Hans"
 
 
-def _writable(folder: Path) -> bool:
+def _not_writable(folder: Path) -> OSError | None:
+    """Why this user cannot create files in `folder` (made if missing), or None."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
-            return True
-    except OSError:
-        return False
+            return None
+    except OSError as exc:
+        return exc
 
 
 def _data_dir_problem(settings: Settings) -> Problem | None:
-    try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=settings.data_dir, prefix=".write-check-"):
-            pass
-    except OSError as exc:
+    if (exc := _not_writable(settings.data_dir)) is not None:
         return Problem(N_("DATA_DIR {path} cannot be written to ({reason}): choose a folder this user may write in."),
                        {"path": str(settings.data_dir), "reason": exc.strerror or type(exc).__name__})
     return None
@@ -122,7 +119,7 @@ async def _database_problem(settings: Settings) -> Problem | None:
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":  # a file: its folder must be writable (connecting would create it)
             folder = Path(parsed.database or ".").resolve().parent
-            if parsed.database not in (None, "", ":memory:") and not _writable(folder):
+            if parsed.database not in (None, "", ":memory:") and _not_writable(folder) is not None:
                 return Problem(N_("DATABASE_URL: the database file cannot be created in {path}."),
                                {"path": str(folder)})
             return None

@@ -8,16 +8,17 @@ from zoneinfo import ZoneInfo
 
 from aiogram import Router
 from aiogram.filters import Command, CommandObject
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import AuditCallback
 from bot.filters import Registered
+from handlers.common import pick_customer
 from models import User
 from services.access import Viewer
 from services.audit import TRAIL_LIMIT, TrailEntry, customer_trail
-from services.lookup import LookupIndex, clear_winner
+from services.lookup import LookupIndex
 
 
 def _action(action: str) -> str:
@@ -54,16 +55,9 @@ async def audit_command(message: Message, command: CommandObject, session: Async
     if not query:
         await message.answer(_("Send /audit with a customer's name, e.g. /audit 人易."))
         return
-    matches = index.search(query, viewer, limit=8)
-    if not matches:
-        await message.answer(_("No customer matches “{query}”.").format(query=html.escape(query)))
-        return
-    if (winner := clear_winner(matches)) is not None:
-        await show(message, session, user, viewer, winner.customer_id)
-        return
-    buttons = [[InlineKeyboardButton(text=m.name[:60], callback_data=AuditCallback(id=m.customer_id).pack())]
-               for m in matches]
-    await message.answer(_("Which one?"), reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons))
+    customer_id = await pick_customer(message, query, index, viewer, lambda cid: AuditCallback(id=cid).pack())
+    if customer_id is not None:
+        await show(message, session, user, viewer, customer_id)
 
 
 async def audit_button(callback: CallbackQuery, callback_data: AuditCallback, session: AsyncSession, user: User,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import secrets
 
 from aiogram import F, Router
@@ -23,6 +24,25 @@ async def cancel(message: Message, state: FSMContext) -> None:
     await state.clear()
     # Also takes away a custom keyboard the conversation may have shown (e.g. "send my location").
     await message.answer(_("Cancelled. Nothing more was saved."), reply_markup=ReplyKeyboardRemove())
+
+
+async def pick_customer(message: Message, query: str, index, viewer, button) -> int | None:
+    """A command naming a customer (/history 人易, /audit 人易): the one the lookup is sure of, else None after
+    saying that nothing matches or offering the matches as buttons (`button(customer_id)` → callback data)."""
+    from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+    from services.lookup import clear_winner
+
+    query = query.strip()[:100]
+    matches = index.search(query, viewer, limit=8)
+    if not matches:
+        await message.answer(_("No customer matches “{query}”.").format(query=html.escape(query)))
+        return None
+    if (winner := clear_winner(matches)) is not None:
+        return winner.customer_id
+    buttons = [[InlineKeyboardButton(text=m.name[:60], callback_data=button(m.customer_id))] for m in matches]
+    await message.answer(_("Which one?"), reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons))
+    return None
 
 
 def new_flow() -> str:

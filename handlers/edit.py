@@ -16,15 +16,14 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import EditCallback, StageCallback
-from bot.filters import Registered
+from bot.filters import ButtonCustomer, Registered
 from bot.formatting import day
 from bot.labels import stage_label
 from bot.settings import Settings
 from handlers.card import show_card
 from handlers.common import text_please, try_again
-from models import ContactStrategy, PurchaseStrategy, Stage, User
+from models import ContactStrategy, Customer, PurchaseStrategy, Stage, User
 from services.access import Viewer
-from services.cards import visible_customer
 from services.contacts import check_mobile
 from services.customers import edit_customer, set_stage
 from services.dictionaries import entries, strategies
@@ -68,8 +67,7 @@ def _edit_button(text: str, customer_id: int, field: str = "", value: str = "") 
 
 
 async def edit_button(callback: CallbackQuery, callback_data: EditCallback, state: FSMContext, session: AsyncSession,
-                      user: User, viewer: Viewer, settings: Settings) -> None:
-    customer = await visible_customer(session, viewer, callback_data.id)  # refused: bot.errors alerts
+                      user: User, viewer: Viewer, settings: Settings, customer: Customer) -> None:
     field, value = callback_data.field, callback_data.value
     await callback.answer()
     if not field:
@@ -134,8 +132,7 @@ def _local_today(user: User):
 
 
 async def stage_button(callback: CallbackQuery, callback_data: StageCallback, state: FSMContext,
-                       session: AsyncSession, user: User, viewer: Viewer) -> None:
-    customer = await visible_customer(session, viewer, callback_data.id)  # refused: bot.errors alerts
+                       session: AsyncSession, user: User, viewer: Viewer, customer: Customer) -> None:
     await callback.answer()
     stage = callback_data.stage
     if not stage:
@@ -195,8 +192,8 @@ def create_router() -> Router:
     router = Router(name="edit")
     router.message.filter(Registered())
     router.callback_query.filter(Registered())
-    router.callback_query.register(edit_button, EditCallback.filter())
-    router.callback_query.register(stage_button, StageCallback.filter())
+    router.callback_query.register(edit_button, EditCallback.filter(), ButtonCustomer())
+    router.callback_query.register(stage_button, StageCallback.filter(), ButtonCustomer())
     not_command = ~F.text.startswith("/")
     router.message.register(typed_value, StateFilter(EditCustomer.value), F.text, not_command)
     router.message.register(typed_expected, StateFilter(EditCustomer.expected), F.text, not_command)

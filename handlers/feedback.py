@@ -13,10 +13,10 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import FeedbackCallback
-from bot.filters import Registered
+from bot.filters import ButtonCustomer, Registered
 from bot.labels import feedback_label
 from handlers.common import buttons_please, new_flow, origin, text_please
-from models import Feedback, FeedbackKind, User
+from models import Customer, Feedback, FeedbackKind, User
 from services.access import Viewer
 from services.cards import visible_customer
 from services.feedback import check_product, record_feedback, resolve_complaint
@@ -35,9 +35,7 @@ def _button(text: str, **data: object) -> InlineKeyboardButton:
     return InlineKeyboardButton(text=text, callback_data=FeedbackCallback(**data).pack())
 
 
-async def start_feedback(callback: CallbackQuery, callback_data: FeedbackCallback, state: FSMContext,
-                         session: AsyncSession, viewer: Viewer) -> None:
-    customer = await visible_customer(session, viewer, callback_data.id)  # refused: bot.errors alerts
+async def start_feedback(callback: CallbackQuery, state: FSMContext, customer: Customer) -> None:
     await state.set_state(GiveFeedback.kind)
     await state.update_data(customer_id=customer.id, flow=new_flow())
     await callback.answer()
@@ -141,7 +139,7 @@ def create_router() -> Router:
     router = Router(name="feedback")
     router.message.filter(Registered())
     router.callback_query.filter(Registered())
-    router.callback_query.register(start_feedback, FeedbackCallback.filter(F.step == "start"))
+    router.callback_query.register(start_feedback, FeedbackCallback.filter(F.step == "start"), ButtonCustomer())
     router.callback_query.register(kind_chosen, FeedbackCallback.filter(F.step == "kind"))
     router.callback_query.register(product_skipped, FeedbackCallback.filter(F.step == "skip_product"))
     router.callback_query.register(rating_chosen, FeedbackCallback.filter(F.step == "rating"))

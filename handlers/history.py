@@ -11,15 +11,16 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import CustomerCallback, HistoryCallback
-from bot.filters import Registered
+from bot.filters import ButtonCustomer, Registered
 from bot.formatting import day, money
 from bot.labels import feedback_label, interaction_label
 from bot.settings import Settings
-from models import User
+from handlers.common import pick_customer
+from models import Customer, User
 from services.access import Viewer
 from services.cards import visible_customer
 from services.history import Event, Page, history
-from services.lookup import LookupIndex, clear_winner
+from services.lookup import LookupIndex
 
 ICONS = {"visit": "📍", "call": "📞", "email": "✉️", "chat": "💬", "message": "💬", "letter": "✉️", "gift": "🎁",
          "event": "🎪", "order": "🧾", "complaint": "⚠️", "suggestion": "💡", "inquiry": "❓", "praise": "👍"}
@@ -70,8 +71,7 @@ def keyboard(customer_id: int, page: Page) -> InlineKeyboardMarkup:
 
 
 async def turn_page(callback: CallbackQuery, callback_data: HistoryCallback, session: AsyncSession, user: User,
-                    viewer: Viewer, settings: Settings) -> None:
-    customer = await visible_customer(session, viewer, callback_data.id)  # refused: bot.errors alerts
+                    viewer: Viewer, settings: Settings, customer: Customer) -> None:
     page = await history(session, viewer, customer.id, page=callback_data.page, timezone=user.timezone)
     await callback.answer()
     text, markup = render(customer.name, page, user, settings), keyboard(customer.id, page)
@@ -88,18 +88,12 @@ async def history_command(message: Message, command: CommandObject, session: Asy
         await message.answer(_("Send /history with a customer's name, e.g. /history 人易 — or tap 📜 History on a "
                                "customer's card."))
         return
-    matches = index.search(query[:100], viewer, limit=8)
-    if not matches:
-        await message.answer(_("No customer matches “{query}”.").format(query=html.escape(query[:100])))
-        return
-    if (winner := clear_winner(matches)) is not None:
-        customer = await visible_customer(session, viewer, winner.customer_id)
+    customer_id = await pick_customer(message, query, index, viewer,
+                                      lambda cid: HistoryCallback(id=cid, new=True).pack())
+    if customer_id is not None:
+        customer = await visible_customer(session, viewer, customer_id)
         page = await history(session, viewer, customer.id, timezone=user.timezone)
         await message.answer(render(customer.name, page, user, settings), reply_markup=keyboard(customer.id, page))
-        return
-    buttons = [[InlineKeyboardButton(text=m.name[:60], callback_data=HistoryCallback(id=m.customer_id, new=True)
-                                     .pack())] for m in matches]
-    await message.answer(_("Which one?"), reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons))
 
 
 def create_router() -> Router:
@@ -107,5 +101,5 @@ def create_router() -> Router:
     router.message.filter(Registered())
     router.callback_query.filter(Registered())
     router.message.register(history_command, Command("history"))
-    router.callback_query.register(turn_page, HistoryCallback.filter())
+    router.callback_query.register(turn_page, HistoryCallback.filter(), ButtonCustomer())
     return router

@@ -16,11 +16,11 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import LogCallback, NextStepCallback
-from bot.filters import Registered
+from bot.filters import ButtonCustomer, Registered
 from bot.formatting import day
 from bot.labels import interaction_label
 from handlers.common import new_flow, origin
-from models import User
+from models import Customer, User
 from services.access import Viewer
 from services.cards import visible_customer
 from services.interactions import check_note, log_interaction, set_next_step, visible_interaction
@@ -47,12 +47,7 @@ def local_today(user: User):
     return datetime.now(ZoneInfo(user.timezone)).date()
 
 
-async def start_log(callback: CallbackQuery, callback_data: LogCallback, state: FSMContext,
-                    session: AsyncSession, viewer: Viewer) -> None:
-    customer = await visible_customer(session, viewer, callback_data.id)  # refused: bot.errors alerts
-    if callback_data.kind not in ("visit", "call"):
-        await callback.answer()
-        return
+async def start_log(callback: CallbackQuery, callback_data: LogCallback, state: FSMContext, customer: Customer) -> None:
     await state.set_state(LogContact.note)
     await state.update_data(customer_id=customer.id, kind=callback_data.kind, flow=new_flow())
     await callback.answer()
@@ -124,7 +119,7 @@ def create_router() -> Router:
     router = Router(name="visit")
     router.message.filter(Registered())
     router.callback_query.filter(Registered())
-    router.callback_query.register(start_log, LogCallback.filter())
+    router.callback_query.register(start_log, LogCallback.filter(), ButtonCustomer())
     router.callback_query.register(pick_next_step, NextStepCallback.filter())
     router.message.register(note, StateFilter(LogContact.note))
     router.message.register(typed_next_date, StateFilter(LogContact.next_date), F.text)

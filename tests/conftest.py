@@ -33,13 +33,17 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _counter = itertools.count()
 
 
-def _pg_reachable() -> bool:
-    url = make_url(PG_URL)
+def _port_open(host: str, port: int) -> bool:
     try:
-        with socket.create_connection((url.host or "127.0.0.1", url.port or 5432), timeout=2):
+        with socket.create_connection((host, port), timeout=2):
             return True
     except OSError:
         return False
+
+
+def _pg_reachable() -> bool:
+    url = make_url(PG_URL)
+    return _port_open(url.host or "127.0.0.1", url.port or 5432)
 
 
 async def _pg_admin(sql: str) -> None:
@@ -137,11 +141,7 @@ def redis_reachable() -> bool:
     from urllib.parse import urlsplit
 
     url = urlsplit(REDIS_URL)
-    try:
-        with socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379), timeout=2):
-            return True
-    except OSError:
-        return False
+    return _port_open(url.hostname or "127.0.0.1", url.port or 6379)
 
 
 def require_redis() -> None:
