@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 from datetime import date
+from typing import TYPE_CHECKING, Any
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -17,6 +18,9 @@ from bot.formatting import days as n_days
 from bot.i18n import gettext_for
 from models import Customer, Feedback, OutboxKind, ReminderKind, User
 from services.reminders import AgendaItem
+
+if TYPE_CHECKING:
+    from services.reports import Daily, Report
 
 Gettext = Callable[[str], str]
 DIGEST_ITEMS = 10
@@ -192,3 +196,29 @@ async def notify_complaint(session, feedback: Feedback, now=None) -> int:
             user_id=manager.id, kind=OutboxKind.urgent, text=text, reply_markup=markup.model_dump(exclude_none=True),
             not_before=outbox.next_working_moment(manager, now))
     return queued
+
+
+class BotPresenter:
+    """What the scheduled jobs queue, worded and laid out for Telegram (jobs.reminders.Presenter)."""
+
+    @staticmethod
+    def agenda(items: list[AgendaItem], user: User, today: date) -> tuple[str, dict[str, Any] | None]:
+        text, markup = render_agenda(items, len(items), user, today, digest=True)
+        return text, markup.model_dump(exclude_none=True) if markup else None
+
+    @staticmethod
+    def escalation(items: list[AgendaItem], manager: User, today: date) -> tuple[str, dict[str, Any]]:
+        text, markup = escalation_notice(items, manager, today)
+        return text, markup.model_dump(exclude_none=True)
+
+    @staticmethod
+    def daily(digest: Daily, leader: User, currency: str) -> str:
+        from bot.report_view import daily_text
+
+        return daily_text(digest, leader, currency)
+
+    @staticmethod
+    def weekly(report: Report, leader: User, currency: str) -> tuple[str, list[tuple[str, bytes]]]:
+        from bot.report_view import report_charts, summary
+
+        return summary(report, leader, currency), report_charts(report, leader)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import gettext_for
+from bot.memory import settle
 from bot.settings import Settings
 from models import Role, User
 from services.lookup import LookupIndex, build_index, sync
@@ -126,10 +127,18 @@ async def keep_in_sync(index: LookupIndex, sessions: async_sessionmaker[AsyncSes
             log.exception("lookup index sync failed")
 
 
+def jobs_runtime(sessions: async_sessionmaker[AsyncSession], settings: Settings, **extra):
+    """What the scheduled jobs run with: the database, the bot's wording, the settings' currency and folder."""
+    from bot.notify import BotPresenter
+    from jobs.reminders import Runtime
+
+    return Runtime(sessions, files_dir=settings.data_dir / "reports", currency=settings.currency,
+                   present=BotPresenter(), **extra)
+
+
 async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionmaker[AsyncSession],
                       settings: Settings, index: LookupIndex, runtime=None) -> None:
     from bot.sender import Sender
-    from jobs.reminders import Runtime
     from jobs.scheduler import create_scheduler, stop
 
     await wait_for_telegram(bot)
@@ -137,7 +146,7 @@ async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
                                 else asyncio.sleep(0))
     syncing = asyncio.create_task(keep_in_sync(index, sessions))
     if runtime is None:
-        runtime = Runtime(sessions)
+        runtime = jobs_runtime(sessions, settings)
     runtime.files_dir, runtime.currency = settings.data_dir / "reports", settings.currency
     runtime.sender = runtime.sender or Sender(bot, sessions, now=runtime.now)
     scheduler = create_scheduler(runtime)
@@ -162,7 +171,6 @@ async def run_webhook(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
     from bot.sandbox.server import serving
     from bot.sender import Sender
     from bot.web import create_web_app, webhook_path
-    from jobs.reminders import Runtime
     from jobs.scheduler import create_scheduler
     from jobs.scheduler import stop as stop_scheduler
 
@@ -177,7 +185,7 @@ async def run_webhook(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
     menus = asyncio.create_task(keep_menus(bot, sessions, settings) if await set_commands(bot, sessions, settings)
                                 else asyncio.sleep(0))
     app = create_web_app(bot, dispatcher, sessions, path=webhook_path(settings.webhook_url), secret=secret)
-    runtime = Runtime(sessions, files_dir=settings.data_dir / "reports", currency=settings.currency)
+    runtime = jobs_runtime(sessions, settings)
     runtime.sender = Sender(bot, sessions, now=runtime.now)
     syncing = asyncio.create_task(keep_in_sync(index, sessions))
     scheduler = create_scheduler(runtime)
@@ -201,6 +209,7 @@ async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession]) 
 
     async with sessions() as session:
         index = await build_index(session)
+    settle()
     log.info("lookup index ready: %d customers", len(index))
     bot = create_bot(settings)
     dispatcher = create_dispatcher(settings, sessions, index)

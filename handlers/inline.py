@@ -9,7 +9,6 @@ import html
 from aiogram import Router
 from aiogram.types import InlineQuery, InlineQueryResultArticle, InputTextMessageContent
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.filters import Registered
@@ -17,6 +16,7 @@ from bot.formatting import ago
 from bot.labels import stage_label
 from models import Customer, User, utcnow
 from services.access import Viewer
+from services.cards import found_customers
 from services.lookup import LookupIndex
 from services.privacy import is_shared, mask_phone
 
@@ -36,26 +36,15 @@ def short_card(customer: Customer, owner: str | None, language: str, phone: str 
 async def inline_search(inline_query: InlineQuery, session: AsyncSession, user: User, viewer: Viewer,
                         index: LookupIndex) -> None:
     query = inline_query.query.strip()[:100]
-    matches = index.search(query, viewer, limit=RESULTS) if query else []
     results = []
-    if matches:
-        rows = (await session.execute(select(Customer, User.name).outerjoin(User, User.id == Customer.owner_id)
-                                      .where(Customer.id.in_([m.customer_id for m in matches]),
-                                             Customer.archived_at.is_(None)))).all()
-        by_id = {customer.id: (customer, owner) for customer, owner in rows}
-        for match in matches:
-            if match.customer_id not in by_id:
-                continue
-            customer, owner = by_id[match.customer_id]
-            if not viewer.can_see(customer.owner_id):  # the index may lag a reassignment by a moment
-                continue
-            phone = mask_phone(customer.phone) if is_shared(inline_query.chat_type) else customer.phone
-            results.append(InlineQueryResultArticle(
-                id=str(customer.id), title=customer.name,
-                description=" · ".join(filter(None, [stage_label(customer.stage), owner, phone])),
-                input_message_content=InputTextMessageContent(message_text=short_card(customer, owner, user.language,
-                                                                                      phone),
-                                                              parse_mode="HTML")))
+    for found in await found_customers(session, viewer, index, query, RESULTS) if query else []:
+        customer, owner = found.customer, found.owner_name
+        phone = mask_phone(customer.phone) if is_shared(inline_query.chat_type) else customer.phone
+        results.append(InlineQueryResultArticle(
+            id=str(customer.id), title=customer.name,
+            description=" · ".join(filter(None, [stage_label(customer.stage), owner, phone])),
+            input_message_content=InputTextMessageContent(
+                message_text=short_card(customer, owner, user.language, phone), parse_mode="HTML")))
     # Personal and uncached: what one user may see is not what another may.
     await inline_query.answer(results, is_personal=True, cache_time=0)
 

@@ -15,11 +15,11 @@ from bot.filters import Registered
 from bot.formatting import day
 from bot.notify import render_agenda, without_reminder
 from bot.report_view import segment_names
-from models import Role, User
+from models import User
 from services import reminders
 from services.access import Viewer, team_members
 from services.cards import visible_customer
-from services.customers import assign_owner
+from services.customers import assign_owner, check_can_reassign
 from services.messages import N_, DomainError
 from services.rfm import my_slice
 
@@ -58,9 +58,7 @@ async def on_reminder(callback: CallbackQuery, callback_data: ReminderCallback, 
 
 async def on_reassign(callback: CallbackQuery, callback_data: ReassignCallback, session: AsyncSession, user: User,
                       viewer: Viewer) -> None:
-    if user.role == Role.rep:
-        await callback.answer(_("Only managers can reassign customers."), show_alert=True)
-        return
+    check_can_reassign(viewer)  # refusals: bot.errors alerts
     customer = await visible_customer(session, viewer, callback_data.customer)  # refused: bot.errors alerts
     if not callback_data.to:
         team = await team_members(session, viewer, excluding=customer.owner_id, limit=30)

@@ -13,19 +13,37 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.notify import escalation_notice, render_agenda
 from models import Customer, OutboxKind, OutboxMessage, Reminder, ReminderKind, User, utcnow
 from services import outbox, reminders
 
 if TYPE_CHECKING:
-    from bot.sender import Sender
+    from services.reports import Daily, Report
 
 log = logging.getLogger("fieldcrm.jobs")
+
+
+class Sender(Protocol):
+    """What delivers the outbox (the bot's side: bot.sender.Sender)."""
+
+    async def drain(self, *, max_seconds: float) -> int: ...
+
+
+class Presenter(Protocol):
+    """How the messages the jobs queue are worded and laid out (the bot's side: bot.notify.BotPresenter).
+    The jobs decide what is sent, to whom and when; they import nothing from the bot."""
+
+    def agenda(self, items: list[reminders.AgendaItem], user: User, today) -> tuple[str, dict[str, Any] | None]: ...
+
+    def escalation(self, items: list[reminders.AgendaItem], manager: User, today) -> tuple[str, dict[str, Any]]: ...
+
+    def daily(self, digest: Daily, leader: User, currency: str) -> str: ...
+
+    def weekly(self, report: Report, leader: User, currency: str) -> tuple[str, list[tuple[str, bytes]]]: ...
 
 
 @dataclass
@@ -37,6 +55,13 @@ class Runtime:
     files_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "fieldcrm-reports")
     currency: str = "CNY"
     answered: reminders.Watermark | None = None  # how far the scan's sweep has looked (none: a full sweep)
+    present: Presenter | None = None  # needed by the jobs that queue messages
+
+    @property
+    def presenter(self) -> Presenter:
+        if self.present is None:
+            raise RuntimeError("this job queues messages: give the Runtime a presenter (bot.notify.BotPresenter)")
+        return self.present
 
     def now(self) -> datetime:
         return self.clock()
@@ -49,13 +74,13 @@ async def scan(runtime: Runtime, now: datetime | None = None) -> int:
         due = await reminders.compute_due(session, now, rules=runtime.rules)
         new = await reminders.apply(session, due, now, sweep=False)
         mark = await reminders.close_answered_since(session, now, runtime.answered)
-        await _queue_escalations(session, new, now)
+        await _queue_escalations(runtime, session, new, now)
     runtime.answered = mark  # only once the transaction is committed
     log.info("reminder scan: %d due, %d new", len(due), len(new))
     return len(new)
 
 
-async def _queue_escalations(session: AsyncSession, new_ids: list[int], now: datetime) -> None:
+async def _queue_escalations(runtime: Runtime, session: AsyncSession, new_ids: list[int], now: datetime) -> None:
     """Escalation rule: the manager hears of overdue customers at once — within their working hours, in one
     message per scan (the most urgent first, each with its buttons), not one message per customer."""
     if not new_ids:
@@ -70,11 +95,10 @@ async def _queue_escalations(session: AsyncSession, new_ids: list[int], now: dat
         if manager is None or not outbox.reachable(manager):
             continue
         items = sorted(await _items(session, manager, ids), key=lambda i: (i.reminder.priority, i.reminder.id))
-        text, markup = escalation_notice(items, manager, reminders.local_today(manager, now))
+        text, markup = runtime.presenter.escalation(items, manager, reminders.local_today(manager, now))
         await outbox.enqueue(session, key=f"urgent:escalation:{manager.id}:{ids[0]}:{len(ids)}",
                              chat_id=manager.telegram_id, user_id=manager.id, kind=OutboxKind.urgent, text=text,
-                             reply_markup=markup.model_dump(exclude_none=True),
-                             not_before=outbox.next_working_moment(manager, now), now=now)
+                             reply_markup=markup, not_before=outbox.next_working_moment(manager, now), now=now)
 
 
 async def _items(session: AsyncSession, user: User, ids: list[int]) -> list[reminders.AgendaItem]:
@@ -111,10 +135,10 @@ async def plan_digests(runtime: Runtime, now: datetime | None = None) -> int:
             items = await reminders.agenda(session, user, now)
             if not items:
                 continue
-            text, markup = render_agenda(items, len(items), user, reminders.local_today(user, now), digest=True)
+            text, markup = runtime.presenter.agenda(items, user, reminders.local_today(user, now))
             if await outbox.enqueue(session, key=digest_key(user, now), chat_id=user.telegram_id, user_id=user.id,
                                     kind=OutboxKind.digest, text=text,
-                                    reply_markup=markup.model_dump(exclude_none=True) if markup else None,
+                                    reply_markup=markup,
                                     now=now):
                 queued += 1
     log.info("digests queued: %d", queued)
@@ -137,7 +161,6 @@ async def plan_manager_reports(runtime: Runtime, now: datetime | None = None) ->
     the week, the analyses of the last 7 days for their team (services.reports): the summary text and 2–4
     charts, through the outbox (same limits, never twice). Nobody in the team bought or did anything →
     still sent (a quiet week is news too). Returns how many digests were queued."""
-    from bot.report_view import daily_text, report_charts, summary
     from services.access import viewer_for
     from services.reports import build, daily
 
@@ -156,7 +179,7 @@ async def plan_manager_reports(runtime: Runtime, now: datetime | None = None) ->
                 digest = await daily(session, await viewer_for(session, leader), leader.id, yesterday, leader.timezone)
                 await outbox.enqueue(session, key=daily_key(leader, now), chat_id=leader.telegram_id,
                                      user_id=leader.id, kind=OutboxKind.report,
-                                     text=daily_text(digest, leader, runtime.currency), now=now)
+                                     text=runtime.presenter.daily(digest, leader, runtime.currency), now=now)
         if weekly_key(leader, now) in written or not outbox.in_working_hours(leader, now):
             continue
         async with runtime.sessions() as session, session.begin():
@@ -167,10 +190,11 @@ async def plan_manager_reports(runtime: Runtime, now: datetime | None = None) ->
             folder.mkdir(parents=True, exist_ok=True)
             key = weekly_key(leader, now)
             chat = leader.team_chat_id or leader.telegram_id  # a bound team group gets it instead
+            text, charts = runtime.presenter.weekly(report, leader, runtime.currency)
             if not await outbox.enqueue(session, key=key, chat_id=chat, user_id=leader.id,
-                                        kind=OutboxKind.report, text=summary(report, leader, runtime.currency), now=now):
+                                        kind=OutboxKind.report, text=text, now=now):
                 continue
-            for n, (name, png) in enumerate(report_charts(report, leader), 1):
+            for n, (name, png) in enumerate(charts, 1):
                 path = folder / name
                 path.write_bytes(png)
                 await outbox.enqueue(session, key=f"{key}:chart{n}", chat_id=chat, user_id=leader.id,

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import ContactPerson, ContactStrategy, Customer, Feedback, PurchaseStrategy, User, utcnow
 from services.access import Viewer
+from services.lookup import LookupIndex, Match
 from services.messages import N_, DomainError
 
 
@@ -54,6 +55,29 @@ async def visible_customer(session: AsyncSession, viewer: Viewer, customer_id: i
     if customer is None or customer.archived_at is not None or not viewer.can_see(customer.owner_id):
         raise DomainError(N_("That customer is not available to you any more."))
     return customer
+
+
+@dataclass
+class Found:
+    customer: Customer
+    owner_name: str | None
+    match: Match
+
+
+async def found_customers(session: AsyncSession, viewer: Viewer, index: LookupIndex, query: str,
+                          limit: int) -> list[Found]:
+    """Rule "a lookup shows only what the viewer may see, as it is now": the index's matches (best first),
+    each re-read from the database and kept only if it is still active and visible to the viewer — the
+    index may lag a reassignment or an archive made by another process by a moment."""
+    matches = index.search(query, viewer, limit=limit)
+    if not matches:
+        return []
+    rows = (await session.execute(select(Customer, User.name).outerjoin(User, User.id == Customer.owner_id)
+                                  .where(Customer.id.in_([m.customer_id for m in matches]),
+                                         Customer.archived_at.is_(None)))).all()
+    by_id = {customer.id: (customer, owner) for customer, owner in rows}
+    return [Found(*by_id[m.customer_id], m) for m in matches
+            if m.customer_id in by_id and viewer.can_see(by_id[m.customer_id][0].owner_id)]
 
 
 async def customer_card(session: AsyncSession, viewer: Viewer, customer_id: int, *,

@@ -157,13 +157,20 @@ async def active_customers(session: AsyncSession, *, owner_id: int | None = None
     return list((await session.execute(query.order_by(Customer.id))).scalars())
 
 
+def check_can_reassign(viewer: Viewer) -> None:
+    """Rule "only managers and admins reassign customers" (a rep never does, not even their own)."""
+    if viewer.role == "rep":
+        raise DomainError(N_("Only managers can reassign customers."))
+
+
 async def assign_owner(session: AsyncSession, viewer: Viewer, customer_id: int, owner_id: int, *,
                        user_id: int | None = None) -> Customer:
     """Reassignment rule: a manager gives a customer of their team to someone in their team (an admin to
     anyone active); the old owner's open reminders about it, and the escalation, close (services.reminders)."""
+    check_can_reassign(viewer)
     customer = await get_customer(session, customer_id)
     new_owner = await session.get(User, owner_id)
-    if not viewer.can_see(customer.owner_id) or viewer.role == "rep":
+    if not viewer.can_see(customer.owner_id):
         raise DomainError(N_("only the customer's manager can reassign it"))
     if new_owner is None or not new_owner.active or not viewer.can_see(new_owner.id):
         raise DomainError(N_("that person is not in your team"))

@@ -22,7 +22,6 @@ How (rules):
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import gc
 import json
 import math
@@ -41,10 +40,10 @@ from typing import Any
 
 import numpy as np
 from rapidfuzz import fuzz
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import ContactPerson, Customer
+from models import Customer
 from services.access import Viewer
 from services.parsing import phone_digits
 from services.textnorm import (
@@ -367,24 +366,13 @@ CHUNK = 20_000
 PARALLEL_FROM = 60_000
 
 
-def _return_free_memory() -> None:
-    """Hand the heap memory the build freed back to the operating system (glibc only; best effort)."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _prepare_chunk(job: tuple[int, list[CustomerText]]) -> tuple[bytes, bytes, dict[str, bytes]]:
     """Packed texts of a run of documents (one UTF-8 blob and the byte length of each), and their
     postings (global document numbers) per gram."""
     start, docs = job
     texts: list[bytes] = []
     postings: dict[str, array] = {}
-    gc_was = gc.isenabled()
-    gc.disable()
-    try:
+    with _collector_paused():
         for offset, doc in enumerate(docs, start=start):
             packed, grams = doc.prepared()
             texts.append(packed.encode())
@@ -393,25 +381,8 @@ def _prepare_chunk(job: tuple[int, list[CustomerText]]) -> tuple[bytes, bytes, d
                 if posting is None:
                     postings[gram] = posting = array("i")
                 posting.append(offset)
-    finally:
-        if gc_was:
-            gc.enable()
     sizes = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)).tobytes()
     return b"".join(texts), sizes, {gram: posting.tobytes() for gram, posting in postings.items()}
-
-
-def _prepare_chunks(chunks: list[tuple[int, list[CustomerText]]], workers: int):
-    if workers <= 1 or len(chunks) <= 1:
-        return map(_prepare_chunk, chunks)
-    # "spawn": fresh interpreters, safe beside the database driver's threads (fork is not).
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-
-    def results():
-        with pool:
-            yield from pool.map(_prepare_chunk, chunks)
-
-    return results()
-
 
 
 @contextmanager
@@ -426,30 +397,37 @@ def _collector_paused():
             gc.enable()
 
 
+@dataclass
+class Built:
+    """What a build produces: documents in customer-id order and their frozen postings."""
+
+    customer: np.ndarray  # int64, customer id per document
+    owner: np.ndarray  # int32, owner user id per document (-1: unassigned)
+    blob: bytes  # the packed texts, UTF-8, one after the other
+    blob_offsets: np.ndarray  # int64, where each document's text starts (and the end)
+    slot: dict[str, int]  # gram → its run in `postings`
+    offsets: np.ndarray  # int64, where each gram's run starts (and the end)
+    postings: np.ndarray  # int32, document numbers
+
 
 class _Builder:
-    """Fills a LookupIndex chunk by chunk: document metadata first, then each chunk's prepared texts
-    and postings, merged in order; `finish` freezes it all into compact arrays."""
+    """Collects prepared chunks in customer-id order (document numbers given out by `describe`, postings
+    merged in the same order by `merge`) and freezes them into a `Built`."""
 
-    def __init__(self, index: LookupIndex) -> None:
-        watermark = index.watermark
-        index.__init__()
-        index.watermark = watermark
-        self.index = index
+    def __init__(self) -> None:
+        self.size = 0
+        self.customers: list[np.ndarray] = []
+        self.owners: list[np.ndarray] = []
         self.lists: dict[str, list[bytes]] = {}
         self.blobs: list[bytes] = []
         self.lengths: list[np.ndarray] = []
 
     def describe(self, docs: list[CustomerText]) -> int:
-        """Record the documents' customers and owners; returns the number of the first one."""
-        index, start, count = self.index, self.index._size, len(docs)
-        index._grow(start + count)
-        index._customer[start:start + count] = np.fromiter((d.customer_id for d in docs), np.int64, count)
-        index._owner[start:start + count] = np.fromiter(
-            (-1 if d.owner_id is None else d.owner_id for d in docs), np.int32, count)
-        index._alive[start:start + count] = True
-        index._size += count
-        index._live += count
+        """Give these documents their numbers; returns the number of the first one."""
+        start, count = self.size, len(docs)
+        self.customers.append(np.fromiter((d.customer_id for d in docs), np.int64, count))
+        self.owners.append(np.fromiter((-1 if d.owner_id is None else d.owner_id for d in docs), np.int32, count))
+        self.size += count
         return start
 
     def merge(self, result: tuple[bytes, bytes, dict[str, bytes]]) -> None:
@@ -464,51 +442,104 @@ class _Builder:
             else:
                 part.append(ids)
 
-    def finish(self) -> None:
-        index = self.index
-        index._blob = b"".join(self.blobs)
-        index._blob_offsets = np.zeros(index._size + 1, dtype=np.int64)
+    def finish(self) -> Built:
+        blob_offsets = np.zeros(self.size + 1, dtype=np.int64)
         if self.lengths:
-            np.cumsum(np.concatenate(self.lengths), out=index._blob_offsets[1:])
-        index._built = index._size
-        self.blobs, self.lengths = [], []
-        index._freeze(self.lists)
+            np.cumsum(np.concatenate(self.lengths), out=blob_offsets[1:])
+        grams = list(self.lists)
+        joined = [b"".join(self.lists[g]) for g in grams]
         self.lists = {}
+        lengths = np.fromiter((len(b) // 4 for b in joined), dtype=np.int64, count=len(grams))
+        offsets = np.zeros(len(grams) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        postings = np.frombuffer(b"".join(joined), dtype=np.int32).copy() if grams else np.zeros(0, np.int32)
+        del joined
+        empty_ids = np.zeros(0, np.int64)
+        built = Built(
+            customer=np.concatenate(self.customers) if self.customers else empty_ids,
+            owner=np.concatenate(self.owners) if self.owners else np.zeros(0, np.int32),
+            blob=b"".join(self.blobs), blob_offsets=blob_offsets,
+            slot={gram: i for i, gram in enumerate(grams)}, offsets=offsets, postings=postings)
+        self.blobs, self.lengths, self.customers, self.owners = [], [], [], []
         _person_grams.cache_clear()  # only useful while building
-        _return_free_memory()
-        # The index lives as long as the process: keep the cyclic garbage collector from walking its
-        # millions of objects again and again (a full pass took 0.3 s at 100k customers).
-        gc.freeze()
+        gc.collect()
+        return built
+
+
+async def _build(chunks: AsyncIterator[list[CustomerText]], workers: int) -> Built:
+    """The one build: each chunk (in customer-id order) is prepared — in a worker process when
+    `workers` > 1, while the next chunk is still being read — and merged in order."""
+    builder = _Builder()
+    loop = asyncio.get_running_loop()
+    # "spawn": fresh interpreters, safe beside the database driver's threads (fork is not).
+    pool = (ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+            if workers > 1 else None)
+    pending: deque[asyncio.Future] = deque()
+    try:
+        with _collector_paused():
+            async for chunk in chunks:
+                start = builder.describe(chunk)
+                if pool is None:
+                    builder.merge(_prepare_chunk((start, chunk)))
+                    continue
+                pending.append(loop.run_in_executor(pool, _prepare_chunk, (start, chunk)))
+                while len(pending) > 2 * workers or (pending and pending[0].done()):
+                    builder.merge(await pending.popleft())
+            while pending:
+                builder.merge(await pending.popleft())
+            return builder.finish()
+    finally:
+        for future in pending:
+            future.cancel()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _workers_for(total: int) -> int:
+    return min(os.cpu_count() or 1, 4) if total >= PARALLEL_FROM else 1
 
 
 class LookupIndex:
-    """In-memory index of every active customer; one per process, rebuilt from the database on start."""
+    """In-memory index of every active customer; one per process, built from the database on start
+    (`build_index`) and kept current by `upsert` / `remove` (`refresh`, `sync`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, built: Built | None = None) -> None:
+        built = built or _Builder().finish()
         # Packed texts: one UTF-8 blob for what the build made (compact, no per-string objects), a list
         # for documents added afterwards.
-        self._blob = b""
-        self._blob_offsets = np.zeros(1, dtype=np.int64)
-        self._built = 0
+        self._blob = built.blob
+        self._blob_offsets = built.blob_offsets
+        self._built = self._size = self._live = len(built.customer)
         self._later_text: list[str] = []
-        self._names: list[str] = []
-        self._customer = np.zeros(0, dtype=np.int64)
-        self._owner = np.zeros(0, dtype=np.int32)
-        self._alive = np.zeros(0, dtype=bool)
-        self._size = 0
+        self._customer = built.customer
+        self._owner = built.owner
+        self._alive = np.ones(self._size, dtype=bool)
         # Where a customer's document is: built documents are in customer-id order (binary search);
         # documents added afterwards are in a small dict.
         self._later_of: dict[int, int] = {}
-        self._live = 0
-        self._slot: dict[str, int] = {}
-        self._offsets = np.zeros(1, dtype=np.int64)
-        self._postings = np.zeros(0, dtype=np.int32)
+        self._slot = built.slot
+        self._offsets = built.offsets
+        self._postings = built.postings
         self._delta: dict[str, list[int]] = {}
         self._masks: dict[Viewer, np.ndarray] = {}
         self.version = 0
         self.watermark: datetime | None = None  # newest customers.updated_at seen (see `sync`)
 
-    # ---- building
+    @classmethod
+    async def from_documents(cls, docs: Iterable[CustomerText], *, workers: int | None = None,
+                             chunk: int | None = None) -> LookupIndex:
+        """An index of these documents, by the same build as `build_index` (for tools and tests that
+        have the documents already)."""
+        docs = sorted(docs, key=lambda doc: doc.customer_id)  # binary search over ids needs the order
+        size = chunk or CHUNK
+
+        async def chunks() -> AsyncIterator[list[CustomerText]]:
+            for start in range(0, len(docs), size):
+                yield docs[start:start + size]
+
+        return cls(await _build(chunks(), _workers_for(len(docs)) if workers is None else workers))
+
+    # ---- changes
 
     def __len__(self) -> int:
         return self._live
@@ -557,62 +588,6 @@ class LookupIndex:
         if index < self._built:
             return self._blob[self._blob_offsets[index]:self._blob_offsets[index + 1]].decode()
         return self._later_text[index - self._built]
-
-    def build(self, docs: Iterable[CustomerText], *, workers: int | None = None) -> None:
-        """Replace the whole index with these documents. Large collections are prepared by worker
-        processes (one per core); the result is the same either way."""
-        docs = sorted(docs, key=lambda doc: doc.customer_id)  # binary search over ids needs the order
-        if workers is None:
-            workers = min(os.cpu_count() or 1, 4) if len(docs) >= PARALLEL_FROM else 1
-        chunks = [(start, docs[start:start + CHUNK]) for start in range(0, len(docs), CHUNK)]
-        builder = _Builder(self)
-        with _collector_paused():
-            for _start, chunk in chunks:
-                builder.describe(chunk)
-            for result in _prepare_chunks(chunks, workers):
-                builder.merge(result)
-            del docs, chunks
-            builder.finish()
-
-    async def build_streaming(self, chunks: AsyncIterator[list[CustomerText]], *, workers: int) -> None:
-        """Replace the whole index, preparing each chunk (in customer-id order) in a worker process
-        while the next one is still being read from the database."""
-        builder = _Builder(self)
-        loop = asyncio.get_running_loop()
-        pool = (ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-                if workers > 1 else None)
-        pending: deque[asyncio.Future] = deque()
-        try:
-            with _collector_paused():
-                async for chunk in chunks:
-                    start = builder.describe(chunk)
-                    if pool is None:
-                        builder.merge(_prepare_chunk((start, chunk)))
-                        continue
-                    pending.append(loop.run_in_executor(pool, _prepare_chunk, (start, chunk)))
-                    while len(pending) > 2 * workers or (pending and pending[0].done()):
-                        builder.merge(await pending.popleft())
-                while pending:
-                    builder.merge(await pending.popleft())
-                builder.finish()
-        finally:
-            for future in pending:
-                future.cancel()
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
-
-    def _freeze(self, lists: dict[str, list[bytes]]) -> None:
-        grams = list(lists)
-        joined = [b"".join(lists[g]) for g in grams]
-        lengths = np.fromiter((len(b) // 4 for b in joined), dtype=np.int64, count=len(grams))
-        offsets = np.zeros(len(grams) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        postings = np.frombuffer(b"".join(joined), dtype=np.int32).copy() if grams else np.zeros(0, np.int32)
-        self._slot = {gram: i for i, gram in enumerate(grams)}
-        self._offsets, self._postings = offsets, postings
-        self._delta = {}
-        self._masks.clear()
-        self.version += 1
 
     def upsert(self, doc: CustomerText) -> None:
         """Add a new customer or replace an edited one; findable by the next query."""
@@ -725,115 +700,32 @@ def clear_winner(matches: list[Match]) -> Match | None:
 
 # --------------------------------------------------------------------------- database
 
+_CUSTOMERS = ("SELECT id, owner_id, name, short_name, aliases, phone FROM customer "
+              "WHERE archived_at IS NULL AND {which} ORDER BY id")
+_CONTACTS = "SELECT customer_id, name, mobile, office_phone FROM contact_person WHERE archived_at IS NULL AND {which}"
+_NEXT_CUSTOMERS = text(_CUSTOMERS.format(which="id > :after") + " LIMIT :size")
+_CONTACTS_BETWEEN = text(_CONTACTS.format(which="customer_id BETWEEN :first AND :last"))
+_THESE_CUSTOMERS = text(_CUSTOMERS.format(which="id IN :ids")).bindparams(bindparam("ids", expanding=True))
+_THESE_CONTACTS = text(_CONTACTS.format(which="customer_id IN :ids")).bindparams(bindparam("ids", expanding=True))
+_ID_BATCH = 5_000  # ids per IN (…) when reloading chosen customers
 
-async def load_documents(session: AsyncSession, customer_ids: Iterable[int] | None = None) -> list[CustomerText]:
-    """The searchable text of active customers (all, or these), with their contacts and phones."""
-    query = (select(Customer.id, Customer.owner_id, Customer.name, Customer.short_name, Customer.aliases,
-                    Customer.phone).where(Customer.archived_at.is_(None)).order_by(Customer.id))
-    contact_query = (select(ContactPerson.customer_id, ContactPerson.name, ContactPerson.mobile,
-                            ContactPerson.office_phone).where(ContactPerson.archived_at.is_(None)))
-    wanted = None
-    if customer_ids is not None:
-        wanted = sorted(set(customer_ids))
-        query = query.where(Customer.id.in_(wanted))
-        contact_query = contact_query.where(ContactPerson.customer_id.in_(wanted))
+
+def _read(sync_session, customers, contacts, params: dict[str, Any]) -> list[CustomerText]:
+    """The one loader: customers (in id order) with their contacts' names and phones, read with plain SQL
+    and raw rows (a million in seconds, not a minute)."""
+    connection = sync_session.connection()
     docs: dict[int, CustomerText] = {}
     with _collector_paused():
-        if wanted is None:
-            await session.run_sync(_load_all, docs)
-        else:
-            await _load_into(session, query, contact_query, docs)
+        for cid, owner, name, short, aliases, phone in connection.execute(customers, params):
+            docs[cid] = _customer_text(cid, owner, name, short, aliases, phone)
+        if docs:
+            if "after" in params:
+                params = {"first": params["after"] + 1, "last": cid}
+            for cid, person, mobile, office in connection.execute(contacts, params):
+                doc = docs.get(cid)
+                if doc is not None:
+                    _add_contact(doc, person, mobile, office)
     return list(docs.values())
-
-
-_ALL_CUSTOMERS = ("SELECT id, owner_id, name, short_name, aliases, phone FROM customer "
-                  "WHERE archived_at IS NULL ORDER BY id")
-_ALL_CONTACTS = "SELECT customer_id, name, mobile, office_phone FROM contact_person WHERE archived_at IS NULL"
-
-
-def _load_all(sync_session, docs: dict[int, CustomerText]) -> None:
-    """Every active customer, read with plain SQL: a million rows in seconds, not a minute."""
-    connection = sync_session.connection()
-    for cid, owner, name, short, aliases, phone in connection.exec_driver_sql(_ALL_CUSTOMERS):
-        docs[cid] = _customer_text(cid, owner, name, short, aliases, phone)
-    for cid, person, mobile, office in connection.exec_driver_sql(_ALL_CONTACTS):
-        doc = docs.get(cid)
-        if doc is not None:
-            _add_contact(doc, person, mobile, office)
-
-
-async def _load_into(session: AsyncSession, query, contact_query, docs: dict[int, CustomerText]) -> None:
-    # Rows come in partitions: one switch into the database driver per 20,000 rows, not one per row.
-    result = await session.stream(query.execution_options(yield_per=20000))
-    async for rows in result.partitions():
-        for cid, owner, name, short, aliases, phone in rows:
-            names = [name] + [n for n in (short, *(aliases or [])) if n and n != name]
-            docs[cid] = CustomerText(cid, owner, names, [], [d for d in (phone_digits(phone),) if d])
-    result = await session.stream(contact_query.execution_options(yield_per=20000))
-    async for rows in result.partitions():
-        for cid, person, mobile, office in rows:
-            doc = docs.get(cid)
-            if doc is None:
-                continue
-            doc.contacts.append(person)
-            for number in (mobile, office):
-                if number:
-                    digits = phone_digits(number)
-                    if digits:
-                        doc.phones.append(digits)
-
-
-async def _latest_change(session: AsyncSession) -> datetime | None:
-    return await session.scalar(select(func.max(Customer.updated_at)))
-
-
-async def build_index(session: AsyncSession, *, workers: int | None = None) -> LookupIndex:
-    """The whole index from the database (on start): read in chunks, each prepared by a worker process
-    (for large collections) while the next is read."""
-    index = LookupIndex()
-    index.watermark = await _latest_change(session)
-    if workers is None:
-        total = await session.scalar(select(func.count(Customer.id)).where(Customer.archived_at.is_(None)))
-        workers = min(os.cpu_count() or 1, 4) if (total or 0) >= PARALLEL_FROM else 1
-    await index.build_streaming(_chunks_from_database(session), workers=workers)
-    return index
-
-
-async def _chunks_from_database(session: AsyncSession) -> AsyncIterator[list[CustomerText]]:
-    """Active customers in id order, CHUNK at a time, with their contacts (plain SQL: fast)."""
-    last = 0
-    while True:
-        docs: dict[int, CustomerText] = {}
-        with _collector_paused():
-            last = await session.run_sync(_load_chunk, docs, last)
-        if not docs:
-            return
-        yield list(docs.values())
-
-
-_CUSTOMER_CHUNK = ("SELECT id, owner_id, name, short_name, aliases, phone FROM customer "
-                   "WHERE archived_at IS NULL AND id > ? ORDER BY id LIMIT ?")
-_CONTACT_RANGE = ("SELECT customer_id, name, mobile, office_phone FROM contact_person "
-                  "WHERE archived_at IS NULL AND customer_id BETWEEN ? AND ?")
-
-
-def _load_chunk(sync_session, docs: dict[int, CustomerText], after: int) -> int:
-    connection = sync_session.connection()
-    paramstyle = connection.dialect.paramstyle
-    customers, contacts = _CUSTOMER_CHUNK, _CONTACT_RANGE
-    if paramstyle != "qmark":  # asyncpg: $1, $2 …
-        customers = customers.replace("id > ?", "id > $1").replace("LIMIT ?", "LIMIT $2")
-        contacts = contacts.replace("BETWEEN ? AND ?", "BETWEEN $1 AND $2")
-    last = after
-    for cid, owner, name, short, aliases, phone in connection.exec_driver_sql(customers, (after, CHUNK)):
-        docs[cid] = _customer_text(cid, owner, name, short, aliases, phone)
-        last = cid
-    if docs:
-        for cid, person, mobile, office in connection.exec_driver_sql(contacts, (after + 1, last)):
-            doc = docs.get(cid)
-            if doc is not None:
-                _add_contact(doc, person, mobile, office)
-    return last
 
 
 def _customer_text(cid: int, owner: int | None, name: str, short: str | None, aliases: Any,
@@ -855,6 +747,45 @@ def _add_contact(doc: CustomerText, person: str, mobile: str | None, office: str
             digits = phone_digits(number)
             if digits:
                 doc.phones.append(digits)
+
+
+async def _chunks_from_database(session: AsyncSession, size: int) -> AsyncIterator[list[CustomerText]]:
+    """Active customers in id order, `size` at a time, with their contacts."""
+    after = 0
+    while True:
+        docs = await session.run_sync(_read, _NEXT_CUSTOMERS, _CONTACTS_BETWEEN, {"after": after, "size": size})
+        if not docs:
+            return
+        after = docs[-1].customer_id
+        yield docs
+
+
+async def load_documents(session: AsyncSession, customer_ids: Iterable[int] | None = None) -> list[CustomerText]:
+    """The searchable text of active customers (all, or these), in id order."""
+    if customer_ids is None:
+        return [doc async for chunk in _chunks_from_database(session, CHUNK) for doc in chunk]
+    wanted = sorted(set(customer_ids))
+    docs: list[CustomerText] = []
+    for start in range(0, len(wanted), _ID_BATCH):
+        ids = {"ids": wanted[start:start + _ID_BATCH]}
+        docs += await session.run_sync(_read, _THESE_CUSTOMERS, _THESE_CONTACTS, ids)
+    return docs
+
+
+async def _latest_change(session: AsyncSession) -> datetime | None:
+    return await session.scalar(select(func.max(Customer.updated_at)))
+
+
+async def build_index(session: AsyncSession, *, workers: int | None = None, chunk: int = CHUNK) -> LookupIndex:
+    """The whole index from the database (on start): read `chunk` customers at a time, each prepared by a
+    worker process (for large collections) while the next is read."""
+    watermark = await _latest_change(session)
+    if workers is None:
+        total = await session.scalar(select(func.count(Customer.id)).where(Customer.archived_at.is_(None)))
+        workers = _workers_for(total or 0)
+    index = LookupIndex(await _build(_chunks_from_database(session, chunk), workers))
+    index.watermark = watermark
+    return index
 
 
 async def sync(index: LookupIndex, session: AsyncSession) -> int:

@@ -19,6 +19,7 @@ from aiogram.types import Chat, Message
 from sqlalchemy import select, update
 
 from bot.db import make_sessionmaker
+from bot.notify import BotPresenter
 from bot.sender import RateLimiter, Sender
 from jobs.reminders import Runtime, plan_digests, scan
 from models import ContactStrategy, Customer, OutboxMessage, User
@@ -209,7 +210,7 @@ async def two_reps(engine):
 
 async def test_digests_arrive_once_per_working_day_at_9_local_across_the_dst_change(two_reps):
     sessions, china, america = two_reps
-    runtime = Runtime(sessions)
+    runtime = Runtime(sessions, present=BotPresenter())
     # New York springs forward on Sunday 8 March 2026. Run the digest job every 15 minutes for five days.
     moment, end = datetime(2026, 3, 5, 12, tzinfo=UTC), datetime(2026, 3, 10, 12, tzinfo=UTC)
     while moment < end:
@@ -236,7 +237,7 @@ async def test_digests_arrive_once_per_working_day_at_9_local_across_the_dst_cha
 
 async def test_a_process_down_all_morning_catches_up_once_within_working_hours(two_reps):
     sessions, china, _ = two_reps
-    runtime = Runtime(sessions)
+    runtime = Runtime(sessions, present=BotPresenter())
     late = datetime.combine(date(2026, 3, 6), time(15, 40), ZoneInfo("Asia/Shanghai")).astimezone(UTC)
     assert await plan_digests(runtime, late) == 1  # Shanghai: the 09:00 digest, late but once
     assert await plan_digests(runtime, late + timedelta(minutes=5)) == 0
@@ -257,8 +258,8 @@ async def test_an_escalation_reaches_the_manager_inside_working_hours(engine):
         await session.execute(update(Customer).where(Customer.id == c.id)
                               .values(created_at=datetime(2026, 1, 1, tzinfo=UTC)))
     night = datetime.combine(date(2026, 3, 6), time(23, 30), ZoneInfo("Asia/Shanghai")).astimezone(UTC)
-    await scan(Runtime(sessions), night)
-    await scan(Runtime(sessions), night + timedelta(minutes=15))  # a second scan adds nothing
+    await scan(Runtime(sessions, present=BotPresenter()), night)
+    await scan(Runtime(sessions, present=BotPresenter()), night + timedelta(minutes=15))  # a second scan adds nothing
     async with sessions() as session:
         [notice] = (await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "urgent"))).scalars().all()
     assert notice.chat_id == 700 and "Overdue Ltd" in notice.text and "Rep" in notice.text

@@ -233,16 +233,12 @@ def test_cli_lookup_prints_matches_and_answers_batches_in_json(cli_env, tmp_path
     assert "give a query" in capsys.readouterr().err
 
 
-async def test_a_build_split_over_worker_processes_finds_exactly_the_same(session, monkeypatch):
-    import services.lookup as lookup
-
+async def test_a_build_split_over_worker_processes_finds_exactly_the_same(session):
     await small_book(session)
-    docs = await lookup.load_documents(session)
-    alone = LookupIndex()
-    alone.build(docs, workers=1)
-    monkeypatch.setattr(lookup, "CHUNK", 2)  # several chunks, so the workers really share the work
-    shared = LookupIndex()
-    shared.build(docs, workers=2)
+    alone = await build_index(session, workers=1)
+    # Several chunks of two, so the workers really share the work and their results are merged in order.
+    shared = await build_index(session, workers=2, chunk=2)
+    assert len(shared) == len(alone) > 4
     for query in ("人易", "renyi", "hdwl", "1234", "acme trdng", "zengzhiwei", "廣州人易軟件"):
         assert [(m.customer_id, m.score, m.why) for m in shared.search(query, EVERYONE)] == \
             [(m.customer_id, m.score, m.why) for m in alone.search(query, EVERYONE)], query

@@ -90,11 +90,11 @@ def test_next_step_dates_in_the_past_or_unreadable_are_refused(text):
         parse_future_date(text, today=TODAY)
 
 
-def test_a_landline_typed_with_the_country_code_finds_the_customer():
+async def test_a_landline_typed_with_the_country_code_finds_the_customer():
     from services.access import Viewer
     from services.lookup import CustomerText, LookupIndex
 
-    index = LookupIndex()
-    index.build([CustomerText(1, None, ["广州市人易软件技术有限公司"], [], [phone_digits("020-8888 1234")])], workers=1)
+    index = await LookupIndex.from_documents(
+        [CustomerText(1, None, ["广州市人易软件技术有限公司"], [], [phone_digits("020-8888 1234")])])
     [match] = index.search("+86 20 8888 1234", Viewer.everyone())
     assert (match.customer_id, match.why) == (1, "phone")

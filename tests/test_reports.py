@@ -154,13 +154,14 @@ async def test_the_weekly_digest_is_queued_once_a_week_in_working_hours_with_cha
     from sqlalchemy import select
 
     from bot.db import make_sessionmaker
+    from bot.notify import BotPresenter
     from jobs.reminders import Runtime, plan_manager_reports
     from models import OutboxMessage
 
     sessions = make_sessionmaker(engine)
     async with sessions() as session, session.begin():
         await _world(session)
-    runtime = Runtime(sessions, files_dir=tmp_path)
+    runtime = Runtime(sessions, files_dir=tmp_path, present=BotPresenter())
     shanghai = ZoneInfo("Asia/Shanghai")
     monday = TODAY - timedelta(days=TODAY.weekday())
     early = datetime(monday.year, monday.month, monday.day, 7, 0, tzinfo=shanghai).astimezone(UTC)
@@ -207,6 +208,7 @@ async def test_an_admin_binds_a_team_group_which_then_gets_the_weekly_report(eng
 
     from bot.callbacks import TeamChatCallback
     from bot.db import make_sessionmaker
+    from bot.notify import BotPresenter
     from jobs.reminders import Runtime, plan_manager_reports
     from models import OutboxMessage, User
 
@@ -230,7 +232,7 @@ async def test_an_admin_binds_a_team_group_which_then_gets_the_weekly_report(eng
         assert (await session.get(User, boss.id)).team_chat_id == GROUP
     monday = TODAY - timedelta(days=TODAY.weekday())
     at_ten = datetime(monday.year, monday.month, monday.day, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(UTC)
-    await plan_manager_reports(Runtime(make_sessionmaker(engine), files_dir=tmp_path), at_ten)
+    await plan_manager_reports(Runtime(make_sessionmaker(engine), files_dir=tmp_path, present=BotPresenter()), at_ten)
     async with app.sessions() as session:
         weekly = (await session.execute(select(OutboxMessage.chat_id).where(
             OutboxMessage.key.like(f"report:weekly:{boss.id}:%")))).scalars().all()

@@ -71,3 +71,42 @@ async def test_a_complaint_goes_to_the_owners_direct_manager_else_to_the_admins(
     assert [u.name for u in await complaint_recipients(session, by_lone)] == ["Admin"]
     by_admin = await record_feedback(session, customer_id=nobodys.id, kind="complaint", text="x", user_id=admin.id)
     assert await complaint_recipients(session, by_admin) == []  # nobody is told of their own complaint
+
+
+async def test_a_lookup_shows_what_the_viewer_may_see_now_even_if_the_index_lags(session):
+    from services.access import Viewer, viewer_for
+    from services.cards import found_customers
+    from services.customers import archive_customer
+    from services.lookup import build_index
+    from services.users import add_user
+
+    ann = await add_user(session, name="Ann", telegram_id=11)
+    bob = await add_user(session, name="Bob", telegram_id=12)
+    mine = await create_customer(session, name="广州市人易软件技术有限公司", owner_id=ann.id)
+    gone = await create_customer(session, name="广州市人易贸易有限公司", owner_id=ann.id)
+    index = await build_index(session)  # then the database moves on, and this index has not heard yet
+    mine.owner_id = bob.id
+    await archive_customer(session, gone.id)
+    await session.flush()
+    assert {m.customer_id for m in index.search("人易", await viewer_for(session, ann), 10)} == {mine.id, gone.id}
+    assert await found_customers(session, await viewer_for(session, ann), index, "人易", 10) == []
+    [found] = await found_customers(session, Viewer.everyone(), index, "人易", 10)  # an admin: as it is now
+    assert (found.customer.id, found.owner_name, found.match.why) == (mine.id, "Bob", "name")
+
+
+async def test_only_managers_and_admins_reassign_a_customer(session):
+    from models import Role
+    from services.access import viewer_for
+    from services.customers import assign_owner
+    from services.users import add_user
+
+    boss = await add_user(session, name="Boss", role=Role.manager, telegram_id=21)
+    ann = await add_user(session, name="Ann", telegram_id=22, manager_id=boss.id)
+    bob = await add_user(session, name="Bob", telegram_id=23, manager_id=boss.id)
+    customer = await create_customer(session, name="甲公司", owner_id=ann.id)
+    with pytest.raises(DomainError) as refused:
+        await assign_owner(session, await viewer_for(session, ann), customer.id, bob.id)  # even their own
+    assert refused.value.problem.message == "Only managers can reassign customers."
+    assert customer.owner_id == ann.id
+    await assign_owner(session, await viewer_for(session, boss), customer.id, bob.id)
+    assert customer.owner_id == bob.id

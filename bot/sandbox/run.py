@@ -63,7 +63,8 @@ async def prepare(sessions: async_sessionmaker[AsyncSession], *, customers: int 
 async def run(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
               announce: Callable[[str], None] = print, ready: asyncio.Event | None = None) -> None:
     from bot.app import create_bot, create_dispatcher
-    from bot.runner import run_polling
+    from bot.memory import settle
+    from bot.runner import jobs_runtime, run_polling
     from bot.sandbox.app import Controls, create_app
     from bot.sandbox.server import serving
     from bot.sandbox.telegram import BotApi
@@ -74,7 +75,7 @@ async def run(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
     clock = SandboxClock()
     if settings.sandbox_start is not None:  # e.g. a weekend night, so nothing is due until the clock is moved
         clock.offset = settings.sandbox_start - utcnow()
-    runtime = jobs.Runtime(sessions, clock=clock)
+    runtime = jobs_runtime(sessions, settings, clock=clock)
     zone = ZoneInfo(settings.default_timezone)
 
     def now_text() -> str:
@@ -95,6 +96,7 @@ async def run(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
                                                                  if p.role == "admin"]})
         async with sessions() as session:
             index = await build_index(session)
+        settle()
         bot = create_bot(bot_settings)
         dispatcher = create_dispatcher(bot_settings, sessions, index)
         announce(url + "/")
