@@ -146,7 +146,7 @@ async def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
     async def work(session):
         report = await import_file(session, args.kind, args.file, timezone=args.timezone or settings.default_timezone,
-                                   progress=show, dry_run=args.dry_run)
+                                   progress=show, dry_run=args.dry_run, encoding=args.encoding)
         if not report.ok:
             await session.rollback()
             raise Rejected(report)
@@ -161,6 +161,11 @@ async def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         report = rejected.args[0]
         _print_errors(report)
         return 1
+    if report.encoding:
+        print(_("Read as {encoding} text.").format(encoding=report.encoding), file=sys.stderr)
+    if report.summary_rows:
+        print(_("Skipped totals rows (合计 / Total): {rows}").format(
+            rows=", ".join(map(str, report.summary_rows[:20]))), file=sys.stderr)
     if report.ignored_columns:
         print(_("Ignored columns (not fields I know): {columns}").format(columns=", ".join(report.ignored_columns)),
               file=sys.stderr)
@@ -447,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     imp.add_argument("--dry-run", action="store_true", help=_("check the file only, change nothing"))
     imp.add_argument("--timezone", help=_("time zone of times in the file (default DEFAULT_TIMEZONE)"))
+    imp.add_argument("--encoding", help=_("text encoding of a CSV file, e.g. gbk, big5, utf-8 (default: detected)"))
     exp = sub.add_parser("export", help=_("export records to CSV or XLSX"))
     exp.add_argument("kind", choices=(*EXPORT_KINDS, "report"))
     exp.add_argument("--format", choices=("csv", "xlsx"), default="csv")

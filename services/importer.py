@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import csv
 import pickle
+import re
 import tempfile
 import time as clock
 from collections.abc import Callable, Iterator
@@ -35,6 +36,7 @@ from services import audit, reminders, rollups
 from services.dictionaries import Vocabulary, load_vocabulary
 from services.fields import FIELDS_BY_KIND, FieldSpec, header_key, header_map, is_blank, parse_value
 from services.messages import N_, DomainError, Problem
+from services.parsing import fold_width
 
 KINDS = tuple(FIELDS_BY_KIND)
 BATCH = 2000
@@ -61,6 +63,8 @@ class ImportReport:
     error_count: int = 0
     ignored_columns: list[str] = field(default_factory=list)
     applied: bool = False
+    encoding: str | None = None  # how a CSV file was decoded
+    summary_rows: list[int] = field(default_factory=list)  # totals rows (合计 …) skipped
 
     @property
     def ok(self) -> bool:
@@ -84,32 +88,80 @@ class Table:
     headers: list[str]
     rows: Iterator[tuple[int, list[Any]]]  # (row number as the user sees it, cells)
     total: int | None
+    encoding: str | None = None  # how a text file was decoded (shown in the summary)
 
 
-def _detect_encoding(path: Path) -> str:
+SAMPLE = 1 << 20  # bytes looked at to tell the encoding
+FIELD_LIMIT = 1_000_000  # characters in one CSV field before the file is taken as broken
+# What a decoded CJK business file never contains: private-use characters (what Big5 bytes become when
+# read as GBK), kana and Greek/Cyrillic/box-drawing runs from the wrong code page, C0/C1 controls.
+_IMPLAUSIBLE = re.compile("[\ue000-\uf8ff\u3040-\u30ff\u0370-\u03ff\u0400-\u04ff\u2500-\u257f"
+                          "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
+# Legacy code pages of Chinese-speaking offices, tried when a file is not UTF-8 (GB18030 is a superset of
+# GBK and GB2312; cp950 is the Big5 Excel writes on Traditional-Chinese Windows).
+_LEGACY = (("gb18030", "GB18030"), ("cp950", "Big5"))
+_NAMES = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "utf-16": "UTF-16", "utf-16-le": "UTF-16", "utf-16-be": "UTF-16",
+          "gb18030": "GB18030", "gbk": "GB18030", "gb2312": "GB18030", "cp950": "Big5", "big5": "Big5",
+          "big5hkscs": "Big5"}
+
+
+def _decodes(data: bytes, codec: str, *, final: bool) -> str | None:
+    try:
+        return codecs.getincrementaldecoder(codec)().decode(data, final=final)
+    except UnicodeDecodeError:
+        return None
+
+
+def _detect_encoding(path: Path) -> tuple[str, str]:
+    """(codec, name to show) of a text file. Rule "never store a wrong character": a BOM, then strict UTF-8,
+    then UTF-16 by its zero bytes, then the legacy code pages that decode the sample without implausible
+    characters; when two remain, charset-normalizer decides only with a clear margin. Otherwise the file
+    is refused with what to do (--encoding, or save as CSV UTF-8)."""
     with path.open("rb") as fh:
-        head = fh.read(4)
-        if head.startswith(codecs.BOM_UTF8):
-            return "utf-8-sig"
-        if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-            return "utf-16"
-        fh.seek(0)
-        decoder = codecs.getincrementaldecoder("utf-8")()
+        sample = fh.read(SAMPLE)
+        whole = len(sample) < SAMPLE
+    for bom, codec, name in ((codecs.BOM_UTF8, "utf-8-sig", "UTF-8"), (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"),
+                             (codecs.BOM_UTF16_BE, "utf-16", "UTF-16")):
+        if sample.startswith(bom) and _undecodable_at(path, codec) is None:
+            return codec, name
+    if _undecodable_at(path, "utf-8") is None:
+        return "utf-8", "UTF-8"
+    if sample.count(b"\x00") > len(sample) // 8:
+        even = sample[0::2].count(b"\x00")
+        codec = "utf-16-be" if even > sample[1::2].count(b"\x00") else "utf-16-le"
+        text = _decodes(sample[:len(sample) // 2 * 2], codec, final=whole)
+        if text is not None and not _IMPLAUSIBLE.search(text):
+            return codec, "UTF-16"
+    plausible = [(codec, name) for codec, name in _LEGACY
+                 if (text := _decodes(sample, codec, final=whole)) is not None and not _IMPLAUSIBLE.search(text)]
+    if len(plausible) == 1:
+        return plausible[0]
+    if len(plausible) > 1:
+        from charset_normalizer import from_bytes
+
+        scored = {m.encoding: m.chaos for m in from_bytes(sample, cp_isolation=[c for c, _ in plausible])}
+        ranked = sorted((scored.get(codec, 1.0), codec, name) for codec, name in plausible)
+        if ranked[0][0] + 0.02 <= ranked[1][0]:
+            return ranked[0][1], ranked[0][2]
+        raise FileProblem(N_("cannot tell whether the file is GBK or Big5 text; run again with --encoding gbk "
+                             "or --encoding big5, or save it as CSV UTF-8"))
+    raise FileProblem(N_("cannot tell the file's text encoding (it is not UTF-8, UTF-16, GBK or Big5); "
+                         "run again with --encoding NAME, or save it as CSV UTF-8 or XLSX"))
+
+
+def _undecodable_at(path: Path, codec: str) -> int | None:
+    """Where the first byte that does not decode is (None: the whole file decodes)."""
+    decoder = codecs.getincrementaldecoder(codec)()
+    done = 0
+    with path.open("rb") as fh:
         try:
             while chunk := fh.read(1 << 20):
                 decoder.decode(chunk)
+                done += len(chunk)
             decoder.decode(b"", final=True)
-            return "utf-8"
-        except UnicodeDecodeError:
-            pass
-        fh.seek(0)
-        decoder = codecs.getincrementaldecoder("gb18030")()
-        try:
-            while chunk := fh.read(1 << 20):
-                decoder.decode(chunk)
-            return "gb18030"
-        except UnicodeDecodeError:
-            raise FileProblem(N_("the file is neither UTF-8 nor GBK text; save it as CSV UTF-8 or XLSX")) from None
+        except UnicodeDecodeError as exc:
+            return done + max(exc.start, 0)
+    return None
 
 
 def _count_lines(path: Path) -> int:
@@ -117,27 +169,87 @@ def _count_lines(path: Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
 
 
-def _open_csv(path: Path) -> Table:
-    encoding = _detect_encoding(path)
-    fh = path.open(encoding=encoding, newline="")
+def _named_encoding(path: Path, encoding: str) -> tuple[str, str]:
+    """An encoding the admin named (--encoding): it must exist and decode the whole file."""
+    try:
+        codec = codecs.lookup(encoding).name
+    except LookupError:
+        raise FileProblem(N_("“{encoding}” is not an encoding I know"), encoding=encoding) from None
+    offset = _undecodable_at(path, codec)
+    if offset is not None:
+        raise FileProblem(N_("the file is not {encoding} text (byte {offset} does not decode)"),
+                          encoding=encoding, offset=offset)
+    if codec == "utf-8":
+        with path.open("rb") as fh:
+            if fh.read(3) == codecs.BOM_UTF8:
+                codec = "utf-8-sig"
+    return codec, _NAMES.get(codec.replace("_", "-"), codec)
+
+
+def _open_csv(path: Path, encoding: str | None = None) -> Table:
+    codec, shown = _named_encoding(path, encoding) if encoding else _detect_encoding(path)
+    fh = path.open(encoding=codec, newline="")
     first_line = fh.readline()
     fh.seek(0)
     # The header line tells the separator; csv.Sniffer is slow on big samples and guesses wrong on Chinese.
     delimiter = max(",;\t", key=first_line.count) if any(d in first_line for d in ",;\t") else ","
-    reader = csv.reader(fh, delimiter=delimiter)
+    csv.field_size_limit(FIELD_LIMIT)
+    reader = csv.reader(fh, delimiter=delimiter, strict=True)
     try:
         headers = next(reader)
     except StopIteration:
         fh.close()
         raise FileProblem(N_("the file is empty")) from None
+    except csv.Error:
+        fh.close()
+        raise FileProblem(N_("line 1 cannot be read as CSV")) from None
+    width = len(headers)
 
     def rows() -> Iterator[tuple[int, list[Any]]]:
         with fh:
-            for number, cells in enumerate(reader, start=2):
+            start = reader.line_num + 1
+            while True:
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    raise _broken_record(start, reader.line_num, str(exc)) from None
+                except UnicodeDecodeError:
+                    raise FileProblem(N_("row {row}: from here on the text is not {encoding}; save the file as "
+                                         "CSV UTF-8"), row=start, encoding=shown) from None
+                for column, cell in enumerate(cells):
+                    if "\n" in cell and _looks_like_rows(cell, delimiter, width):
+                        raise FileProblem(N_("row {row}: the quoted value in column {column} runs over {lines} "
+                                             "lines that look like rows of their own; a quote is probably not "
+                                             "closed"), row=start, column=column + 1, lines=cell.count("\n") + 1)
                 if any(cell.strip() for cell in cells):
-                    yield number, cells
+                    yield start, cells
+                start = reader.line_num + 1
 
-    return Table(headers, rows(), max(_count_lines(path) - 1, 0))
+    table = Table(headers, rows(), max(_count_lines(path) - 1, 0))
+    table.encoding = shown
+    return table
+
+
+def _broken_record(start: int, end: int, reason: str) -> FileProblem:
+    if "end of data" in reason or "EOF" in reason:
+        return FileProblem(N_("row {row}: a quote opened here is never closed (the file ends inside it, "
+                              "line {end}); close it or remove it"), row=start, end=end)
+    if "field limit" in reason:
+        return FileProblem(N_("row {row}: a value is longer than {limit} characters; a quote is probably "
+                              "not closed"), row=start, limit=FIELD_LIMIT)
+    return FileProblem(N_("row {row} cannot be read as CSV (lines {row}–{end}): check its quotes"),
+                       row=start, end=end)
+
+
+def _looks_like_rows(cell: str, delimiter: str, width: int) -> bool:
+    """A value with line breaks whose lines carry as many separators as a whole row: rows swallowed by a
+    quote left open, not a note with line breaks."""
+    if width < 3:
+        return False
+    lines = cell.split("\n")
+    return sum(line.count(delimiter) >= width - 1 for line in lines) >= 2
 
 
 def _open_xlsx(path: Path) -> Table:
@@ -167,7 +279,7 @@ def _open_xlsx(path: Path) -> Table:
     return Table(headers, rows(), total)
 
 
-def open_table(path: str | Path) -> Table:
+def open_table(path: str | Path, *, encoding: str | None = None) -> Table:
     path = Path(path)
     if not path.is_file():
         raise FileProblem(N_("no such file: {path}"), path=str(path))
@@ -176,7 +288,7 @@ def open_table(path: str | Path) -> Table:
         return _open_xlsx(path)
     if suffix == ".xls":
         raise FileProblem(N_("old .xls files are not supported; save the sheet as XLSX or CSV"))
-    return _open_csv(path)
+    return _open_csv(path, encoding)
 
 
 # --------------------------------------------------------------------------- resolving references
@@ -339,6 +451,9 @@ def _rows(ctx: Context, layout: Layout, report: ImportReport,
     count = 0
     table = layout.table
     for number, cells in table.rows:
+        if _is_summary_row(cells):
+            report.summary_rows.append(number)
+            continue
         count += 1
         if progress and count % 256 == 0 and clock.monotonic() - last > 0.5:
             progress(stage, count, table.total)
@@ -367,6 +482,21 @@ def _rows(ctx: Context, layout: Layout, report: ImportReport,
     report.rows = count
     if progress:
         progress(stage, count, count)
+
+
+_SUMMARY_LABELS = {"合计", "总计", "小计", "合計", "總計", "小計", "总合计", "共计", "共計", "累计", "累計",
+                   "total", "totals", "grandtotal", "subtotal", "sum", "summe"}
+_LABEL_NOISE = re.compile(r"[\s:：()（）\-_*]+")
+
+
+def _is_summary_row(cells: list[Any]) -> bool:
+    """Rule "a totals row is not a record": a row whose first filled cell says 合计 / 总计 / 小计 / Total
+    (any width, spacing or case) sums the rows above it; it is skipped and the summary says so."""
+    for cell in cells:
+        if is_blank(cell):
+            continue
+        return isinstance(cell, str) and _LABEL_NOISE.sub("", fold_width(cell)).lower() in _SUMMARY_LABELS
+    return False
 
 
 def _batches(rows: Iterator[tuple[int, dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
@@ -564,7 +694,7 @@ async def _refresh_rollups(session: AsyncSession, touched: set[int]) -> None:
 
 async def import_file(session: AsyncSession, kind: str, path: str | Path, *, timezone: str = "Asia/Shanghai",
                       user_id: int | None = None, progress: Progress | None = None,
-                      today: date | None = None, dry_run: bool = False) -> ImportReport:
+                      today: date | None = None, dry_run: bool = False, encoding: str | None = None) -> ImportReport:
     """Validate the whole file; if it is clean (and not a dry run), apply it in the session's transaction.
 
     The caller commits. On a report with errors nothing has been written."""
@@ -576,7 +706,8 @@ async def import_file(session: AsyncSession, kind: str, path: str | Path, *, tim
     ctx = await _load_context(session, kind, tz, today)
 
     report = ImportReport(kind)
-    table = open_table(path)
+    table = open_table(path, encoding=encoding)
+    report.encoding = table.encoding
     layout = _layout(table, _map_headers(table, fields, report))
     # Pass 1 checks every row and spools the parsed rows to a temporary file (bounded memory, one parse).
     with tempfile.TemporaryFile() as spool:
@@ -586,7 +717,8 @@ async def import_file(session: AsyncSession, kind: str, path: str | Path, *, tim
         if not report.ok or dry_run:
             return report
         # Pass 2 applies the spooled rows in the caller's transaction.
-        applied = ImportReport(kind, rows=report.rows, ignored_columns=report.ignored_columns)
+        applied = ImportReport(kind, rows=report.rows, ignored_columns=report.ignored_columns,
+                               encoding=report.encoding, summary_rows=report.summary_rows)
         touched: set[int] = set()
         spool.seek(0)
         done = 0

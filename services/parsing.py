@@ -5,8 +5,10 @@ Rules:
   guessed: day-first is only read when the first part is > 12), month.day without a year (3.15 = the
   most recent March 15 not in the future), relative words (今天/今日/today, 昨天/昨日/yesterday,
   前天), and Excel serial day numbers (45000 = 2023-03-15).
-- amounts: optional currency sign or unit (¥ ￥ $ 元 RMB CNY), thousands separators (, ， space '),
-  full-width digits, 万 (×10 000); returned as integer cents, never as a float.
+- amounts: optional currency sign or unit (¥ ￥ $ 元 RMB CNY), thousands separators (, ， space ') in
+  groups of three with a decimal point, full-width digits, 万 (×10 000); returned as integer cents, never
+  as a float. Separators that could mean two things (12800,50 / 12.800,00 / 12,8000) and negative amounts
+  are refused; a spreadsheet float within its own rounding error of a cent is that cent.
 - phones: the digits only, as dialled inside mainland China: a +86 / 0086 country code removed (a
   landline written with it gets its trunk 0 back), for comparison.
 """
@@ -129,51 +131,85 @@ def _excel_serial(serial: float, raw: str) -> date:
 
 
 _PLAIN_AMOUNT = re.compile(r"\d{1,16}(\.\d{1,2})?")
-_AMOUNT_NOISE = re.compile(r"(rmb|cny|usd|hkd|元|圆|块|[¥$€£])", re.IGNORECASE)
+_AMOUNT_NOISE = re.compile(r"(rmb|cny|usd|hkd|万元|元|圆|块|[¥$€£])", re.IGNORECASE)
+# The only ways of writing a number that cannot mean two things: plain digits, or thousands grouped by
+# commas (or spaces, or apostrophes) in threes, with a decimal point. 12800,50 / 12.800,00 / 12,8000 do not.
+_GROUPED = re.compile(r"\d{1,3}(?:(?P<sep>[, '])\d{3})(?:(?P=sep)\d{3})*(?:\.\d+)?|\d+(?:\.\d+)?")
+_TOO_BIG = 10**15
+
+
+def _cents_of_float(value: float) -> int:
+    """A float from a spreadsheet (often a formula's result, 59.699999999999996) as cents, when it is
+    within the float's own error of a cent value; anything finer is a real third decimal and refused."""
+    if value != value or value in (float("inf"), float("-inf")):
+        raise DomainError(N_("“{value}” is not an amount"), value=value)
+    cents = value * 100
+    nearest = round(cents)
+    if abs(cents - nearest) > max(1e-9, abs(cents) * 1e-12):
+        raise DomainError(N_("“{value}” has more than two decimal places"), value=value)
+    return nearest
 
 
 def parse_amount_cents(value: object) -> int:
-    """An amount of money as integer cents (see the module rules); negative amounts are refused."""
+    """An amount of money as integer cents (see the module rules). Rule "never guess a number": separators
+    that could mean two things (12800,50 — decimal comma or a misplaced thousands comma?) are refused,
+    and a negative amount (a refund or return: -1,200, (1,200)) is refused with what to do instead."""
     if isinstance(value, bool):
         raise DomainError(N_("“{value}” is not an amount"), value=value)
     if isinstance(value, int):
-        number = Decimal(value)
+        cents = value * 100
     elif isinstance(value, float):
-        number = Decimal(repr(value))
+        cents = _cents_of_float(value)
     elif isinstance(value, Decimal):
-        number = value
+        cents = _decimal_cents(value, value)
     else:
         raw = str(value)
-        plain = raw.replace(",", "")
-        if _PLAIN_AMOUNT.fullmatch(plain):  # the common case in files: 12,800.50
-            whole, _, fraction = plain.partition(".")
+        if _PLAIN_AMOUNT.fullmatch(raw):  # the common case in files: 12800.50
+            whole, _, fraction = raw.partition(".")
             cents = int(whole) * 100 + int((fraction + "00")[:2])
-            if cents > 10**15:
-                raise DomainError(N_("“{value}” is too large to be an amount"), value=value)
-            return cents
-        text = fold_width(raw).strip().lower()
-        multiplier = Decimal(1)
-        if text.endswith("万"):
-            multiplier, text = Decimal(10000), text[:-1]
-        elif text.endswith("万元"):
-            multiplier, text = Decimal(10000), text[:-2]
-        text = _AMOUNT_NOISE.sub("", text)
-        text = re.sub(r"[,，'\s ]", "", text)
-        if not text:
-            raise DomainError(N_("an amount is required"))
-        if not re.fullmatch(r"-?\d+(\.\d+)?", text):
-            raise DomainError(N_("“{value}” is not an amount; write it like 12,800.50"), value=raw)
-        try:
-            number = Decimal(text) * multiplier
-        except InvalidOperation:
-            raise DomainError(N_("“{value}” is not an amount; write it like 12,800.50"), value=raw) from None
-    if number < 0:
-        raise DomainError(N_("an amount cannot be negative"))
-    cents = number * 100
-    if cents != cents.to_integral_value():
-        raise DomainError(N_("“{value}” has more than two decimal places"), value=value)
-    if cents > 10**15:
+        else:
+            cents = _text_cents(raw)
+    if cents < 0:
+        raise DomainError(N_("“{value}” is a refund or return: negative amounts are not imported as purchases; "
+                             "void or correct the original order instead"), value=value)
+    if cents > _TOO_BIG:
         raise DomainError(N_("“{value}” is too large to be an amount"), value=value)
+    return cents
+
+
+def _text_cents(raw: str) -> int:
+    text = fold_width(raw).strip().lower().replace("，", ",").replace("\u2212", "-")
+    negative = False
+    if text.startswith("(") and text.endswith(")"):  # accountants' negative: (1,200)
+        negative, text = True, text[1:-1].strip()
+    if text.startswith("-"):
+        negative, text = True, text[1:].strip()
+    multiplier = Decimal(1)
+    if text.endswith("万") or text.endswith("万元"):
+        multiplier = Decimal(10000)
+        text = text.removesuffix("元").removesuffix("万")
+    text = _AMOUNT_NOISE.sub("", text).strip().replace("\u00a0", " ").replace("\u202f", " ")
+    if not text:
+        raise DomainError(N_("an amount is required"))
+    if not _GROUPED.fullmatch(text):
+        if re.fullmatch(r"[\d,.' ]+", text):
+            raise DomainError(N_("“{value}” could be read two ways: write it with a decimal point and commas "
+                                 "in threes, like 12,800.50"), value=raw)
+        raise DomainError(N_("“{value}” is not an amount; write it like 12,800.50"), value=raw)
+    number = Decimal(re.sub(r"[, ']", "", text)) * multiplier
+    cents = _decimal_cents(number, raw)
+    return -cents if negative else cents
+
+
+def _decimal_cents(number: Decimal, shown: object) -> int:
+    try:
+        cents = number * 100
+        if cents != cents.to_integral_value():
+            raise DomainError(N_("“{value}” has more than two decimal places"), value=shown)
+    except InvalidOperation:
+        raise DomainError(N_("“{value}” is not an amount; write it like 12,800.50"), value=shown) from None
+    if abs(cents) > _TOO_BIG:
+        raise DomainError(N_("“{value}” is too large to be an amount"), value=shown)
     return int(cents)
 
 

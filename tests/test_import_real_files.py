@@ -1,0 +1,160 @@
+"""Files as companies have them (issue 14): every shape here once imported "successfully" with a wrong or
+missing value. Each test makes its file, imports it as an admin would, and checks what the user is told
+and what landed — a bad file changes nothing."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from models import Customer, Purchase
+from services.customers import create_customer
+from services.importer import FileProblem, import_file
+from services.parsing import parse_amount_cents
+from services.messages import DomainError
+
+TODAY = date(2026, 3, 20)
+
+
+async def run(session, kind, path, **kw):
+    report = await import_file(session, kind, path, today=TODAY, **kw)
+    if report.ok:
+        await session.commit()
+    else:
+        await session.rollback()
+    return report
+
+
+async def names(session) -> list[str]:
+    return list((await session.execute(select(Customer.name).order_by(Customer.id))).scalars())
+
+
+def write(path: Path, text: str, encoding: str) -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+# --------------------------------------------------------------------------- encodings
+
+TAIWAN = "客戶名稱,電話,地址\n台北永豐資訊股份有限公司,02-2712-3456,台北市松山區民生東路\n高雄鼎泰豐貿易有限公司,07-333-1234,高雄市前鎮區\n"
+MAINLAND = "客户名称,电话\n广州市人易软件技术有限公司,020-88881234\n上海恒达物流有限公司,021-12345678\n"
+
+
+async def test_a_big5_file_from_a_taiwan_office_is_read_as_big5(session, tmp_path):
+    report = await run(session, "customers", write(tmp_path / "tw.csv", TAIWAN, "cp950"))
+    assert report.ok and report.created == 2
+    assert report.encoding == "Big5"
+    assert await names(session) == ["台北永豐資訊股份有限公司", "高雄鼎泰豐貿易有限公司"]
+
+
+async def test_a_short_big5_file_is_read_as_big5_too(session, tmp_path):
+    report = await run(session, "customers", write(tmp_path / "tw.csv", "客戶名稱\n台北永豐\n", "cp950"))
+    assert report.ok and await names(session) == ["台北永豐"]
+
+
+@pytest.mark.parametrize("encoding, shown", [("gbk", "GB18030"), ("gb18030", "GB18030"), ("utf-8", "UTF-8"),
+                                              ("utf-8-sig", "UTF-8"), ("utf-16", "UTF-16"),
+                                              ("utf-16-le", "UTF-16")])
+async def test_mainland_encodings_still_work_and_are_named(session, tmp_path, encoding, shown):
+    report = await run(session, "customers", write(tmp_path / "cn.csv", MAINLAND, encoding))
+    assert report.ok and report.encoding == shown
+    assert await names(session) == ["广州市人易软件技术有限公司", "上海恒达物流有限公司"]
+
+
+async def test_the_encoding_can_be_named_by_hand(session, tmp_path):
+    path = write(tmp_path / "tw.csv", TAIWAN, "cp950")
+    report = await run(session, "customers", path, encoding="big5")
+    assert report.ok and report.encoding == "Big5"
+    with pytest.raises(FileProblem) as refused:  # named wrongly: the bytes do not decode, nothing is guessed
+        await run(session, "customers", write(tmp_path / "cn.csv", "客户名称\n人易\n", "utf-8"), encoding="ascii")
+    assert "ascii" in refused.value.problem.render(lambda s: s)
+    with pytest.raises(FileProblem):
+        await run(session, "customers", path, encoding="no-such-codec")
+
+
+async def test_bytes_no_encoding_explains_are_refused_not_guessed(session, tmp_path):
+    path = tmp_path / "noise.csv"
+    path.write_bytes(b"\xff\xfe\xfa" * 3 + bytes(range(128, 256)) * 20)
+    with pytest.raises(FileProblem) as refused:
+        await run(session, "customers", path)
+    assert "--encoding" in refused.value.problem.message
+    assert await names(session) == []
+
+
+# --------------------------------------------------------------------------- amounts
+
+@pytest.mark.parametrize("text, cents", [
+    ("12,800.50", 1280050), ("12800.50", 1280050), ("1,234", 123400), ("¥12,800", 1280000), ("1.5万", 1500000),
+    ("１２，８００．５０", 1280050), ("12 800.50", 1280050), ("RMB 99", 9900), (59.699999999999996, 5970),
+    (0.1 + 0.2, 30), (12800.5, 1280050)])
+def test_amounts_people_and_spreadsheets_write(text, cents):
+    assert parse_amount_cents(text) == cents
+
+
+@pytest.mark.parametrize("text", ["12800,50", "12.800,00", "1 234,56", "12,8000", "1,2,3", "1,23", ",123", "1,234,56",
+                                  "12.5.3", "1'234,50", 0.001, 12.345])
+def test_an_amount_whose_separators_could_mean_two_things_is_refused(text):
+    with pytest.raises(DomainError):
+        parse_amount_cents(text)
+
+
+@pytest.mark.parametrize("text", ["-1,200", "(1,200)", "−1200", "-0.50"])
+def test_a_refund_is_refused_with_what_to_do_instead(text):
+    with pytest.raises(DomainError) as refused:
+        parse_amount_cents(text)
+    assert "void" in refused.value.problem.message
+
+
+async def test_one_ambiguous_amount_stops_the_file_and_says_where(session, tmp_path):
+    await create_customer(session, name="广州市人易软件技术有限公司")
+    await session.commit()
+    path = write(tmp_path / "p.csv", "客户名称,日期,金额\n广州市人易软件技术有限公司,2026-03-01,\"12,800.50\"\n"
+                                     "广州市人易软件技术有限公司,2026-03-02,\"12800,50\"\n", "utf-8")
+    report = await run(session, "purchases", path)
+    assert not report.ok
+    [error] = report.errors
+    assert (error.row, error.column, error.value) == (3, "金额", "12800,50")
+    assert await session.scalar(select(func.count()).select_from(Purchase)) == 0
+
+
+# --------------------------------------------------------------------------- broken CSV
+
+async def test_an_unclosed_quote_is_a_located_error_not_one_long_note(session, tmp_path):
+    lines = ["客户名称,电话,备注", '甲公司,020-1,"好客户']  # the quote is never closed
+    lines += [f"公司{n},020-{n},普通" for n in range(20)]
+    path = write(tmp_path / "q.csv", "\n".join(lines) + "\n", "utf-8")
+    with pytest.raises(FileProblem) as refused:
+        await run(session, "customers", path)
+    text = refused.value.problem.render(lambda s: s)
+    assert "2" in text and "quote" in text
+    assert await names(session) == []
+
+
+async def test_a_field_far_over_any_limit_is_a_located_error(session, tmp_path):
+    path = write(tmp_path / "big.csv", "客户名称,备注\n甲公司,\"" + "长" * 140_000 + "\"\n", "utf-8")
+    report = await run(session, "customers", path)
+    assert not report.ok and report.errors[0].row == 2 and report.errors[0].column == "备注"
+    assert await names(session) == []
+
+
+async def test_a_quoted_note_with_line_breaks_is_still_one_note(session, tmp_path):
+    path = write(tmp_path / "ok.csv", '客户名称,备注\n甲公司,"第一行\n第二行"\n乙公司,普通\n', "utf-8")
+    report = await run(session, "customers", path)
+    assert report.ok and report.created == 2
+    assert (await session.execute(select(Customer.notes).where(Customer.name == "甲公司"))).scalar_one() == "第一行\n第二行"
+
+
+# --------------------------------------------------------------------------- totals rows
+
+@pytest.mark.parametrize("label", ["合计", "总计", "小计", "Total", "合計", "總計", "Grand total", "合 计"])
+async def test_a_totals_row_at_the_end_is_skipped_and_said(session, tmp_path, label):
+    await create_customer(session, name="甲公司")
+    await session.commit()
+    path = write(tmp_path / "p.csv", "客户名称,日期,金额\n甲公司,2026-03-01,100\n甲公司,2026-03-02,200\n"
+                                     f"{label},,300\n", "utf-8")
+    report = await run(session, "purchases", path)
+    assert report.ok and report.created == 2 and report.summary_rows == [4]
+    assert await names(session) == ["甲公司"]
