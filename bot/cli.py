@@ -146,7 +146,8 @@ async def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
     async def work(session):
         report = await import_file(session, args.kind, args.file, timezone=args.timezone or settings.default_timezone,
-                                   progress=show, dry_run=args.dry_run, encoding=args.encoding)
+                                   progress=show, dry_run=args.dry_run, encoding=args.encoding,
+                                   sheet=args.sheet)
         if not report.ok:
             await session.rollback()
             raise Rejected(report)
@@ -163,6 +164,8 @@ async def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     if report.encoding:
         print(_("Read as {encoding} text.").format(encoding=report.encoding), file=sys.stderr)
+    if report.sheet:
+        print(_("Read the sheet “{sheet}”.").format(sheet=report.sheet), file=sys.stderr)
     if report.summary_rows:
         print(_("Skipped totals rows (合计 / Total): {rows}").format(
             rows=", ".join(map(str, report.summary_rows[:20]))), file=sys.stderr)
@@ -453,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--dry-run", action="store_true", help=_("check the file only, change nothing"))
     imp.add_argument("--timezone", help=_("time zone of times in the file (default DEFAULT_TIMEZONE)"))
     imp.add_argument("--encoding", help=_("text encoding of a CSV file, e.g. gbk, big5, utf-8 (default: detected)"))
+    imp.add_argument("--sheet", help=_("the workbook's sheet to read (default: the one with a header I know)"))
     exp = sub.add_parser("export", help=_("export records to CSV or XLSX"))
     exp.add_argument("kind", choices=(*EXPORT_KINDS, "report"))
     exp.add_argument("--format", choices=("csv", "xlsx"), default="csv")

@@ -64,6 +64,7 @@ class ImportReport:
     ignored_columns: list[str] = field(default_factory=list)
     applied: bool = False
     encoding: str | None = None  # how a CSV file was decoded
+    sheet: str | None = None  # which sheet of a workbook was read
     summary_rows: list[int] = field(default_factory=list)  # totals rows (合计 …) skipped
 
     @property
@@ -89,6 +90,7 @@ class Table:
     rows: Iterator[tuple[int, list[Any]]]  # (row number as the user sees it, cells)
     total: int | None
     encoding: str | None = None  # how a text file was decoded (shown in the summary)
+    sheet: str | None = None  # which sheet of a workbook was read
 
 
 SAMPLE = 1 << 20  # bytes looked at to tell the encoding
@@ -252,40 +254,149 @@ def _looks_like_rows(cell: str, delimiter: str, width: int) -> bool:
     return sum(line.count(delimiter) >= width - 1 for line in lines) >= 2
 
 
-def _open_xlsx(path: Path) -> Table:
+HEADER_SEARCH_ROWS = 20  # a header row is looked for this far down (title blocks above it)
+MAX_COLUMNS = 300  # columns looked at in a sheet; what lies to the right of the header is never read
+MAX_UNPACKED = 2_000_000_000  # bytes a workbook may unpack to
+MAX_RATIO = 100  # … and a part bigger than BIG_PART may not be compressed more than this (a zip bomb)
+BIG_PART = 50_000_000
+
+
+def _check_workbook_size(path: Path) -> None:
+    """Rule "a hostile file costs seconds, not the server": the workbook's parts are measured before they
+    are read; one that unpacks to gigabytes, or a part compressed like a zip bomb, is refused."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            parts = archive.infolist()
+    except (zipfile.BadZipFile, OSError):
+        raise FileProblem(N_("the file is not a readable XLSX workbook")) from None
+    total = sum(part.file_size for part in parts)
+    worst = max(parts, key=lambda part: part.file_size, default=None)
+    if total > MAX_UNPACKED or (worst is not None and worst.file_size > BIG_PART
+                                and worst.file_size > MAX_RATIO * max(worst.compress_size, 1)):
+        raise FileProblem(N_("the workbook unpacks to {size} MB ({part}); that is not an export I can read safely"),
+                          size=total // 1_000_000, part=worst.filename if worst else "")
+
+
+def _header_score(cells: tuple[Any, ...], known: Callable[[str], bool]) -> int:
+    return sum(1 for cell in cells if isinstance(cell, str) and cell.strip() and known(cell))
+
+
+def _open_xlsx(path: Path, sheet_name: str | None = None, known: Callable[[str], bool] | None = None) -> Table:
+    """The sheet and row that hold the header: the visible sheet (or the one named) whose row, within the
+    first HEADER_SEARCH_ROWS, names the most known columns; title blocks and instruction sheets are passed
+    over. Data rows are read only as wide as the header."""
     from openpyxl import load_workbook
 
+    _check_workbook_size(path)
     try:
         book = load_workbook(path, read_only=True, data_only=True)
     except Exception:  # openpyxl raises many types for a broken file
         raise FileProblem(N_("the file is not a readable XLSX workbook")) from None
-    sheet = book.worksheets[0]
-    values = sheet.iter_rows(values_only=True)
     try:
-        headers = ["" if h is None else str(h) for h in next(values)]
-    except StopIteration:
+        sheets = [ws for ws in book.worksheets if ws.sheet_state == "visible"]
+        if sheet_name is not None:
+            sheets = [ws for ws in book.worksheets if ws.title == sheet_name]
+            if not sheets:
+                raise FileProblem(N_("the workbook has no sheet “{sheet}”; its sheets are: {sheets}"),
+                                  sheet=sheet_name, sheets=", ".join(ws.title for ws in book.worksheets))
+        known = known or (lambda header: True)
+        best: tuple[int, Any, int, list[str]] | None = None
+        seen: list[str] = []
+        for ws in sheets:
+            for number, cells in enumerate(ws.iter_rows(max_row=HEADER_SEARCH_ROWS, max_col=MAX_COLUMNS,
+                                                        values_only=True), start=1):
+                score = _header_score(cells, known)
+                if score and (best is None or score > best[0]):
+                    best = (score, ws, number, ["" if c is None else str(c) for c in cells])
+                if len(seen) < 3 and any(not is_blank(c) for c in cells):
+                    shown = ", ".join(str(c) for c in cells if not is_blank(c))[:120]
+                    seen.append(f"{ws.title}!{number}: {shown}")
+        if best is None:
+            if not seen:
+                raise FileProblem(N_("the file is empty"))
+            raise FileProblem(N_("no header row I know (such as 客户名称) in the first {rows} rows; found: {found}"),
+                              rows=HEADER_SEARCH_ROWS, found="; ".join(seen))
+    except BaseException:
         book.close()
-        raise FileProblem(N_("the file is empty")) from None
+        raise
+    _, sheet, header_row, headers = best
+    while headers and not headers[-1].strip():
+        headers.pop()
+    formulas = _formula_reader(path, sheet.title, header_row, len(headers))
+    values = sheet.iter_rows(min_row=header_row + 1, max_col=len(headers), values_only=True)
 
     def rows() -> Iterator[tuple[int, list[Any]]]:
         try:
-            for number, cells in enumerate(values, start=2):
-                if any(not is_blank(cell) for cell in cells):
-                    yield number, list(cells)
+            for number, cells in enumerate(values, start=header_row + 1):
+                formula_cells = next(formulas, None) if formulas is not None else None
+                if any(not is_blank(cell) for cell in cells) or (formula_cells and any(formula_cells)):
+                    row = list(cells)
+                    if formula_cells:
+                        for i, formula in enumerate(formula_cells):
+                            if formula and i < len(row) and row[i] is None:
+                                row[i] = UnsavedFormula(formula)
+                    yield number, row
         finally:
             book.close()
 
-    total = (sheet.max_row - 1) if sheet.max_row else None
-    return Table(headers, rows(), total)
+    total = (sheet.max_row - header_row) if sheet.max_row else None
+    table = Table(headers, rows(), total)
+    table.sheet = sheet.title
+    return table
 
 
-def open_table(path: str | Path, *, encoding: str | None = None) -> Table:
+class UnsavedFormula(str):
+    """A formula cell whose result was never saved (written by a program that computes nothing)."""
+
+
+def _has_formulas(path: Path, zipfile) -> bool:
+    """Whether any worksheet holds a formula (<f> element), read in chunks (a sheet can be 100s of MB)."""
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if not name.startswith("xl/worksheets/"):
+                continue
+            with archive.open(name) as part:
+                tail = b""
+                while chunk := part.read(1 << 20):
+                    window = tail + chunk
+                    if b"<f>" in window or b"<f " in window:
+                        return True
+                    tail = window[-3:]
+    return False
+
+
+def _formula_reader(path: Path, title: str, header_row: int, width: int) -> Iterator[list[str | None]] | None:
+    """The formulas of the data rows, row by row, when the sheet has any (most exports have none: then no
+    second pass is made)."""
+    import zipfile
+
+    from openpyxl import load_workbook
+
+    if not _has_formulas(path, zipfile):
+        return None
+    book = load_workbook(path, read_only=True, data_only=False)
+    sheet = book[title]
+
+    def rows() -> Iterator[list[str | None]]:
+        try:
+            for cells in sheet.iter_rows(min_row=header_row + 1, max_col=width, values_only=True):
+                yield [c if isinstance(c, str) and c.startswith("=") else None for c in cells]
+        finally:
+            book.close()
+
+    return rows()
+
+
+def open_table(path: str | Path, *, encoding: str | None = None, sheet: str | None = None,
+               known: Callable[[str], bool] | None = None) -> Table:
     path = Path(path)
     if not path.is_file():
         raise FileProblem(N_("no such file: {path}"), path=str(path))
     suffix = path.suffix.lower()
     if suffix in (".xlsx", ".xlsm"):
-        return _open_xlsx(path)
+        return _open_xlsx(path, sheet, known)
     if suffix == ".xls":
         raise FileProblem(N_("old .xls files are not supported; save the sheet as XLSX or CSV"))
     return _open_csv(path, encoding)
@@ -380,6 +491,11 @@ def _parse_row(ctx: Context, cells: list[Any], layout: Layout, number: int,
     for index, spec, header in layout.mapped:
         raw = cells[index] if index < width else None
         if raw is None or raw == "" or (isinstance(raw, str) and raw.isspace()):
+            continue
+        if isinstance(raw, UnsavedFormula):
+            ok = False
+            report.add_error(number, header, raw, Problem(N_("a formula whose result was never saved; open the file "
+                                                             "in Excel or WPS, save it, and import it again")))
             continue
         try:
             value = parse_value(spec, raw, tz=ctx.tz, today=ctx.today)
@@ -694,7 +810,8 @@ async def _refresh_rollups(session: AsyncSession, touched: set[int]) -> None:
 
 async def import_file(session: AsyncSession, kind: str, path: str | Path, *, timezone: str = "Asia/Shanghai",
                       user_id: int | None = None, progress: Progress | None = None,
-                      today: date | None = None, dry_run: bool = False, encoding: str | None = None) -> ImportReport:
+                      today: date | None = None, dry_run: bool = False, encoding: str | None = None,
+                      sheet: str | None = None) -> ImportReport:
     """Validate the whole file; if it is clean (and not a dry run), apply it in the session's transaction.
 
     The caller commits. On a report with errors nothing has been written."""
@@ -706,8 +823,9 @@ async def import_file(session: AsyncSession, kind: str, path: str | Path, *, tim
     ctx = await _load_context(session, kind, tz, today)
 
     report = ImportReport(kind)
-    table = open_table(path, encoding=encoding)
-    report.encoding = table.encoding
+    known = header_map(fields)
+    table = open_table(path, encoding=encoding, sheet=sheet, known=lambda header: header_key(header) in known)
+    report.encoding, report.sheet = table.encoding, table.sheet
     layout = _layout(table, _map_headers(table, fields, report))
     # Pass 1 checks every row and spools the parsed rows to a temporary file (bounded memory, one parse).
     with tempfile.TemporaryFile() as spool:
@@ -718,7 +836,7 @@ async def import_file(session: AsyncSession, kind: str, path: str | Path, *, tim
             return report
         # Pass 2 applies the spooled rows in the caller's transaction.
         applied = ImportReport(kind, rows=report.rows, ignored_columns=report.ignored_columns,
-                               encoding=report.encoding, summary_rows=report.summary_rows)
+                               encoding=report.encoding, sheet=report.sheet, summary_rows=report.summary_rows)
         touched: set[int] = set()
         spool.seek(0)
         done = 0
