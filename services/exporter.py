@@ -33,6 +33,7 @@ from models import (
 )
 from services.fields import ENUM_WORDS, FIELDS_BY_KIND, FieldSpec
 from services.messages import N_, DomainError
+from services.safecells import as_text_cells, defuse_csv
 
 FEEDBACK_FIELDS = (
     FieldSpec("customer_external_id", "客户编号", "客戶編號", "text"),
@@ -167,7 +168,7 @@ async def export(session: AsyncSession, kind: str, path: str | Path, *, fmt: str
             writer = csv.writer(fh)
             writer.writerow(headers)
             async for row in _records(session, kind, language, tz, include_archived):
-                writer.writerow(["" if v is None else _plain(v, spec) for v, spec in zip(row, EXPORT_FIELDS[kind])])
+                writer.writerow(["" if v is None else _csv_value(v, spec) for v, spec in zip(row, EXPORT_FIELDS[kind])])
                 count += 1
         return count
     from openpyxl import Workbook
@@ -191,6 +192,7 @@ async def export(session: AsyncSession, kind: str, path: str | Path, *, fmt: str
             if number_format and value is not None:
                 c.number_format = number_format
             out.append(c)
+        as_text_cells(out)  # a name typed as =HYPERLINK(…) stays text (services.safecells)
         sheet.append(out)
         count += 1
     book.save(path)
@@ -199,6 +201,11 @@ async def export(session: AsyncSession, kind: str, path: str | Path, *, fmt: str
 
 def _number_format(spec: FieldSpec) -> str | None:
     return {"amount": "#,##0.00", "date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm"}.get(spec.type)
+
+
+def _csv_value(value: Any, spec: FieldSpec) -> Any:
+    plain = _plain(value, spec)
+    return defuse_csv(plain) if isinstance(plain, str) and spec.type != "amount" else plain
 
 
 def _plain(value: Any, spec: FieldSpec) -> Any:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from services.messages import N_, DomainError
 from services.parsing import fold_width, parse_amount_cents, parse_date
+from services.safecells import Verbatim
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,10 @@ def parse_value(spec: FieldSpec, value: Any, *, tz: ZoneInfo, today: date | None
     resolves them against the database (see services.importer)."""
     kind = spec.type
     if kind in ("text", "dict", "strategy", "owner", "user", "customer"):
-        text = (value.strftime("%Y-%m-%d") if isinstance(value, (date, datetime)) else str(value)).strip()
+        if isinstance(value, Verbatim):  # a defused export cell, restored: exactly as it was
+            text = str(value)
+        else:
+            text = (value.strftime("%Y-%m-%d") if isinstance(value, (date, datetime)) else str(value)).strip()
         if isinstance(value, float) and value.is_integer():
             text = str(int(value))  # spreadsheets turn codes and phones into floats
         if spec.max_len and len(text) > spec.max_len:

@@ -37,6 +37,7 @@ from services.dictionaries import Vocabulary, load_vocabulary
 from services.fields import FIELDS_BY_KIND, FieldSpec, header_key, header_map, is_blank, parse_value
 from services.messages import N_, DomainError, Problem
 from services.parsing import fold_width
+from services.safecells import Verbatim, restore_csv
 
 KINDS = tuple(FIELDS_BY_KIND)
 BATCH = 2000
@@ -226,7 +227,7 @@ def _open_csv(path: Path, encoding: str | None = None) -> Table:
                                              "lines that look like rows of their own; a quote is probably not "
                                              "closed"), row=start, column=column + 1, lines=cell.count("\n") + 1)
                 if any(cell.strip() for cell in cells):
-                    yield start, cells
+                    yield start, [restore_csv(cell) if cell[:1] == "'" else cell for cell in cells]
                 start = reader.line_num + 1
 
     table = Table(headers, rows(), max(_count_lines(path) - 1, 0))
@@ -332,7 +333,7 @@ def _open_xlsx(path: Path, sheet_name: str | None = None, known: Callable[[str],
             for number, cells in enumerate(values, start=header_row + 1):
                 formula_cells = next(formulas, None) if formulas is not None else None
                 if any(not is_blank(cell) for cell in cells) or (formula_cells and any(formula_cells)):
-                    row = list(cells)
+                    row = [Verbatim(c) if isinstance(c, str) and c[:1] in ("\t", "\r") else c for c in cells]
                     if formula_cells:
                         for i, formula in enumerate(formula_cells):
                             if formula and i < len(row) and row[i] is None:

@@ -37,6 +37,7 @@ from services import analytics
 from services.access import Viewer
 from services.analytics import Aggregate, Contact, CustomerInfo, FeedbackInfo, Period, Sale
 from services.messages import N_, DomainError
+from services.safecells import as_text_cells
 from services.sql import collector_paused, raw_rows
 
 PERIODS = {"week": 7, "month": 30, "quarter": 91, "year": 365}
@@ -314,6 +315,7 @@ def write_xlsx(report: Report, path: Path, headings: dict[str, Any]) -> Path:
             cell.font = bold
         for row in rows:
             ws.append(row)
+            as_text_cells(ws[ws.max_row])  # names typed as =HYPERLINK(…) stay text (services.safecells)
         for column, number_format in formats.items():
             for (cell,) in ws.iter_rows(min_row=2, min_col=column, max_col=column):
                 cell.number_format = number_format
