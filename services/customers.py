@@ -43,7 +43,7 @@ EDITABLE = {
     "stage", "expected_purchase_on", "lost_reason",
 }
 # The longest text each field takes: the same limits as a file import (services.fields), plus the reason.
-TEXT_LIMITS = {**{spec.name: spec.max_len for spec in CUSTOMER_FIELDS if spec.type == "text" and spec.max_len},
+TEXT_LIMITS = {**{spec.name: spec.max_len for spec in CUSTOMER_FIELDS if spec.type in ("text", "phone") and spec.max_len},
                "lost_reason": 1000}
 DICTIONARY_FIELDS = {
     "region_id": "region", "nature_id": "nature", "source_id": "source", "category_id": "category",

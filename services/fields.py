@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.messages import N_, DomainError
-from services.parsing import fold_width, parse_amount_cents, parse_date
+from services.parsing import fold_width, parse_amount_cents, parse_date, parse_phone
 from services.safecells import Verbatim
 
 
@@ -88,8 +88,8 @@ CUSTOMER_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("industry_standing", "行业地位", "行業地位", "dict", ref="industry_standing"),
     FieldSpec("settlement_method", "结算方式", "結算方式", "dict", ref="settlement_method"),
     FieldSpec("wants_agency", "希望代理", "希望代理", "bool"),
-    FieldSpec("phone", "电话", "電話", "text", 64),
-    FieldSpec("fax", "传真", "傳真", "text", 64),
+    FieldSpec("phone", "电话", "電話", "phone", 64),
+    FieldSpec("fax", "传真", "傳真", "phone", 64),
     FieldSpec("email", "电子邮件", "電子郵件", "text", 200, aliases=("邮箱", "e-mail")),
     FieldSpec("website", "单位网址", "單位網址", "text", 200, aliases=("网址",)),
     FieldSpec("address", "通讯地址", "通訊地址", "text", 300, aliases=("地址",)),
@@ -110,8 +110,8 @@ CONTACT_FIELDS: tuple[FieldSpec, ...] = (
     *CUSTOMER_REF,
     FieldSpec("name", "姓名", "姓名", "text", 100, required=True, aliases=("联系人", "聯繫人", "contact")),
     FieldSpec("title", "职务", "職務", "text", 100),
-    FieldSpec("mobile", "手机", "手機", "text", 64, aliases=("移动电话", "手机号")),
-    FieldSpec("office_phone", "办公电话", "辦公電話", "text", 64),
+    FieldSpec("mobile", "手机", "手機", "phone", 64, aliases=("移动电话", "手机号")),
+    FieldSpec("office_phone", "办公电话", "辦公電話", "phone", 64),
     FieldSpec("home_phone", "家庭电话", "家庭電話", "text", 64),
     FieldSpec("wechat", "微信", "微信", "text", 64),
     FieldSpec("email", "电子邮件", "電子郵件", "text", 200, aliases=("邮箱",)),
@@ -206,6 +206,8 @@ def parse_value(spec: FieldSpec, value: Any, *, tz: ZoneInfo, today: date | None
         if spec.max_len and len(text) > spec.max_len:
             raise DomainError(N_("too long: at most {limit} characters"), limit=spec.max_len)
         return text
+    if kind == "phone":
+        return parse_phone(value, limit=spec.max_len)
     if kind == "list":
         return [part.strip() for part in _LIST_SPLIT.split(str(value)) if part.strip()]
     if kind in ("int", "rating"):

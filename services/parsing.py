@@ -10,7 +10,8 @@ Rules:
   as a float. Separators that could mean two things (12800,50 / 12.800,00 / 12,8000) and negative amounts
   are refused; a spreadsheet float within its own rounding error of a cent is that cent.
 - phones: the digits only, as dialled inside mainland China: a +86 / 0086 country code removed (a
-  landline written with it gets its trunk 0 back), for comparison.
+  landline written with it gets its trunk 0 back), an extension (转 806, ext. 806) left out, for
+  comparison; from files, spreadsheet floats (13800138000.0) are read as the number.
 """
 
 from __future__ import annotations
@@ -216,6 +217,48 @@ def _decimal_cents(number: Decimal, shown: object) -> int:
 _NOT_DIGIT = re.compile(r"\D")
 
 
+# An extension after the number: 转 806, 分机 806, ext. 806, x806, #806, -806 after a full landline is not one.
+_EXTENSION = re.compile(r"\s*(?:转|轉|分机|分機|ext\.?|extension|x|#)\s*(\d{1,6})\s*$", re.IGNORECASE)
+_SPREADSHEET_FLOAT = re.compile(r"^(\d{5,})\.0+$")
+_SCIENTIFIC = re.compile(r"^\d(\.\d+)?e\+?\d+$", re.IGNORECASE)
+
+
+def split_extension(text: str) -> tuple[str, str | None]:
+    """(number, extension) of a phone as written: 0755-8888-1234 转 806 → ("0755-8888-1234", "806")."""
+    match = _EXTENSION.search(text)
+    if match and _NOT_DIGIT.sub("", text[:match.start()]):
+        return text[:match.start()].rstrip(" ,;-"), match[1]
+    return text, None
+
+
+def parse_phone(value: object, *, limit: int | None = None) -> str:
+    """A phone number from a file. Rule "a number that cannot be dialled is not stored": a spreadsheet
+    float (13800138000.0) is the number it stands for; one Excel shortened to 1.38E+10 is refused (its
+    digits are gone); an extension (转 806, ext. 806) is kept as " ext. 806"; the number part must hold
+    at least 3 digits."""
+    if isinstance(value, bool):
+        raise DomainError(N_("“{value}” is not a phone number"), value=value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise DomainError(N_("“{value}” is not a phone number"), value=value)
+        return str(int(value))
+    text = fold_width(str(value)).strip()
+    if m := _SPREADSHEET_FLOAT.match(text):
+        return m[1]
+    if _SCIENTIFIC.match(text):
+        raise DomainError(N_("“{value}” was shortened by Excel and its digits are lost; format the column as text "
+                             "and export again"), value=str(value))
+    number, extension = split_extension(text)
+    if len(_NOT_DIGIT.sub("", number)) < 3:
+        raise DomainError(N_("“{value}” is not a phone number"), value=str(value))
+    result = f"{number} ext. {extension}" if extension else number
+    if limit and len(result) > limit:
+        raise DomainError(N_("too long: at most {limit} characters"), limit=limit)
+    return result
+
+
 def phone_digits(value: str | None) -> str:
     """The digits of a phone number as dialled inside mainland China: a +86 / 0086 country code removed,
     and a landline written with it gets its trunk 0 back (+86 20 8888 1234 = 020 8888 1234); mobiles
@@ -223,6 +266,7 @@ def phone_digits(value: str | None) -> str:
     if not value:
         return ""
     text = value if value.isascii() else fold_width(value)
+    text = split_extension(text)[0]  # the extension is not dialled first
     digits = _NOT_DIGIT.sub("", text)
     international = text.lstrip().startswith("+86") or digits.startswith("0086")
     if digits.startswith("0086"):

@@ -254,7 +254,7 @@ async def test_a_one_cell_workbook_in_the_far_corner_is_quick(session, tmp_path)
 
     book = Workbook()
     book.active.append(["客户名称", "电话"])
-    book.active.append(["甲公司", "1"])
+    book.active.append(["甲公司", "020-8888 1234"])
     book.active["XFD1048576"] = "x"
     book.save(tmp_path / "corner.xlsx")
     started = time.monotonic()
@@ -283,3 +283,37 @@ async def test_a_workbook_that_unpacks_to_a_huge_size_is_refused_before_reading(
     with pytest.raises(FileProblem) as refused:
         await run(session, "customers", bomb)
     assert "MB" in refused.value.problem.render(lambda s: s)
+
+
+# --------------------------------------------------------------------------- phones
+
+@pytest.mark.parametrize("written, stored", [
+    ("0755-8888-1234 转 806", "0755-8888-1234 ext. 806"), ("0755-8888-1234 ext. 806", "0755-8888-1234 ext. 806"),
+    ("021 6666 1234 分机806", "021 6666 1234 ext. 806"), ("13800138000.0", "13800138000"), (13800138000.0, "13800138000"),
+    ("020-88881234", "020-88881234")])
+def test_phones_from_files_are_read_as_numbers_with_their_extension(written, stored):
+    from services.fields import FIELDS_BY_KIND, parse_value
+
+    spec = next(s for s in FIELDS_BY_KIND["customers"] if s.name == "phone")
+    assert parse_value(spec, written, tz=None) == stored
+
+
+def test_a_phone_excel_shortened_is_refused():
+    from services.parsing import parse_phone
+
+    with pytest.raises(DomainError):
+        parse_phone("1.38001E+10")
+
+
+async def test_a_phone_with_an_extension_or_as_a_float_is_found_by_its_number(session, tmp_path):
+    from services.access import Viewer
+    from services.lookup import build_index
+
+    path = write(tmp_path / "c.csv", "客户名称,电话\n深圳甲公司,0755-8888-1234 转 806\n"
+                                     "乙公司,13800138000.0\n", "utf-8")
+    assert (await run(session, "customers", path)).ok
+    index = await build_index(session)
+    for query, name in (("0755-8888-1234", "深圳甲公司"), ("075588881234", "深圳甲公司"), ("1234", "深圳甲公司"),
+                        ("13800138000", "乙公司"), ("138 0013 8000", "乙公司")):
+        found = index.search(query, Viewer.everyone())
+        assert [(m.name, m.why) for m in found[:1]] == [(name, "phone")], query
