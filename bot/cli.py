@@ -147,7 +147,7 @@ async def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     async def work(session):
         report = await import_file(session, args.kind, args.file, timezone=args.timezone or settings.default_timezone,
                                    progress=show, dry_run=args.dry_run, encoding=args.encoding,
-                                   sheet=args.sheet)
+                                   sheet=args.sheet, date_order=args.date_order)
         if not report.ok:
             await session.rollback()
             raise Rejected(report)
@@ -457,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--timezone", help=_("time zone of times in the file (default DEFAULT_TIMEZONE)"))
     imp.add_argument("--encoding", help=_("text encoding of a CSV file, e.g. gbk, big5, utf-8 (default: detected)"))
     imp.add_argument("--sheet", help=_("the workbook's sheet to read (default: the one with a header I know)"))
+    imp.add_argument("--date-order", choices=("dmy", "mdy", "ymd"),
+                     help=_("how the file writes dates like 03/04/2026 (default: proved by the column's other rows)"))
     exp = sub.add_parser("export", help=_("export records to CSV or XLSX"))
     exp.add_argument("kind", choices=(*EXPORT_KINDS, "report"))
     exp.add_argument("--format", choices=("csv", "xlsx"), default="csv")

@@ -190,7 +190,8 @@ def is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def parse_value(spec: FieldSpec, value: Any, *, tz: ZoneInfo, today: date | None = None) -> Any:
+def parse_value(spec: FieldSpec, value: Any, *, tz: ZoneInfo, today: date | None = None,
+                date_order: str | None = None) -> Any:
     """Read one non-blank value for this field, or raise DomainError saying why not.
 
     dict / strategy / owner / user / customer references are returned as the cleaned text; the caller
@@ -244,9 +245,9 @@ def parse_value(spec: FieldSpec, value: Any, *, tz: ZoneInfo, today: date | None
             return False
         raise DomainError(N_("“{value}” is not yes or no"), value=value)
     if kind == "date":
-        return parse_date(value, today=today)
+        return parse_date(value, today=today, order=date_order)
     if kind == "datetime":
-        return parse_datetime(value, tz=tz, today=today)
+        return parse_datetime(value, tz=tz, today=today, order=date_order)
     if kind == "amount":
         return parse_amount_cents(value)
     if kind == "enum":
@@ -261,7 +262,7 @@ def parse_value(spec: FieldSpec, value: Any, *, tz: ZoneInfo, today: date | None
 _TIME = re.compile(r"(\d{1,2})[:：](\d{2})(?::(\d{2}))?")
 
 
-def parse_datetime(value: Any, *, tz: ZoneInfo, today: date | None = None) -> datetime:
+def parse_datetime(value: Any, *, tz: ZoneInfo, today: date | None = None, order: str | None = None) -> datetime:
     """A moment from a file: local time in `tz` unless it carries an offset; a bare date means noon."""
     if isinstance(value, datetime):
         moment = value
@@ -273,7 +274,7 @@ def parse_datetime(value: Any, *, tz: ZoneInfo, today: date | None = None) -> da
     else:
         text = fold_width(str(value)).strip()
         clock = _TIME.search(text)
-        day = parse_date(text[:clock.start()].strip() if clock else value, today=today)
+        day = parse_date(text[:clock.start()].strip() if clock else value, today=today, order=order)
         at = time(int(clock[1]), int(clock[2]), int(clock[3] or 0)) if clock else time(12, 0)
         if clock and (at.hour > 23 or at.minute > 59):
             raise DomainError(N_("“{value}” is not a real time of day"), value=value)

@@ -36,7 +36,7 @@ from services import audit, reminders, rollups
 from services.dictionaries import Vocabulary, load_vocabulary
 from services.fields import FIELDS_BY_KIND, FieldSpec, header_key, header_map, is_blank, parse_value
 from services.messages import N_, DomainError, Problem
-from services.parsing import fold_width
+from services.parsing import DATE_ORDERS, AmbiguousDate, date_order_shown, fold_width
 from services.safecells import Verbatim, restore_csv
 
 KINDS = tuple(FIELDS_BY_KIND)
@@ -416,6 +416,10 @@ class Context:
     customers_by_code: dict[str, int]
     customers_by_name: dict[str, int]  # -1 when several customers share the name
     code_of: dict[int, str | None]
+    date_order: str | None = None  # as the admin named it (--date-order), else per column from the rows
+    orders_seen: dict[str, set[str]] = field(default_factory=dict)  # field → orders its d/m/y dates prove
+    pending: dict[str, list[tuple[int, str, PendingDate]]] = field(default_factory=dict)
+    resolved: dict[str, str] = field(default_factory=dict)  # field → the order its ambiguous dates follow
 
 
 async def _load_context(session: AsyncSession, kind: str, tz: ZoneInfo, today: date) -> Context:
@@ -499,7 +503,16 @@ def _parse_row(ctx: Context, cells: list[Any], layout: Layout, number: int,
                                                              "in Excel or WPS, save it, and import it again")))
             continue
         try:
-            value = parse_value(spec, raw, tz=ctx.tz, today=ctx.today)
+            if spec.type in ("date", "datetime") and ctx.date_order is None and isinstance(raw, str) \
+                    and (shown := date_order_shown(raw)):
+                ctx.orders_seen.setdefault(spec.name, set()).add(shown)
+            try:
+                value = parse_value(spec, raw, tz=ctx.tz, today=ctx.today, date_order=ctx.date_order)
+            except AmbiguousDate as ambiguous:
+                if spec.type != "date":
+                    raise
+                value = PendingDate(ambiguous.raw, ambiguous.first, ambiguous.second, ambiguous.year)
+                ctx.pending.setdefault(spec.name, []).append((number, header, value))
             if spec.type in ("dict", "strategy"):
                 resolved = ctx.vocabulary.match(spec.ref or "", value)
                 if resolved is None:
@@ -585,7 +598,8 @@ def _rows(ctx: Context, layout: Layout, report: ImportReport,
             key = values["order_no"]
         elif ctx.kind == "contacts":
             key = (values["customer_id"], values["name"])
-        if ctx.kind == "purchases" and values["purchased_on"] > ctx.today:
+        if ctx.kind == "purchases" and not isinstance(values["purchased_on"], PendingDate) \
+                and values["purchased_on"] > ctx.today:
             report.add_error(number, layout.header("purchased_on"), values["purchased_on"],
                              Problem(N_("a purchase cannot be in the future")))
             continue
@@ -596,6 +610,7 @@ def _rows(ctx: Context, layout: Layout, report: ImportReport,
                 continue
             seen[key] = number
         yield number, values
+    _decide_date_orders(ctx, report)
     report.rows = count
     if progress:
         progress(stage, count, count)
@@ -614,6 +629,48 @@ def _is_summary_row(cells: list[Any]) -> bool:
             continue
         return isinstance(cell, str) and _LABEL_NOISE.sub("", fold_width(cell)).lower() in _SUMMARY_LABELS
     return False
+
+
+@dataclass(frozen=True)
+class PendingDate:
+    """A d/m/y date with day and month both ≤ 12, read once the column's order is known."""
+
+    raw: str
+    first: int
+    second: int
+    year: int
+
+    def resolve(self, order: str) -> date:
+        return date(self.year, self.second, self.first) if order == "dmy" else date(self.year, self.first, self.second)
+
+
+def _decide_date_orders(ctx: Context, report: ImportReport) -> None:
+    """Rule "a column's date order is proved, not guessed": when the other rows of a column write 15/03/2026
+    (day first) and none writes 03/15/2026, its 03/04/2026 is 3 April — and the other way round. A column
+    with no proof, or with proof both ways, leaves each ambiguous date an error naming --date-order."""
+    for name, waiting in ctx.pending.items():
+        orders = ctx.orders_seen.get(name, set())
+        if len(orders) != 1:
+            message = (N_("“{value}” is ambiguous and this column writes dates both day-first and month-first; "
+                          "write it as year-month-day") if len(orders) > 1 else
+                       N_("“{value}” is ambiguous: write it as year-month-day, or import with --date-order dmy or mdy"))
+            for number, header, pending in waiting:
+                report.add_error(number, header, pending.raw, Problem(message, {"value": pending.raw}))
+            continue
+        ctx.resolved[name] = order = next(iter(orders))
+        if ctx.kind == "purchases" and name == "purchased_on":
+            for number, header, pending in waiting:
+                if pending.resolve(order) > ctx.today:
+                    report.add_error(number, header, pending.raw, Problem(N_("a purchase cannot be in the future")))
+    ctx.pending.clear()
+
+
+def _resolve_dates(ctx: Context, batch: list[dict[str, Any]]) -> None:
+    for values in batch:
+        for name, order in ctx.resolved.items():
+            value = values.get(name)
+            if isinstance(value, PendingDate):
+                values[name] = value.resolve(order)
 
 
 def _batches(rows: Iterator[tuple[int, dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
@@ -812,7 +869,7 @@ async def _refresh_rollups(session: AsyncSession, touched: set[int]) -> None:
 async def import_file(session: AsyncSession, kind: str, path: str | Path, *, timezone: str = "Asia/Shanghai",
                       user_id: int | None = None, progress: Progress | None = None,
                       today: date | None = None, dry_run: bool = False, encoding: str | None = None,
-                      sheet: str | None = None) -> ImportReport:
+                      sheet: str | None = None, date_order: str | None = None) -> ImportReport:
     """Validate the whole file; if it is clean (and not a dry run), apply it in the session's transaction.
 
     The caller commits. On a report with errors nothing has been written."""
@@ -821,7 +878,10 @@ async def import_file(session: AsyncSession, kind: str, path: str | Path, *, tim
     fields = FIELDS_BY_KIND[kind]
     tz = ZoneInfo(timezone)
     today = today or date.today()
+    if date_order is not None and date_order not in DATE_ORDERS:
+        raise FileProblem(N_("--date-order must be one of: {choices}"), choices=", ".join(DATE_ORDERS))
     ctx = await _load_context(session, kind, tz, today)
+    ctx.date_order = date_order
 
     report = ImportReport(kind)
     known = header_map(fields)
@@ -846,6 +906,8 @@ async def import_file(session: AsyncSession, kind: str, path: str | Path, *, tim
                 batch = pickle.load(spool)
             except EOFError:
                 break
+            if ctx.resolved:
+                _resolve_dates(ctx, batch)
             touched |= await APPLY[kind](session, ctx, batch, applied)
             done += len(batch)
             if progress:

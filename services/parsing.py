@@ -2,7 +2,8 @@
 
 Rules:
 - dates: ISO (2026-03-15), Chinese (2026年3月15日), slashes and dots (2026/3/15, 15.03.2026 is *not*
-  guessed: day-first is only read when the first part is > 12), month.day without a year (3.15 = the
+  guessed: day-first is only read when the first part is > 12, or when the file's order is known — named
+  with --date-order, or proved by other rows of the same column, see services.importer), month.day without a year (3.15 = the
   most recent March 15 not in the future), relative words (今天/今日/today, 昨天/昨日/yesterday,
   前天), and Excel serial day numbers (45000 = 2023-03-15).
 - amounts: optional currency sign or unit (¥ ￥ $ 元 RMB CNY), thousands separators (, ， space ') in
@@ -76,8 +77,36 @@ def parse_future_date(value: object, *, today: date | None = None) -> date:
     return moment
 
 
-def parse_date(value: object, *, today: date | None = None) -> date:
-    """A date from what a person or a spreadsheet wrote (see the module rules)."""
+class AmbiguousDate(DomainError):
+    """A d/m/y date whose day and month are both ≤ 12 (03/04/2026): which is which is not written."""
+
+    def __init__(self, raw: str, first: int, second: int, year: int) -> None:
+        super().__init__(N_("“{value}” is ambiguous: write it as year-month-day, or import with --date-order "
+                            "dmy or mdy"), value=raw)
+        self.raw, self.first, self.second, self.year = raw, first, second, year
+
+    def resolve(self, order: str) -> date:
+        day, month = (self.first, self.second) if order == "dmy" else (self.second, self.first)
+        return _make_date(self.year, month, day, self.raw)
+
+
+DATE_ORDERS = ("dmy", "mdy", "ymd")
+
+
+def date_order_shown(value: object) -> str | None:
+    """Which order a d/m/y date proves by itself: "dmy" (15/03/2026), "mdy" (03/15/2026), or None."""
+    if not isinstance(value, str) or len(value) < 6:
+        return None
+    m = _DMY.match(fold_width(value).strip())
+    if not m:
+        return None
+    first, second = int(m[1]), int(m[2])
+    return "dmy" if first > 12 >= second else "mdy" if second > 12 >= first else None
+
+
+def parse_date(value: object, *, today: date | None = None, order: str | None = None) -> date:
+    """A date from what a person or a spreadsheet wrote (see the module rules). `order` (dmy, mdy, ymd)
+    says how a file writes its d/m/y dates; without it only unambiguous ones are read."""
     if isinstance(value, str) and len(value) == 10 and value[4] == "-" and value[7] == "-":
         try:  # the common case in files: ISO dates
             return date.fromisoformat(value)
@@ -104,11 +133,17 @@ def parse_date(value: object, *, today: date | None = None) -> date:
         return _make_date(int(m[1]), int(m[2]), int(m[3]), raw)
     if m := _DMY.match(text):
         first, second, year = int(m[1]), int(m[2]), int(m[3])
+        if order == "dmy":
+            return _make_date(year, second, first, raw)
+        if order == "mdy":
+            return _make_date(year, first, second, raw)
+        if order == "ymd":
+            raise DomainError(N_("“{value}” is not year-month-day, as --date-order ymd says"), value=raw)
         if first > 12:  # unambiguous day-first
             return _make_date(year, second, first, raw)
         if second > 12:  # unambiguous month-first
             return _make_date(year, first, second, raw)
-        raise DomainError(N_("“{value}” is ambiguous: write it as year-month-day"), value=raw)
+        raise AmbiguousDate(raw, first, second, year)
     if m := _MD.match(text):
         # No year: the most recent such day that is not in the future (Feb 29: the last leap year's).
         month, day = int(m[1]), int(m[2])

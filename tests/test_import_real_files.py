@@ -317,3 +317,54 @@ async def test_a_phone_with_an_extension_or_as_a_float_is_found_by_its_number(se
                         ("13800138000", "乙公司"), ("138 0013 8000", "乙公司")):
         found = index.search(query, Viewer.everyone())
         assert [(m.name, m.why) for m in found[:1]] == [(name, "phone")], query
+
+
+# --------------------------------------------------------------------------- day-first dates
+
+async def purchase_file(tmp_path, dates: list[str]) -> Path:
+    lines = ["客户名称,日期,金额"] + [f"甲公司,{day},{100 + n}" for n, day in enumerate(dates)]
+    return write(tmp_path / "p.csv", "\n".join(lines) + "\n", "utf-8")
+
+
+async def test_day_first_dates_are_read_when_other_rows_of_the_column_prove_the_order(session, tmp_path):
+    await create_customer(session, name="甲公司")
+    await session.commit()
+    report = await run(session, "purchases", await purchase_file(tmp_path, ["15/03/2026", "03/02/2026", "1/2/2026"]))
+    assert report.ok, [(e.row, e.value, e.problem.message) for e in report.errors]
+    days = sorted((await session.execute(select(Purchase.purchased_on))).scalars())
+    assert days == [date(2026, 2, 1), date(2026, 2, 3), date(2026, 3, 15)]
+
+
+async def test_month_first_dates_likewise(session, tmp_path):
+    await create_customer(session, name="甲公司")
+    await session.commit()
+    report = await run(session, "purchases", await purchase_file(tmp_path, ["03/15/2026", "03/02/2026"]))
+    assert report.ok
+    days = sorted((await session.execute(select(Purchase.purchased_on))).scalars())
+    assert days == [date(2026, 3, 2), date(2026, 3, 15)]
+
+
+@pytest.mark.parametrize("dates, says", [(["03/02/2026", "04/02/2026"], "--date-order"),
+                                          (["15/03/2026", "03/15/2026", "03/02/2026"], "both")])
+async def test_a_column_that_proves_no_order_or_both_refuses_its_ambiguous_dates(session, tmp_path, dates, says):
+    await create_customer(session, name="甲公司")
+    await session.commit()
+    report = await run(session, "purchases", await purchase_file(tmp_path, dates))
+    assert not report.ok and says in report.errors[-1].problem.message
+    assert {e.value for e in report.errors} == {d for d in dates if d.startswith("0") and d[3] == "0"}
+    assert await session.scalar(select(func.count()).select_from(Purchase)) == 0
+
+
+async def test_the_date_order_can_be_named(session, tmp_path):
+    await create_customer(session, name="甲公司")
+    await session.commit()
+    report = await run(session, "purchases", await purchase_file(tmp_path, ["03/02/2026"]), date_order="mdy")
+    assert report.ok
+    assert (await session.execute(select(Purchase.purchased_on))).scalar_one() == date(2026, 3, 2)
+
+
+async def test_an_ambiguous_date_proved_into_the_future_is_refused(session, tmp_path):
+    await create_customer(session, name="甲公司")
+    await session.commit()
+    report = await run(session, "purchases", await purchase_file(tmp_path, ["15/01/2026", "02/12/2026"]))
+    assert not report.ok and report.errors[0].problem.message == "a purchase cannot be in the future"
