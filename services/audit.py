@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import AuditLog
+from models import AuditLog, utcnow
 
 
 def _jsonable(value: Any) -> Any:
@@ -36,6 +37,19 @@ def record(
     )
     session.add(entry)
     return entry
+
+
+async def record_changes(session: AsyncSession, entity: str, changes: list[tuple[int, dict[str, tuple[Any, Any]]]], *,
+                         user_id: int | None, actor: str) -> None:
+    """One "update" entry per changed record, each with {field: [old, new]}, written in one statement
+    (an import changing 100,000 records writes 100,000 entries without 100,000 round trips)."""
+    if not changes:
+        return
+    now = utcnow()
+    await session.execute(insert(AuditLog.__table__), [
+        {"at": now, "user_id": user_id, "actor": actor, "action": "update", "entity": entity, "entity_id": entity_id,
+         "changes": {k: [_jsonable(old), _jsonable(new)] for k, (old, new) in diff.items()}}
+        for entity_id, diff in changes])
 
 
 TRAIL_LIMIT = 30

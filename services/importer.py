@@ -23,7 +23,7 @@ import tempfile
 import time as clock
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -416,6 +416,7 @@ class Context:
     customers_by_code: dict[str, int]
     customers_by_name: dict[str, int]  # -1 when several customers share the name
     code_of: dict[int, str | None]
+    user_id: int | None = None  # who imports (audit)
     date_order: str | None = None  # as the admin named it (--date-order), else per column from the rows
     orders_seen: dict[str, set[str]] = field(default_factory=dict)  # field → orders its d/m/y dates prove
     pending: dict[str, list[tuple[int, str, PendingDate]]] = field(default_factory=dict)
@@ -701,6 +702,47 @@ def _bulk_insert(model: Any, keys: frozenset[str]):
     return insert(table).values(fixed)
 
 
+def _same(old: Any, new: Any) -> bool:
+    if old == new:
+        return True
+    if isinstance(old, (int, float)) and isinstance(new, (int, float)) and not isinstance(old, bool):
+        return float(old) == float(new)
+    if isinstance(old, datetime) and isinstance(new, datetime):
+        return old.replace(tzinfo=None) == new.astimezone(UTC).replace(tzinfo=None)
+    return old in (None, "", []) and new in (None, "", [])
+
+
+async def _only_changes(session: AsyncSession, table: Any, groups: dict[frozenset[str], list[dict[str, Any]]],
+                        report: ImportReport, now: datetime | None,
+                        ) -> tuple[dict[frozenset[str], list[dict[str, Any]]], list[tuple[int, dict[str, tuple[Any, Any]]]]]:
+    """Rule "re-importing the same file changes nothing": each row aimed at an existing record is compared
+    with what is stored; a row that changes nothing counts as already present and is not written (its
+    update time stays), a row that does is written with only what changed, and its old and new values go
+    to the audit log. Returns the rows to write, regrouped by the columns they change, and the changes."""
+    columns = sorted({k for keys in groups for k in keys} - {"_id", "updated_at"})
+    ids = [row["_id"] for rows in groups.values() for row in rows]
+    stored: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(ids), 1000):
+        result = await session.execute(select(table.c.id, *[table.c[c] for c in columns])
+                                       .where(table.c.id.in_(ids[start:start + 1000])))
+        stored.update({row[0]: dict(zip(columns, row[1:], strict=True)) for row in result.all()})
+    changed: dict[frozenset[str], list[dict[str, Any]]] = {}
+    changes = []
+    for rows in groups.values():
+        for row in rows:
+            old = stored.get(row["_id"], {})
+            diff = {k: (old.get(k), v) for k, v in row.items() if k in old and not _same(old[k], v)}
+            if not diff:
+                report.unchanged += 1
+                continue
+            write = {"_id": row["_id"], **{k: row[k] for k in diff}}
+            if now is not None:
+                write["updated_at"] = now
+            changed.setdefault(frozenset(write), []).append(write)
+            changes.append((row["_id"], diff))
+    return changed, changes
+
+
 async def _apply_customers(session: AsyncSession, ctx: Context, batch: list[dict[str, Any]], report: ImportReport) -> set[int]:
     now = utcnow()
     inserts: list[dict[str, Any]] = []
@@ -719,8 +761,9 @@ async def _apply_customers(session: AsyncSession, ctx: Context, batch: list[dict
             inserts.append(row)
         else:
             row["_id"] = target
-            row["updated_at"] = now
             updates.setdefault(frozenset(row), []).append(row)
+    updates, changes = await _only_changes(session, Customer.__table__, updates, report, now)
+    await audit.record_changes(session, "customer", changes, user_id=ctx.user_id, actor="import")
     if inserts:
         for keys in {frozenset(r) for r in inserts}:
             group = [r for r in inserts if frozenset(r) == keys]
@@ -758,6 +801,8 @@ async def _apply_contacts(session: AsyncSession, ctx: Context, batch: list[dict[
             .where(ContactPerson.archived_at.is_(None)))).all()
     }
     now = utcnow()
+    changed_customers: set[int] = set()
+    aimed: dict[frozenset[str], list[dict[str, Any]]] = {}
     for values in batch:
         target = existing.get((values["customer_id"], values["name"]))
         birthday = values.get("birthday")
@@ -766,13 +811,24 @@ async def _apply_contacts(session: AsyncSession, ctx: Context, batch: list[dict[
         if target is None:
             session.add(ContactPerson(**values, created_at=now))
             report.created += 1
+            changed_customers.add(values["customer_id"])
         else:
-            await session.execute(update(ContactPerson).where(ContactPerson.id == target).values(**values))
+            row = {**values, "_id": target}
+            aimed.setdefault(frozenset(row), []).append(row)
+    writes, changes = await _only_changes(session, ContactPerson.__table__, aimed, report, None)
+    await audit.record_changes(session, "contact", changes, user_id=ctx.user_id, actor="import")
+    customer_of = {row["_id"]: row["customer_id"] for rows in aimed.values() for row in rows}
+    for rows in writes.values():
+        for row in rows:
+            target = row.pop("_id")
+            await session.execute(update(ContactPerson).where(ContactPerson.id == target).values(**row))
+            changed_customers.add(customer_of[target])
             report.updated += 1
     await session.flush()
     # Contact names and phones are searchable: the customer counts as changed (see services.lookup.sync).
-    await session.execute(update(Customer).where(Customer.id.in_({v["customer_id"] for v in batch}))
-                          .values(updated_at=now).execution_options(synchronize_session=False))
+    if changed_customers:
+        await session.execute(update(Customer).where(Customer.id.in_(changed_customers))
+                              .values(updated_at=now).execution_options(synchronize_session=False))
     return set()
 
 
@@ -815,8 +871,12 @@ async def _apply_purchases(session: AsyncSession, ctx: Context, batch: list[dict
     if inserts:
         await (await session.connection()).execute(_bulk_insert(Purchase, frozenset(inserts[0])), inserts)
         report.created += len(inserts)
-    for keys in {frozenset(r) for r in corrections}:
-        group = [r for r in corrections if frozenset(r) == keys]
+    grouped: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for row in corrections:
+        grouped.setdefault(frozenset(row), []).append(row)
+    grouped, changes = await _only_changes(session, Purchase.__table__, grouped, report, None)
+    await audit.record_changes(session, "purchase", changes, user_id=ctx.user_id, actor="import")
+    for keys, group in grouped.items():
         columns = {k: bindparam(f"v_{k}") for k in keys if k != "_id"}
         await session.execute(
             update(Purchase.__table__).where(Purchase.__table__.c.id == bindparam("_id")).values(columns),
@@ -881,7 +941,7 @@ async def import_file(session: AsyncSession, kind: str, path: str | Path, *, tim
     if date_order is not None and date_order not in DATE_ORDERS:
         raise FileProblem(N_("--date-order must be one of: {choices}"), choices=", ".join(DATE_ORDERS))
     ctx = await _load_context(session, kind, tz, today)
-    ctx.date_order = date_order
+    ctx.date_order, ctx.user_id = date_order, user_id
 
     report = ImportReport(kind)
     known = header_map(fields)

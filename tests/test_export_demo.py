@@ -72,7 +72,7 @@ async def test_exported_customers_import_back_unchanged(session, tmp_path, fmt, 
 
     report = await import_file(session, "customers", path, today=TODAY)
     assert report.ok, [(e.row, e.column, e.value, e.problem) for e in report.errors[:5]]
-    assert (report.created, report.updated) == (0, 30)
+    assert (report.created, report.updated, report.unchanged) == (0, 0, 30)
     await session.commit()
     assert await snapshot(session) == before
 

@@ -154,7 +154,7 @@ async def test_reimporting_purchases_adds_nothing_and_a_changed_order_corrects_t
     path = write_csv(tmp_path / "p.csv", rows)
     assert (await run(session, "purchases", path)).created == 2
     again = await run(session, "purchases", path)
-    assert (again.created, again.updated, again.unchanged) == (0, 1, 1)  # the order is rewritten, same values
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 2)  # the same order, same values: present
     assert await count(session, Purchase) == 2
 
     rows[1][3] = "1500"  # the ERP corrected order A-1

@@ -368,3 +368,37 @@ async def test_an_ambiguous_date_proved_into_the_future_is_refused(session, tmp_
     await session.commit()
     report = await run(session, "purchases", await purchase_file(tmp_path, ["15/01/2026", "02/12/2026"]))
     assert not report.ok and report.errors[0].problem.message == "a purchase cannot be in the future"
+
+
+# --------------------------------------------------------------------------- audit and idempotence
+
+async def test_a_reimported_file_writes_nothing_and_a_changed_row_is_audited_with_old_and_new(session, tmp_path):
+    from models import AuditLog
+
+    await create_customer(session, name="甲公司", external_id="A")
+    await create_customer(session, name="乙公司", external_id="B")
+    await session.commit()
+    orders = "客户编号,订单号,日期,金额\nA,AU-1,2026-03-01,100\nA,AU-2,2026-03-02,200\n"
+    assert (await run(session, "purchases", write(tmp_path / "p.csv", orders, "utf-8"))).created == 2
+    stamp = (await session.execute(select(Customer.updated_at).where(Customer.external_id == "A"))).scalar_one()
+    again = await run(session, "purchases", write(tmp_path / "p.csv", orders, "utf-8"))
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 2)
+    b_stamp = (await session.execute(select(Customer.updated_at).where(Customer.external_id == "B"))).scalar_one()
+    customers = "客户编号,客户名称,电话\nA,甲公司,020-1234 5678\nB,乙公司,\n"
+    first = await run(session, "customers", write(tmp_path / "c.csv", customers, "utf-8"))
+    assert (first.updated, first.unchanged) == (1, 1)
+    session.expire_all()
+    assert (await session.execute(select(Customer.updated_at).where(Customer.external_id == "B"))).scalar_one() \
+        == b_stamp  # not written: its update time stays (the lookup does not reload it)
+    moved = "客户编号,订单号,日期,金额\nB,AU-1,2026-03-01,\"2,000,000\"\nA,AU-2,2026-03-02,200\n"
+    report = await run(session, "purchases", write(tmp_path / "p2.csv", moved, "utf-8"), user_id=None)
+    assert (report.updated, report.unchanged) == (1, 1)
+    entries = list((await session.execute(select(AuditLog).where(AuditLog.action == "update")
+                                          .order_by(AuditLog.id))).scalars())
+    phone, order = entries[-2:]
+    assert (phone.entity, phone.actor, phone.changes) == ("customer", "import", {"phone": [None, "020-1234 5678"]})
+    a, b = (await session.execute(select(Customer.id).order_by(Customer.external_id))).scalars()
+    assert order.entity == "purchase" and order.changes == {"customer_id": [a, b],
+                                                            "amount_cents": [100_00, 2_000_000_00]}
+    assert stamp is not None
+    assert len([e for e in entries if e.entity == "customer"]) == 1  # B was not touched, so not audited
