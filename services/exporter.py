@@ -35,18 +35,6 @@ from services.fields import ENUM_WORDS, FIELDS_BY_KIND, FieldSpec
 from services.messages import N_, DomainError
 from services.safecells import as_text_cells, defuse_csv
 
-FEEDBACK_FIELDS = (
-    FieldSpec("customer_external_id", "客户编号", "客戶編號", "text"),
-    FieldSpec("customer_name", "客户名称", "客戶名稱", "text"),
-    FieldSpec("kind", "类型", "類型", "text"),
-    FieldSpec("product", "产品", "產品", "text"),
-    FieldSpec("rating", "评分", "評分", "int"),
-    FieldSpec("text", "内容", "內容", "text"),
-    FieldSpec("status", "状态", "狀態", "text"),
-    FieldSpec("created_at", "提出时间", "提出時間", "datetime"),
-    FieldSpec("resolved_at", "解决时间", "解決時間", "datetime"),
-    FieldSpec("resolution", "处理结果", "處理結果", "text"),
-)
 AUDIT_FIELDS = (
     FieldSpec("at", "时间", "時間", "datetime"),
     FieldSpec("user", "操作人", "操作人", "user"),
@@ -56,7 +44,7 @@ AUDIT_FIELDS = (
     FieldSpec("entity_id", "对象编号", "對象編號", "int"),
     FieldSpec("changes", "变更内容", "變更內容", "text"),
 )
-EXPORT_FIELDS = {**FIELDS_BY_KIND, "feedback": FEEDBACK_FIELDS, "audit": AUDIT_FIELDS}
+EXPORT_FIELDS = {**FIELDS_BY_KIND, "audit": AUDIT_FIELDS}
 EXPORT_KINDS = tuple(EXPORT_FIELDS)
 
 

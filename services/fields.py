@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from models.activity import FEEDBACK_PRODUCT_LIMIT, FEEDBACK_TEXT_LIMIT
 from services.messages import N_, DomainError
 from services.parsing import fold_width, parse_amount_cents, parse_date, parse_phone
 from services.safecells import Verbatim
@@ -56,6 +57,16 @@ ENUM_WORDS: dict[str, dict[str, tuple[str, ...]]] = {
         "letter": ("信函", "明信片", "letter", "postcard"),
         "gift": ("礼品", "禮品", "送礼", "gift"),
         "event": ("客户联谊", "客戶聯誼", "活动", "活動", "event"),
+    },
+    "feedback_kind": {
+        "complaint": ("投诉", "投訴", "complaint"),
+        "suggestion": ("建议", "建議", "suggestion"),
+        "inquiry": ("咨询", "諮詢", "询问", "詢問", "inquiry"),
+        "praise": ("表扬", "表揚", "称赞", "稱讚", "praise"),
+    },
+    "feedback_status": {
+        "open": ("待处理", "待處理", "未解决", "未解決", "open"),
+        "resolved": ("已解决", "已解決", "resolved"),
     },
     "payment_status": {
         "unpaid": ("未付款", "未付", "unpaid"),
@@ -154,11 +165,24 @@ INTERACTION_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("longitude", "经度", "經度", "float"),
 )
 
+FEEDBACK_FIELDS: tuple[FieldSpec, ...] = (
+    *CUSTOMER_REF,
+    FieldSpec("kind", "类型", "類型", "enum", ref="feedback_kind", required=True, aliases=("反馈类型", "type")),
+    FieldSpec("product", "产品", "產品", "text", FEEDBACK_PRODUCT_LIMIT, aliases=("product",)),
+    FieldSpec("rating", "评分", "評分", "rating", aliases=("满意度", "rating")),
+    FieldSpec("text", "内容", "內容", "text", FEEDBACK_TEXT_LIMIT, required=True, aliases=("反馈内容", "text")),
+    FieldSpec("status", "状态", "狀態", "enum", ref="feedback_status", aliases=("处理状态", "status")),
+    FieldSpec("created_at", "提出时间", "提出時間", "datetime", aliases=("日期", "时间", "date", "created")),
+    FieldSpec("resolved_at", "解决时间", "解決時間", "datetime", aliases=("resolved",)),
+    FieldSpec("resolution", "处理结果", "處理結果", "text", FEEDBACK_TEXT_LIMIT, aliases=("resolution",)),
+)
+
 FIELDS_BY_KIND = {
     "customers": CUSTOMER_FIELDS,
     "contacts": CONTACT_FIELDS,
     "purchases": PURCHASE_FIELDS,
     "interactions": INTERACTION_FIELDS,
+    "feedback": FEEDBACK_FIELDS,
 }
 
 

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import bindparam, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import ContactPerson, Customer, Interaction, Purchase, Stage, User, utcnow
+from models import ContactPerson, Customer, Feedback, Interaction, Purchase, Stage, User, utcnow
 from services import audit, reminders, rollups
 from services.dictionaries import Vocabulary, load_vocabulary
 from services.fields import FIELDS_BY_KIND, FieldSpec, header_key, header_map, is_blank, parse_value
@@ -599,6 +599,10 @@ def _rows(ctx: Context, layout: Layout, report: ImportReport,
             key = values["order_no"]
         elif ctx.kind == "contacts":
             key = (values["customer_id"], values["name"])
+        elif ctx.kind == "feedback":
+            key = (values["customer_id"], values["kind"], values["text"], values.get("created_at"))
+            if not _feedback_ok(values, number, layout, report):
+                continue
         if ctx.kind == "purchases" and not isinstance(values["purchased_on"], PendingDate) \
                 and values["purchased_on"] > ctx.today:
             report.add_error(number, layout.header("purchased_on"), values["purchased_on"],
@@ -707,8 +711,9 @@ def _same(old: Any, new: Any) -> bool:
         return True
     if isinstance(old, (int, float)) and isinstance(new, (int, float)) and not isinstance(old, bool):
         return float(old) == float(new)
-    if isinstance(old, datetime) and isinstance(new, datetime):
-        return old.replace(tzinfo=None) == new.astimezone(UTC).replace(tzinfo=None)
+    if isinstance(old, datetime) and isinstance(new, datetime):  # files carry whole seconds
+        old = old.astimezone(UTC) if old.tzinfo else old.replace(tzinfo=UTC)
+        return old.replace(microsecond=0) == new.astimezone(UTC).replace(microsecond=0)
     return old in (None, "", []) and new in (None, "", [])
 
 
@@ -907,11 +912,74 @@ async def _apply_interactions(session: AsyncSession, ctx: Context, batch: list[d
     return {v["customer_id"] for v in batch}
 
 
+def _feedback_ok(values: dict[str, Any], number: int, layout: Layout, report: ImportReport) -> bool:
+    """Rule "time to resolve is measured, never made up": a resolved complaint needs when it was resolved,
+    not before it was raised; a resolution time without a status means resolved."""
+    resolved_at, created_at = values.get("resolved_at"), values.get("created_at")
+    if resolved_at is not None:
+        values.setdefault("status", "resolved")
+    if values.get("status") == "resolved" and resolved_at is None:
+        report.add_error(number, layout.header("resolved_at"), "",
+                         Problem(N_("a resolved item needs the time it was resolved")))
+        return False
+    if resolved_at is not None and created_at is not None and resolved_at < created_at:
+        report.add_error(number, layout.header("resolved_at"), resolved_at,
+                         Problem(N_("it cannot be resolved before it was raised")))
+        return False
+    if values.get("status") == "open" and resolved_at is not None:
+        report.add_error(number, layout.header("status"), values["status"],
+                         Problem(N_("an open item has no resolution time")))
+        return False
+    return True
+
+
+async def _apply_feedback(session: AsyncSession, ctx: Context, batch: list[dict[str, Any]], report: ImportReport) -> set[int]:
+    """Feedback (complaints with their status, resolution and times) by customer + kind + text + time raised:
+    re-importing adds nothing; a changed status or resolution updates the record (audited). Imported
+    complaints notify nobody: they are history, not news."""
+    now = utcnow()
+    result = await session.execute(
+        select(Feedback.id, Feedback.customer_id, Feedback.kind, Feedback.text, Feedback.created_at)
+        .where(Feedback.customer_id.in_({v["customer_id"] for v in batch})))
+    existing: dict[tuple[Any, ...], int] = {}
+    undated: dict[tuple[Any, ...], int] = {}
+    for fid, cid, kind, text, created in result.all():
+        existing[(cid, kind, text, created.replace(tzinfo=None, microsecond=0))] = fid
+        undated.setdefault((cid, kind, text), fid)
+    inserts, aimed = [], {}
+    for values in batch:
+        row = {"product": None, "rating": None, "status": "open", "resolved_at": None, "resolution": None,
+               "user_id": None, "origin_key": None, **values}
+        created = row.get("created_at")
+        if created is None:
+            target = undated.get((row["customer_id"], row["kind"], row["text"]))
+        else:
+            target = existing.get((row["customer_id"], row["kind"], row["text"],
+                                   created.astimezone(UTC).replace(tzinfo=None, microsecond=0)))
+        if target is None:
+            row["created_at"] = created or now
+            inserts.append(row)
+        else:
+            aimed.setdefault(frozenset(values) | {"_id"}, []).append({**values, "_id": target})
+    if inserts:
+        await (await session.connection()).execute(insert(Feedback.__table__), inserts)
+        report.created += len(inserts)
+    writes, changes = await _only_changes(session, Feedback.__table__, aimed, report, None)
+    await audit.record_changes(session, "feedback", changes, user_id=ctx.user_id, actor="import")
+    for rows in writes.values():
+        for row in rows:
+            target = row.pop("_id")
+            await session.execute(update(Feedback).where(Feedback.id == target).values(**row))
+            report.updated += 1
+    return set()
+
+
 APPLY = {
     "customers": _apply_customers,
     "contacts": _apply_contacts,
     "purchases": _apply_purchases,
     "interactions": _apply_interactions,
+    "feedback": _apply_feedback,
 }
 
 

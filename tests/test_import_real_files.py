@@ -4,7 +4,7 @@ and what landed — a bad file changes nothing."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -402,3 +402,59 @@ async def test_a_reimported_file_writes_nothing_and_a_changed_row_is_audited_wit
                                                             "amount_cents": [100_00, 2_000_000_00]}
     assert stamp is not None
     assert len([e for e in entries if e.entity == "customer"]) == 1  # B was not touched, so not audited
+
+
+# --------------------------------------------------------------------------- feedback
+
+async def test_feedback_exports_and_imports_back_with_status_resolution_and_times(session, tmp_path):
+    from sqlalchemy import update
+
+    from models import Feedback
+    from services.exporter import export
+    from services.feedback import record_feedback
+
+    customer = await create_customer(session, name="甲公司", external_id="A")
+    complaint = await record_feedback(session, customer_id=customer.id, kind="complaint", text="送货慢了三天",
+                                      product="纸箱", rating=2)
+    await record_feedback(session, customer_id=customer.id, kind="praise", text="服务好")
+    await session.execute(update(Feedback).where(Feedback.id == complaint.id).values(
+        status="resolved", resolution="补发并致歉", created_at=datetime(2026, 3, 1, 2, 0, tzinfo=UTC),
+        resolved_at=datetime(2026, 3, 3, 8, 30, tzinfo=UTC)))
+    await session.commit()
+    path = tmp_path / "feedback.csv"
+    assert await export(session, "feedback", path, fmt="csv", language="zh_Hans") == 2
+    text = path.read_text(encoding="utf-8-sig")
+    assert "投诉" in text and "已解决" in text
+    before = await feedback_rows(session)
+    again = await run(session, "feedback", path)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 2)
+    await session.execute(Feedback.__table__.delete())
+    await session.commit()
+    back = await run(session, "feedback", path)
+    assert back.ok and back.created == 2
+    assert await feedback_rows(session) == before
+
+
+async def feedback_rows(session):
+    from models import Feedback
+
+    return sorted((f.kind, f.text, f.product, f.rating, f.status, f.resolution,
+                   f.created_at.replace(tzinfo=None) if f.kind == "complaint" else None,
+                   f.resolved_at.replace(tzinfo=None, microsecond=0) if f.resolved_at else None)  # files: seconds
+                  for f in (await session.execute(select(Feedback))).scalars())
+
+
+@pytest.mark.parametrize("row, says", [
+    ("投诉,慢,已解决,2026-03-01 10:00,", "needs the time"),
+    ("投诉,慢,,2026-03-05 10:00,2026-03-01 10:00", "before it was raised"),
+    ("吐槽,慢,,,", "not"),
+])
+async def test_feedback_rows_that_would_make_up_a_time_to_resolve_are_refused(session, tmp_path, row, says):
+    from models import Feedback
+
+    await create_customer(session, name="甲公司")
+    await session.commit()
+    path = write(tmp_path / "f.csv", f"客户名称,类型,内容,状态,提出时间,解决时间\n甲公司,{row}\n", "utf-8")
+    report = await run(session, "feedback", path)
+    assert not report.ok and says in report.errors[0].problem.message
+    assert await session.scalar(select(func.count()).select_from(Feedback)) == 0
