@@ -160,15 +160,10 @@ async def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     except Rejected as rejected:
         report = rejected.args[0]
+        _print_how_read(report)
         _print_errors(report)
         return 1
-    if report.encoding:
-        print(_("Read as {encoding} text.").format(encoding=report.encoding), file=sys.stderr)
-    if report.sheet:
-        print(_("Read the sheet “{sheet}”.").format(sheet=report.sheet), file=sys.stderr)
-    if report.summary_rows:
-        print(_("Skipped totals rows (合计 / Total): {rows}").format(
-            rows=", ".join(map(str, report.summary_rows[:20]))), file=sys.stderr)
+    _print_how_read(report)
     if report.ignored_columns:
         print(_("Ignored columns (not fields I know): {columns}").format(columns=", ".join(report.ignored_columns)),
               file=sys.stderr)
@@ -178,6 +173,16 @@ async def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         print(_("Imported {rows} rows: {created} created, {updated} updated, {unchanged} already present.").format(
             rows=report.rows, created=report.created, updated=report.updated, unchanged=report.unchanged))
     return 0
+
+
+def _print_how_read(report: Any) -> None:
+    if report.encoding:
+        print(_("Read as {encoding} text.").format(encoding=report.encoding), file=sys.stderr)
+    if report.sheet:
+        print(_("Read the sheet “{sheet}”.").format(sheet=report.sheet), file=sys.stderr)
+    if report.summary_rows:
+        print(_("Skipped totals rows (合计 / Total): {rows}").format(
+            rows=", ".join(map(str, report.summary_rows[:20]))), file=sys.stderr)
 
 
 def _print_errors(report: Any) -> None:
