@@ -189,16 +189,36 @@ def _named_encoding(path: Path, encoding: str) -> tuple[str, str]:
     return codec, _NAMES.get(codec.replace("_", "-"), codec)
 
 
-def _open_csv(path: Path, encoding: str | None = None) -> Table:
+def _header_record(path: Path, codec: str, known: Callable[[str], bool] | None) -> tuple[str, int]:
+    """(separator, index of the header record): the separator the first lines use most, and the record
+    among the first HEADER_SEARCH_ROWS that names the most known columns (a title line above it, as
+    accounting exports write, is passed over); the first record when none names any."""
+    with path.open(encoding=codec, newline="") as fh:
+        lines = [line for _, line in zip(range(HEADER_SEARCH_ROWS), fh, strict=False)]
+    # csv.Sniffer is slow on big samples and guesses wrong on Chinese.
+    delimiter = max(",;\t", key=lambda d: max((line.count(d) for line in lines), default=0))
+    if known is None:
+        return delimiter, 0
+    best, best_score = 0, 0
+    try:
+        for index, cells in enumerate(csv.reader(lines, delimiter=delimiter)):
+            score = _header_score(tuple(cells), known)
+            if score > best_score:
+                best, best_score = index, score
+    except csv.Error:
+        pass  # a broken record among the first lines: the row-by-row read reports it where it is
+    return delimiter, best
+
+
+def _open_csv(path: Path, encoding: str | None = None, known: Callable[[str], bool] | None = None) -> Table:
     codec, shown = _named_encoding(path, encoding) if encoding else _detect_encoding(path)
+    delimiter, header_index = _header_record(path, codec, known)
     fh = path.open(encoding=codec, newline="")
-    first_line = fh.readline()
-    fh.seek(0)
-    # The header line tells the separator; csv.Sniffer is slow on big samples and guesses wrong on Chinese.
-    delimiter = max(",;\t", key=first_line.count) if any(d in first_line for d in ",;\t") else ","
     csv.field_size_limit(FIELD_LIMIT)
     reader = csv.reader(fh, delimiter=delimiter, strict=True)
     try:
+        for _skipped in range(header_index):
+            next(reader)
         headers = next(reader)
     except StopIteration:
         fh.close()
@@ -400,7 +420,7 @@ def open_table(path: str | Path, *, encoding: str | None = None, sheet: str | No
         return _open_xlsx(path, sheet, known)
     if suffix == ".xls":
         raise FileProblem(N_("old .xls files are not supported; save the sheet as XLSX or CSV"))
-    return _open_csv(path, encoding)
+    return _open_csv(path, encoding, known)
 
 
 # --------------------------------------------------------------------------- resolving references
@@ -718,15 +738,15 @@ def _same(old: Any, new: Any) -> bool:
 
 
 async def _only_changes(session: AsyncSession, table: Any, groups: dict[frozenset[str], list[dict[str, Any]]],
-                        report: ImportReport, now: datetime | None,
+                        report: ImportReport, now: datetime | None, stored: dict[int, dict[str, Any]] | None = None,
                         ) -> tuple[dict[frozenset[str], list[dict[str, Any]]], list[tuple[int, dict[str, tuple[Any, Any]]]]]:
     """Rule "re-importing the same file changes nothing": each row aimed at an existing record is compared
     with what is stored; a row that changes nothing counts as already present and is not written (its
     update time stays), a row that does is written with only what changed, and its old and new values go
     to the audit log. Returns the rows to write, regrouped by the columns they change, and the changes."""
     columns = sorted({k for keys in groups for k in keys} - {"_id", "updated_at"})
-    ids = [row["_id"] for rows in groups.values() for row in rows]
-    stored: dict[int, dict[str, Any]] = {}
+    ids = [row["_id"] for rows in groups.values() for row in rows] if stored is None else []
+    stored = {} if stored is None else stored
     for start in range(0, len(ids), 1000):
         result = await session.execute(select(table.c.id, *[table.c[c] for c in columns])
                                        .where(table.c.id.in_(ids[start:start + 1000])))
@@ -846,10 +866,15 @@ async def _apply_purchases(session: AsyncSession, ctx: Context, batch: list[dict
         rows.append(row)
     numbered = [r for r in rows if r.get("order_no")]
     by_order: dict[str, tuple[int, int]] = {}
-    if numbered:
-        result = await session.execute(select(Purchase.order_no, Purchase.id, Purchase.customer_id)
-                                       .where(Purchase.order_no.in_([r["order_no"] for r in numbered])))
-        by_order = {o: (pid, cid) for o, pid, cid in result.all()}
+    stored: dict[int, dict[str, Any]] = {}
+    if numbered:  # the orders already there, with what the file may change (one query, not two)
+        table = Purchase.__table__
+        columns = sorted({k for r in numbered for k in r} - {"order_no"})
+        result = await session.execute(select(table.c.order_no, table.c.id, *[table.c[c] for c in columns])
+                                       .where(table.c.order_no.in_([r["order_no"] for r in numbered])))
+        for order_no, pid, *values in result.all():
+            stored[pid] = dict(zip(columns, values, strict=True))
+            by_order[order_no] = (pid, stored[pid]["customer_id"])
     plain = [r for r in rows if not r.get("order_no")]
     known_plain: set[tuple[Any, ...]] = set()
     if plain:
@@ -862,15 +887,14 @@ async def _apply_purchases(session: AsyncSession, ctx: Context, batch: list[dict
     touched: set[int] = set()
     inserts, corrections = [], []
     for row in rows:
-        touched.add(row["customer_id"])
         if row.get("order_no") and row["order_no"] in by_order:
-            pid, old_customer = by_order[row["order_no"]]
-            touched.add(old_customer)
+            pid, _old_customer = by_order[row["order_no"]]
             corrections.append(row | {"_id": pid})
         elif not row.get("order_no") and (row["customer_id"], row["purchased_on"], row["amount_cents"],
                                           row.get("products")) in known_plain:
             report.unchanged += 1
         else:
+            touched.add(row["customer_id"])
             inserts.append({"products": None, "quantity": None, "payment_method": None, "order_no": None,
                             **row, "source": "import"})
     if inserts:
@@ -879,8 +903,11 @@ async def _apply_purchases(session: AsyncSession, ctx: Context, batch: list[dict
     grouped: dict[frozenset[str], list[dict[str, Any]]] = {}
     for row in corrections:
         grouped.setdefault(frozenset(row), []).append(row)
-    grouped, changes = await _only_changes(session, Purchase.__table__, grouped, report, None)
+    grouped, changes = await _only_changes(session, Purchase.__table__, grouped, report, None, stored)
     await audit.record_changes(session, "purchase", changes, user_id=ctx.user_id, actor="import")
+    for pid, diff in changes:  # roll-ups of the customers an order left or joined, or whose order changed
+        old_customer, new_customer = diff.get("customer_id", (stored[pid]["customer_id"],) * 2)
+        touched.update((old_customer, new_customer))
     for keys, group in grouped.items():
         columns = {k: bindparam(f"v_{k}") for k in keys if k != "_id"}
         await session.execute(

@@ -171,6 +171,7 @@ _AMOUNT_NOISE = re.compile(r"(rmb|cny|usd|hkd|万元|元|圆|块|[¥$€£])", r
 # The only ways of writing a number that cannot mean two things: plain digits, or thousands grouped by
 # commas (or spaces, or apostrophes) in threes, with a decimal point. 12800,50 / 12.800,00 / 12,8000 do not.
 _GROUPED = re.compile(r"\d{1,3}(?:(?P<sep>[, '])\d{3})(?:(?P=sep)\d{3})*(?:\.\d+)?|\d+(?:\.\d+)?")
+_COMMA_GROUPED = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?")
 _TOO_BIG = 10**15
 
 
@@ -200,8 +201,8 @@ def parse_amount_cents(value: object) -> int:
         cents = _decimal_cents(value, value)
     else:
         raw = str(value)
-        if _PLAIN_AMOUNT.fullmatch(raw):  # the common case in files: 12800.50
-            whole, _, fraction = raw.partition(".")
+        if _PLAIN_AMOUNT.fullmatch(raw) or _COMMA_GROUPED.fullmatch(raw):  # the common cases: 12800.50, 12,800.50
+            whole, _, fraction = raw.replace(",", "").partition(".")
             cents = int(whole) * 100 + int((fraction + "00")[:2])
         else:
             cents = _text_cents(raw)

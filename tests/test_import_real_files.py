@@ -12,20 +12,10 @@ from sqlalchemy import func, select
 
 from models import Customer, Purchase
 from services.customers import create_customer
-from services.importer import FileProblem, import_file
+from services.importer import FileProblem
 from services.messages import DomainError
 from services.parsing import parse_amount_cents
-
-TODAY = date(2026, 3, 20)
-
-
-async def run(session, kind, path, **kw):
-    report = await import_file(session, kind, path, today=TODAY, **kw)
-    if report.ok:
-        await session.commit()
-    else:
-        await session.rollback()
-    return report
+from tests.test_import import run
 
 
 async def names(session) -> list[str]:
@@ -458,3 +448,10 @@ async def test_feedback_rows_that_would_make_up_a_time_to_resolve_are_refused(se
     report = await run(session, "feedback", path)
     assert not report.ok and says in report.errors[0].problem.message
     assert await session.scalar(select(func.count()).select_from(Feedback)) == 0
+
+
+async def test_an_accounting_csv_with_a_title_line_is_read_from_its_header(session, tmp_path):
+    text = "某某科技有限公司 客户档案,,\n导出时间：2026-03-19,,\n客户编号,客户名称,电话\nC1,甲公司,020-8888 1234\n"
+    report = await run(session, "customers", write(tmp_path / "t.csv", text, "gbk"))
+    assert report.ok and report.created == 1 and await names(session) == ["甲公司"]
+    assert report.errors == [] and report.rows == 1
