@@ -22,8 +22,16 @@ def day(value: date | datetime, language: str, timezone: str = "Asia/Shanghai") 
 
 
 def ago(days: int, language: str) -> str:
-    """“3 days ago”, “3天前” …"""
-    return format_timedelta(timedelta(days=-days), granularity="day", add_direction=True, locale=locale(language))
+    """When something happened, in local calendar days: “today”, “yesterday”, then the exact number of days
+    (“45 days ago”, “45天前”; never rounded to months, since cycles are counted in days)."""
+    from bot.i18n import gettext_for
+
+    if days <= 0:
+        return gettext_for(language)("today")
+    if days == 1:
+        return gettext_for(language)("yesterday")
+    return format_timedelta(timedelta(days=-days), granularity="day", threshold=100000, add_direction=True,
+                            locale=locale(language))
 
 
 def duration(days: int, language: str) -> str:

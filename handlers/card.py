@@ -78,7 +78,7 @@ async def show_card(target, session: AsyncSession, user: User, viewer: Viewer, s
                     customer_id: int) -> bool:
     """Send the card as a new message to `target` (a Message); False when the customer is not visible."""
     try:
-        card = await customer_card(session, viewer, customer_id)
+        card = await customer_card(session, viewer, customer_id, timezone=user.timezone)
     except DomainError:
         return False
     await target.answer(render_card(card, user, settings), reply_markup=card_keyboard(card, user))
@@ -108,7 +108,7 @@ def card_keyboard(card: Card, user: User) -> InlineKeyboardMarkup:
 
 async def open_card(callback: CallbackQuery, callback_data: CustomerCallback, session: AsyncSession, user: User,
                     viewer: Viewer, settings: Settings) -> None:
-    card = await customer_card(session, viewer, callback_data.id)  # refused: bot.errors alerts
+    card = await customer_card(session, viewer, callback_data.id, timezone=user.timezone)  # refused: bot.errors alerts
     await callback.answer()
     if callback.message is not None:
         await callback.message.answer(render_card(card, user, settings), reply_markup=card_keyboard(card, user))

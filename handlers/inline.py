@@ -14,20 +14,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.filters import Registered
 from bot.formatting import ago
 from bot.labels import stage_label
-from models import Customer, User, utcnow
+from models import Customer, User
 from services.access import Viewer
-from services.cards import found_customers
+from services.cards import found_customers, local_days_since
 from services.lookup import LookupIndex
 from services.privacy import is_shared, mask_phone
 
 RESULTS = 10
 
 
-def short_card(customer: Customer, owner: str | None, language: str, phone: str | None) -> str:
+def short_card(customer: Customer, owner: str | None, language: str, phone: str | None,
+               timezone: str = "Asia/Shanghai") -> str:
     lines = [f"<b>{html.escape(customer.name)}</b>", _("Stage: {stage}").format(stage=stage_label(customer.stage)),
              _("Owner: {name}").format(name=html.escape(owner) if owner else _("nobody"))]
     if customer.last_contact_at:
-        lines.append(_("Last contact: {when}").format(when=ago((utcnow() - customer.last_contact_at).days, language)))
+        lines.append(_("Last contact: {when}").format(when=ago(local_days_since(customer.last_contact_at, timezone),
+                                                                language)))
     if phone:
         lines.append(_("Phone: {phone}").format(phone=html.escape(phone)))
     return "\n".join(lines)
@@ -44,7 +46,7 @@ async def inline_search(inline_query: InlineQuery, session: AsyncSession, user: 
             id=str(customer.id), title=customer.name,
             description=" · ".join(filter(None, [stage_label(customer.stage), owner, phone])),
             input_message_content=InputTextMessageContent(
-                message_text=short_card(customer, owner, user.language, phone), parse_mode="HTML")))
+                message_text=short_card(customer, owner, user.language, phone, user.timezone), parse_mode="HTML")))
     # Personal and uncached: what one user may see is not what another may.
     await inline_query.answer(results, is_personal=True, cache_time=0)
 

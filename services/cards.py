@@ -11,7 +11,8 @@ Rules:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -80,9 +81,23 @@ async def found_customers(session: AsyncSession, viewer: Viewer, index: LookupIn
             if m.customer_id in by_id and viewer.can_see(by_id[m.customer_id][0].owner_id)]
 
 
+def _local_day(moment: datetime, tz: ZoneInfo) -> date:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(tz).date()
+
+
+def local_days_since(moment: datetime, timezone: str, now: datetime | None = None) -> int:
+    """Rule "days are calendar days where the viewer is": 0 today, 1 yesterday, …"""
+    tz = ZoneInfo(timezone)
+    return ((now or utcnow()).astimezone(tz).date() - _local_day(moment, tz)).days
+
+
 async def customer_card(session: AsyncSession, viewer: Viewer, customer_id: int, *,
-                        now: datetime | None = None) -> Card:
+                        now: datetime | None = None, timezone: str = "Asia/Shanghai") -> Card:
+    """The card as the viewer sees it; days are counted in the viewer's local calendar (a visit late
+    yesterday evening was "yesterday" this morning, not "today")."""
     now = now or utcnow()
+    tz = ZoneInfo(timezone)
+    today = now.astimezone(tz).date()
     customer = await visible_customer(session, viewer, customer_id)
     owner = await session.get(User, customer.owner_id) if customer.owner_id else None
     contact_cycle = purchase_cycle = None
@@ -91,8 +106,9 @@ async def customer_card(session: AsyncSession, viewer: Viewer, customer_id: int,
     if customer.purchase_strategy_id:
         purchase_cycle = (await session.get(PurchaseStrategy, customer.purchase_strategy_id)).cycle_days
     contacted = customer.last_contact_at or customer.created_at
-    contact = Clock(customer.last_contact_at, (now - contacted).days if contacted else None, contact_cycle)
-    purchase = Clock(customer.last_txn_on, (now.date() - customer.last_txn_on).days if customer.last_txn_on else None,
+    contact = Clock(customer.last_contact_at, (today - _local_day(contacted, tz)).days if contacted else None,
+                    contact_cycle)
+    purchase = Clock(customer.last_txn_on, (today - customer.last_txn_on).days if customer.last_txn_on else None,
                      purchase_cycle if customer.last_txn_on else None)
     people = list((await session.execute(
         select(ContactPerson).where(ContactPerson.customer_id == customer.id, ContactPerson.archived_at.is_(None))

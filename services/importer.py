@@ -241,7 +241,7 @@ def _open_csv(path: Path, encoding: str | None = None, known: Callable[[str], bo
                 except UnicodeDecodeError:
                     raise FileProblem(N_("row {row}: from here on the text is not {encoding}; save the file as "
                                          "CSV UTF-8"), row=start, encoding=shown) from None
-                for column, cell in enumerate(cells):
+                for column, cell in enumerate(cells) if any("\n" in cell for cell in cells) else ():
                     if "\n" in cell and _looks_like_rows(cell, delimiter, width):
                         raise FileProblem(N_("row {row}: the quoted value in column {column} runs over {lines} "
                                              "lines that look like rows of their own; a quote is probably not "
@@ -525,7 +525,7 @@ def _parse_row(ctx: Context, cells: list[Any], layout: Layout, number: int,
             continue
         try:
             if spec.type in ("date", "datetime") and ctx.date_order is None and isinstance(raw, str) \
-                    and (shown := date_order_shown(raw)):
+                    and raw[4:5] != "-" and (shown := date_order_shown(raw)):
                 ctx.orders_seen.setdefault(spec.name, set()).add(shown)
             try:
                 value = parse_value(spec, raw, tz=ctx.tz, today=ctx.today, date_order=ctx.date_order)
@@ -643,6 +643,7 @@ def _rows(ctx: Context, layout: Layout, report: ImportReport,
 
 _SUMMARY_LABELS = {"合计", "总计", "小计", "合計", "總計", "小計", "总合计", "共计", "共計", "累计", "累計",
                    "total", "totals", "grandtotal", "subtotal", "sum", "summe"}
+_SUMMARY_HINTS = frozenset("计計lLmMＬＭｌｍ")  # every label ends so: a cheap test before folding
 _LABEL_NOISE = re.compile(r"[\s:：()（）\-_*]+")
 
 
@@ -652,7 +653,8 @@ def _is_summary_row(cells: list[Any]) -> bool:
     for cell in cells:
         if is_blank(cell):
             continue
-        return isinstance(cell, str) and _LABEL_NOISE.sub("", fold_width(cell)).lower() in _SUMMARY_LABELS
+        return (isinstance(cell, str) and len(cell) <= 24 and any(ch in cell for ch in _SUMMARY_HINTS)
+                and _LABEL_NOISE.sub("", fold_width(cell)).lower() in _SUMMARY_LABELS)
     return False
 
 

@@ -1,0 +1,46 @@
+"""What reps see on their phones is right (issue 15): days said as people say them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.formatting import ago
+from services.access import Viewer
+from services.cards import customer_card
+from services.customers import create_customer
+from services.interactions import log_interaction
+from services.users import add_user
+from tests.botkit import make_app, person, text_update
+
+
+@pytest.mark.parametrize("language, today, yesterday, many", [
+    ("en", "today", "yesterday", "45 days ago"), ("zh_Hans", "今天", "昨天", "45天前"), ("zh_Hant", "今天", "昨天", "45 天前")])
+def test_days_are_said_as_people_say_them(language, today, yesterday, many):
+    assert (ago(0, language), ago(1, language), ago(45, language)) == (today, yesterday, many)
+    assert "0" not in ago(0, language)
+
+
+async def test_a_visit_late_yesterday_evening_is_yesterday_this_morning(session):
+    customer = await create_customer(session, name="甲公司")
+    evening = datetime(2026, 3, 9, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
+    await log_interaction(session, customer_id=customer.id, kind="visit", occurred_at=evening)
+    morning = datetime(2026, 3, 10, 0, 30, tzinfo=UTC)  # 08:30 in Shanghai, 9.5 hours later
+    card = await customer_card(session, Viewer.everyone(), customer.id, now=morning, timezone="Asia/Shanghai")
+    assert card.contact.days == 1
+    card = await customer_card(session, Viewer.everyone(), customer.id, now=morning, timezone="Europe/London")
+    assert card.contact.days == 1  # 15:00 on the 9th in London, 00:30 on the 10th
+
+
+async def test_the_card_says_today_for_a_visit_logged_today(engine):
+    app = await make_app(engine)
+    async with app.sessions() as session:
+        lee = await add_user(session, name="Lee", telegram_id=8101, language="zh_Hans")
+        customer = await create_customer(session, name="广州市人易软件技术有限公司", owner_id=lee.id)
+        await log_interaction(session, customer_id=customer.id, kind="call", user_id=lee.id,
+                              occurred_at=datetime.now(UTC) - timedelta(minutes=5))
+        await session.commit()
+    await app.sync()
+    [card] = (await app.send(text_update(person(8101), "广州市人易软件技术有限公司"))).sent()
+    assert "最近联系：今天" in card.text and "0天" not in card.text and "0 天" not in card.text
