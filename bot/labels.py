@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from aiogram.utils.i18n import gettext as _
 
-from models import FeedbackKind, InteractionKind, Stage
+from models import FeedbackKind, InteractionKind, Role, Stage
+
+
+def role_label(role: str) -> str:
+    return {Role.rep: _("rep"), Role.manager: _("manager"), Role.admin: _("admin")}.get(role, role)
+
+
+def role_from_words(text: str) -> str:
+    """A role as a person types it: the code (rep, manager, admin) or its name in their language (经理)."""
+    text = text.strip().lower()
+    return next((role for role in Role if text in (role.value, role_label(role).lower())), text)
 
 
 def stage_label(stage: str) -> str:

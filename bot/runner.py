@@ -75,6 +75,16 @@ async def set_commands(bot: Bot, sessions: async_sessionmaker[AsyncSession], set
     return failed
 
 
+async def set_chat_menu(bot: Bot, chat_id: int, language: str, role: str) -> bool:
+    """One person's command menu in their language (after /lang): best effort, a refusal is logged."""
+    try:
+        await bot.set_my_commands(commands(language, role), scope=BotCommandScopeChat(chat_id=chat_id))
+    except Exception as exc:
+        log.warning("command menu for chat %s not set: %s", chat_id, exc)
+        return False
+    return True
+
+
 async def keep_menus(bot: Bot, sessions: async_sessionmaker[AsyncSession], settings: Settings,
                      retry_every: float | None = None, tries: int = MENU_TRIES) -> None:
     """While some menus could not be set at start, try again later (a first admin who opens the bot

@@ -6,7 +6,7 @@ import html
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from aiogram import F, Router
+from aiogram import Bot, F, Router
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.callbacks import LanguageCallback, SettingsCallback
 from bot.filters import Registered
 from bot.formatting import locale
+from bot.runner import set_chat_menu
 from handlers.common import text_please
 from models import User
 from services.messages import DomainError
@@ -85,13 +86,15 @@ async def choose_language(message: Message) -> None:
 
 
 async def language_chosen(callback: CallbackQuery, callback_data: LanguageCallback, session: AsyncSession,
-                          user: User, i18n: I18n) -> None:
+                          user: User, i18n: I18n, bot: Bot) -> None:
     try:
         await set_language(session, user.id, callback_data.code)
     except DomainError:
         await callback.answer()
         return
     await callback.answer()
+    if callback.message is not None and callback.message.chat.type == "private":  # the menu follows the language
+        await set_chat_menu(bot, callback.message.chat.id, callback_data.code, user.role)
     with i18n.use_locale(callback_data.code):  # answer in the language just chosen
         await callback.message.answer(_("Language set: {name}.").format(name=NAMES[callback_data.code]))
 

@@ -14,6 +14,7 @@ from bot.errors import Told
 from bot.filters import Registered
 from bot.formatting import day
 from bot.i18n import pick_language
+from bot.labels import role_from_words, role_label
 from bot.settings import Settings
 from models import Role, User
 from services.invites import admit_configured_admin, create_invite, redeem_invite
@@ -51,12 +52,12 @@ async def start(message: Message, command: CommandObject, session: AsyncSession,
 
 
 async def invite(message: Message, command: CommandObject, session: AsyncSession, user: User, bot: Bot) -> None:
-    role = (command.args or Role.rep).strip().lower()
+    role = role_from_words(command.args or Role.rep)
     created = await create_invite(session, by=user, role=role)
     me = await bot.me()
     link = f"https://t.me/{me.username}?start={created.code}"
     await message.answer(_("Invitation for a new {role}, valid until {date}, usable once:\n{link}").format(
-        role=html.escape(role), date=day(created.expires_at, user.language, user.timezone), link=link))
+        role=html.escape(role_label(role)), date=day(created.expires_at, user.language, user.timezone), link=link))
 
 
 async def stranger(message: Message) -> None:
