@@ -374,6 +374,19 @@ async def test_the_page_in_headless_chromium_sends_and_taps(sandbox, tmp_path):
                 assert clicked
                 await browser.until("[...document.querySelectorAll('.msg:not(.me)')].some("
                                     "m => m.textContent.includes('历史记录'))")
+                # A manager's invitation is a link; tapping it opens the chat with /start CODE, as Telegram does.
+                await browser.js(f"document.querySelector('.persona[data-id=\"{MANAGER}\"]').click(); true")
+                await browser.until(f"document.querySelector('.persona.active').dataset.id === '{MANAGER}'")
+                await browser.js("document.getElementById('text').value = '/invite';"
+                                 "document.getElementById('compose').requestSubmit(); true")
+                await browser.until("[...document.querySelectorAll('.msg:not(.me) .text a')]"
+                                    ".some(a => a.href.includes('?start='))")
+                code = await browser.js("(() => { const a = [...document.querySelectorAll('.msg:not(.me) .text a')]"
+                                        ".reverse().find(a => a.href.includes('?start=')); a.click();"
+                                        " return a.href.split('start=')[1]; })()")
+                assert await browser.js("document.getElementById('text').value") == f"/start {code}"
+                await browser.js(f"document.querySelector('.persona[data-id=\"{REP}\"]').click(); true")
+                await browser.until(f"document.querySelector('.persona.active').dataset.id === '{REP}'")
                 shot = await browser.call("Page.captureScreenshot", format="png")
                 path = tmp_path / "sandbox.png"
                 path.write_bytes(base64.b64decode(shot["data"]))

@@ -44,3 +44,39 @@ async def test_the_card_says_today_for_a_visit_logged_today(engine):
     await app.sync()
     [card] = (await app.send(text_update(person(8101), "广州市人易软件技术有限公司"))).sent()
     assert "最近联系：今天" in card.text and "0天" not in card.text and "0 天" not in card.text
+
+
+async def test_an_invitation_names_the_role_in_the_inviters_language(engine):
+    from models import Role
+
+    app = await make_app(engine)
+    async with app.sessions() as session:
+        await add_user(session, name="Boss", role=Role.admin, telegram_id=8201, language="zh_Hans")
+        await session.commit()
+    [sent] = (await app.send(text_update(person(8201), "/invite"))).sent()
+    assert sent.text.startswith("新业务员的邀请链接") and "rep" not in sent.text
+    [sent] = (await app.send(text_update(person(8201), "/invite 经理"))).sent()
+    assert sent.text.startswith("新经理的邀请链接")
+    async with app.sessions() as session:
+        from sqlalchemy import select
+
+        from models import Invite
+
+        assert sorted((await session.execute(select(Invite.role))).scalars()) == ["manager", "rep"]
+
+
+async def test_choosing_english_sets_the_chats_menu_in_english(engine):
+    from aiogram.methods import SetMyCommands
+
+    from bot.callbacks import LanguageCallback
+    from tests.botkit import button_update
+
+    app = await make_app(engine)
+    async with app.sessions() as session:
+        await add_user(session, name="Lee", telegram_id=8301, language="zh_Hans")
+        await session.commit()
+    recorder = await app.send(button_update(person(8301), LanguageCallback(code="en").pack()))
+    [menu] = [r for r in recorder.requests if isinstance(r, SetMyCommands)]
+    assert menu.scope.chat_id == 8301
+    assert {c.command: c.description for c in menu.commands}["today"] == "what to do today"
+    assert recorder.sent()[-1].text.startswith("Language set")
