@@ -176,6 +176,19 @@ async def accuracy() -> None:
           f"ours top-1 {ours.top1_rate:.1%} top-3 {ours.top3_rate:.1%} (ambiguous top-3 "
           f"{ours.ambiguous_top3_rate:.1%}) | naive top-1 {naive.top1_rate:.1%} top-3 {naive.top3_rate:.1%} "
           f"(ambiguous top-3 {naive.ambiguous_top3_rate:.1%})")
+    from services.lookup import confident
+    from tests.lookup_set import direct_opens
+
+    def before(matches):  # the rule until 2026-12: the only match, or >= 99 with the next < 90
+        if len(matches) == 1 or (len(matches) > 1 and matches[0].score >= 99 and matches[1].score < 90):
+            return matches[0]
+        return None
+
+    search = lambda q: index.search(q, EVERYONE, 8)  # noqa: E731
+    for label, rule in (("confident (score >= 90, margin >= 5)", confident), ("before (single or >= 99/< 90)", before)):
+        opens = direct_opens(rule, search, queries, ids)
+        print(f"  card opened directly, {label}: {opens.rate:.1%} of {opens.total} queries, "
+              f"{len(opens.wrong)} on the wrong customer {opens.wrong[:3]}")
     print("  by kind (ours top-1 / naive top-1): " + ", ".join(
         f"{kind} {o[1] / o[0]:.0%}/{naive.by_kind[kind][1] / o[0]:.0%}" for kind, o in sorted(ours.by_kind.items())))
 

@@ -75,13 +75,17 @@ def render_card(card: Card, user: User, settings: Settings) -> str:
 
 
 async def show_card(target, session: AsyncSession, user: User, viewer: Viewer, settings: Settings,
-                    customer_id: int) -> bool:
-    """Send the card as a new message to `target` (a Message); False when the customer is not visible."""
+                    customer_id: int, extra_rows: list | None = None) -> bool:
+    """Send the card as a new message to `target` (a Message); False when the customer is not visible.
+    `extra_rows`: buttons added under the card's own (e.g. ➕ New customer after a search)."""
     try:
         card = await customer_card(session, viewer, customer_id, timezone=user.timezone)
     except DomainError:
         return False
-    await target.answer(render_card(card, user, settings), reply_markup=card_keyboard(card, user))
+    keyboard = card_keyboard(card, user)
+    if extra_rows:
+        keyboard = InlineKeyboardMarkup(inline_keyboard=[*keyboard.inline_keyboard, *extra_rows])
+    await target.answer(render_card(card, user, settings), reply_markup=keyboard)
     return True
 
 

@@ -31,14 +31,14 @@ async def pick_customer(message: Message, query: str, index, viewer, button) -> 
     saying that nothing matches or offering the matches as buttons (`button(customer_id)` → callback data)."""
     from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-    from services.lookup import clear_winner
+    from services.lookup import confident
 
     query = query.strip()[:100]
     matches = index.search(query, viewer, limit=8)
     if not matches:
         await message.answer(_("No customer matches “{query}”.").format(query=html.escape(query)))
         return None
-    if (winner := clear_winner(matches)) is not None:
+    if (winner := confident(matches)) is not None:
         return winner.customer_id
     buttons = [[InlineKeyboardButton(text=m.name[:60], callback_data=button(m.customer_id))] for m in matches]
     await message.answer(_("Which one?"), reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons))

@@ -19,7 +19,7 @@ from handlers.card import show_card
 from handlers.new_customer import LAST_QUERY, create_button
 from models import User
 from services.access import Viewer
-from services.lookup import LookupIndex, clear_winner
+from services.lookup import LookupIndex, confident, is_exact
 
 MAX_QUERY = 100
 RESULTS = 8
@@ -41,12 +41,16 @@ async def search(message: Message, query: str, session: AsyncSession, user: User
         await message.answer(_("No customer matches “{query}”.").format(query=html.escape(query)),
                              reply_markup=create_button(query))
         return
-    if (winner := clear_winner(matches)) is not None:
-        if await show_card(message, session, user, viewer, settings, winner.customer_id):
+    # Unless the query is exactly a customer, creating it is offered beside what was found.
+    new = [] if is_exact(matches) else create_button(query).inline_keyboard
+    if new:
+        await state.update_data({LAST_QUERY: query})
+    if (winner := confident(matches)) is not None:
+        if await show_card(message, session, user, viewer, settings, winner.customer_id, extra_rows=new):
             return
     buttons = [[InlineKeyboardButton(text=m.name[:60], callback_data=CustomerCallback(action="card", id=m.customer_id)
                                      .pack())] for m in matches]
-    await message.answer(_("Which one?"), reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons))
+    await message.answer(_("Which one?"), reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons + new))
 
 
 async def find_command(message: Message, command: CommandObject, **data) -> None:

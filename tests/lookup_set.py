@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -86,4 +87,33 @@ def evaluate(search: Callable[[str], list[int]], queries: list[tuple[str, str, s
             counts[2] += 1
         else:
             result.misses.append((kind, query, expected, [names.get(i, str(i)) if names else str(i) for i in found]))
+    return result
+
+
+@dataclass
+class DirectOpens:
+    """How often a rule opens a card straight away, and how often that card is the wrong customer."""
+
+    total: int = 0
+    opened: int = 0
+    wrong: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.opened / max(self.total, 1)
+
+
+def direct_opens(rule: Callable[[list], Any], search: Callable[[str], list], queries: list[tuple[str, str, str]],
+                 ids: dict[str, int]) -> DirectOpens:
+    """`rule(matches)` → the match to open or None, over the unambiguous queries."""
+    result = DirectOpens()
+    for kind, query, expected in queries:
+        if kind.endswith("~"):
+            continue
+        result.total += 1
+        winner = rule(search(query))
+        if winner is not None:
+            result.opened += 1
+            if winner.customer_id != ids[expected]:
+                result.wrong.append((kind, query))
     return result

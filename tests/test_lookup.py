@@ -242,3 +242,14 @@ async def test_a_build_split_over_worker_processes_finds_exactly_the_same(sessio
     for query in ("人易", "renyi", "hdwl", "1234", "acme trdng", "zengzhiwei", "廣州人易軟件"):
         assert [(m.customer_id, m.score, m.why) for m in shared.search(query, EVERYONE)] == \
             [(m.customer_id, m.score, m.why) for m in alone.search(query, EVERYONE)], query
+
+
+async def test_a_card_opens_directly_only_when_the_lookup_is_sure_and_never_on_the_wrong_customer(session):
+    from services.lookup import confident
+    from tests.lookup_set import direct_opens, load_customers, load_queries
+
+    ids = await load_customers(session)
+    index = await build_index(session)
+    opens = direct_opens(confident, lambda q: index.search(q, EVERYONE, 8), load_queries(), ids)
+    assert opens.wrong == []
+    assert opens.rate >= 0.5  # half the queries still need no second tap

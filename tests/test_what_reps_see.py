@@ -80,3 +80,46 @@ async def test_choosing_english_sets_the_chats_menu_in_english(engine):
     assert menu.scope.chat_id == 8301
     assert {c.command: c.description for c in menu.commands}["today"] == "what to do today"
     assert recorder.sent()[-1].text.startswith("Language set")
+
+
+async def search_app(engine, names: list[str]):
+    app = await make_app(engine)
+    async with app.sessions() as session:
+        lee = await add_user(session, name="Lee", telegram_id=8401, language="en")
+        for name in names:
+            await create_customer(session, name=name, owner_id=lee.id)
+        await session.commit()
+    await app.sync()
+    return app
+
+
+def button_texts(message) -> list[str]:
+    return [b.text for row in message.reply_markup.inline_keyboard for b in row]
+
+
+async def test_a_weak_single_match_is_offered_not_opened_and_a_new_prospect_can_be_added(engine):
+    app = await search_app(engine, ["青岛市丰人医疗器械有限公司"])
+    [reply] = (await app.send(text_update(person(8401, language="en"), "人易"))).sent()
+    assert reply.text == "Which one?"
+    assert button_texts(reply) == ["青岛市丰人医疗器械有限公司", "➕ New customer “人易”"]
+
+
+async def test_a_new_prospect_beside_unrelated_similar_names_can_be_added(engine):
+    app = await search_app(engine, ["广州市人易软件技术有限公司", "深圳市华软技术有限公司", "北京华信软件技术有限公司"])
+    [reply] = (await app.send(text_update(person(8401, language="en"), "华为技术有限公司"))).sent()
+    assert not reply.text.startswith("<b>")  # no card opened as if it were the answer
+    assert button_texts(reply)[-1] == "➕ New customer “华为技术有限公司”"
+
+
+async def test_an_exact_name_opens_the_card_with_nothing_to_add(engine):
+    app = await search_app(engine, ["广州市人易软件技术有限公司", "广州市人易贸易有限公司"])
+    [card] = (await app.send(text_update(person(8401, language="en"), "广州市人易软件技术有限公司"))).sent()
+    assert card.text.startswith("<b>广州市人易软件技术有限公司</b>")
+    assert not any(text.startswith("➕") for text in button_texts(card))
+
+
+async def test_a_sure_but_inexact_match_opens_the_card_and_still_offers_a_new_customer(engine):
+    app = await search_app(engine, ["广州市人易软件技术有限公司", "上海恒达物流有限公司"])
+    [card] = (await app.send(text_update(person(8401, language="en"), "人易软件"))).sent()
+    assert card.text.startswith("<b>广州市人易软件技术有限公司</b>")
+    assert button_texts(card)[-1] == "➕ New customer “人易软件”"
