@@ -62,6 +62,15 @@ class ReminderCallback(CallbackData, prefix="rem"):
     days: _one_of(0, 1, 3, 7) = 0  # snooze: 1, 3 or 7
 
 
+class AgendaCallback(CallbackData, prefix="ag"):
+    """The agenda's buttons: a page (◀ ▶), one item's actions (its number), and done / snooze from there."""
+
+    action: Literal["page", "item", "done", "snooze"]
+    page: Annotated[int, Field(ge=0, le=999)] = 0
+    id: DbId = 0  # reminder (item, done, snooze)
+    days: _one_of(0, 1, 3, 7) = 0  # snooze: 1, 3 or 7
+
+
 class ReassignCallback(CallbackData, prefix="reas"):
     customer: DbId
     reminder: DbId = 0  # the escalation it came from (services close it when the owner changes)

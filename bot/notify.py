@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.callbacks import CustomerCallback, LogCallback, ReassignCallback, ReminderCallback
+from bot.callbacks import AgendaCallback, CustomerCallback, LogCallback, ReassignCallback, ReminderCallback
 from bot.formatting import day
 from bot.formatting import days as n_days
 from bot.i18n import gettext_for
@@ -110,23 +110,72 @@ def item_buttons(item: AgendaItem, number: str, _: Gettext) -> list[InlineKeyboa
     return row
 
 
+AGENDA_PAGE = 5  # items per page: five lines and one row of number buttons fit a phone screen
+
+
+def agenda_pages(total: int) -> int:
+    return max(1, -(-total // AGENDA_PAGE))
+
+
 def render_agenda(items: list[AgendaItem], total: int, user: User, today: date, *, digest: bool,
-                  _: Gettext | None = None) -> tuple[str, InlineKeyboardMarkup | None]:
-    """The agenda: a heading, up to DIGEST_ITEMS numbered lines, one row of buttons per line."""
+                  _: Gettext | None = None, page: int = 0) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The agenda, one page of AGENDA_PAGE numbered lines in the order that counts (services.reminders
+    .importance): one number button per line (it opens that item's actions), ◀ ▶ between pages."""
     _ = _ or gettext_for(user.language)
     if not items:
         return _("Nothing due today. 🎉"), None
-    heading = _("Good morning! Due today: {count}") if digest else _("Due today: {count}")
-    lines = [f"<b>{heading.format(count=total)}</b>", ""]
-    rows = []
-    for position, item in enumerate(items[:DIGEST_ITEMS]):
-        number = NUMBERS[position]
-        lines.append(f"{number} {item_line(item, _, user.language, today)}")
-        rows.append(item_buttons(item, number, _))
-    if total > len(rows):
-        lines += ["", _("…and {count} more: /today").format(count=total - len(rows))]
-    lines += ["", _("📇 card · 📍 visit · 📞 call · +1d snooze · ✅ done")]
+    pages = agenda_pages(total)
+    page = min(max(page, 0), pages - 1)
+    if digest:
+        heading = _("Good morning! Due today: {count}. The ones that count most come first.").format(count=total)
+    else:
+        heading = _("Due today: {count}").format(count=total)
+    lines = [f"<b>{heading}</b>"]
+    if pages > 1:
+        lines[0] += " · " + _("page {page} of {pages}").format(page=page + 1, pages=pages)
+    lines.append("")
+    first = page * AGENDA_PAGE
+    numbers = []
+    for position, item in enumerate(items[first:first + AGENDA_PAGE], start=first + 1):
+        lines.append(f"{position}. {item_line(item, _, user.language, today)}")
+        numbers.append(InlineKeyboardButton(text=str(position), callback_data=AgendaCallback(
+            action="item", page=page, id=item.reminder.id).pack()))
+    lines += ["", _("Tap a number for what to do with it.")]
+    rows = [numbers]
+    if pages > 1:
+        nav = [InlineKeyboardButton(text="◀", callback_data=AgendaCallback(action="page", page=page - 1).pack())] \
+            if page else []
+        nav.append(InlineKeyboardButton(text=f"{page + 1}/{pages}", callback_data=AgendaCallback(
+            action="page", page=page).pack()))
+        if page < pages - 1:
+            nav.append(InlineKeyboardButton(text="▶", callback_data=AgendaCallback(action="page", page=page + 1).pack()))
+        rows.append(nav)
     return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def item_actions(item: AgendaItem, position: int, page: int, _: Gettext) -> InlineKeyboardMarkup:
+    """One agenda item's actions, a few to a row: open / log, snooze, done, and back to the page."""
+    r = item.reminder
+    rows: list[list[InlineKeyboardButton]] = []
+    if r.customer_id:
+        first = [InlineKeyboardButton(text=_("📇 card"), callback_data=CustomerCallback(action="card",
+                                                                                      id=r.customer_id).pack())]
+        if r.kind == ReminderKind.escalation:
+            first.append(InlineKeyboardButton(text=_("👤 reassign"), callback_data=ReassignCallback(
+                customer=r.customer_id, reminder=r.id).pack()))
+        else:
+            first.append(InlineKeyboardButton(text=_("📍 visit"), callback_data=LogCallback(
+                kind="visit", id=r.customer_id).pack()))
+            first.append(InlineKeyboardButton(text=_("📞 call"), callback_data=LogCallback(
+                kind="call", id=r.customer_id).pack()))
+        rows.append(first)
+    rows.append([InlineKeyboardButton(text=_("+{n}d").format(n=days), callback_data=AgendaCallback(
+        action="snooze", page=page, id=r.id, days=days).pack()) for days in (1, 3, 7)]
+        + [InlineKeyboardButton(text=_("✅ done"), callback_data=AgendaCallback(action="done", page=page,
+                                                                               id=r.id).pack())])
+    rows.append([InlineKeyboardButton(text=_("◀ back to the list ({n})").format(n=position),
+                                      callback_data=AgendaCallback(action="page", page=page).pack())])
+    return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
 def without_reminder(markup: InlineKeyboardMarkup | None, reminder_id: int) -> InlineKeyboardMarkup | None:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import html
 
 from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.callbacks import ReassignCallback, ReminderCallback
+from bot.callbacks import AgendaCallback, ReassignCallback, ReminderCallback
 from bot.filters import Registered
 from bot.formatting import day
-from bot.notify import render_agenda, without_reminder
+from bot.notify import item_actions, render_agenda, without_reminder
 from bot.report_view import segment_names
 from models import User
 from services import reminders
@@ -24,11 +25,10 @@ from services.messages import N_, DomainError
 from services.rfm import my_slice
 
 
-async def today(message: Message, session: AsyncSession, user: User) -> None:
-    """Bring the user's reminders up to date, then show what is due today, most urgent first."""
-    await reminders.apply(session, await reminders.compute_due(session, user_id=user.id), user_id=user.id)
+async def agenda_message(session: AsyncSession, user: User, page: int = 0) -> tuple[str, InlineKeyboardMarkup | None]:
+    """A page of the user's agenda, with where their customers stand (RFM) under it."""
     items = await reminders.agenda(session, user)
-    text, markup = render_agenda(items, len(items), user, reminders.local_today(user), digest=False, _=_)
+    text, markup = render_agenda(items, len(items), user, reminders.local_today(user), digest=False, _=_, page=page)
     counts, first = await my_slice(session, user.id)
     if counts:
         names = segment_names(_)
@@ -37,7 +37,43 @@ async def today(message: Message, session: AsyncSession, user: User) -> None:
         if first:
             text += "\n" + _("🔥 Visit first (high value, slipping): {list}").format(
                 list=", ".join(html.escape(c.name) for c in first))
+    return text, markup
+
+
+async def today(message: Message, session: AsyncSession, user: User) -> None:
+    """Bring the user's reminders up to date, then show the first page of what is due today."""
+    await reminders.apply(session, await reminders.compute_due(session, user_id=user.id), user_id=user.id)
+    text, markup = await agenda_message(session, user)
     await message.answer(text, reply_markup=markup)
+
+
+async def on_agenda(callback: CallbackQuery, callback_data: AgendaCallback, session: AsyncSession,
+                    user: User) -> None:
+    """The agenda's buttons: turn a page, open one item's actions, or do / snooze it — the list is drawn
+    again at once, without the item that was done or snoozed."""
+    note = None
+    if callback_data.action == "item":
+        items = await reminders.agenda(session, user)
+        found = next(((n, i) for n, i in enumerate(items, 1) if i.reminder.id == callback_data.id), None)
+        if found is not None and callback.message is not None:
+            await callback.answer()
+            await callback.message.edit_reply_markup(reply_markup=item_actions(found[1], found[0], callback_data.page, _))
+            return
+        note = _("That one is no longer due.")
+    elif callback_data.action == "snooze":
+        reminder = await reminders.snooze(session, callback_data.id, user, callback_data.days)
+        note = _("Snoozed until {date}.").format(date=day(reminder.snoozed_until, user.language))
+    elif callback_data.action == "done":
+        await reminders.finish(session, callback_data.id, user)
+        note = _("Done. ✅")
+    await callback.answer(note)
+    if callback.message is not None:
+        text, markup = await agenda_message(session, user, callback_data.page)
+        try:
+            await callback.message.edit_text(text, reply_markup=markup)
+        except TelegramBadRequest as exc:  # the same page tapped again: nothing to redraw
+            if "not modified" not in str(exc):
+                raise
 
 
 async def on_reminder(callback: CallbackQuery, callback_data: ReminderCallback, session: AsyncSession,
@@ -84,5 +120,6 @@ def create_router() -> Router:
     router.callback_query.filter(Registered())
     router.message.register(today, Command("today"))
     router.callback_query.register(on_reminder, ReminderCallback.filter())
+    router.callback_query.register(on_agenda, AgendaCallback.filter())
     router.callback_query.register(on_reassign, ReassignCallback.filter())
     return router

@@ -619,17 +619,34 @@ class AgendaItem:
     owner: User | None = None
 
 
+def importance(item: AgendaItem, today: date) -> float:
+    """Rule "what counts first": how late a reminder is (days beyond the contact or purchase cycle, else past
+    its due date; plus one) times what the
+    customer is worth (its RFM money score, 1–5; a customer not scored yet — a prospect — counts 1). A big
+    account a week overdue comes before a small one a month overdue; ties go by kind (escalations, overdue
+    contacts … first), then by due date."""
+    detail = item.reminder.detail or {}
+    cycle = detail.get("rhythm") or detail.get("cycle")
+    if detail.get("since") and cycle:  # contact and purchase clocks: days beyond the cycle
+        late = (today - date.fromisoformat(detail["since"])).days - int(cycle)
+    else:
+        late = (today - item.reminder.due_on).days
+    late = max(0, late) + 1
+    worth = item.customer.rfm_m if item.customer is not None and item.customer.rfm_m else 1
+    return late * worth
+
+
 async def agenda(session: AsyncSession, user: User, now: datetime | None = None,
                  limit: int | None = None) -> list[AgendaItem]:
-    """The user's open reminders shown today (not snoozed past today), most urgent first."""
+    """The user's open reminders shown today (not snoozed past today), in the order of `importance`."""
     today = local_today(user, now)
     query = (select(Reminder, Customer).outerjoin(Customer, Customer.id == Reminder.customer_id)
              .where(Reminder.user_id == user.id, Reminder.status == ReminderStatus.open, Reminder.due_on <= today,
-                    or_(Reminder.snoozed_until.is_(None), Reminder.snoozed_until <= today))
-             .order_by(Reminder.priority, Reminder.due_on, Reminder.id))
-    if limit:
-        query = query.limit(limit)
+                    or_(Reminder.snoozed_until.is_(None), Reminder.snoozed_until <= today)))
     items = [AgendaItem(r, c) for r, c in (await session.execute(query)).all()]
+    items.sort(key=lambda i: (-importance(i, today), i.reminder.priority, i.reminder.due_on, i.reminder.id))
+    if limit:
+        items = items[:limit]
     for item in items:
         r = item.reminder
         if r.kind == ReminderKind.birthday and r.subject_id:

@@ -229,7 +229,7 @@ async def test_digests_arrive_once_per_working_day_at_9_local_across_the_dst_cha
     assert [(d.date(), d.time()) for d in sh] == [(date(2026, 3, d), time(9, 0)) for d in (6, 9, 10)]
     assert [r.key for r in digests] == list(dict.fromkeys(r.key for r in digests))
     english = next(r for r in digests if r.chat_id == 601)
-    assert english.text.startswith("<b>Good morning! Due today: 1</b>")
+    assert english.text.startswith("<b>Good morning! Due today: 1. The ones that count most come first.</b>")
     assert "Customer of Ann" in english.text and "Customer of Li" not in english.text
     chinese = next(r for r in digests if r.chat_id == 600)
     assert "Customer of Li" in chinese.text and "Good morning" not in chinese.text
