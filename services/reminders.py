@@ -3,8 +3,10 @@
 Rules (each is a function below; "today" is always the recipient's local date in their time zone):
 - Contact strategy (联系策略): a customer is *due* when no interaction of any kind was logged within its
   contact cycle — the last contact (or, never contacted, the day the customer was added) is more than
-  `cycle_days` days ago. It is *overdue* past `cycle_days × overdue_factor` (1.5 by default, per
-  strategy): the owner's reminder becomes an overdue one and the owner's manager gets an escalation.
+  `cycle_days` days ago. It is *overdue* when more than `cycle_days × overdue_factor` whole local days
+  have passed (1.5 by default, per strategy; 7 × 1.5 = 10.5, so on day 11): the owner's reminder becomes
+  an overdue one and the owner's manager gets an escalation, dated by the owner's calendar and delivered
+  in the manager's working hours.
   Customers marked "definitely not buying" are left alone.
 - Purchase strategy (购买策略): a business-decline alert (客户业务下滑提醒) when the last purchase is more
   than the purchase cycle ago. A customer without a strategy but with 4+ purchases is held to their own
@@ -258,7 +260,8 @@ async def _contact_due(session: AsyncSession, people: dict[int, Recipient], now:
     found: list[Due] = []
     strategies = (await session.execute(select(ContactStrategy).where(ContactStrategy.active.is_(True)))).scalars()
     for strategy in strategies:
-        cycle, overdue_after = strategy.cycle_days, math.ceil(strategy.cycle_days * strategy.overdue_factor)
+        # Overdue when more than cycle × factor whole local days have passed: 7 × 1.5 = 10.5, so on day 11.
+        cycle, overdue_after = strategy.cycle_days, math.floor(strategy.cycle_days * strategy.overdue_factor)
         # Two ranges of the contact clock index: contacted before the cutoff, and never contacted but added
         # before it. The cutoff leaves a margin for a DST change within the cycle; the exact local-date
         # check is below.

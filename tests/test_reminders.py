@@ -333,3 +333,17 @@ async def test_one_users_due_set_reads_only_their_customers_and_equals_the_full_
         assert [d.key for d in await reminders.compute_due(session, NOW, user_id=user.id)] == [
             d.key for d in everything if d.user_id == user.id]
     assert {d.customer_id for d in everything if d.user_id == world.boss.id} == {mine.id, theirs.id}
+
+
+async def test_a_weekly_customer_is_overdue_on_day_11_not_12_more_than_7_x_1_5(session, world):
+    weekly = ContactStrategy(code="t7", cycle_days=7, overdue_factor=1.5, **labels("7 days"))
+    session.add(weekly)
+    await session.flush()
+    c = await customer(session, world, "每周客户", contact_strategy_id=weekly.id)
+    await log_interaction(session, customer_id=c.id, kind="visit", occurred_at=at(TODAY - timedelta(days=10)))
+    # 10 days: more than the cycle (7), not more than 10.5 — due.
+    assert kinds(await reminders.compute_due(session, NOW), c.id) == [("contact_due", world.rep.id)]
+    # 11 days: more than 10.5 — overdue and escalated that day (it used to wait for day 12).
+    due = await reminders.compute_due(session, NOW + timedelta(days=1))
+    assert kinds(due, c.id) == [("contact_overdue", world.rep.id), ("escalation", world.boss.id)]
+    assert {d.due_on for d in due if d.customer_id == c.id} == {TODAY + timedelta(days=1)}
