@@ -88,7 +88,15 @@ class Period:
         return (self.end - self.start).days + 1
 
     def year_before(self) -> Period:
-        return Period(_year_back(self.start), _year_back(self.end))
+        """Rule "compare like with like": whole calendar months (a month, a quarter, a year) compare with
+        the same months a year earlier; any other period (a week) with as many days ending on the same
+        date a year earlier, so a week around 29 February is compared with 7 days, not 6 or 8."""
+        if self.start.day == 1 and (self.end + timedelta(days=1)).day == 1:
+            start = _year_back(self.start)
+            end = _year_back(self.end + timedelta(days=1)) - timedelta(days=1)
+            return Period(start, end)
+        end = _year_back(self.end)
+        return Period(end - timedelta(days=self.days - 1), end)
 
     def previous(self) -> Period:
         return Period(self.start - timedelta(days=self.days), self.start - timedelta(days=1))

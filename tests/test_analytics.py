@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
+
 from services.analytics import (
     Aggregate,
     Contact,
@@ -157,3 +159,20 @@ def test_aggregate_keeps_only_the_window():
     aggs = aggregate([Sale(1, date(2026, 1, 1), 5), Sale(1, date(2026, 2, 1), 7), Sale(1, date(2025, 1, 1), 100)],
                      YEAR)
     assert aggs == {1: Aggregate(1, date(2026, 2, 1), 2, 12)}
+
+
+@pytest.mark.parametrize("start, end, expected", [
+    (date(2028, 2, 26), date(2028, 3, 3), (date(2027, 2, 25), date(2027, 3, 3))),  # 7 days with 29 Feb → 7
+    (date(2029, 2, 26), date(2029, 3, 4), (date(2028, 2, 27), date(2028, 3, 4))),  # a year back holds 29 Feb
+    (date(2028, 2, 1), date(2028, 2, 29), (date(2027, 2, 1), date(2027, 2, 28))),  # February vs February
+    (date(2029, 2, 1), date(2029, 2, 28), (date(2028, 2, 1), date(2028, 2, 29))),
+    (date(2026, 1, 1), date(2026, 3, 31), (date(2025, 1, 1), date(2025, 3, 31))),  # a quarter
+    (date(2026, 11, 24), date(2026, 11, 30), (date(2025, 11, 24), date(2025, 11, 30))),
+])
+def test_a_period_is_compared_with_a_year_earlier_of_the_same_kind(start, end, expected):
+    from services.analytics import Period
+
+    before = Period(start, end).year_before()
+    assert (before.start, before.end) == expected
+    if start.day != 1:
+        assert before.days == Period(start, end).days
