@@ -38,6 +38,17 @@ def duration(days: int, language: str) -> str:
     return format_timedelta(timedelta(days=days), granularity="day", locale=locale(language))
 
 
+def short_amount(value: float, language: str) -> str:
+    """An axis number the way people say big amounts: 3.5万 / 1.2亿 in Chinese, 35k / 1.2M in English."""
+    units = ((1e8, "亿"), (1e4, "万")) if language.startswith("zh") else ((1e9, "B"), (1e6, "M"), (1e3, "k"))
+    size = abs(value)
+    for unit, name in units:
+        if size >= unit:
+            text = f"{value / unit:,.{0 if size >= unit * 100 else 1}f}"
+            return (text.rstrip("0").rstrip(".") if "." in text else text) + name
+    return f"{value:,.0f}"
+
+
 def money(cents: int, currency: str, language: str) -> str:
     return format_currency(cents / 100, currency, locale=locale(language))
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
+from datetime import timedelta
 
-from bot.formatting import day, money
+from bot.formatting import day, money, short_amount
 from bot.i18n import gettext_for
 from models import User
 from services import charts
@@ -175,9 +176,16 @@ def report_charts(report: Report, user: User, _: Gettext | None = None) -> list[
         out.append(("rfm.png", charts.bars(_("RFM segments: now (before)"), [
             (f"{names[s]} ({before.get(s, 0)})", report.rfm.segments.get(s, 0)) for s in segments])))
     if report.trend:
-        out.append(("trend.png", charts.lines(_("Sales per month"), [m for m, _a, _b in report.trend], [
-            (_("this year"), [a / 100 for _m, a, _b in report.trend]),
-            (_("a year earlier"), [b / 100 for _m, _a, b in report.trend])])))
+        # The month the period ends in is not over yet unless the period ends on its last day.
+        partial = (report.period.end + timedelta(days=1)).day != 1 and \
+            report.trend[-1][0] == report.period.end.strftime("%Y-%m")
+        out.append(("trend.png", charts.lines(
+            _("Sales per month"), [m for m, _a, _b in report.trend],
+            [(_("this year"), [a / 100 for _m, a, _b in report.trend]),
+             (_("a year earlier"), [b / 100 for _m, _a, b in report.trend])],
+            y_format=lambda v: short_amount(v, user.language), partial_last=partial,
+            note=_("Dashed: {month} up to {day}, not over yet").format(
+                month=report.trend[-1][0], day=report.period.end.isoformat()) if partial else "")))
     return out
 
 
