@@ -64,13 +64,14 @@ def summary(report: Report, user: User, currency: str, *, scope: str | None = No
         lines.append(_("🔥 Visit first (high value, slipping): {list}").format(list=", ".join(
             html.escape(report.name(c.customer_id)) for c in report.churn[:TOP])))
     c = report.complaints
-    complaint = _("Complaints: {new} in the period, {open} still open").format(
+    complaint = _("Complaints: {new} in the period, {open} of them still open").format(
         new=c.by_kind.get("complaint", 0), open=c.open)
     if c.median_hours_to_resolve is not None:
         complaint += "; " + _("median {hours} h to resolve").format(hours=f"{c.median_hours_to_resolve:.0f}")
     if c.oldest_open is not None:
-        complaint += "; " + _("oldest open: {name}, since {date}").format(
-            name=html.escape(report.name(c.oldest_open.customer_id)), date=day(c.oldest_open.created_at, lang))
+        complaint += "; " + _("{count} open in all up to {end}, the oldest: {name}, since {date}").format(
+            count=c.open_total, end=day(report.period.end, lang), name=html.escape(report.name(c.oldest_open.customer_id)),
+            date=day(c.oldest_open.created_at, lang))
     lines.append(complaint)
     total_contacts = sum(sum(w.values()) for w in report.activity.per_rep_week.values())
     lines.append(_("Contacts logged: {count}; customers contacted by several reps in one week: {crowded}").format(

@@ -327,10 +327,11 @@ class ComplaintReport:
     by_product: Counter
     by_rep: Counter
     by_region: Counter
-    open: int
+    open: int  # raised in the period and still open
     resolved: int
     median_hours_to_resolve: float | None
-    oldest_open: FeedbackInfo | None
+    oldest_open: FeedbackInfo | None  # of all raised up to the period's end and still open
+    open_total: int = 0  # raised up to the period's end (in it or before) and still open
 
 
 def complaints(feedback: list[FeedbackInfo], customers: dict[int, CustomerInfo], period: Period) -> ComplaintReport:
@@ -338,7 +339,9 @@ def complaints(feedback: list[FeedbackInfo], customers: dict[int, CustomerInfo],
     complaints_ = [f for f in inside if f.kind == "complaint"]
     hours = [(f.resolved_at - f.created_at).total_seconds() / 3600 for f in complaints_
              if f.status == "resolved" and f.resolved_at is not None]
-    open_ = [f for f in feedback if f.kind == "complaint" and f.status == "open"]
+    # Open ones raised after the period's end belong to the next period: never "oldest open … since today"
+    # in a report about last week.
+    open_ = [f for f in feedback if f.kind == "complaint" and f.status == "open" and f.created_at.date() <= period.end]
     region = Counter(customers[f.customer_id].region if f.customer_id in customers else None for f in complaints_)
     return ComplaintReport(
         by_kind=Counter(f.kind for f in inside),
@@ -349,6 +352,7 @@ def complaints(feedback: list[FeedbackInfo], customers: dict[int, CustomerInfo],
         resolved=sum(1 for f in complaints_ if f.status == "resolved"),
         median_hours_to_resolve=statistics.median(hours) if hours else None,
         oldest_open=min(open_, key=lambda f: (f.created_at, f.id)) if open_ else None,
+        open_total=len(open_),
     )
 
 
@@ -409,7 +413,12 @@ def satisfaction(feedback: list[FeedbackInfo], customers: dict[int, CustomerInfo
         by_product[f.product].append(f.rating)
         by_region[customers[f.customer_id].region if f.customer_id in customers else None].append(f.rating)
         by_customer[f.customer_id].append(f.rating)
+    # Most and least satisfied are the top and bottom `share` of the customers who rated — never the same
+    # customer in both (one or two raters: no "least" at all, and two customers with the same average are
+    # neither more nor less satisfied than each other).
     averages = sorted(average(by_customer).items(), key=lambda x: (-x[1], x[0]))
-    n = max(1, math.floor(len(averages) * share)) if averages else 0
-    least = sorted(averages, key=lambda x: (x[1], x[0]))[:n]
-    return SatisfactionReport(average(by_product), average(by_region), averages[:n], least)
+    n = max(1, math.floor(len(averages) * share)) if len(averages) >= 2 else len(averages)
+    most = averages[:n]
+    rest = [a for a in averages[n:] if a[1] < most[-1][1]] if most else []
+    least = sorted(rest, key=lambda x: (x[1], x[0]))[:n]
+    return SatisfactionReport(average(by_product), average(by_region), most, least)

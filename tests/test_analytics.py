@@ -176,3 +176,27 @@ def test_a_period_is_compared_with_a_year_earlier_of_the_same_kind(start, end, e
     assert (before.start, before.end) == expected
     if start.day != 1:
         assert before.days == Period(start, end).days
+
+
+def test_a_reports_complaint_figures_are_about_its_period_and_never_contradict():
+    customers = {1: CustomerInfo(1, "a", owner_id=10), 2: CustomerInfo(2, "b", owner_id=10)}
+    week = Period(date(2026, 3, 2), date(2026, 3, 8))
+    feedback = [_fb(1, 1, status="resolved", hours=5, day=3),  # raised and resolved in the week
+                _fb(2, 2, day=20),  # raised after the week, still open: not "oldest open … since today"
+                _fb(3, 1, day=1)]  # raised before the week, still open: the backlog's oldest
+    report = complaints(feedback, customers, week)
+    assert (report.by_kind["complaint"], report.open, report.open_total) == (1, 0, 1)
+    assert report.oldest_open.id == 3
+
+
+def test_nobody_is_both_the_most_and_the_least_satisfied():
+    from services.analytics import satisfaction
+
+    customers = {n: CustomerInfo(n, str(n)) for n in range(1, 11)}
+    one = satisfaction([_fb(1, 1, kind="praise", rating=5)], customers, YEAR)
+    assert (one.most, one.least) == ([(1, 5.0)], [])
+    tied = satisfaction([_fb(1, 1, kind="praise", rating=4), _fb(2, 2, kind="praise", rating=4)], customers, YEAR)
+    assert tied.least == []
+    many = satisfaction([_fb(n, n, kind="praise", rating=1 + n % 5) for n in range(1, 11)], customers, YEAR)
+    assert {c for c, _ in many.most}.isdisjoint({c for c, _ in many.least})
+    assert min(r for _, r in many.most) > max(r for _, r in many.least)
