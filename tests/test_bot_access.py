@@ -110,8 +110,9 @@ async def test_several_matches_come_as_buttons_and_a_stale_button_is_refused(app
     await app.sync()
     [choice] = (await app.send(text_update(person(1, language="en"), "华信"))).sent()
     assert choice.text == "Which one?"
-    buttons = [row[0] for row in choice.reply_markup.inline_keyboard]
+    *buttons, new = [row[0] for row in choice.reply_markup.inline_keyboard]
     assert {b.callback_data for b in buttons} == {CustomerCallback(action="card", id=i).pack() for i in ids}
+    assert new.text == "➕ New customer “华信”"  # none is exactly 华信: adding it is offered too
     recorder = await app.send(button_update(person(1, language="en"), buttons[0].callback_data))
     [card] = recorder.sent()
     assert card.text.startswith("<b>华信")

@@ -271,8 +271,12 @@ async def test_the_morning_digest_arrives_and_its_buttons_work(sandbox):
         digest = await sandbox.wait_for(REP, "早上好")
     finally:
         await _back_to_a_quiet_moment(sandbox)
-    snooze = next(data for data in buttons(digest) if data.startswith("rem:snooze:") and data.endswith(":1"))
-    reminder_id = int(snooze.split(":")[2])
+    # The first line's number opens its actions (the keyboard is edited in place), then snooze it a day.
+    item = next(data for data in buttons(digest) if data.startswith("ag:item:"))
+    reminder_id = int(item.split(":")[3])
+    [actions] = await sandbox.tap(REP, digest, item)
+    assert actions["type"] == "edit"
+    snooze = next(data for data in buttons(actions) if data.startswith("ag:snooze:") and data.endswith(":1"))
     replies = await sandbox.tap(REP, digest, snooze)
     assert any(e["type"] in ("edit", "toast", "alert") for e in replies)
     await sandbox.settled("SELECT snoozed_until IS NOT NULL FROM reminder WHERE id = ?", reminder_id,
@@ -411,7 +415,7 @@ async def test_a_manager_asks_for_a_report_and_gets_charts(sandbox):
     assert photos
     async with httpx.AsyncClient() as http:
         png = await http.get(f"{sandbox.url}/sandbox/files/{photos[0]['message']['photo'][-1]['file_id']}")
-    assert png.content[:4] == b"\x89PNG" and photos[0]["message"]["photo"][-1]["width"] == 800
+    assert png.content[:4] == b"\x89PNG" and photos[0]["message"]["photo"][-1]["width"] == 640
 
 
 async def test_inline_mode_from_the_page_posts_a_short_card(sandbox):
