@@ -200,6 +200,7 @@ async def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.kind == "report":
         return await _export_report(args, settings)
+    args.format = args.format or "csv"
     output = Path(args.output) if args.output else \
         settings.data_dir / "exports" / f"{args.kind}-{date.today():%Y%m%d}.{args.format}"
 
@@ -218,27 +219,39 @@ async def _export_report(args: argparse.Namespace, settings: Settings) -> int:
     from zoneinfo import ZoneInfo
 
     from bot.i18n import gettext_for
-    from bot.report_view import xlsx_headings
+    from bot.report_view import xlsx_about, xlsx_headings
     from services.access import Viewer, viewer_for
     from services.reports import build, write_xlsx
     from services.users import find_user
 
-    if args.format != "xlsx":
+    if args.format not in (None, "xlsx"):
         raise CliError(_("a report is exported as xlsx: add --format xlsx"))
     timezone = args.timezone or settings.default_timezone
+    today = datetime.now(ZoneInfo(timezone)).date()
+    if args.today:
+        try:
+            today = date.fromisoformat(args.today)
+        except ValueError:
+            raise CliError(_("--today must be a date like 2026-12-03")) from None
+    scope = None
 
     async def work(session):
+        nonlocal scope
         viewer = Viewer.everyone()
         if args.user:
-            viewer = await viewer_for(session, await find_user(session, args.user))
-        today = datetime.now(ZoneInfo(timezone)).date()
+            leader = await find_user(session, args.user)
+            viewer = await viewer_for(session, leader)
+            scope = _("the team of {name}").format(name=leader.name)
         return await build(session, viewer, kind=args.period, today=today, language=args.lang, timezone=timezone,
                            rfm_days=args.rfm_days)
 
     report = await _with_session(settings, work)
     output = Path(args.output) if args.output else settings.data_dir / "exports" / \
         f"report-{args.period}-{report.period.end:%Y%m%d}.xlsx"
-    write_xlsx(report, output, xlsx_headings(gettext_for(args.lang)))
+    text = gettext_for(args.lang)
+    write_xlsx(report, output, xlsx_headings(text) | {"about": xlsx_about(
+        report, text, args.lang, scope=scope, by=text("command line (export report)"),
+        generated=datetime.now(ZoneInfo(timezone)))})
     print(_("Report for {start} – {end} written to {path}").format(start=report.period.start, end=report.period.end,
                                                                   path=output))
     return 0
@@ -466,13 +479,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help=_("how the file writes dates like 03/04/2026 (default: proved by the column's other rows)"))
     exp = sub.add_parser("export", help=_("export records to CSV or XLSX"))
     exp.add_argument("kind", choices=(*EXPORT_KINDS, "report"))
-    exp.add_argument("--format", choices=("csv", "xlsx"), default="csv")
+    exp.add_argument("--format", choices=("csv", "xlsx"), help=_("csv or xlsx (default csv; a report is always xlsx)"))
     exp.add_argument("--output", "-o", help=_("file to write (default: DATA_DIR/exports/…)"))
     exp.add_argument("--include-archived", action="store_true", help=_("include archived customers"))
     exp.add_argument("--timezone", help=_("time zone of times in the file (default DEFAULT_TIMEZONE)"))
     exp.add_argument("--period", choices=("week", "month", "quarter", "year"), default="month",
                      help=_("report: the period ending yesterday (default month)"))
     exp.add_argument("--user", help=_("report: only this manager's team (name or Telegram id)"))
+    exp.add_argument("--today", help=_("report: as if today were this date (YYYY-MM-DD), to reproduce a past report"))
     exp.add_argument("--rfm-days", type=int, choices=(90, 180, 365, 730), default=365,
                      help=_("report: days of purchases RFM looks at (default 365)"))
     look = sub.add_parser("lookup", help=_("find customers by name, short name, pinyin, contact or phone"))

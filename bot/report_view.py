@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from bot.formatting import day, money, short_amount
 from bot.i18n import gettext_for
@@ -196,12 +196,13 @@ def xlsx_headings(_: Gettext) -> dict:
     return {
         "segments": {code: name for code, name in segment_names(_).items() if code != "none"},
         "kinds": feedback_kind_names(_),
-        "sheets": {"rfm": _("RFM"), "churn": _("Visit first"), "key_accounts": _("Key accounts"),
+        "sheets": {"about": _("About"), "rfm": _("RFM"), "churn": _("Visit first"), "key_accounts": _("Key accounts"),
                    "distribution": _("Distribution"), "performance": _("Sales by customer"),
                    "rep_performance": _("Sales by rep"), "complaints": _("Complaints"), "activity": _("Team activity"),
                    "satisfaction": _("Satisfaction"), "trend": _("Monthly sales")},
-        "columns": {"customer": _("Customer"), "owner": _("Rep"), "segment": _("Segment"),
-                    "segment_before": _("Segment before"), "r_change": _("R change"), "f_change": _("F change"),
+        "columns": {"code": _("Customer code"), "customer": _("Customer"), "owner": _("Rep"), "segment": _("Segment"),
+                    "segment_before": _("Segment before"), "r_before": _("R before"), "r_now": _("R now"),
+                    "f_before": _("F before"), "f_now": _("F now"),
                     "amount_before": _("Amount before"), "rank": _("Rank"), "amount": _("Amount"),
                     "share": _("Share"), "amount_last_year": _("A year earlier"), "change": _("Change"),
                     "rank_change": _("Rank change"), "dimension": _("Dimension"), "value": _("Value"),
@@ -214,6 +215,22 @@ def xlsx_headings(_: Gettext) -> dict:
                     "rating": _("Rating"), "most_satisfied": _("Most satisfied"),
                     "least_satisfied": _("Least satisfied"), "month": _("Month")},
     }
+
+
+def xlsx_about(report: Report, _: Gettext, language: str, *, scope: str | None, by: str,
+               generated: datetime) -> list[tuple[str, str]]:
+    """The workbook's cover: what it covers, for whom, made when and by whom."""
+    p, w, y = report.period, report.rfm_window, report.period.year_before()
+    return [
+        (_("This workbook"), _("FieldCRM report: {period}").format(period=period_name(report.kind, _))),
+        (_("Period"), f"{p.start.isoformat()} – {p.end.isoformat()}"),
+        (_("Compared with"), f"{y.start.isoformat()} – {y.end.isoformat()}"),
+        (_("Customers"), scope or _("all customers you may see")),
+        (_("RFM window"), _("{start} – {end} ({days} days of purchases)").format(
+            start=w.start.isoformat(), end=w.end.isoformat(), days=w.days)),
+        (_("Generated"), generated.strftime("%Y-%m-%d %H:%M %Z").strip()),
+        (_("By"), by),
+    ]
 
 
 def daily_text(d: Daily, user: User, currency: str, _: Gettext | None = None) -> str:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import ReportCallback
 from bot.filters import Registered
-from bot.report_view import detail, period_name, report_charts, summary, xlsx_headings
+from bot.report_view import detail, period_name, report_charts, summary, xlsx_about, xlsx_headings
 from bot.settings import Settings
 from models import Role, User
 from services.access import Viewer, narrowed_to, team_members
@@ -89,7 +89,10 @@ async def on_report(callback: CallbackQuery, callback_data: ReportCallback, sess
     elif show == "xlsx":
         name = f"report-{period}-{report.period.end.isoformat()}.xlsx"
         with tempfile.TemporaryDirectory() as folder:  # nothing is left behind on the server
-            data = write_xlsx(report, Path(folder) / name, xlsx_headings(_)).read_bytes()
+            headings = xlsx_headings(_) | {"about": xlsx_about(
+                report, _, user.language, scope=scope_name, by=user.name,
+                generated=datetime.now(ZoneInfo(user.timezone)))}
+            data = write_xlsx(report, Path(folder) / name, headings).read_bytes()
         await callback.message.answer_document(BufferedInputFile(data, name),
                                                caption=html.escape(_("Report for the last {period}").format(
                                                    period=period_name(period, _))))

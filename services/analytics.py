@@ -58,6 +58,7 @@ class CustomerInfo(NamedTuple):
     industry: str | None = None
     cycle_days: int | None = None  # contact strategy
     last_contact: date | None = None
+    code: str | None = None  # the ERP's customer code (客户编号)
 
 
 class Contact(NamedTuple):

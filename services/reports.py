@@ -74,6 +74,10 @@ class Report:
     def rep(self, user_id: int | None) -> str:
         return self.reps.get(user_id, "—") if user_id is not None else "—"
 
+    def code(self, customer_id: int | None) -> str:
+        info = self.customers.get(customer_id) if customer_id is not None else None
+        return (info.code or "") if info else ""
+
 
 def period_for(kind: str, today: date) -> Period:
     """The period of that kind ending yesterday (the last full day)."""
@@ -185,17 +189,18 @@ async def load_customers(session: AsyncSession, viewer: Viewer, language: str) -
     contact_day = func.substr(Customer.last_contact_at, 1, 10) if session.get_bind().dialect.name == "sqlite" \
         else func.to_char(Customer.last_contact_at, "YYYY-MM-DD")
     query = _scope(select(Customer.id, Customer.name, Customer.owner_id, Customer.region_id, Customer.scale_id,
-                          Customer.nature_id, Customer.industry_id, Customer.contact_strategy_id, contact_day), viewer)
+                          Customer.nature_id, Customer.industry_id, Customer.contact_strategy_id, contact_day,
+                          Customer.external_id), viewer)
     customers = {}
     days: dict[str, date] = {}
-    for cid, name, owner, region, scale, nature, industry, strategy, last_contact in await raw_rows(session, query):
+    for cid, name, owner, region, scale, nature, industry, strategy, last_contact, code in await raw_rows(session, query):
         day = None
         if last_contact:
             day = days.get(last_contact)
             if day is None:
                 day = days[last_contact] = date.fromisoformat(last_contact)
         customers[cid] = CustomerInfo(cid, name, owner, labels.get(region), labels.get(scale), labels.get(nature),
-                                      labels.get(industry), cycles.get(strategy), day)
+                                      labels.get(industry), cycles.get(strategy), day, code)
     return customers
 
 
@@ -293,10 +298,23 @@ async def monthly_trend(session: AsyncSession, viewer: Viewer, end: date, months
 
 # --------------------------------------------------------------------------------------------- spreadsheet
 
+def _display_width(value: Any, number_format: str | None) -> int:
+    """Roughly how many character cells a value takes in a spreadsheet (a CJK character takes two)."""
+    if value is None:
+        return 0
+    if isinstance(value, float) and number_format:
+        text = f"{value:,.2f}" if "0.00" in number_format else f"{value:.1%}"
+    else:
+        text = str(value)
+    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
+
+
 def write_xlsx(report: Report, path: Path, headings: dict[str, Any]) -> Path:
-    """One sheet per analysis with proper number formats. `headings` holds the translated texts (the front
-    end's language): {"sheets": {analysis: title}, "columns": {key: header}, "segments": {code: name},
-    "kinds": {feedback kind: name}}; values without a name stay as they are."""
+    """A cover sheet saying what the workbook covers (`headings["about"]`: translated (label, value) rows),
+    then one sheet per analysis with proper number formats, each customer row with its ERP code, changes
+    as numbers, columns as wide as what they hold. `headings` holds the translated texts (the front end's
+    language): {"sheets": {analysis: title}, "columns": {key: header}, "segments": {code: name},
+    "kinds": {feedback kind: name}, "about": [(label, value)]}; values without a name stay as they are."""
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
@@ -308,36 +326,49 @@ def write_xlsx(report: Report, path: Path, headings: dict[str, Any]) -> Path:
     bold = Font(bold=True)
     money, percent, ratio = "#,##0.00", "0.0%", "+0.0%;-0.0%;0.0%"
 
-    def sheet(key: str, header: list[str], rows: list[list[Any]], formats: dict[int, str]) -> None:
+    def sheet(key: str, header: list[str], rows: list[list[Any]], formats: dict[int, str], *,
+              freeze: bool = True) -> None:
         ws = book.create_sheet(sheets[key][:31])
         ws.append(header)
         for cell in ws[1]:
             cell.font = bold
+        widths = [_display_width(title, None) for title in header]
         for row in rows:
             ws.append(row)
             as_text_cells(ws[ws.max_row])  # names typed as =HYPERLINK(…) stay text (services.safecells)
+            for n, value in enumerate(row):
+                if n < len(widths):
+                    widths[n] = max(widths[n], _display_width(value, formats.get(n + 1)))
         for column, number_format in formats.items():
             for (cell,) in ws.iter_rows(min_row=2, min_col=column, max_col=column):
                 cell.number_format = number_format
-        for n, title in enumerate(header, 1):
-            ws.column_dimensions[ws.cell(1, n).column_letter].width = max(12, min(40, len(str(title)) * 2 + 4))
-        ws.freeze_panes = "A2"
+        for n, width in enumerate(widths, 1):  # wide enough for the content (no cut names, no ####)
+            ws.column_dimensions[ws.cell(1, n).column_letter].width = max(8, min(60, width + 2))
+        if freeze:
+            ws.freeze_panes = "A2"
 
+    if headings.get("about"):
+        sheet("about", [headings["about"][0][0], headings["about"][0][1]],
+              [list(row) for row in headings["about"][1:]], {}, freeze=False)
     yuan = 100
-    sheet("rfm", [col["customer"], col["owner"], "R", "F", "M", col["segment"], col["segment_before"]],
-          [[report.name(cid), report.rep(report.customers[cid].owner_id if cid in report.customers else None),
+    code = col.get("code", "code")
+    sheet("rfm", [code, col["customer"], col["owner"], "R", "F", "M", col["segment"], col["segment_before"]],
+          [[report.code(cid), report.name(cid),
+            report.rep(report.customers[cid].owner_id if cid in report.customers else None),
             s.r, s.f, s.m, segment_name(s.segment),
             segment_name(report.rfm.previous[cid].segment) if cid in report.rfm.previous else ""]
-           for cid, s in sorted(report.rfm.scores.items(), key=lambda x: report.name(x[0]))], {})
-    sheet("churn", [col["customer"], col["owner"], col["r_change"], col["f_change"], col["amount_before"]],
-          [[report.name(c.customer_id), report.rep(report.customers[c.customer_id].owner_id
-                                                   if c.customer_id in report.customers else None),
-            f"{c.before.r}→{c.now.r}", f"{c.before.f}→{c.now.f}", c.amount_cents / yuan] for c in report.churn],
-          {5: money})
-    sheet("key_accounts", [col["rank"], col["customer"], col["amount"], col["share"], col["amount_last_year"],
+           for cid, s in sorted(report.rfm.scores.items(), key=lambda x: (report.name(x[0]), x[0]))], {})
+    sheet("churn", [code, col["customer"], col["owner"], col["r_before"], col["r_now"], col["f_before"], col["f_now"],
+                    col["amount_before"]],
+          [[report.code(c.customer_id), report.name(c.customer_id),
+            report.rep(report.customers[c.customer_id].owner_id if c.customer_id in report.customers else None),
+            c.before.r, c.now.r, c.before.f, c.now.f, c.amount_cents / yuan] for c in report.churn],
+          {8: money})
+    sheet("key_accounts", [col["rank"], code, col["customer"], col["amount"], col["share"], col["amount_last_year"],
                            col["change"], col["rank_change"]],
-          [[a.rank, report.name(a.customer_id), a.total_cents / yuan, a.share, a.prior_cents / yuan, a.change,
-            a.rank_change] for a in report.key_accounts], {3: money, 4: percent, 5: money, 6: ratio})
+          [[a.rank, report.code(a.customer_id), report.name(a.customer_id), a.total_cents / yuan, a.share,
+            a.prior_cents / yuan, a.change, a.rank_change] for a in report.key_accounts],
+          {4: money, 5: percent, 6: money, 7: ratio})
     rows = []
     for dimension, shares in report.distribution.items():
         for s in shares:
@@ -345,34 +376,36 @@ def write_xlsx(report: Report, path: Path, headings: dict[str, Any]) -> Path:
                          s.amount_share])
     sheet("distribution", [col["dimension"], col["value"], col["customers"], col["customer_share"], col["amount"],
                            col["amount_share"]], rows, {4: percent, 5: money, 6: percent})
-    sheet("performance", [col["customer"], col["amount"], col["amount_last_year"], col["change_amount"],
+    sheet("performance", [code, col["customer"], col["amount"], col["amount_last_year"], col["change_amount"],
                           col["change"]],
-          [[report.name(p.key), p.total_cents / yuan, p.prior_cents / yuan, p.change_cents / yuan, p.change]
-           for p in report.performance.rows], {2: money, 3: money, 4: money, 5: ratio})
+          [[report.code(p.key), report.name(p.key), p.total_cents / yuan, p.prior_cents / yuan, p.change_cents / yuan,
+            p.change] for p in report.performance.rows], {3: money, 4: money, 5: money, 6: ratio})
     sheet("rep_performance", [col["owner"], col["amount"], col["amount_last_year"], col["change_amount"],
                               col["change"]],
           [[report.rep(p.key), p.total_cents / yuan, p.prior_cents / yuan, p.change_cents / yuan, p.change]
            for p in report.rep_performance.rows], {2: money, 3: money, 4: money, 5: ratio})
     c = report.complaints
+    ordered = lambda counter: sorted(counter.items(), key=lambda x: (-x[1], str(x[0])))  # noqa: E731 ties: by name
     sheet("complaints", [col["dimension"], col["value"], col["count"]],
-          [[col["kind"], kind_name(k), n] for k, n in c.by_kind.most_common()]
-          + [[col["product"], k or "—", n] for k, n in c.by_product.most_common()]
-          + [[col["owner"], report.rep(k), n] for k, n in c.by_rep.most_common()]
-          + [[col["region"], k or "—", n] for k, n in c.by_region.most_common()]
+          [[col["kind"], kind_name(k), n] for k, n in ordered(c.by_kind)]
+          + [[col["product"], k or "—", n] for k, n in ordered(c.by_product)]
+          + [[col["owner"], report.rep(k), n] for k, n in sorted(c.by_rep.items(), key=lambda x: (-x[1], report.rep(x[0])))]
+          + [[col["region"], k or "—", n] for k, n in ordered(c.by_region)]
           + [[col["open"], "", c.open], [col["resolved"], "", c.resolved],
              [col["median_hours"], "", round(c.median_hours_to_resolve, 1) if c.median_hours_to_resolve else None]],
           {})
     activity_rows = []
-    for rep, weeks in sorted(report.activity.per_rep_week.items(), key=lambda x: report.rep(x[0])):
+    for rep, weeks in sorted(report.activity.per_rep_week.items(), key=lambda x: (report.rep(x[0]), x[0] or 0)):
         share = report.activity.within_cycle_share(rep) if rep is not None else None
         activity_rows.append([report.rep(rep), sum(weeks.values()), share])
     sheet("activity", [col["owner"], col["interactions"], col["within_cycle"]], activity_rows, {3: percent})
     sat = report.satisfaction
-    sheet("satisfaction", [col["group"], col["customer"], col["rating"]],
-          [[col["most_satisfied"], report.name(cid), r] for cid, r in sat.most]
-          + [[col["least_satisfied"], report.name(cid), r] for cid, r in sat.least]
-          + [[col["product"], k or "—", r] for k, r in sorted(sat.by_product.items(), key=lambda x: -x[1])]
-          + [[col["region"], k or "—", r] for k, r in sorted(sat.by_region.items(), key=lambda x: -x[1])], {})
+    sheet("satisfaction", [col["group"], code, col["customer"], col["rating"]],
+          [[col["most_satisfied"], report.code(cid), report.name(cid), r] for cid, r in sat.most]
+          + [[col["least_satisfied"], report.code(cid), report.name(cid), r] for cid, r in sat.least]
+          + [[col["product"], "", k or "—", r] for k, r in sorted(sat.by_product.items(), key=lambda x: (-x[1], str(x[0])))]
+          + [[col["region"], "", k or "—", r] for k, r in sorted(sat.by_region.items(), key=lambda x: (-x[1], str(x[0])))],
+          {})
     sheet("trend", [col["month"], col["amount"], col["amount_last_year"]],
           [[m, a / yuan, b / yuan] for m, a, b in report.trend], {2: money, 3: money})
     path.parent.mkdir(parents=True, exist_ok=True)

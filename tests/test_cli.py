@@ -138,3 +138,31 @@ async def test_the_sandbox_refuses_a_database_with_real_customers(engine):
         from models import User
 
         assert (await session.get(User, real.id)).telegram_id is None  # nobody got a sandbox id
+
+
+def test_a_past_report_can_be_made_again_and_says_what_it_covers(cli_env, tmp_path, capsys):
+    from openpyxl import load_workbook
+
+    assert main(["demo-data", "--customers", "40", "--seed", "7", "--today", "2026-12-02"]) == 0
+    first, second = tmp_path / "a.xlsx", tmp_path / "b.xlsx"
+    for path in (first, second):  # no --format: a report is a workbook
+        assert main(["--lang", "en", "export", "report", "--period", "month", "--today", "2026-12-02",
+                     "-o", str(path)]) == 0
+    assert "2026-11-01 – 2026-11-30" not in capsys.readouterr().err
+    books = [load_workbook(p) for p in (first, second)]
+    cover = dict((row[0].value, row[1].value) for row in books[0]["About"].iter_rows())
+    assert cover["Period"] == "2026-11-02 – 2026-12-01" and "days of purchases" in cover["RFM window"]
+    assert cover["By"] == "command line (export report)" and cover["Customers"] == "all customers you may see"
+    assert books[0].sheetnames[0] == "About"
+    # The same data and the same date give the same workbook, cell by cell (the cover's time aside).
+    for name in books[0].sheetnames[1:]:
+        cells = [[[c.value for c in row] for row in book[name].iter_rows()] for book in books]
+        assert cells[0] == cells[1], name
+    # Every customer row carries its ERP code; changes are numbers, not "3→1".
+    visit_first = books[0]["Visit first"]
+    assert [c.value for c in visit_first[1]][:2] == ["Customer code", "Customer"]
+    assert all(isinstance(c.value, int) for row in visit_first.iter_rows(min_row=2) for c in row[3:7])
+    rfm = books[0]["RFM"]
+    longest = max(len(str(c.value)) for (c,) in rfm.iter_rows(min_row=2, min_col=2, max_col=2))
+    assert rfm.column_dimensions["B"].width >= min(60, longest)  # names are not cut off
+    assert main(["--lang", "en", "export", "report", "--today", "2026-13-40"]) == 2

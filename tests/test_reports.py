@@ -74,9 +74,9 @@ async def test_the_spreadsheet_has_a_sheet_per_analysis_with_number_formats(sess
     assert book.sheetnames == ["RFM", "Visit first", "Key accounts", "Distribution", "Sales by customer",
                                "Sales by rep", "Complaints", "Team activity", "Satisfaction", "Monthly sales"]
     accounts = book["Key accounts"]
-    assert [c.value for c in accounts[1]][:3] == ["Rank", "Customer", "Amount"]
-    assert (accounts["B2"].value, accounts["C2"].value, accounts["C2"].number_format) == ("大客户", 900.0, "#,##0.00")
-    assert accounts["D2"].number_format == "0.0%" and accounts["D2"].value == 0.9
+    assert [c.value for c in accounts[1]][:4] == ["Rank", "Customer code", "Customer", "Amount"]
+    assert (accounts["C2"].value, accounts["D2"].value, accounts["D2"].number_format) == ("大客户", 900.0, "#,##0.00")
+    assert accounts["E2"].number_format == "0.0%" and accounts["E2"].value == 0.9
 
 
 @pytest.fixture
@@ -265,7 +265,7 @@ async def test_the_spreadsheet_speaks_the_users_language(session, tmp_path):
     report = await build(session, await viewer_for(session, boss), kind="month", today=TODAY, language="zh_Hans")
     book = load_workbook(write_xlsx(report, tmp_path / "r.xlsx", xlsx_headings(gettext_for("zh_Hans"))))
     rfm = book["RFM 分析"]
-    segments = {row[5] for row in rfm.iter_rows(min_row=2, values_only=True)}
+    segments = {row[6] for row in rfm.iter_rows(min_row=2, values_only=True)}
     assert segments and all(re.search(r"[\u4e00-\u9fff]", s) for s in segments), segments
     kinds = [row[1] for row in book["投诉"].iter_rows(min_row=2, values_only=True) if row[0] == "类型"]
     assert kinds == ["投诉"]
