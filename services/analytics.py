@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from services.rfm import SEGMENTS, quintile_array, segment, segment_codes
+from services.rfm import SEGMENTS, quintile_array, segment, segment_codes, visit_first
 
 # ---------------------------------------------------------------------------------------------- plain data
 
@@ -198,10 +198,16 @@ class ChurnRisk:
 
 
 def churn_priority(report: RfmReport, aggregates_before: dict[int, Aggregate], limit: int = 20) -> list[ChurnRisk]:
-    risks = [ChurnRisk(cid, report.previous[cid], score, aggregates_before[cid].amount_cents)
-             for cid, score in report.scores.items()
-             if cid in report.previous and (score.r < report.previous[cid].r or score.f < report.previous[cid].f)]
-    risks.sort(key=lambda x: (-x.amount_cents, x.customer_id))
+    """Visit first (services.rfm.visit_first): customers valuable now or in the previous period and drifting
+    away — including those who bought in the previous period and not at all in this one (scores 0) — the
+    most valuable first (M, then what they spent in the previous period)."""
+    gone = Score(0, 0, 0)
+    risks = [ChurnRisk(cid, before, report.scores.get(cid, gone), aggregates_before[cid].amount_cents)
+             for cid, before in report.previous.items()
+             if visit_first(report.scores.get(cid, gone), before)]
+    risks += [ChurnRisk(cid, Score(0, 0, 0), score, 0) for cid, score in report.scores.items()
+              if cid not in report.previous and visit_first(score)]
+    risks.sort(key=lambda x: (-max(x.now.m, x.before.m), -x.amount_cents, x.customer_id))
     return risks[:limit]
 
 

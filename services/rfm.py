@@ -6,9 +6,10 @@ Rules:
   from the customer's roll-ups. Each is scored by quintile among the scored customers: 5 = the best 20%.
   Equal values get equal scores (a tie never splits across two scores).
 - Segments, first that fits: champions (R≥4, F≥4, M≥4); can't lose (R≤2, F≥4, M≥4 — the best customers
-  gone quiet); at risk (R≤2 with F≥3 or M≥3 — valuable and drifting away: visit first); loyal (F≥4);
+  gone quiet); at risk (R≤2 with F≥3 or M≥3); loyal (F≥4);
   new (R≥4, F≤1); potential (R≥3); hibernating (R=2); lost (R=1).
 - Scores are refreshed daily by the scheduler (and by `python main.py rfm`); the card shows them.
+- Visit first: `visit_first` (valuable and drifting away), the same rule in /today and in the reports.
 """
 
 from __future__ import annotations
@@ -38,6 +39,18 @@ def segment(r: int, f: int, m: int) -> str:
     if r >= 3:
         return "potential"
     return "hibernating" if r == 2 else "lost"
+
+
+def visit_first(now: tuple[int, int, int], before: tuple[int, int, int] | None = None) -> bool:
+    """Rule "visit first" — high contribution and high churn risk, one rule for the rep's /today and the
+    managers' report: *valuable* (M ≥ 4 now or in the previous period) and *drifting away* (R ≤ 2 now, or R
+    fell by 2 or more since the previous period to 3 or less; R = 0 means no purchase in the window at
+    all). A customer who bought recently (R ≥ 4) is never on it, however much their scores moved. The
+    card keeps no earlier scores, so on the rep's side only the first kind of drift applies."""
+    r, _f, m = now
+    valuable = m >= 4 or (before is not None and before[2] >= 4)
+    fell = before is not None and before[0] - r >= 2 and r <= 3
+    return valuable and (r <= 2 or fell)
 
 
 def quintile_scores(values: list[float]) -> list[int]:
@@ -84,13 +97,13 @@ async def score_all(session: AsyncSession, today: date, *, batch: int = 5000) ->
 
 
 async def my_slice(session: AsyncSession, owner_id: int, *, limit: int = 5) -> tuple[dict[str, int], list[Customer]]:
-    """A rep's own slice: how many of their customers are in each segment, and their "visit first" list —
-    customers in the can't-lose and at-risk segments, the biggest spenders first."""
+    """A rep's own slice: how many of their customers are in each segment, and their "visit first" list
+    (`visit_first`), the most valuable first."""
     rows = list((await session.execute(select(Customer).where(
         Customer.owner_id == owner_id, Customer.archived_at.is_(None), Customer.rfm_r.is_not(None)))).scalars())
     counts: dict[str, int] = {}
     for c in rows:
         counts[segment(c.rfm_r, c.rfm_f, c.rfm_m)] = counts.get(segment(c.rfm_r, c.rfm_f, c.rfm_m), 0) + 1
-    first = sorted((c for c in rows if segment(c.rfm_r, c.rfm_f, c.rfm_m) in ("cant_lose", "at_risk")),
-                   key=lambda c: (-c.txn_amount_cents, c.id))
+    first = sorted((c for c in rows if visit_first((c.rfm_r, c.rfm_f, c.rfm_m))),
+                   key=lambda c: (-c.rfm_m, -c.txn_amount_cents, c.id))
     return counts, first[:limit]

@@ -68,9 +68,10 @@ def test_rfm_movement_and_the_churn_priority_list():
     assert report.segments_before == Counter(s.segment for s in report.previous.values())
     assert report.segments_before.total() == 5 and report.segments.total() == 5
     risks = churn_priority(report, before)
-    # R before: 1→5, 2→4, 3→1, 4→3; now: 1→1, 2→3, 3→4, 4→2. F before: 1→5, 2→4, 4→3; now 1→2, 2→5, 4→2.
-    # 1, 2 and 4 slipped (3 improved), ranked by what they spent before: 4, 1, 2.
-    assert [r.customer_id for r in risks] == [4, 1, 2]
+    # R before: 1→5, 2→4, 3→1, 4→3; now: 1→1, 2→3, 3→4, 4→2. M before: 4→5, 1→4, 2→3, 5→2, 3→1.
+    # Valuable and drifting: 4 (M 5, R now 2) and 1 (M 4, R 5→1); 2 only slipped from 4 to 3 (not drifting),
+    # 5 stopped buying but was never valuable. The most valuable first: 4, then 1.
+    assert [r.customer_id for r in risks] == [4, 1]
     assert risks[0].amount_cents == 5_000_00 and risks[1].before.r > risks[1].now.r
 
 
@@ -200,3 +201,29 @@ def test_nobody_is_both_the_most_and_the_least_satisfied():
     many = satisfaction([_fb(n, n, kind="praise", rating=1 + n % 5) for n in range(1, 11)], customers, YEAR)
     assert {c for c, _ in many.most}.isdisjoint({c for c, _ in many.least})
     assert min(r for _, r in many.most) > max(r for _, r in many.least)
+
+
+def test_visit_first_lists_valuable_customers_drifting_away_and_never_a_champion():
+    from services.analytics import Score
+
+    window, previous = Period(date(2026, 4, 1), date(2026, 6, 30)), Period(date(2026, 1, 1), date(2026, 3, 31))
+    before, now = {}, {}
+    # Twenty ordinary customers buying the same little, now and before (they fill the quintiles).
+    for n in range(10, 30):
+        before[n] = Aggregate(n, date(2026, 3, 1 + n % 20), 2, 100_00)
+        now[n] = Aggregate(n, date(2026, 6, 1 + n % 20), 2, 100_00)
+    # 1: a champion — bought 7 days ago, 19 purchases, the biggest spender: never "visit first".
+    before[1] = Aggregate(1, date(2026, 3, 28), 15, 90_000_00)
+    now[1] = Aggregate(1, date(2026, 6, 23), 19, 95_000_00)
+    # 2: a big account that went quiet: bought a lot before, once at the start of this window.
+    before[2] = Aggregate(2, date(2026, 3, 30), 12, 80_000_00)
+    now[2] = Aggregate(2, date(2026, 4, 2), 1, 1_000_00)
+    # 3: a big account that stopped buying altogether.
+    before[3] = Aggregate(3, date(2026, 3, 25), 10, 70_000_00)
+    # 4: a small customer that went quiet: drifting, but not valuable.
+    before[4] = Aggregate(4, date(2026, 3, 30), 1, 10_00)
+    now[4] = Aggregate(4, date(2026, 4, 1), 1, 10_00)
+    report = rfm_report(now, before, window, previous)
+    risks = churn_priority(report, before)
+    assert [r.customer_id for r in risks] == [2, 3]
+    assert risks[1].now == Score(0, 0, 0)  # no purchase in the window at all

@@ -112,3 +112,21 @@ def test_segments_of_many_customers_at_once_follow_the_same_rules():
     combos = list(itertools.product(range(1, 6), repeat=3))
     r, f, m = (np.array(column) for column in zip(*combos))
     assert [SEGMENTS[code] for code in segment_codes(r, f, m)] == [segment(*c) for c in combos]
+
+
+async def test_the_reps_visit_first_list_uses_the_same_rule(session):
+    from sqlalchemy import update as sql_update
+
+    from models import Customer
+    from services.customers import create_customer
+    from services.rfm import my_slice
+    from services.users import add_user
+
+    rep = await add_user(session, name="Lee", telegram_id=9901)
+    scores = {"冠军客户": (5, 5, 5), "大客户久未下单": (1, 4, 5), "中客户变冷": (2, 3, 4), "小客户": (1, 1, 1),
+              "新客户": (5, 1, 2)}
+    for name, (r, f, m) in scores.items():
+        c = await create_customer(session, name=name, owner_id=rep.id)
+        await session.execute(sql_update(Customer).where(Customer.id == c.id).values(rfm_r=r, rfm_f=f, rfm_m=m))
+    _counts, first = await my_slice(session, rep.id)
+    assert [c.name for c in first] == ["大客户久未下单", "中客户变冷"]
