@@ -4,8 +4,6 @@ contact, add one by steps (name → title → mobile), with "is it this one?" fo
 from __future__ import annotations
 
 import html
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from aiogram import F, Router
 from aiogram.filters import StateFilter
@@ -18,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.callbacks import ContactCallback, CustomerCallback
 from bot.filters import Registered
 from handlers.common import buttons_please, new_flow, origin, text_please
-from models import ContactPerson, User
+from models import ContactPerson, User, today_in
 from services.access import Viewer
 from services.cards import visible_customer
 from services.contacts import (
@@ -220,7 +218,7 @@ async def typed_change(message: Message, state: FSMContext, session: AsyncSessio
                        viewer: Viewer) -> None:
     data = await state.get_data()
     field, text = data["field"], message.text.strip()[:200]
-    today = datetime.now(ZoneInfo(user.timezone)).date()
+    today = today_in(user.timezone)
     value: object = parse_date(text, today=today) if field == "birthday" else text
     person = await update_contact(session, viewer, data["person_id"], user_id=user.id, today=today,
                                   **{field: value})

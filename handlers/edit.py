@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import html
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from aiogram import F, Router
 from aiogram.filters import StateFilter
@@ -22,7 +20,7 @@ from bot.labels import stage_label
 from bot.settings import Settings
 from handlers.card import show_card
 from handlers.common import text_please, try_again
-from models import ContactStrategy, Customer, PurchaseStrategy, Stage, User
+from models import ContactStrategy, Customer, PurchaseStrategy, Stage, User, today_in
 from services.access import Viewer
 from services.contacts import check_mobile
 from services.customers import edit_customer, set_stage
@@ -128,7 +126,7 @@ def _stage_keyboard(customer_id: int) -> InlineKeyboardMarkup:
 
 
 def _local_today(user: User):
-    return datetime.now(ZoneInfo(user.timezone)).date()
+    return today_in(user.timezone)
 
 
 async def stage_button(callback: CallbackQuery, callback_data: StageCallback, state: FSMContext,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import tempfile
-from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -19,7 +18,7 @@ from bot.callbacks import ReportCallback
 from bot.filters import Registered
 from bot.report_view import detail, period_name, report_charts, summary, xlsx_about, xlsx_headings
 from bot.settings import Settings
-from models import Role, User
+from models import Role, User, today_in, utcnow
 from services.access import Viewer, narrowed_to, team_members
 from services.reports import ANALYSES, PERIODS, RFM_DAYS, RFM_WINDOWS, build, write_xlsx
 
@@ -57,7 +56,7 @@ async def report_command(message: Message) -> None:
 
 
 def _today(user: User):
-    return datetime.now(ZoneInfo(user.timezone)).date()
+    return today_in(user.timezone)
 
 
 async def on_report(callback: CallbackQuery, callback_data: ReportCallback, session: AsyncSession, user: User,
@@ -91,7 +90,7 @@ async def on_report(callback: CallbackQuery, callback_data: ReportCallback, sess
         with tempfile.TemporaryDirectory() as folder:  # nothing is left behind on the server
             headings = xlsx_headings(_) | {"about": xlsx_about(
                 report, _, user.language, scope=scope_name, by=user.name,
-                generated=datetime.now(ZoneInfo(user.timezone)))}
+                generated=utcnow().astimezone(ZoneInfo(user.timezone)))}
             data = write_xlsx(report, Path(folder) / name, headings).read_bytes()
         await callback.message.answer_document(BufferedInputFile(data, name),
                                                caption=html.escape(_("Report for the last {period}").format(

@@ -4,8 +4,7 @@ or a shared location, which makes it a check-in) → pick when the next step is.
 from __future__ import annotations
 
 import html
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
 from aiogram import F, Router
 from aiogram.filters import StateFilter
@@ -20,7 +19,7 @@ from bot.filters import ButtonCustomer, Registered
 from bot.formatting import day
 from bot.labels import interaction_label
 from handlers.common import new_flow, origin
-from models import Customer, User
+from models import Customer, User, today_in
 from services.access import Viewer
 from services.cards import visible_customer
 from services.interactions import check_note, log_interaction, set_next_step, visible_interaction
@@ -44,7 +43,7 @@ def next_step_keyboard(interaction_id: int) -> InlineKeyboardMarkup:
 
 
 def local_today(user: User):
-    return datetime.now(ZoneInfo(user.timezone)).date()
+    return today_in(user.timezone)
 
 
 async def start_log(callback: CallbackQuery, callback_data: LogCallback, state: FSMContext, customer: Customer) -> None:

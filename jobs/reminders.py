@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -197,6 +198,7 @@ async def plan_manager_reports(runtime: Runtime, now: datetime | None = None) ->
             for n, (name, png) in enumerate(charts, 1):
                 path = folder / name
                 path.write_bytes(png)
+                os.utime(path, (now.timestamp(), now.timestamp()))  # its age by the clock jobs read (sandbox ⏩)
                 await outbox.enqueue(session, key=f"{key}:chart{n}", chat_id=chat, user_id=leader.id,
                                      kind=OutboxKind.report, photo=str(path), now=now)
             queued += 1
@@ -211,7 +213,7 @@ def _forget_old_charts(folder: Path, now: datetime, keep_days: int = 30) -> None
     (or given up on), so they go."""
     if not folder.exists():
         return
-    limit = now.timestamp() - keep_days * 86400
+    limit = now.timestamp() - keep_days * 86400  # files are stamped with the clock's time when written
     for path in folder.glob("*/*.png"):
         with contextlib.suppress(OSError):
             if path.stat().st_mtime < limit:

@@ -14,13 +14,12 @@ Choices, on purpose:
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from jobs import reminders as jobs
-from models import utcnow
 
 RUNTIMES: dict[str, jobs.Runtime] = {}
 
@@ -69,7 +68,7 @@ def create_scheduler(runtime: jobs.Runtime, runtime_id: str = "main", *, scan_se
                      digest_seconds: int = DIGEST_SECONDS, drain_seconds: int = DRAIN_SECONDS) -> AsyncIOScheduler:
     RUNTIMES[runtime_id] = runtime
     scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
-    start = utcnow()
+    start = datetime.now(UTC)  # APScheduler keeps real time, whatever the sandbox did to the product's clock
     for job_id, func, every, delay in (("reminders.scan", run_scan, scan_seconds, 0),
                                        ("digests.plan", run_digests, digest_seconds, 5),
                                        ("outbox.drain", run_drain, drain_seconds, 1),

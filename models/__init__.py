@@ -17,6 +17,7 @@ from models.common import (
     Stage,
     as_utc,
     metadata,
+    today_in,
     utcnow,
 )
 from models.customer import ContactPerson, Customer
@@ -30,5 +31,5 @@ __all__ = [
     "DictionaryKind", "Feedback", "FeedbackKind", "FeedbackStatus", "HandledUpdate", "Interaction", "InteractionKind",
     "Invite", "OutboxKind", "OutboxMessage", "OutboxStatus", "PaymentStatus", "Purchase", "PurchaseStrategy",
     "Reminder", "ReminderKind", "ReminderStatus", "Role", "Stage", "User",
-    "as_utc", "metadata", "utcnow",
+    "as_utc", "metadata", "today_in", "utcnow",
 ]

@@ -8,8 +8,9 @@ validated in Python, so adding a value never needs a database type migration.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import MetaData
 from sqlmodel import SQLModel
@@ -25,9 +26,29 @@ SQLModel.metadata.naming_convention = {
 metadata: MetaData = SQLModel.metadata
 
 
+class Clock:
+    """The process's one clock: handlers, services and jobs all read it (through `utcnow` / `today_in`),
+    so when the offline sandbox moves time (⏩) a visit logged afterwards is as late as the reminder it
+    answers. Only the sandbox moves it; everywhere else the offset stays zero."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+CLOCK = Clock()
+
+
 def utcnow() -> datetime:
     """Now, as an aware UTC datetime (the form every timestamp column takes)."""
-    return datetime.now(UTC)
+    return CLOCK.now()
+
+
+def today_in(timezone: str) -> date:
+    """Today's date where the person is (an IANA zone name)."""
+    return CLOCK.now().astimezone(ZoneInfo(timezone)).date()
 
 
 def as_utc(moment: datetime | None) -> datetime | None:

@@ -115,7 +115,7 @@ async def update_contact(session: AsyncSession, viewer: Viewer, person_id: int, 
     """Change a contact's name, title, mobile or birthday (checked as when adding; a birthday is not in the
     future); audited."""
     person = await _editable(session, viewer, person_id)
-    if values.get("birthday") is not None and values["birthday"] > (today or date.today()):
+    if values.get("birthday") is not None and values["birthday"] > (today or utcnow().date()):
         raise DomainError(N_("a birthday cannot be in the future"))
     if set(values) - set(CONTACT_FIELDS):
         raise ValueError(f"not editable: {sorted(set(values) - set(CONTACT_FIELDS))}")

@@ -120,7 +120,7 @@ async def generate(session: AsyncSession, *, customers: int, seed: int = 42, tod
     """Add a demo data set to the database in the session's transaction (the caller commits).
     `history=False` leaves out purchases, interactions and feedback (customers and contacts only)."""
     rng = random.Random(seed)
-    today = today or date.today()
+    today = today or utcnow().date()
     summary = DemoSummary()
     tz = ZoneInfo("Asia/Shanghai")
 

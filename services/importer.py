@@ -1034,7 +1034,7 @@ async def import_file(session: AsyncSession, kind: str, path: str | Path, *, tim
         raise FileProblem(N_("cannot import “{kind}”; choose one of: {choices}"), kind=kind, choices=", ".join(KINDS))
     fields = FIELDS_BY_KIND[kind]
     tz = ZoneInfo(timezone)
-    today = today or date.today()
+    today = today or utcnow().date()
     if date_order is not None and date_order not in DATE_ORDERS:
         raise FileProblem(N_("--date-order must be one of: {choices}"), choices=", ".join(DATE_ORDERS))
     ctx = await _load_context(session, kind, tz, today)

@@ -59,7 +59,7 @@ async def record_purchase(session: AsyncSession, *, customer_id: int, purchased_
     if (earlier := await replayed(session, Purchase, origin_key)) is not None:
         return earlier
     values = {"purchased_on": purchased_on, "amount_cents": amount_cents}
-    _check(values, today=today or date.today())
+    _check(values, today=today or utcnow().date())
     if source == "chat":  # imports may carry zero-amount lines (samples, credit notes): they keep today's rule
         check_order_amount(amount_cents)
     products = check_products(products)
@@ -89,7 +89,7 @@ async def correct_purchase(session: AsyncSession, purchase_id: int, *, user_id: 
     purchase = await session.get(Purchase, purchase_id)
     if purchase is None or purchase.voided_at is not None:
         raise DomainError(N_("purchase not found"))
-    _check(values, today=today or date.today())
+    _check(values, today=today or utcnow().date())
     changes = {}
     for field, new in values.items():
         if getattr(purchase, field) != new:

@@ -123,3 +123,34 @@ async def test_a_sure_but_inexact_match_opens_the_card_and_still_offers_a_new_cu
     [card] = (await app.send(text_update(person(8401, language="en"), "人易软件"))).sent()
     assert card.text.startswith("<b>广州市人易软件技术有限公司</b>")
     assert button_texts(card)[-1] == "➕ New customer “人易软件”"
+
+
+async def test_handlers_services_and_jobs_read_one_clock(engine, monkeypatch):
+    """The sandbox's ⏩ moves models.common.CLOCK: /today (a handler) and what it writes see the moved time."""
+    from sqlalchemy import select
+
+    from models import ContactStrategy, Interaction
+    from models.common import CLOCK
+    from services.interactions import log_interaction
+
+    app = await make_app(engine)
+    async with app.sessions() as session:
+        weekly = ContactStrategy(code="w", cycle_days=7, label_zh_hans="每周", label_zh_hant="每週", label_en="weekly")
+        session.add(weekly)
+        await session.flush()
+        lee = await add_user(session, name="Lee", telegram_id=8501, language="en", timezone="UTC")
+        customer = await create_customer(session, name="Acme Trading", owner_id=lee.id, contact_strategy_id=weekly.id)
+        await session.commit()
+    await app.sync()
+    [agenda] = (await app.send(text_update(person(8501, language="en"), "/today"))).sent()
+    assert agenda.text == "Nothing due today. 🎉"
+    monkeypatch.setattr(CLOCK, "offset", timedelta(days=9))  # as ⏩ does in the sandbox
+    [agenda] = (await app.send(text_update(person(8501, language="en"), "/today"))).sent()
+    assert "Acme Trading" in agenda.text  # nine days on, the weekly customer is due
+    async with app.sessions() as session:
+        visit = await log_interaction(session, customer_id=customer.id, kind="visit", user_id=lee.id)
+        await session.commit()
+        stored = (await session.execute(select(Interaction.occurred_at).where(Interaction.id == visit.id))).scalar_one()
+    assert stored.replace(tzinfo=UTC) > datetime.now(UTC) + timedelta(days=8)  # written at the moved time
+    [agenda] = (await app.send(text_update(person(8501, language="en"), "/today"))).sent()
+    assert agenda.text == "Nothing due today. 🎉"  # the visit answers the reminder

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.settings import Settings
 from models import utcnow
+from models.common import CLOCK
 
 log = logging.getLogger("fieldcrm.sandbox")
 SANDBOX_TOKEN = "100200300:FieldCRM-sandbox"
@@ -30,12 +31,19 @@ LANGUAGE_CODES = {"zh_Hans": "zh-hans", "zh_Hant": "zh-hant", "en": "en"}
 
 @dataclass
 class SandboxClock:
-    """The scheduler's clock: real time plus however far the page moved it."""
+    """The sandbox's hand on the process's one clock (models.common.CLOCK): moving it moves what handlers,
+    services and the scheduler all see as now."""
 
-    offset: timedelta = timedelta()
+    @property
+    def offset(self) -> timedelta:
+        return CLOCK.offset
+
+    @offset.setter
+    def offset(self, value: timedelta) -> None:
+        CLOCK.offset = value
 
     def __call__(self) -> datetime:
-        return utcnow() + self.offset
+        return utcnow()
 
 
 class RealData(Exception):
@@ -71,10 +79,11 @@ async def run(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
     from jobs import reminders as jobs
     from services.lookup import build_index
 
-    personas = await prepare(sessions)
     clock = SandboxClock()
+    clock.offset = timedelta()
     if settings.sandbox_start is not None:  # e.g. a weekend night, so nothing is due until the clock is moved
         clock.offset = settings.sandbox_start - utcnow()
+    personas = await prepare(sessions)  # the demo data is made as of the sandbox's today
     runtime = jobs_runtime(sessions, settings, clock=clock)
     zone = ZoneInfo(settings.default_timezone)
 
@@ -85,6 +94,7 @@ async def run(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
         clock.offset += timedelta(hours=hours)
         await jobs.scan(runtime)
         await jobs.plan_digests(runtime)
+        await jobs.plan_manager_reports(runtime)  # the managers' daily and weekly digests come due too
         return now_text()  # the scheduler's drain job sends what became due within a few seconds
 
     api = BotApi(SANDBOX_TOKEN)
@@ -105,5 +115,6 @@ async def run(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
         try:
             await run_polling(bot, dispatcher, sessions, bot_settings, index, runtime=runtime)
         finally:
+            clock.offset = timedelta()  # the process's clock is real again
             with contextlib.suppress(Exception):
                 await bot.session.close()
