@@ -21,7 +21,10 @@ OWN_FLOOD_CONTROL: ContextVar[bool] = ContextVar("own_flood_control", default=Fa
 
 
 class RetryAfter(BaseRequestMiddleware):
-    def __init__(self, attempts: int = 3, max_wait: float = 5.0) -> None:
+    # Ten tries: while the outbox sender is sending a digest burst to the same chat (1 message/s per chat),
+    # a reply can lose the race for a few seconds; it must arrive late rather than not at all. (Issue 18:
+    # one limiter for replies and the outbox is the real fix.)
+    def __init__(self, attempts: int = 10, max_wait: float = 5.0) -> None:
         self.attempts, self.max_wait = attempts, max_wait
 
     async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,

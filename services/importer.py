@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import bindparam, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import ContactPerson, Customer, Feedback, Interaction, Purchase, Stage, User, utcnow
+from models import ContactPerson, Customer, Feedback, Interaction, Purchase, Stage, User, today_in, utcnow
 from services import audit, reminders, rollups
 from services.dictionaries import Vocabulary, load_vocabulary
 from services.fields import FIELDS_BY_KIND, FieldSpec, header_key, header_map, is_blank, parse_value
@@ -98,8 +98,7 @@ SAMPLE = 1 << 20  # bytes looked at to tell the encoding
 FIELD_LIMIT = 1_000_000  # characters in one CSV field before the file is taken as broken
 # What a decoded CJK business file never contains: private-use characters (what Big5 bytes become when
 # read as GBK), kana and Greek/Cyrillic/box-drawing runs from the wrong code page, C0/C1 controls.
-_IMPLAUSIBLE = re.compile("[\ue000-\uf8ff\u3040-\u30ff\u0370-\u03ff\u0400-\u04ff\u2500-\u257f"
-                          "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
+_IMPLAUSIBLE = re.compile("[\ue000-\uf8ff\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
 # Legacy code pages of Chinese-speaking offices, tried when a file is not UTF-8 (GB18030 is a superset of
 # GBK and GB2312; cp950 is the Big5 Excel writes on Traditional-Chinese Windows).
 _LEGACY = (("gb18030", "GB18030"), ("cp950", "Big5"))
@@ -115,11 +114,18 @@ def _decodes(data: bytes, codec: str, *, final: bool) -> str | None:
         return None
 
 
-def _detect_encoding(path: Path) -> tuple[str, str]:
+def _header_evidence(text: str, known: Callable[[str], bool]) -> int:
+    """How many known column names the first lines of a decoded sample hold (with any separator)."""
+    lines = text.splitlines()[:HEADER_SEARCH_ROWS]
+    return max((sum(1 for cell in re.split(r"[,;\t]", line) if cell.strip().strip('"') and known(cell.strip().strip('"')))
+                for line in lines), default=0)
+
+
+def _detect_encoding(path: Path, known: Callable[[str], bool] | None = None) -> tuple[str, str]:
     """(codec, name to show) of a text file. Rule "never store a wrong character": a BOM, then strict UTF-8,
     then UTF-16 by its zero bytes, then the legacy code pages that decode the sample without implausible
-    characters; when two remain, charset-normalizer decides only with a clear margin. Otherwise the file
-    is refused with what to do (--encoding, or save as CSV UTF-8)."""
+    characters; when two remain, the one whose header names known columns, else charset-normalizer with
+    a clear margin. Otherwise the file is refused with what to do (--encoding, or save as CSV UTF-8)."""
     with path.open("rb") as fh:
         sample = fh.read(SAMPLE)
         whole = len(sample) < SAMPLE
@@ -135,8 +141,14 @@ def _detect_encoding(path: Path) -> tuple[str, str]:
         text = _decodes(sample[:len(sample) // 2 * 2], codec, final=whole)
         if text is not None and not _IMPLAUSIBLE.search(text):
             return codec, "UTF-16"
+    decoded = {codec: _decodes(sample, codec, final=whole) for codec, _name in _LEGACY}
     plausible = [(codec, name) for codec, name in _LEGACY
-                 if (text := _decodes(sample, codec, final=whole)) is not None and not _IMPLAUSIBLE.search(text)]
+                 if decoded[codec] is not None and not _IMPLAUSIBLE.search(decoded[codec])]
+    if len(plausible) > 1 and known is not None:  # the decode in which the header reads as known columns
+        evidence = {codec: _header_evidence(decoded[codec], known) for codec, _name in plausible}
+        top = max(evidence.values())
+        if top and sum(1 for n in evidence.values() if n == top) == 1:
+            plausible = [p for p in plausible if evidence[p[0]] == top]
     if len(plausible) == 1:
         return plausible[0]
     if len(plausible) > 1:
@@ -174,8 +186,12 @@ def _count_lines(path: Path) -> int:
 
 def _named_encoding(path: Path, encoding: str) -> tuple[str, str]:
     """An encoding the admin named (--encoding): it must exist and decode the whole file."""
+    # What people call Big5 or GBK is what Excel writes: cp950 (Big5 + Microsoft's extensions: 恒 碁 墻 €)
+    # and GB18030 (a superset of GBK and GB2312).
+    aliases = {"big5": "cp950", "big5-tw": "cp950", "csbig5": "cp950", "gbk": "gb18030", "gb2312": "gb18030",
+               "cp936": "gb18030"}
     try:
-        codec = codecs.lookup(encoding).name
+        codec = codecs.lookup(aliases.get(encoding.strip().lower(), encoding)).name
     except LookupError:
         raise FileProblem(N_("“{encoding}” is not an encoding I know"), encoding=encoding) from None
     offset = _undecodable_at(path, codec)
@@ -195,23 +211,26 @@ def _header_record(path: Path, codec: str, known: Callable[[str], bool] | None) 
     accounting exports write, is passed over); the first record when none names any."""
     with path.open(encoding=codec, newline="") as fh:
         lines = [line for _, line in zip(range(HEADER_SEARCH_ROWS), fh, strict=False)]
-    # csv.Sniffer is slow on big samples and guesses wrong on Chinese.
-    delimiter = max(",;\t", key=lambda d: max((line.count(d) for line in lines), default=0))
+    # csv.Sniffer is slow on big samples and guesses wrong on Chinese. The separator is the one that makes a
+    # header of known columns (a data row's commas inside a tab file must not win); without one, the one the
+    # first line uses most.
+    fallback = max(",;\t", key=lambda d: lines[0].count(d) if lines else 0)
     if known is None:
-        return delimiter, 0
-    best, best_score = 0, 0
-    try:
-        for index, cells in enumerate(csv.reader(lines, delimiter=delimiter)):
-            score = _header_score(tuple(cells), known)
-            if score > best_score:
-                best, best_score = index, score
-    except csv.Error:
-        pass  # a broken record among the first lines: the row-by-row read reports it where it is
-    return delimiter, best
+        return fallback, 0
+    best = (0, fallback, 0)  # (score, separator, record)
+    for delimiter in ",;\t":
+        try:
+            for index, cells in enumerate(csv.reader(lines, delimiter=delimiter)):
+                score = _header_score(tuple(cells), known)
+                if score > best[0]:
+                    best = (score, delimiter, index)
+        except csv.Error:
+            continue  # a broken record among the first lines: the row-by-row read reports it where it is
+    return best[1], best[2]
 
 
 def _open_csv(path: Path, encoding: str | None = None, known: Callable[[str], bool] | None = None) -> Table:
-    codec, shown = _named_encoding(path, encoding) if encoding else _detect_encoding(path)
+    codec, shown = _named_encoding(path, encoding) if encoding else _detect_encoding(path, known)
     delimiter, header_index = _header_record(path, codec, known)
     fh = path.open(encoding=codec, newline="")
     csv.field_size_limit(FIELD_LIMIT)
@@ -352,8 +371,10 @@ def _open_xlsx(path: Path, sheet_name: str | None = None, known: Callable[[str],
         try:
             for number, cells in enumerate(values, start=header_row + 1):
                 formula_cells = next(formulas, None) if formulas is not None else None
-                if any(not is_blank(cell) for cell in cells) or (formula_cells and any(formula_cells)):
-                    row = [Verbatim(c) if isinstance(c, str) and c[:1] in ("\t", "\r") else c for c in cells]
+                if any(not is_blank(cell) for cell in cells):
+                    # A tab or CR before a formula sign is how a cell is defused: keep it exactly (safecells).
+                    row = [Verbatim(c) if isinstance(c, str) and c[:1] in ("\t", "\r") and c[1:2] in ("=", "+", "-", "@")
+                           else c for c in cells]
                     if formula_cells:
                         for i, formula in enumerate(formula_cells):
                             if formula and i < len(row) and row[i] is None:
@@ -518,11 +539,15 @@ def _parse_row(ctx: Context, cells: list[Any], layout: Layout, number: int,
         raw = cells[index] if index < width else None
         if raw is None or raw == "" or (isinstance(raw, str) and raw.isspace()):
             continue
-        if isinstance(raw, UnsavedFormula):
-            ok = False
-            report.add_error(number, header, raw, Problem(N_("a formula whose result was never saved; open the file "
-                                                             "in Excel or WPS, save it, and import it again")))
-            continue
+        if spec.type == "phone" and isinstance(raw, str) and not any(ch.isdigit() for ch in raw):
+            continue  # -, /, 无, 暂无: no number given (a blank cell)
+        if isinstance(raw, UnsavedFormula):  # no saved result (or an empty one, as =IF(…,"",…) saves)
+            if spec.required:
+                ok = False
+                report.add_error(number, header, raw, Problem(N_(
+                    "a formula whose result was never saved; open the file in Excel or WPS, save it, and import "
+                    "it again")))
+            continue  # an optional column: blank, as the spreadsheet shows it
         try:
             if spec.type in ("date", "datetime") and ctx.date_order is None and isinstance(raw, str) \
                     and raw[4:5] != "-" and (shown := date_order_shown(raw)):
@@ -1034,7 +1059,7 @@ async def import_file(session: AsyncSession, kind: str, path: str | Path, *, tim
         raise FileProblem(N_("cannot import “{kind}”; choose one of: {choices}"), kind=kind, choices=", ".join(KINDS))
     fields = FIELDS_BY_KIND[kind]
     tz = ZoneInfo(timezone)
-    today = today or utcnow().date()
+    today = today or today_in(timezone)  # "today" where the data was made, not in UTC
     if date_order is not None and date_order not in DATE_ORDERS:
         raise FileProblem(N_("--date-order must be one of: {choices}"), choices=", ".join(DATE_ORDERS))
     ctx = await _load_context(session, kind, tz, today)

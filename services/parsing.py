@@ -103,7 +103,8 @@ def date_order_shown(value: object) -> str | None:
     """Which order a d/m/y date proves by itself: "dmy" (15/03/2026), "mdy" (03/15/2026), or None."""
     if not isinstance(value, str) or len(value) < 6:
         return None
-    m = _DMY.match(fold_width(value).strip())
+    text = re.split(r"[tT ](?=\d{1,2}:)", fold_width(value).strip(), maxsplit=1)[0].strip()
+    m = _DMY.match(text)
     if not m:
         return None
     first, second = int(m[1]), int(m[2])
@@ -188,7 +189,7 @@ def _cents_of_float(value: float) -> int:
         raise DomainError(N_("“{value}” is not an amount"), value=value)
     cents = value * 100
     nearest = round(cents)
-    if abs(cents - nearest) > max(1e-9, abs(cents) * 1e-12):
+    if abs(cents - nearest) > max(1e-9, abs(cents) * 4 * 2**-52):  # a few units in the last place
         raise DomainError(N_("“{value}” has more than two decimal places"), value=value)
     return nearest
 
@@ -234,6 +235,9 @@ def _text_cents(raw: str) -> int:
     text = _AMOUNT_NOISE.sub("", text).strip().replace("\u00a0", " ").replace("\u202f", " ")
     if not text:
         raise DomainError(N_("an amount is required"))
+    if re.fullmatch(r"\d{1,3}\.\d{3}", text):  # 12.800: twelve thousand eight hundred, or 12.80?
+        raise DomainError(N_("“{value}” could be read two ways: write it with a decimal point and commas "
+                             "in threes, like 12,800.50"), value=raw)
     if not _GROUPED.fullmatch(text):
         if re.fullmatch(r"[\d,.' ]+", text):
             raise DomainError(N_("“{value}” could be read two ways: write it with a decimal point and commas "
@@ -260,7 +264,7 @@ _NOT_DIGIT = re.compile(r"\D")
 
 
 # An extension after the number: 转 806, 分机 806, ext. 806, x806, #806, -806 after a full landline is not one.
-_EXTENSION = re.compile(r"\s*(?:转|轉|分机|分機|ext\.?|extension|x|#)\s*(\d{1,6})\s*$", re.IGNORECASE)
+_EXTENSION = re.compile(r"(?:\s*(?:转|轉|分机|分機|ext\.?|extension|#)|(?<=[\d\s])x)\s*(\d{1,6})\s*$", re.IGNORECASE)
 _SPREADSHEET_FLOAT = re.compile(r"^(\d{5,})\.0+$")
 _SCIENTIFIC = re.compile(r"^\d(\.\d+)?e\+?\d+$", re.IGNORECASE)
 

@@ -629,7 +629,7 @@ def importance(item: AgendaItem, today: date) -> float:
     account a week overdue comes before a small one a month overdue; ties go by kind (escalations, overdue
     contacts … first), then by due date."""
     detail = item.reminder.detail or {}
-    cycle = detail.get("rhythm") or detail.get("cycle")
+    cycle = detail.get("cycle")  # the allowance after which the reminder fell due (learned rhythms too)
     if detail.get("since") and cycle:  # contact and purchase clocks: days beyond the cycle
         late = (today - date.fromisoformat(detail["since"])).days - int(cycle)
     else:

@@ -455,3 +455,46 @@ async def test_an_accounting_csv_with_a_title_line_is_read_from_its_header(sessi
     report = await run(session, "customers", write(tmp_path / "t.csv", text, "gbk"))
     assert report.ok and report.created == 1 and await names(session) == ["甲公司"]
     assert report.errors == [] and report.rows == 1
+
+
+# --------------------------------------------------------------------------- found in review
+
+async def test_a_gbk_file_with_greek_signs_in_product_names_is_read(session, tmp_path):
+    text = "客户名称,备注\n广州钢管有限公司,Φ20镀锌管 10μF 5Ω\n上海恒达物流有限公司,普通\n"
+    report = await run(session, "customers", write(tmp_path / "g.csv", text, "gbk"))
+    assert report.ok and report.encoding == "GB18030"
+
+
+async def test_a_tab_file_whose_products_hold_commas_is_split_on_tabs(session, tmp_path):
+    await create_customer(session, name="甲公司")
+    await session.commit()
+    text = "客户名称\t交易日期\t金额\t产品\n甲公司\t2026-03-01\t100\t钢管,角钢,槽钢,螺纹钢\n"
+    report = await run(session, "purchases", write(tmp_path / "t.csv", text, "utf-8"))
+    assert report.ok and report.created == 1
+
+
+async def test_placeholders_in_a_phone_column_are_blanks(session, tmp_path):
+    text = "客户名称,电话,传真\n甲公司,-,无\n乙公司,暂无,/\n"
+    report = await run(session, "customers", write(tmp_path / "p.csv", text, "utf-8"))
+    assert report.ok and report.created == 2
+    assert set((await session.execute(select(Customer.phone))).scalars()) == {None}
+
+
+async def test_big5_named_by_hand_reads_what_excel_writes(session, tmp_path):
+    path = write(tmp_path / "tw.csv", "客戶名稱\n恒碁科技股份有限公司\n", "cp950")
+    report = await run(session, "customers", path, encoding="big5")
+    assert report.ok and await names(session) == ["恒碁科技股份有限公司"]
+
+
+async def test_an_empty_formula_result_in_an_optional_column_is_a_blank(session, tmp_path):
+    import zipfile
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.append(["客户名称", "备注"])
+    book.active.append(["甲公司", "=IF(A2=\"\",\"\",\"\")"])
+    book.save(tmp_path / "f.xlsx")
+    report = await run(session, "customers", tmp_path / "f.xlsx")
+    assert report.ok and await names(session) == ["甲公司"]
+    assert zipfile.is_zipfile(tmp_path / "f.xlsx")
