@@ -889,7 +889,6 @@ async def _apply_purchases(session: AsyncSession, ctx: Context, batch: list[dict
     for values in batch:
         row = dict(values)
         row["amount_cents"] = row.pop("amount")
-        row.setdefault("payment_status", "paid")
         rows.append(row)
     numbered = [r for r in rows if r.get("order_no")]
     by_order: dict[str, tuple[int, int]] = {}
@@ -922,8 +921,9 @@ async def _apply_purchases(session: AsyncSession, ctx: Context, batch: list[dict
             report.unchanged += 1
         else:
             touched.add(row["customer_id"])
+            # A new order without a payment status is taken as paid; an existing one keeps its status.
             inserts.append({"products": None, "quantity": None, "payment_method": None, "order_no": None,
-                            **row, "source": "import"})
+                            "payment_status": "paid", **row, "source": "import"})
     if inserts:
         await (await session.connection()).execute(_bulk_insert(Purchase, frozenset(inserts[0])), inserts)
         report.created += len(inserts)

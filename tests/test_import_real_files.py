@@ -498,3 +498,14 @@ async def test_an_empty_formula_result_in_an_optional_column_is_a_blank(session,
     report = await run(session, "customers", tmp_path / "f.xlsx")
     assert report.ok and await names(session) == ["甲公司"]
     assert zipfile.is_zipfile(tmp_path / "f.xlsx")
+
+
+async def test_reimporting_orders_without_a_status_column_keeps_their_statuses(session, tmp_path):
+    await create_customer(session, name="甲公司")
+    await session.commit()
+    first = "客户名称,订单号,日期,金额,付款状态\n甲公司,SO-1,2026-03-01,100,未付款\n"
+    assert (await run(session, "purchases", write(tmp_path / "a.csv", first, "utf-8"))).created == 1
+    again = await run(session, "purchases", write(tmp_path / "b.csv", "客户名称,订单号,日期,金额\n甲公司,SO-1,2026-03-01,100\n",
+                                                  "utf-8"))
+    assert (again.updated, again.unchanged) == (0, 1)
+    assert (await session.execute(select(Purchase.payment_status))).scalar_one() == "unpaid"
