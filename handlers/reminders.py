@@ -21,7 +21,6 @@ from services import reminders
 from services.access import Viewer, team_members
 from services.cards import visible_customer
 from services.customers import assign_owner, check_can_reassign
-from services.messages import N_, DomainError
 from services.rfm import my_slice
 
 
@@ -47,6 +46,16 @@ async def today(message: Message, session: AsyncSession, user: User) -> None:
     await message.answer(text, reply_markup=markup)
 
 
+async def _snooze_or_finish(session: AsyncSession, user: User, action: str, reminder_id: int, days: int) -> str:
+    """Snooze or finish one of the user's reminders (services.reminders refuses what is not theirs or is
+    closed); returns what to tell them."""
+    if action == "snooze":
+        reminder = await reminders.snooze(session, reminder_id, user, days)
+        return _("Snoozed until {date}.").format(date=day(reminder.snoozed_until, user.language))
+    await reminders.finish(session, reminder_id, user)
+    return _("Done. ✅")
+
+
 async def on_agenda(callback: CallbackQuery, callback_data: AgendaCallback, session: AsyncSession,
                     user: User) -> None:
     """The agenda's buttons: turn a page, open one item's actions, or do / snooze it — the list is drawn
@@ -60,12 +69,8 @@ async def on_agenda(callback: CallbackQuery, callback_data: AgendaCallback, sess
             await callback.message.edit_reply_markup(reply_markup=item_actions(found[1], found[0], callback_data.page, _))
             return
         note = _("That one is no longer due.")
-    elif callback_data.action == "snooze":
-        reminder = await reminders.snooze(session, callback_data.id, user, callback_data.days)
-        note = _("Snoozed until {date}.").format(date=day(reminder.snoozed_until, user.language))
-    elif callback_data.action == "done":
-        await reminders.finish(session, callback_data.id, user)
-        note = _("Done. ✅")
+    elif callback_data.action in ("snooze", "done"):
+        note = await _snooze_or_finish(session, user, callback_data.action, callback_data.id, callback_data.days)
     await callback.answer(note)
     if callback.message is not None:
         text, markup = await agenda_message(session, user, callback_data.page)
@@ -78,15 +83,8 @@ async def on_agenda(callback: CallbackQuery, callback_data: AgendaCallback, sess
 
 async def on_reminder(callback: CallbackQuery, callback_data: ReminderCallback, session: AsyncSession,
                       user: User) -> None:
-    if callback_data.action == "snooze":
-        reminder = await reminders.snooze(session, callback_data.id, user, callback_data.days)
-        note = _("Snoozed until {date}.").format(date=day(reminder.snoozed_until, user.language))
-    elif callback_data.action == "done":
-        await reminders.finish(session, callback_data.id, user)
-        note = _("Done. ✅")
-    else:
-        raise DomainError(N_("that button no longer works"))
-    await callback.answer(note)
+    await callback.answer(await _snooze_or_finish(session, user, callback_data.action, callback_data.id,
+                                                  callback_data.days))
     if callback.message is not None and getattr(callback.message, "reply_markup", None) is not None:
         await callback.message.edit_reply_markup(
             reply_markup=without_reminder(callback.message.reply_markup, callback_data.id))

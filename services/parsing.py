@@ -22,6 +22,7 @@ import unicodedata
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
+from models.common import utcnow
 from services.messages import N_, DomainError
 
 _EXCEL_EPOCH = date(1899, 12, 30)  # Excel's day 0, accounting for its 1900 leap-year bug
@@ -42,12 +43,6 @@ _MD = re.compile(r"^(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?$")
 _COMPACT = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 
 
-def _clock_today() -> date:
-    from models.common import utcnow
-
-    return utcnow().date()
-
-
 def fold_width(text: str) -> str:
     """Full-width digits, letters and punctuation to their ASCII forms (NFKC)."""
     return unicodedata.normalize("NFKC", text)
@@ -63,7 +58,7 @@ def _make_date(year: int, month: int, day: int, raw: str) -> date:
 def parse_future_date(value: object, *, today: date | None = None) -> date:
     """A date for something still to do: 明天 / tomorrow / 后天 / 下周, or a month.day without a year
     meaning the next such day (3.15 in December = next March 15). Past dates are refused."""
-    today = today or _clock_today()
+    today = today or utcnow().date()
     text = fold_width(str(value)).strip().lower()
     if text in _AHEAD:
         return today + timedelta(days=_AHEAD[text])
@@ -119,7 +114,7 @@ def parse_date(value: object, *, today: date | None = None, order: str | None = 
             return date.fromisoformat(value)
         except ValueError:
             pass
-    today = today or _clock_today()
+    today = today or utcnow().date()
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
