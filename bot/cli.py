@@ -378,9 +378,9 @@ async def cmd_rfm(args: argparse.Namespace, settings: Settings) -> int:
     from services.rfm import score_all
 
     async def work(session):
-        return await score_all(session, utcnow().date())
+        return await score_all(session, today_in(settings.default_timezone))
 
-    from models import utcnow
+    from models.common import today_in
 
     count = await _with_session(settings, work)
     print(_("{count} customers scored.").format(count=count))

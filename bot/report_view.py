@@ -12,6 +12,7 @@ from bot.i18n import gettext_for
 from models import User
 from services import charts
 from services.reports import Daily, Report
+from services.rfm import RFM_DAYS
 
 Gettext = Callable[[str], str]
 TOP = 5
@@ -82,6 +83,14 @@ def summary(report: Report, user: User, currency: str, *, scope: str | None = No
     return "\n".join(lines)
 
 
+def rfm_scope_note(report: Report, _: Gettext) -> str:
+    """What the report's RFM scores are (services.rfm): the cards' own, or re-scored over another window."""
+    if report.rfm_window.days == RFM_DAYS:
+        return _("Scores rank each customer among all the company's buyers, as on the customer cards.")
+    return _("Re-scored over these {days} days for this report: the customer cards use the last {default} days.") \
+        .format(days=report.rfm_window.days, default=RFM_DAYS)
+
+
 def detail(report: Report, analysis: str, user: User, currency: str, _: Gettext | None = None) -> str:
     """One analysis, top items only (the spreadsheet has everything)."""
     _ = _ or gettext_for(user.language)
@@ -92,6 +101,7 @@ def detail(report: Report, analysis: str, user: User, currency: str, _: Gettext 
     if analysis == "rfm":
         lines.append("<b>" + _("RFM segments (purchases of the last {days} days)").format(
             days=report.rfm_window.days) + "</b>")
+        lines.append(rfm_scope_note(report, _))
         for s, n in sorted(report.rfm.segments.items(), key=lambda x: -x[1]):
             lines.append(f"{names[s]}: {n}")
         moved = report.rfm.moved()[:8]
@@ -194,12 +204,14 @@ def xlsx_headings(_: Gettext) -> dict:
     from bot.labels import feedback_kind_names
 
     return {
-        "segments": {code: name for code, name in segment_names(_).items() if code != "none"},
+        "segments": segment_names(_),
         "kinds": feedback_kind_names(_),
         "sheets": {"about": _("About"), "rfm": _("RFM"), "churn": _("Visit first"), "key_accounts": _("Key accounts"),
                    "distribution": _("Distribution"), "performance": _("Sales by customer"),
                    "rep_performance": _("Sales by rep"), "complaints": _("Complaints"), "activity": _("Team activity"),
-                   "satisfaction": _("Satisfaction"), "trend": _("Monthly sales")},
+                   "satisfaction": _("Satisfaction"), "trend": _("Monthly sales"), "segments": _("Segments"),
+                   "movement": _("Segment movement"), "extremes": _("Growth and decline"),
+                   "weekly": _("Contacts per week"), "crowded": _("Several reps in a week")},
         "columns": {"code": _("Customer code"), "customer": _("Customer"), "owner": _("Rep"), "segment": _("Segment"),
                     "segment_before": _("Segment before"), "r_before": _("R before"), "r_now": _("R now"),
                     "f_before": _("F before"), "f_now": _("F now"),
@@ -213,7 +225,12 @@ def xlsx_headings(_: Gettext) -> dict:
                     "resolved": _("Resolved"), "median_hours": _("Median hours to resolve"),
                     "interactions": _("Contacts"), "within_cycle": _("Within cycle"), "group": _("Group"),
                     "rating": _("Rating"), "most_satisfied": _("Most satisfied"),
-                    "least_satisfied": _("Least satisfied"), "month": _("Month")},
+                    "least_satisfied": _("Least satisfied"), "month": _("Month"),
+                    "customers_before": _("Customers before"), "change_count": _("Change"),
+"top_total": _("Top total"), "top_growth": _("Top growth"),
+                    "top_decline": _("Top decline"), "open_total": _("Open up to the period's end"),
+                    "oldest_open": _("Oldest open"), "week": _("Week"), "reps": _("Reps"), "from": _("From"),
+                    "to": _("To"), "note": _("Note"), "partial": _("part of the month")},
     }
 
 
@@ -228,6 +245,7 @@ def xlsx_about(report: Report, _: Gettext, language: str, *, scope: str | None, 
         (_("Customers"), scope or _("all customers you may see")),
         (_("RFM window"), _("{start} – {end} ({days} days of purchases)").format(
             start=w.start.isoformat(), end=w.end.isoformat(), days=w.days)),
+        (_("RFM scores"), rfm_scope_note(report, _)),
         (_("Generated"), generated.strftime("%Y-%m-%d %H:%M %Z").strip()),
         (_("By"), by),
     ]

@@ -143,6 +143,7 @@ def jobs_runtime(sessions: async_sessionmaker[AsyncSession], settings: Settings,
     from jobs.reminders import Runtime
 
     return Runtime(sessions, files_dir=settings.data_dir / "reports", currency=settings.currency,
+                   timezone=settings.default_timezone,
                    present=BotPresenter(), **extra)
 
 

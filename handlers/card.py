@@ -28,7 +28,7 @@ from models import Role, User
 from services.access import Viewer
 from services.cards import Card, Clock, customer_card
 from services.messages import DomainError
-from services.rfm import segment
+from services.rfm import RFM_DAYS
 
 
 def _clock(clock: Clock, language: str, never: str) -> str:
@@ -53,9 +53,10 @@ def render_card(card: Card, user: User, settings: Settings) -> str:
         purchase += " · " + _("{count} orders, {amount} in total").format(
             count=c.txn_count, amount=money(c.txn_amount_cents, settings.currency, lang))
     lines.append(_("Last purchase: {when}").format(when=purchase))
-    if c.rfm_r is not None:
-        lines.append(_("RFM: R{r} F{f} M{m} · {segment}").format(
-            r=c.rfm_r, f=c.rfm_f, m=c.rfm_m, segment=rfm_segment_label(segment(c.rfm_r, c.rfm_f, c.rfm_m))))
+    if c.rfm_segment is not None and c.rfm_scored_on is not None:
+        lines.append(_("RFM: R{r} F{f} M{m} · {segment} (the {days} days to {date})").format(
+            r=c.rfm_r, f=c.rfm_f, m=c.rfm_m, segment=rfm_segment_label(c.rfm_segment), days=RFM_DAYS,
+            date=day(c.rfm_scored_on, lang)))
     if c.phone:
         lines.append(_("Phone: {phone}").format(phone=html.escape(c.phone)))
     for person in card.contacts:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -55,6 +56,7 @@ class Runtime:
     clock: object = utcnow  # a callable returning the current aware UTC time (the sandbox can move it)
     files_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "fieldcrm-reports")
     currency: str = "CNY"
+    timezone: str = "Asia/Shanghai"  # the company's calendar (settings.default_timezone): what "yesterday" is
     answered: reminders.Watermark | None = None  # how far the scan's sweep has looked (none: a full sweep)
     present: Presenter | None = None  # needed by the jobs that queue messages
 
@@ -223,11 +225,12 @@ def _forget_old_charts(folder: Path, now: datetime, keep_days: int = 30) -> None
 
 
 async def score_rfm(runtime: Runtime) -> int:
-    """Daily: refresh every customer's RFM scores (services.rfm)."""
+    """Daily: refresh every customer's RFM scores (services.rfm), for the window ending yesterday in the
+    company's calendar."""
     from services.rfm import score_all
 
     async with runtime.sessions() as session, session.begin():
-        return await score_all(session, runtime.now().date())
+        return await score_all(session, runtime.now().astimezone(ZoneInfo(runtime.timezone)).date())
 
 
 async def forget_handled_updates(runtime: Runtime) -> int:

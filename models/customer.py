@@ -77,10 +77,12 @@ class Customer(SQLModel, table=True):
     last_contact_at: datetime | None = Field(default=None)
     # The customer's own purchase rhythm: median days between purchase days, once they bought 4+ times.
     purchase_gap_days: float | None = Field(default=None)
-    # RFM scores 1–5 (services.rfm), refreshed daily; None until the customer has bought.
+    # RFM scores 1–5 (services.rfm), refreshed daily, for the window ending rfm_scored_on; None without a
+    # purchase in that window.
     rfm_r: int | None = Field(default=None, sa_column=Column(SmallInteger, nullable=True))
     rfm_f: int | None = Field(default=None, sa_column=Column(SmallInteger, nullable=True))
     rfm_m: int | None = Field(default=None, sa_column=Column(SmallInteger, nullable=True))
+    rfm_segment: str | None = Field(default=None, max_length=16)  # services.rfm.SEGMENTS, scored with R, F, M
     rfm_scored_on: date | None = Field(default=None)
 
     archived_at: datetime | None = Field(default=None)  # customers are archived, never deleted

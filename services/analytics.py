@@ -2,13 +2,11 @@
 loaders in services.reports read from the database, or hand-made fixtures in tests).
 
 Rules, per analysis:
-- RFM over a window: only customers with a purchase in the window are scored; R = days from the last
-  purchase in the window to the end of the window, F = purchases in the window, M = their amount; each
-  scored 1–5 by quintile (services.rfm.quintile_scores: 5 = best 20%, ties never split). Segments as in
-  services.rfm. Movement: each customer's segment at the end of the previous period (the same window,
-  shifted back one period) → now; a customer not scored then is "none".
-- Churn-risk priority list: customers scored in both periods whose R or F score fell, ranked by their
-  amount in the previous window (high contribution, high risk: visit first).
+- RFM over a window: services.rfm's one definition (population, quintiles, tie rule, segments); the
+  scores are made over the whole population given and then kept for the customers looked at (a team's
+  report shows company-wide scores). Movement: each customer's segment at the end of the previous
+  period (the same window, shifted back one period) → now; a customer not scored then is "none".
+- Visit first (churn risk): services.rfm.visit_first, the most valuable first.
 - Key accounts (80/20): customers ranked by amount in the period; the smallest top set whose amount
   reaches 80% of the period's total; each with total, share, the same period a year earlier, change,
   rank and rank change (rank then among all buyers of that period; None when they did not buy).
@@ -35,9 +33,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
-import numpy as np
-
-from services.rfm import SEGMENTS, quintile_array, segment, segment_codes, visit_first
+from services import rfm as rfm_rules
+from services.rfm import SEGMENTS, visit_first
 
 # ---------------------------------------------------------------------------------------------- plain data
 
@@ -143,29 +140,25 @@ class Score(NamedTuple):
     r: int
     f: int
     m: int
-
-    @property
-    def segment(self) -> str:
-        return segment(self.r, self.f, self.m)
+    segment: str = ""
 
 
 def rfm(aggregates: dict[int, Aggregate], as_of: date) -> dict[int, Score]:
-    return _scored(aggregates)[0]
+    return _scored(aggregates)
 
 
-def _scored(aggregates: dict[int, Aggregate]) -> tuple[dict[int, Score], dict[int, str]]:
-    """Scores and segments of every customer in the aggregates (numpy over the whole set at once)."""
+def _scored(aggregates: dict[int, Aggregate], within: Iterable[int] | None = None) -> dict[int, Score]:
+    """Scores and segments of every customer in the aggregates (numpy over the whole set at once), kept
+    for the customers `within` (all when None)."""
     if not aggregates:
-        return {}, {}
-    rows = aggregates.values()
-    # Recency as the last day's ordinal: a later last purchase is a higher value, as the rule wants.
-    r = quintile_array(np.fromiter((a.last_day.toordinal() for a in rows), dtype=np.int64, count=len(aggregates)))
-    f = quintile_array(np.fromiter((a.count for a in rows), dtype=np.int64, count=len(aggregates)))
-    m = quintile_array(np.fromiter((a.amount_cents for a in rows), dtype=np.float64, count=len(aggregates)))
-    keys = list(aggregates.keys())
-    scores = dict(zip(keys, map(Score._make, zip(r.tolist(), f.tolist(), m.tolist()))))
-    segments = dict(zip(keys, map(SEGMENTS.__getitem__, segment_codes(r, f, m).tolist())))
-    return scores, segments
+        return {}
+    ids, r, f, m, codes = rfm_rules.score((a.customer_id, a.last_day, a.count, a.amount_cents)
+                                          for a in aggregates.values())
+    scores = dict(zip(ids, map(Score._make, zip(r.tolist(), f.tolist(), m.tolist(),
+                                                 map(SEGMENTS.__getitem__, codes.tolist())))))
+    if within is not None:
+        scores = {cid: scores[cid] for cid in within if cid in scores}
+    return scores
 
 
 @dataclass
@@ -181,12 +174,15 @@ class RfmReport:
 
 
 def rfm_report(aggregates_now: dict[int, Aggregate], aggregates_before: dict[int, Aggregate],
-               window: Period, previous_window: Period) -> RfmReport:
-    now, now_segment = _scored(aggregates_now)
-    before, before_segment = _scored(aggregates_before)
-    movement: Counter = Counter((before_segment.get(cid, "none"), now_segment.get(cid, "none"))
-                                for cid in now_segment.keys() | before_segment.keys())
-    return RfmReport(now, before, Counter(now_segment.values()), movement, Counter(before_segment.values()))
+               window: Period, previous_window: Period, within: Iterable[int] | None = None) -> RfmReport:
+    """Scores now and at the previous period over everyone in the aggregates (the population), reported
+    for the customers `within` (all when None)."""
+    within = None if within is None else set(within)
+    now, before = _scored(aggregates_now, within), _scored(aggregates_before, within)
+    movement: Counter = Counter((before[cid].segment if cid in before else "none",
+                                 now[cid].segment if cid in now else "none") for cid in now.keys() | before.keys())
+    return RfmReport(now, before, Counter(s.segment for s in now.values()), movement,
+                     Counter(s.segment for s in before.values()))
 
 
 @dataclass(frozen=True)
@@ -201,11 +197,11 @@ def churn_priority(report: RfmReport, aggregates_before: dict[int, Aggregate], l
     """Visit first (services.rfm.visit_first): customers valuable now or in the previous period and drifting
     away — including those who bought in the previous period and not at all in this one (scores 0) — the
     most valuable first (M, then what they spent in the previous period)."""
-    gone = Score(0, 0, 0)
+    gone = Score(0, 0, 0, "none")
     risks = [ChurnRisk(cid, before, report.scores.get(cid, gone), aggregates_before[cid].amount_cents)
              for cid, before in report.previous.items()
              if visit_first(report.scores.get(cid, gone), before)]
-    risks += [ChurnRisk(cid, Score(0, 0, 0), score, 0) for cid, score in report.scores.items()
+    risks += [ChurnRisk(cid, gone, score, 0) for cid, score in report.scores.items()
               if cid not in report.previous and visit_first(score)]
     risks.sort(key=lambda x: (-max(x.now.m, x.before.m), -x.amount_cents, x.customer_id))
     return risks[:limit]

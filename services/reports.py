@@ -4,9 +4,11 @@ Rules:
 - Scope: a manager's report covers the customers owned by their team (services.access), an admin's every
   customer; archived customers are left out; voided purchases never count.
 - Periods end with the last full local day: week = the last 7 days, month = 30, quarter = 91, year = 365.
-  Sales analyses compare the period with the same days a year earlier. RFM looks at a chosen window up to
-  the period's end (90, 180, 365 or 730 days; 365 unless chosen), and segment movement compares with the
-  RFM at the end of the previous period.
+  Sales analyses compare the period with the same days a year earlier. RFM is services.rfm's one
+  definition as of the period's end: the whole company's buyers ranked together (a team's report shows its
+  customers' company-wide scores, the same as on their cards), over the 365-day window unless the manager
+  chooses 90, 180 or 730 days (that re-scores, and the report says so); segment movement compares with
+  the RFM at the end of the previous period.
 - The report is plain data (no language); the bot and the spreadsheet writer render it.
 """
 
@@ -37,15 +39,31 @@ from services import analytics
 from services.access import Viewer
 from services.analytics import Aggregate, Contact, CustomerInfo, FeedbackInfo, Period, Sale
 from services.messages import N_, DomainError
+from services.rfm import RFM_DAYS, SEGMENTS
 from services.safecells import as_text_cells
 from services.sql import collector_paused, raw_rows
 
 PERIODS = {"week": 7, "month": 30, "quarter": 91, "year": 365}
-RFM_DAYS = 365
 RFM_WINDOWS = (90, 180, 365, 730)  # the windows a manager can choose for RFM
 LONG_WINDOW_DAYS = 180
 ANALYSES = ("rfm", "churn", "key_accounts", "distribution", "performance", "complaints", "activity",
             "satisfaction")
+
+
+@dataclass(frozen=True)
+class PeriodMonth:
+    """One calendar month of a report's period, cut to the period: `part` is the days inside it."""
+
+    month: str  # YYYY-MM
+    part: Period
+    amount_cents: int
+    year_before_cents: int  # the same days a year earlier (Period.year_before)
+
+    @property
+    def partial(self) -> bool:
+        whole_start = self.part.start.day == 1
+        whole_end = (self.part.end + timedelta(days=1)).day == 1
+        return not (whole_start and whole_end)
 
 
 @dataclass
@@ -66,6 +84,7 @@ class Report:
     activity: analytics.ActivityReport
     satisfaction: analytics.SatisfactionReport
     trend: list[tuple[str, int, int]] = field(default_factory=list)  # month, amount, amount a year earlier
+    months: list[PeriodMonth] = field(default_factory=list)  # the period month by month (the workbook)
 
     def name(self, customer_id: int | None) -> str:
         info = self.customers.get(customer_id) if customer_id is not None else None
@@ -158,23 +177,35 @@ def _merge(*parts: dict[int, Aggregate]) -> dict[int, Aggregate]:
     return out
 
 
-async def _rfm_windows(session: AsyncSession, viewer: Viewer, period: Period, window: Period, previous: Period):
-    """The RFM window, the previous one (shifted back by the period), the period and a year before it, reading
+async def window_aggregates(session: AsyncSession, start: date, end: date) -> dict[int, Aggregate]:
+    """Every active customer's aggregates over one window: the RFM population (services.rfm)."""
+    everyone = Viewer.everyone()
+    return await _aggregates(session, everyone, Period(start, end), await purchase_scope(session, everyone))
+
+
+async def _rfm_windows(session: AsyncSession, viewer: Viewer, period: Period, window: Period, previous: Period,
+                       customers: dict[int, CustomerInfo]):
+    """The RFM window and the previous one (shifted back by the period) over the whole company (RFM's
+    population, services.rfm), then the period and a year before it for the viewer's customers, reading
     the long stretch the two RFM windows share only once."""
     year_before = period.year_before()
-    scope = await purchase_scope(session, viewer)
+    everyone = Viewer.everyone()
+    scope = await purchase_scope(session, everyone)
+    mine = await purchase_scope(session, viewer) if viewer.owners is not None else scope
     if previous.end < window.start:  # no overlap (a year-long period): read each
-        now = await _aggregates(session, viewer, window, scope)
-        before = await _aggregates(session, viewer, previous, scope)
-        return (now, before, await _aggregates(session, viewer, period, scope),
-                await _aggregates(session, viewer, year_before, scope))
-    shared = await _aggregates(session, viewer, Period(window.start, previous.end), scope)
-    head = await _aggregates(session, viewer, Period(previous.start, window.start - timedelta(days=1)), scope)
-    tail = await _aggregates(session, viewer, Period(previous.end + timedelta(days=1), window.end), scope)
-    in_period = tail if (previous.end + timedelta(days=1), window.end) == (period.start, period.end) \
-        else await _aggregates(session, viewer, period, scope)
+        now = await _aggregates(session, everyone, window, scope)
+        before = await _aggregates(session, everyone, previous, scope)
+        return (now, before, await _aggregates(session, viewer, period, mine),
+                await _aggregates(session, viewer, year_before, mine))
+    shared = await _aggregates(session, everyone, Period(window.start, previous.end), scope)
+    head = await _aggregates(session, everyone, Period(previous.start, window.start - timedelta(days=1)), scope)
+    tail = await _aggregates(session, everyone, Period(previous.end + timedelta(days=1), window.end), scope)
+    if (previous.end + timedelta(days=1), window.end) == (period.start, period.end):
+        in_period = tail if viewer.owners is None else {c: a for c, a in tail.items() if c in customers}
+    else:
+        in_period = await _aggregates(session, viewer, period, mine)
     return (_merge(shared, tail), _merge(head, shared), in_period,
-            await _aggregates(session, viewer, year_before, scope))
+            await _aggregates(session, viewer, year_before, mine))
 
 
 def _sales(aggregates: dict[int, Aggregate]) -> list[Sale]:
@@ -225,8 +256,9 @@ async def _build(session: AsyncSession, viewer: Viewer, *, kind: str, today: dat
 
     window = Period(period.end - timedelta(days=rfm_days - 1), period.end)
     previous = Period(window.start - timedelta(days=period.days), window.end - timedelta(days=period.days))
-    now_aggs, before_aggs, in_period, year_before = await _rfm_windows(session, viewer, period, window, previous)
-    rfm = analytics.rfm_report(now_aggs, before_aggs, window, previous)
+    now_aggs, before_aggs, in_period, year_before = await _rfm_windows(session, viewer, period, window, previous,
+                                                                       customers)
+    rfm = analytics.rfm_report(now_aggs, before_aggs, window, previous, within=customers)
     sales = _sales(in_period) + _sales(year_before)
     accounts, total = analytics.key_accounts(sales, period)
     infos = list(customers.values())
@@ -258,7 +290,28 @@ async def _build(session: AsyncSession, viewer: Viewer, *, kind: str, today: dat
         satisfaction=analytics.satisfaction(feedback, customers, local_period),
         trend=await monthly_trend(session, viewer, period.end, trend_months,
                                   await purchase_scope(session, viewer)),
+        months=await period_months(session, viewer, period),
     )
+
+
+async def period_months(session: AsyncSession, viewer: Viewer, period: Period) -> list[PeriodMonth]:
+    """Rule "monthly sales follow the period": the calendar months the period touches, each cut to the
+    days inside the period (so they add up to the period's total), with the same days a year earlier; a
+    month only partly inside is marked partial."""
+    scope = await purchase_scope(session, viewer)
+
+    async def total(part: Period) -> int:
+        return int(await session.scalar(select(func.coalesce(func.sum(Purchase.amount_cents), 0)).where(
+            Purchase.voided_at.is_(None), Purchase.purchased_on.between(part.start, part.end), scope)) or 0)
+
+    out = []
+    start = period.start
+    while start <= period.end:
+        next_month = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+        part = Period(start, min(period.end, next_month - timedelta(days=1)))
+        out.append(PeriodMonth(start.strftime("%Y-%m"), part, await total(part), await total(part.year_before())))
+        start = next_month
+    return out
 
 
 async def monthly_trend(session: AsyncSession, viewer: Viewer, end: date, months: int,
@@ -358,6 +411,13 @@ def write_xlsx(report: Report, path: Path, headings: dict[str, Any]) -> Path:
             s.r, s.f, s.m, segment_name(s.segment),
             segment_name(report.rfm.previous[cid].segment) if cid in report.rfm.previous else ""]
            for cid, s in sorted(report.rfm.scores.items(), key=lambda x: (report.name(x[0]), x[0]))], {})
+    rfm = report.rfm
+    sheet("segments", [col["segment"], col["customers"], col["customers_before"], col["change_count"]],
+          [[segment_name(seg), rfm.segments.get(seg, 0), rfm.segments_before.get(seg, 0),
+            rfm.segments.get(seg, 0) - rfm.segments_before.get(seg, 0)]
+           for seg in SEGMENTS if rfm.segments.get(seg) or rfm.segments_before.get(seg)], {})
+    sheet("movement", [col["segment_before"], col["segment"], col["customers"]],
+          [[segment_name(a), segment_name(b), n] for a, b, n in rfm.moved()], {})  # "none": no purchase then / now
     sheet("churn", [code, col["customer"], col["owner"], col["r_before"], col["r_now"], col["f_before"], col["f_now"],
                     col["amount_before"]],
           [[report.code(c.customer_id), report.name(c.customer_id),
@@ -384,6 +444,13 @@ def write_xlsx(report: Report, path: Path, headings: dict[str, Any]) -> Path:
                               col["change"]],
           [[report.rep(p.key), p.total_cents / yuan, p.prior_cents / yuan, p.change_cents / yuan, p.change]
            for p in report.rep_performance.rows], {2: money, 3: money, 4: money, 5: ratio})
+    extremes = [(col["top_total"], report.performance.top_total), (col["top_growth"], report.performance.top_growth),
+                (col["top_decline"], report.performance.top_decline)]
+    sheet("extremes", [col["group"], code, col["customer"], col["amount"], col["amount_last_year"],
+                       col["change_amount"], col["change"]],
+          [[group, report.code(p.key), report.name(p.key), p.total_cents / yuan, p.prior_cents / yuan,
+            p.change_cents / yuan, p.change] for group, rows in extremes for p in rows],
+          {4: money, 5: money, 6: money, 7: ratio})
     c = report.complaints
     ordered = lambda counter: sorted(counter.items(), key=lambda x: (-x[1], str(x[0])))  # noqa: E731 ties: by name
     sheet("complaints", [col["dimension"], col["value"], col["count"]],
@@ -392,13 +459,23 @@ def write_xlsx(report: Report, path: Path, headings: dict[str, Any]) -> Path:
           + [[col["owner"], report.rep(k), n] for k, n in sorted(c.by_rep.items(), key=lambda x: (-x[1], report.rep(x[0])))]
           + [[col["region"], k or "—", n] for k, n in ordered(c.by_region)]
           + [[col["open"], "", c.open], [col["resolved"], "", c.resolved],
-             [col["median_hours"], "", round(c.median_hours_to_resolve, 1) if c.median_hours_to_resolve else None]],
+             [col["median_hours"], "", round(c.median_hours_to_resolve, 1) if c.median_hours_to_resolve else None],
+             [col["open_total"], "", c.open_total]]
+          + ([[col["oldest_open"], report.name(c.oldest_open.customer_id),
+               c.oldest_open.created_at.date().isoformat()]] if c.oldest_open is not None else []),
           {})
     activity_rows = []
     for rep, weeks in sorted(report.activity.per_rep_week.items(), key=lambda x: (report.rep(x[0]), x[0] or 0)):
         share = report.activity.within_cycle_share(rep) if rep is not None else None
         activity_rows.append([report.rep(rep), sum(weeks.values()), share])
     sheet("activity", [col["owner"], col["interactions"], col["within_cycle"]], activity_rows, {3: percent})
+    week = lambda w: f"{w[0]}-W{w[1]:02d}"  # noqa: E731 ISO week
+    sheet("weekly", [col["week"], col["owner"], col["interactions"]],
+          sorted(([week(w), report.rep(rep), n] for rep, weeks in report.activity.per_rep_week.items()
+                  for w, n in weeks.items()), key=lambda row: (row[0], row[1])), {})
+    sheet("crowded", [col["week"], code, col["customer"], col["reps"]],
+          [[week(w), report.code(cid), report.name(cid), "、".join(sorted(report.rep(r) for r in reps))]
+           for cid, w, reps in sorted(report.activity.crowded, key=lambda x: (x[1], report.name(x[0]), x[0]))], {})
     sat = report.satisfaction
     sheet("satisfaction", [col["group"], code, col["customer"], col["rating"]],
           [[col["most_satisfied"], report.code(cid), report.name(cid), r] for cid, r in sat.most]
@@ -406,8 +483,10 @@ def write_xlsx(report: Report, path: Path, headings: dict[str, Any]) -> Path:
           + [[col["product"], "", k or "—", r] for k, r in sorted(sat.by_product.items(), key=lambda x: (-x[1], str(x[0])))]
           + [[col["region"], "", k or "—", r] for k, r in sorted(sat.by_region.items(), key=lambda x: (-x[1], str(x[0])))],
           {})
-    sheet("trend", [col["month"], col["amount"], col["amount_last_year"]],
-          [[m, a / yuan, b / yuan] for m, a, b in report.trend], {2: money, 3: money})
+    sheet("trend", [col["month"], col["from"], col["to"], col["amount"], col["amount_last_year"], col["note"]],
+          [[m.month, m.part.start.isoformat(), m.part.end.isoformat(), m.amount_cents / yuan,
+            m.year_before_cents / yuan, col["partial"] if m.partial else ""] for m in report.months],
+          {4: money, 5: money})
     path.parent.mkdir(parents=True, exist_ok=True)
     book.save(path)
     return path

@@ -1,20 +1,31 @@
 """RFM analysis: Recency, Frequency, Monetary, each scored 1–5, and the segment they make.
 
-Rules:
-- Only active customers that have bought (not voided) are scored; the others have no RFM.
-- R = days since the last purchase (fewer = higher), F = number of purchases, M = total amount, all-time,
-  from the customer's roll-ups. Each is scored by quintile among the scored customers: 5 = the best 20%.
-  Equal values get equal scores (a tie never splits across two scores).
+One definition everywhere (the card, /today, the digests, the reports and the workbook):
+- Window: the purchases (not voided) of the RFM_DAYS = 365 days ending on the day scored — for the card
+  and /today yesterday, the last full day; for a report the end of its period, so a report made today
+  shows exactly the scores on the cards. A manager may choose another window in a report (90, 180 or
+  730 days); that re-scores, and the report says so.
+- Population: every active (not archived) customer of the company with a purchase in the window — one
+  company-wide ranking, never re-ranked within a team or for one rep: a team's report shows its
+  customers' company-wide scores.
+- R = the day of the last purchase in the window (later = higher), F = purchases in the window, M = their
+  amount. Each is scored by quintile of rank: 5 = the best 20%.
+- Tie rule: customers with equal values share one score, the quintile of the middle of their ranks. Ties
+  at the top stay at the top (five who all bought yesterday, among a hundred, are all R5), ties at the
+  bottom stay at the bottom, and when everybody is equal nobody is better or worse than the middle: 3.
 - Segments, first that fits: champions (R≥4, F≥4, M≥4); can't lose (R≤2, F≥4, M≥4 — the best customers
-  gone quiet); at risk (R≤2 with F≥3 or M≥3); loyal (F≥4);
-  new (R≥4, F≤1); potential (R≥3); hibernating (R=2); lost (R=1).
-- Scores are refreshed daily by the scheduler (and by `python main.py rfm`); the card shows them.
+  gone quiet); at risk (R≤2 with F≥3 or M≥3); loyal (F≥4); new (R≥4 and exactly one purchase in the
+  window — read from the count, not the F score, since one-time buyers are often most of the base and
+  share a middle F); potential (R≥3); hibernating (R=2); lost (R=1).
+- Scores are refreshed daily by the scheduler (and by `python main.py rfm`) and stored on the customer
+  with their segment and the day scored.
 - Visit first: `visit_first` (valuable and drifting away), the same rule in /today and in the reports.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Iterable
+from datetime import date, timedelta
 
 import numpy as np
 from sqlalchemy import bindparam, select, update
@@ -22,10 +33,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Customer
 
+RFM_DAYS = 365  # the one window (see the module's rules)
+
 SEGMENTS = ("champions", "cant_lose", "at_risk", "loyal", "new", "potential", "hibernating", "lost")
 
 
-def segment(r: int, f: int, m: int) -> str:
+def segment(r: int, f: int, m: int, purchases: int) -> str:
+    """The segment of one customer's scores; `purchases` is their number of purchases in the window."""
     if r >= 4 and f >= 4 and m >= 4:
         return "champions"
     if r <= 2 and f >= 4 and m >= 4:
@@ -34,65 +48,90 @@ def segment(r: int, f: int, m: int) -> str:
         return "at_risk"
     if f >= 4:
         return "loyal"
-    if r >= 4 and f <= 1:
+    if r >= 4 and purchases == 1:
         return "new"
     if r >= 3:
         return "potential"
     return "hibernating" if r == 2 else "lost"
 
 
-def visit_first(now: tuple[int, int, int], before: tuple[int, int, int] | None = None) -> bool:
+def visit_first(now: tuple[int, ...], before: tuple[int, ...] | None = None) -> bool:
     """Rule "visit first" — high contribution and high churn risk, one rule for the rep's /today and the
     managers' report: *valuable* (M ≥ 4 now or in the previous period) and *drifting away* (R ≤ 2 now, or R
     fell by 2 or more since the previous period to 3 or less; R = 0 means no purchase in the window at
     all). A customer who bought recently (R ≥ 4) is never on it, however much their scores moved. The
     card keeps no earlier scores, so on the rep's side only the first kind of drift applies."""
-    r, _f, m = now
+    r, m = now[0], now[2]
     valuable = m >= 4 or (before is not None and before[2] >= 4)
     fell = before is not None and before[0] - r >= 2 and r <= 3
     return valuable and (r <= 2 or fell)
 
 
 def quintile_scores(values: list[float]) -> list[int]:
-    """1–5 by quintile of rank (higher value = higher score); ties share the score of their first rank."""
+    """1–5 by quintile of rank (higher value = higher score); equal values share the score of the middle
+    of their ranks (the module's tie rule)."""
     return quintile_array(values).tolist()
 
 
 def quintile_array(values: object) -> np.ndarray:
-    """`quintile_scores` as a numpy array (for scoring many customers at once)."""
+    """`quintile_scores` as a numpy array (for scoring many customers at once). A value's ranks run from
+    `low` (how many are smaller) to `high` (how many are smaller or equal, less one); the score is the
+    fifth that holds the middle of that run: 1 + ⌊5 · (low + high + 1) / 2n⌋, at most 5."""
     array = np.asarray(values, dtype=np.float64)
     n = len(array)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    ranks = np.searchsorted(np.sort(array), array, side="left")  # the first rank of equal values
-    return (1 + np.minimum(4, ranks * 5 // n)).astype(np.int64)
+    ordered = np.sort(array)
+    low = np.searchsorted(ordered, array, side="left")
+    high = np.searchsorted(ordered, array, side="right")  # one past the last equal rank
+    return (1 + np.minimum(4, (5 * (low + high)) // (2 * n))).astype(np.int64)
 
 
-def segment_codes(r: np.ndarray, f: np.ndarray, m: np.ndarray) -> np.ndarray:
+def segment_codes(r: np.ndarray, f: np.ndarray, m: np.ndarray, purchases: np.ndarray) -> np.ndarray:
     """`segment` for arrays of scores at once: the index of each one's segment in SEGMENTS."""
     conditions = [(r >= 4) & (f >= 4) & (m >= 4), (r <= 2) & (f >= 4) & (m >= 4), (r <= 2) & ((f >= 3) | (m >= 3)),
-                  f >= 4, (r >= 4) & (f <= 1), r >= 3, r == 2]
+                  f >= 4, (r >= 4) & (purchases == 1), r >= 3, r == 2]
     return np.select(conditions, range(len(conditions)), default=SEGMENTS.index("lost"))
 
 
-async def score_all(session: AsyncSession, today: date, *, batch: int = 5000) -> int:
-    """Score every customer that has bought; clear the scores of those that no longer qualify. Returns
-    how many customers were scored."""
-    rows = (await session.execute(select(Customer.id, Customer.last_txn_on, Customer.txn_count,
-                                         Customer.txn_amount_cents).where(
-        Customer.archived_at.is_(None), Customer.txn_count > 0, Customer.last_txn_on.is_not(None)))).all()
+def score(rows: Iterable[tuple[int, date, int, int]]) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray,
+                                                               np.ndarray]:
+    """Score one population at once. `rows` are (customer id, last purchase day, purchases, amount in
+    cents) in the window; returns the ids and, in the same order, R, F, M and the segment codes (indexes
+    into SEGMENTS)."""
+    rows = list(rows)
     ids = [row[0] for row in rows]
-    r = quintile_scores([-(today - row[1]).days for row in rows])
-    f = quintile_scores([row[2] for row in rows])
-    m = quintile_scores([row[3] for row in rows])
+    last = np.fromiter((row[1].toordinal() for row in rows), dtype=np.int64, count=len(rows))
+    count = np.fromiter((row[2] for row in rows), dtype=np.int64, count=len(rows))
+    amount = np.fromiter((row[3] for row in rows), dtype=np.float64, count=len(rows))
+    r, f, m = quintile_array(last), quintile_array(count), quintile_array(amount)
+    return ids, r, f, m, segment_codes(r, f, m, count)
+
+
+def window_ending(day: date, days: int = RFM_DAYS) -> tuple[date, date]:
+    """The first and last day of the RFM window of `days` days ending on `day`."""
+    return day - timedelta(days=days - 1), day
+
+
+async def score_all(session: AsyncSession, today: date, *, batch: int = 5000) -> int:
+    """Score every customer that bought in the window ending yesterday (the last full day before `today`,
+    the company's calendar day); clear the scores of those that no longer qualify. Returns how many
+    customers were scored."""
+    from services.reports import window_aggregates  # the reports' loader (it imports this module)
+
+    as_of = today - timedelta(days=1)
+    aggregates = await window_aggregates(session, *window_ending(as_of))
+    ids, r, f, m, codes = score(aggregates.values())
     await session.execute(update(Customer).where(Customer.rfm_r.is_not(None)).values(
-        rfm_r=None, rfm_f=None, rfm_m=None, rfm_scored_on=None))
+        rfm_r=None, rfm_f=None, rfm_m=None, rfm_segment=None, rfm_scored_on=None))
     table = Customer.__table__
+    r, f, m, names = r.tolist(), f.tolist(), m.tolist(), [SEGMENTS[code] for code in codes.tolist()]
     for start in range(0, len(ids), batch):
-        params = [{"cid": ids[i], "r": r[i], "f": f[i], "m": m[i], "on": today}
+        params = [{"cid": ids[i], "r": r[i], "f": f[i], "m": m[i], "s": names[i], "on": as_of}
                   for i in range(start, min(start + batch, len(ids)))]
         await session.execute(table.update().where(table.c.id == bindparam("cid")).values(
-            rfm_r=bindparam("r"), rfm_f=bindparam("f"), rfm_m=bindparam("m"), rfm_scored_on=bindparam("on")), params)
+            rfm_r=bindparam("r"), rfm_f=bindparam("f"), rfm_m=bindparam("m"), rfm_segment=bindparam("s"),
+            rfm_scored_on=bindparam("on")), params)
     return len(ids)
 
 
@@ -103,7 +142,8 @@ async def my_slice(session: AsyncSession, owner_id: int, *, limit: int = 5) -> t
         Customer.owner_id == owner_id, Customer.archived_at.is_(None), Customer.rfm_r.is_not(None)))).scalars())
     counts: dict[str, int] = {}
     for c in rows:
-        counts[segment(c.rfm_r, c.rfm_f, c.rfm_m)] = counts.get(segment(c.rfm_r, c.rfm_f, c.rfm_m), 0) + 1
+        if c.rfm_segment:
+            counts[c.rfm_segment] = counts.get(c.rfm_segment, 0) + 1
     first = sorted((c for c in rows if visit_first((c.rfm_r, c.rfm_f, c.rfm_m))),
                    key=lambda c: (-c.rfm_m, -c.txn_amount_cents, c.id))
     return counts, first[:limit]

@@ -48,9 +48,9 @@ def test_rfm_scores_and_segments_by_hand():
 def test_rfm_edge_cases_no_purchases_one_customer_and_ties():
     assert rfm({}, date(2026, 1, 1)) == {}
     [only] = rfm({7: Aggregate(7, date(2026, 1, 1), 1, 100)}, date(2026, 1, 1)).values()
-    assert (only.r, only.f, only.m) == (1, 1, 1)
+    assert (only.r, only.f, only.m) == (3, 3, 3)  # alone: neither better nor worse than the middle
     tied = rfm({i: Aggregate(i, date(2026, 1, 1), 2, 500) for i in range(10)}, date(2026, 1, 2))
-    assert {(s.r, s.f, s.m) for s in tied.values()} == {(1, 1, 1)}  # ties never split across scores
+    assert {(s.r, s.f, s.m) for s in tied.values()} == {(3, 3, 3)}  # ties never split across scores
 
 
 def test_rfm_movement_and_the_churn_priority_list():
@@ -226,4 +226,4 @@ def test_visit_first_lists_valuable_customers_drifting_away_and_never_a_champion
     report = rfm_report(now, before, window, previous)
     risks = churn_priority(report, before)
     assert [r.customer_id for r in risks] == [2, 3]
-    assert risks[1].now == Score(0, 0, 0)  # no purchase in the window at all
+    assert risks[1].now == Score(0, 0, 0, "none")  # no purchase in the window at all

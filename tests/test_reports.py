@@ -71,8 +71,10 @@ async def test_the_spreadsheet_has_a_sheet_per_analysis_with_number_formats(sess
     report = await build(session, await viewer_for(session, boss), kind="month", today=TODAY, language="en")
     path = write_xlsx(report, tmp_path / "r.xlsx", xlsx_headings(lambda s: s))
     book = load_workbook(path)
-    assert book.sheetnames == ["RFM", "Visit first", "Key accounts", "Distribution", "Sales by customer",
-                               "Sales by rep", "Complaints", "Team activity", "Satisfaction", "Monthly sales"]
+    assert book.sheetnames == ["RFM", "Segments", "Segment movement", "Visit first", "Key accounts", "Distribution",
+                               "Sales by customer", "Sales by rep", "Growth and decline", "Complaints",
+                               "Team activity", "Contacts per week", "Several reps in a week", "Satisfaction",
+                               "Monthly sales"]
     accounts = book["Key accounts"]
     assert [c.value for c in accounts[1]][:4] == ["Rank", "Customer code", "Customer", "Amount"]
     assert (accounts["C2"].value, accounts["D2"].value, accounts["D2"].number_format) == ("大客户", 900.0, "#,##0.00")
@@ -269,3 +271,51 @@ async def test_the_spreadsheet_speaks_the_users_language(session, tmp_path):
     assert segments and all(re.search(r"[\u4e00-\u9fff]", s) for s in segments), segments
     kinds = [row[1] for row in book["投诉"].iter_rows(min_row=2, values_only=True) if row[0] == "类型"]
     assert kinds == ["投诉"]
+
+
+async def test_the_workbook_has_every_table_the_readme_promises(session, tmp_path):
+    """Segment counts and movement, top growth and decline, the oldest open complaint, contacts per week,
+    customers contacted by several reps in one week, and monthly sales that follow the period."""
+    from bot.i18n import gettext_for
+
+    boss, rep, big, small, theirs = await _world(session)
+    second = await add_user(session, name="Kim", telegram_id=9103, manager_id=boss.id, language="en")
+    when = datetime.now(UTC) - timedelta(days=3)
+    await log_interaction(session, customer_id=big.id, kind="visit", user_id=second.id, occurred_at=when)
+    await log_interaction(session, customer_id=big.id, kind="call", user_id=rep.id, occurred_at=when)
+    report = await build(session, await viewer_for(session, boss), kind="month", today=TODAY, language="en")
+    book = load_workbook(write_xlsx(report, tmp_path / "r.xlsx", xlsx_headings(gettext_for("en"))))
+    rows = lambda title: [list(r) for r in book[title].iter_rows(values_only=True)]  # noqa: E731
+
+    segments = rows("Segments")
+    assert segments[0] == ["Segment", "Customers", "Customers before", "Change"]
+    assert sum(r[1] for r in segments[1:]) == len(report.rfm.scores) == 2
+    assert all(r[3] == r[1] - r[2] for r in segments[1:])
+    movement = rows("Segment movement")
+    assert movement[0] == ["Segment before", "Segment", "Customers"]
+    # The company's three buyers all bought once, yesterday: R and F tie (3 each), so big and small are
+    # "potential" now. A period ago only big had bought (a year earlier): small moved in from "no purchase".
+    assert movement[1:] == [["no purchase", "potential", 1]]
+
+    extremes = rows("Growth and decline")
+    groups = {r[0] for r in extremes[1:]}
+    assert {"Top total", "Top growth"} <= groups
+    top_growth = [r for r in extremes[1:] if r[0] == "Top growth"]
+    assert top_growth[0][2] == "大客户" and top_growth[0][5] == 600.0  # 900 now, 300 a year earlier
+
+    complaints = rows("Complaints")
+    oldest = [r for r in complaints if r[0] == "Oldest open"]
+    assert oldest and oldest[0][1] == "小客户"
+    assert [r for r in complaints if r[0] == "Open up to the period's end"][0][2] == 1
+
+    weekly = rows("Contacts per week")
+    assert weekly[0] == ["Week", "Rep", "Contacts"]
+    assert sum(r[2] for r in weekly[1:]) == 3 and {r[1] for r in weekly[1:]} == {"Lee", "Kim"}
+    crowded = rows("Several reps in a week")
+    assert [r[2:] for r in crowded[1:]] == [["大客户", "Kim、Lee"]]
+
+    months = rows("Monthly sales")
+    assert months[0] == ["Month", "From", "To", "Amount", "A year earlier", "Note"]
+    assert months[1][1] == report.period.start.isoformat() and months[-1][2] == report.period.end.isoformat()
+    assert sum(r[3] for r in months[1:]) == report.total_cents / 100  # the months add up to the period
+    assert months[1][5] == ("part of the month" if report.period.start.day != 1 else "")

@@ -92,6 +92,7 @@ async def run(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
 
     async def advance(hours: float) -> str:
         clock.offset += timedelta(hours=hours)
+        await jobs.score_rfm(runtime)  # the cards' RFM follows the sandbox's calendar (services.rfm)
         await jobs.scan(runtime)
         await jobs.plan_digests(runtime)
         await jobs.plan_manager_reports(runtime)  # the managers' daily and weekly digests come due too
