@@ -86,7 +86,8 @@ def summary(report: Report, user: User, currency: str, *, scope: str | None = No
 def rfm_scope_note(report: Report, _: Gettext) -> str:
     """What the report's RFM scores are (services.rfm): the cards' own, or re-scored over another window."""
     if report.rfm_window.days == RFM_DAYS:
-        return _("Scores rank each customer among all the company's buyers, as on the customer cards.")
+        return _("Scores rank each customer among all the company's buyers over the 365 days to {end}, as the "
+                 "customer cards do.").format(end=report.rfm_window.end.isoformat())
     return _("Re-scored over these {days} days for this report: the customer cards use the last {default} days.") \
         .format(days=report.rfm_window.days, default=RFM_DAYS)
 
@@ -229,7 +230,7 @@ def xlsx_headings(_: Gettext) -> dict:
                     "customers_before": _("Customers before"), "change_count": _("Change"),
 "top_total": _("Top total"), "top_growth": _("Top growth"),
                     "top_decline": _("Top decline"), "open_total": _("Open up to the period's end"),
-                    "oldest_open": _("Oldest open"), "week": _("Week"), "reps": _("Reps"), "from": _("From"),
+                    "oldest_open": _("Oldest open"), "since": _("Since"), "week": _("Week"), "reps": _("Reps"), "from": _("From"),
                     "to": _("To"), "note": _("Note"), "partial": _("part of the month")},
     }
 

@@ -225,12 +225,12 @@ def _forget_old_charts(folder: Path, now: datetime, keep_days: int = 30) -> None
 
 
 async def score_rfm(runtime: Runtime) -> int:
-    """Daily: refresh every customer's RFM scores (services.rfm), for the window ending yesterday in the
-    company's calendar."""
+    """Hourly: once the company's day has turned, refresh every customer's RFM scores (services.rfm) for
+    the window ending yesterday; otherwise nothing (0)."""
     from services.rfm import score_all
 
     async with runtime.sessions() as session, session.begin():
-        return await score_all(session, runtime.now().astimezone(ZoneInfo(runtime.timezone)).date())
+        return await score_all(session, runtime.now().astimezone(ZoneInfo(runtime.timezone)).date(), again=False)
 
 
 async def forget_handled_updates(runtime: Runtime) -> int:

@@ -72,7 +72,7 @@ def create_scheduler(runtime: jobs.Runtime, runtime_id: str = "main", *, scan_se
     for job_id, func, every, delay in (("reminders.scan", run_scan, scan_seconds, 0),
                                        ("digests.plan", run_digests, digest_seconds, 5),
                                        ("outbox.drain", run_drain, drain_seconds, 1),
-                                       ("rfm.score", run_rfm, RFM_SECONDS, 30),
+                                       ("rfm.score", run_rfm, 3600, 30),  # does the work once a day
                                        ("updates.forget", run_forget, RFM_SECONDS, 60),
                                        ("reports.weekly", run_reports, digest_seconds, 10)):
         scheduler.add_job(func, IntervalTrigger(seconds=every), args=[runtime_id], id=job_id,

@@ -453,7 +453,7 @@ def write_xlsx(report: Report, path: Path, headings: dict[str, Any]) -> Path:
           {4: money, 5: money, 6: money, 7: ratio})
     c = report.complaints
     ordered = lambda counter: sorted(counter.items(), key=lambda x: (-x[1], str(x[0])))  # noqa: E731 ties: by name
-    sheet("complaints", [col["dimension"], col["value"], col["count"]],
+    sheet("complaints", [col["dimension"], col["value"], col["count"], code, col["since"]],
           [[col["kind"], kind_name(k), n] for k, n in ordered(c.by_kind)]
           + [[col["product"], k or "—", n] for k, n in ordered(c.by_product)]
           + [[col["owner"], report.rep(k), n] for k, n in sorted(c.by_rep.items(), key=lambda x: (-x[1], report.rep(x[0])))]
@@ -461,8 +461,9 @@ def write_xlsx(report: Report, path: Path, headings: dict[str, Any]) -> Path:
           + [[col["open"], "", c.open], [col["resolved"], "", c.resolved],
              [col["median_hours"], "", round(c.median_hours_to_resolve, 1) if c.median_hours_to_resolve else None],
              [col["open_total"], "", c.open_total]]
-          + ([[col["oldest_open"], report.name(c.oldest_open.customer_id),
-               c.oldest_open.created_at.date().isoformat()]] if c.oldest_open is not None else []),
+          + ([[col["oldest_open"], report.name(c.oldest_open.customer_id), None,
+               report.code(c.oldest_open.customer_id), c.oldest_open.created_at.date().isoformat()]]
+             if c.oldest_open is not None else []),
           {})
     activity_rows = []
     for rep, weeks in sorted(report.activity.per_rep_week.items(), key=lambda x: (report.rep(x[0]), x[0] or 0)):
@@ -471,8 +472,9 @@ def write_xlsx(report: Report, path: Path, headings: dict[str, Any]) -> Path:
     sheet("activity", [col["owner"], col["interactions"], col["within_cycle"]], activity_rows, {3: percent})
     week = lambda w: f"{w[0]}-W{w[1]:02d}"  # noqa: E731 ISO week
     sheet("weekly", [col["week"], col["owner"], col["interactions"]],
-          sorted(([week(w), report.rep(rep), n] for rep, weeks in report.activity.per_rep_week.items()
-                  for w, n in weeks.items()), key=lambda row: (row[0], row[1])), {})
+          [row[:3] for row in sorted(([week(w), report.rep(rep), n, rep or 0]
+                                      for rep, weeks in report.activity.per_rep_week.items()
+                                      for w, n in weeks.items()), key=lambda row: (row[0], row[1], row[3]))], {})
     sheet("crowded", [col["week"], code, col["customer"], col["reps"]],
           [[week(w), report.code(cid), report.name(cid), "、".join(sorted(report.rep(r) for r in reps))]
            for cid, w, reps in sorted(report.activity.crowded, key=lambda x: (x[1], report.name(x[0]), x[0]))], {})

@@ -12,11 +12,13 @@ One definition everywhere (the card, /today, the digests, the reports and the wo
   amount. Each is scored by quintile of rank: 5 = the best 20%.
 - Tie rule: customers with equal values share one score, the quintile of the middle of their ranks. Ties
   at the top stay at the top (five who all bought yesterday, among a hundred, are all R5), ties at the
-  bottom stay at the bottom, and when everybody is equal nobody is better or worse than the middle: 3.
+  bottom stay low, and when everybody is equal nobody is better or worse than the middle: 3. A middle
+  that falls exactly on the line between two fifths takes the higher one (the bottom 40 % tied: 2).
 - Segments, first that fits: champions (R≥4, F≥4, M≥4); can't lose (R≤2, F≥4, M≥4 — the best customers
-  gone quiet); at risk (R≤2 with F≥3 or M≥3); loyal (F≥4); new (R≥4 and exactly one purchase in the
-  window — read from the count, not the F score, since one-time buyers are often most of the base and
-  share a middle F); potential (R≥3); hibernating (R=2); lost (R=1).
+  gone quiet); at risk (R≤2 with M≥3, or F≥3 from more than one purchase); loyal (F≥4); new (R≥4 and
+  exactly one purchase in the window). "New" and "at risk" read the purchase count as well as F: one-time
+  buyers are often most of the base and then share a middle F (F3 when they are 80 %), which says
+  nothing about loyalty. Then potential (R≥3); hibernating (R=2); lost (R=1).
 - Scores are refreshed daily by the scheduler (and by `python main.py rfm`) and stored on the customer
   with their segment and the day scored.
 - Visit first: `visit_first` (valuable and drifting away), the same rule in /today and in the reports.
@@ -28,7 +30,7 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 
 import numpy as np
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Customer
@@ -44,7 +46,7 @@ def segment(r: int, f: int, m: int, purchases: int) -> str:
         return "champions"
     if r <= 2 and f >= 4 and m >= 4:
         return "cant_lose"
-    if r <= 2 and (f >= 3 or m >= 3):
+    if r <= 2 and ((f >= 3 and purchases >= 2) or m >= 3):
         return "at_risk"
     if f >= 4:
         return "loyal"
@@ -89,7 +91,7 @@ def quintile_array(values: object) -> np.ndarray:
 
 def segment_codes(r: np.ndarray, f: np.ndarray, m: np.ndarray, purchases: np.ndarray) -> np.ndarray:
     """`segment` for arrays of scores at once: the index of each one's segment in SEGMENTS."""
-    conditions = [(r >= 4) & (f >= 4) & (m >= 4), (r <= 2) & (f >= 4) & (m >= 4), (r <= 2) & ((f >= 3) | (m >= 3)),
+    conditions = [(r >= 4) & (f >= 4) & (m >= 4), (r <= 2) & (f >= 4) & (m >= 4), (r <= 2) & (((f >= 3) & (purchases >= 2)) | (m >= 3)),
                   f >= 4, (r >= 4) & (purchases == 1), r >= 3, r == 2]
     return np.select(conditions, range(len(conditions)), default=SEGMENTS.index("lost"))
 
@@ -113,13 +115,16 @@ def window_ending(day: date, days: int = RFM_DAYS) -> tuple[date, date]:
     return day - timedelta(days=days - 1), day
 
 
-async def score_all(session: AsyncSession, today: date, *, batch: int = 5000) -> int:
+async def score_all(session: AsyncSession, today: date, *, batch: int = 5000, again: bool = True) -> int:
     """Score every customer that bought in the window ending yesterday (the last full day before `today`,
     the company's calendar day); clear the scores of those that no longer qualify. Returns how many
-    customers were scored."""
+    customers were scored; with again=False, nothing is done (0) when the scores are already of that day
+    (the scheduler asks every hour, so the cards move on soon after the company's midnight)."""
     from services.reports import window_aggregates  # the reports' loader (it imports this module)
 
     as_of = today - timedelta(days=1)
+    if not again and await session.scalar(select(func.max(Customer.rfm_scored_on))) == as_of:
+        return 0
     aggregates = await window_aggregates(session, *window_ending(as_of))
     ids, r, f, m, codes = score(aggregates.values())
     await session.execute(update(Customer).where(Customer.rfm_r.is_not(None)).values(

@@ -38,6 +38,9 @@ def test_ties_at_the_top_stay_at_the_top_and_ties_at_the_bottom_at_the_bottom():
     assert set(scores[:60]) == {2} and set(scores[60:80]) == {4} and set(scores[80:]) == {5}
     # Segments: the five who bought yesterday once each, alone in a new company, are new buyers.
     assert segment(3, 3, 3, purchases=1) == "potential" and segment(5, 2, 2, purchases=1) == "new"
+    # When 80 % bought once they share F3; lapsed, they are not "at risk" (valuable) for that alone.
+    assert quintile_scores([1] * 80 + [2] * 20)[0] == 3
+    assert segment(1, 3, 1, purchases=1) == "lost" and segment(1, 3, 1, purchases=2) == "at_risk"
 
 
 def test_segments_name_what_to_do():
@@ -82,6 +85,7 @@ async def test_scores_rank_customers_and_skip_those_without_purchases(session):
     # A later run re-scores; a customer archived since loses its scores.
     await archive_customer(session, small.id)
     assert await score_all(session, TODAY + timedelta(days=1)) == 4
+    assert await score_all(session, TODAY + timedelta(days=1), again=False) == 0  # already of that day
     fresh = {c.id: c for c in (await session.execute(
         select(Customer).execution_options(populate_existing=True))).scalars()}
     assert fresh[small.id].rfm_r is None and fresh[big.id].rfm_scored_on == TODAY
@@ -208,6 +212,8 @@ async def test_a_window_other_than_365_days_rescores_and_says_so(engine):
         await session.commit()
     boss = person(8300, language="en")
     [default] = (await app.send(button_update(boss, ReportCallback(period="week", show="rfm").pack()))).sent()
-    assert "as on the customer cards" in default.text and "Re-scored" not in default.text
+    yesterday = (datetime.now(UTC) + timedelta(hours=8)).date() - timedelta(days=1)
+    assert f"over the 365 days to {yesterday.isoformat()}, as the customer cards do" in default.text
+    assert "Re-scored" not in default.text
     [short] = (await app.send(button_update(boss, ReportCallback(period="week", show="rfm", window=90).pack()))).sent()
     assert "Re-scored over these 90 days for this report: the customer cards use the last 365 days." in short.text
