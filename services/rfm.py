@@ -91,8 +91,8 @@ def quintile_array(values: object) -> np.ndarray:
 
 def segment_codes(r: np.ndarray, f: np.ndarray, m: np.ndarray, purchases: np.ndarray) -> np.ndarray:
     """`segment` for arrays of scores at once: the index of each one's segment in SEGMENTS."""
-    conditions = [(r >= 4) & (f >= 4) & (m >= 4), (r <= 2) & (f >= 4) & (m >= 4), (r <= 2) & (((f >= 3) & (purchases >= 2)) | (m >= 3)),
-                  f >= 4, (r >= 4) & (purchases == 1), r >= 3, r == 2]
+    conditions = [(r >= 4) & (f >= 4) & (m >= 4), (r <= 2) & (f >= 4) & (m >= 4),
+                  (r <= 2) & (((f >= 3) & (purchases >= 2)) | (m >= 3)), f >= 4, (r >= 4) & (purchases == 1), r >= 3, r == 2]
     return np.select(conditions, range(len(conditions)), default=SEGMENTS.index("lost"))
 
 
