@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import Customer
 from services.access import Viewer
 from services.parsing import phone_digits
+from services.queryparts import LEGAL, TRADE_ENGLISH, Parts, area_split, clean, facts, is_pinyin, split
 from services.textnorm import (
     READING_SETS,
     SYLLABLES,
@@ -56,12 +57,13 @@ from services.textnorm import (
     reading_variants,
     segment_pinyin,
 )
+from services.textnorm import pinyin as pinyin_of
 
-GROUP, FIELD = "\x1e", "\x1f"
+GROUP, FIELD, PHONE = "\x1e", "\x1f", "\x1d"
 _NO_READING: frozenset[str] = frozenset()
 _WORDS = re.compile(r"[a-z0-9]+")
 _PHONEISH = re.compile(r"^[\d\s+\-().#*/]+$")
-WEIGHT = {"H": 1.0, "h": 0.35, "P": 0.9, "I": 0.5, "w": 1.0, "t": 0.45, "d": 1.0}
+WEIGHT = {"H": 1.0, "h": 0.35, "P": 0.9, "I": 0.5, "w": 1.0, "t": 0.45, "d": 1.0, "x": 0.8, "T": 0.3}
 POSTING_BUDGET = 60_000  # postings read per query at most (rarest grams first)
 
 
@@ -82,16 +84,24 @@ class CustomerText:
     owner_id: int | None
     names: list[str]  # full name first, then short name and aliases
     contacts: list[str] = field(default_factory=list)
-    phones: list[str] = field(default_factory=list)
+    phones: list[str] = field(default_factory=list)  # every number's digits: the customer's, then contacts'
+    contact_phones: list[list[str]] = field(default_factory=list)  # each contact's numbers, as `contacts`
 
     def prepared(self) -> tuple[str, set[str]]:
         """(packed text, grams): display name, folded core names (the full name's first), folded contact
-        names and phone digits — what re-ranking reads — and what the inverted index files it under."""
+        names, phone digits, the cleaned full names (services.queryparts.clean) and each contact's numbers
+        — what re-ranking reads — and what the inverted index files it under."""
         full = core_name(fold(self.names[0]))
         cores = [full] + [c for c in name_cores(self.names[1:]) if c != full]
-        people = list(dict.fromkeys(fold(person) for person in self.contacts))
-        packed = GROUP.join([self.names[0], FIELD.join(cores), FIELD.join(people), FIELD.join(self.phones)])
-        return packed, document_grams(sorted(cores, key=len, reverse=True), people, self.phones)
+        people: dict[str, list[str]] = {}
+        for n, person in enumerate(self.contacts):
+            numbers = people.setdefault(fold(person), [])
+            if n < len(self.contact_phones):
+                numbers.extend(self.contact_phones[n])
+        names = list(dict.fromkeys(clean(name) for name in self.names))
+        packed = GROUP.join([self.names[0], FIELD.join(cores), FIELD.join(people), FIELD.join(self.phones),
+                             FIELD.join(names), FIELD.join(PHONE.join(numbers) for numbers in people.values())])
+        return packed, document_grams(sorted(cores, key=len, reverse=True), list(people), self.phones)
 
 
 # --------------------------------------------------------------------------- grams
@@ -148,11 +158,17 @@ def document_grams(cores: list[str], people: list[str], phones: list[str]) -> se
         done.append(core)
         _han_grams(core, grams, person=False)
         _latin_grams(core, grams)
+        han = han_only(core)
+        if len(han) >= 2:  # the name's main pinyin, for pinyin typed with a typo
+            grams |= _sound_trigrams(pinyin_of(han))
     for person in people:
         grams |= _person_grams(person)
     for digits in phones:
         if len(digits) >= 4:
             grams.add("d" + digits[-4:])
+        area, local = area_split(digits)
+        if area and len(local) >= 4:
+            grams.add("x" + local[:4])  # a switchboard typed by its first digits after the area code
     return grams
 
 
@@ -197,18 +213,27 @@ def query_grams(q: Query) -> dict[str, float]:
         # the rare right ones still point at the customer); a long name has bigrams enough.
         found = {g for g in found if g[0] != "I" and (len(q.han) <= 6 or g[0] != "h")}
     if q.words:
-        _latin_grams(" ".join(q.words), found)
-        if q.syllables:
-            whole = list(q.syllables)
-            complete = whole if whole[-1] in SYLLABLES else whole[:-1]
-            for a, b in zip(complete, complete[1:]):
-                found.add(f"P{a} {b}")
-        if len(q.letters) <= 12 and q.letters.isalpha():
+        whole = list(q.syllables or ())
+        complete = whole if whole and whole[-1] in SYLLABLES else whole[:-1]
+        pinyin_only = len(complete) >= 2 and len(whole) == len(complete)
+        if pinyin_only:  # whole syllables: an English word's trigrams would only add noise
+            found.update("w" + word for word in q.words)
+        else:
+            _latin_grams(" ".join(q.words), found)
+        for a, b in zip(complete, complete[1:]):
+            found.add(f"P{a} {b}")
+        if len(q.letters) <= 12 and q.letters.isalpha() and not pinyin_only:
             for a, b in zip(q.letters, q.letters[1:]):
                 found.add("I" + a + b)
+        if len(q.letters) >= 5 and q.letters.isalpha() and not pinyin_only:
+            found.update(_sound_trigrams(q.letters))  # pinyin with a typo still shares most of these
     for gram in found:
         grams[gram] = WEIGHT[gram[0]]
     return grams
+
+
+def _sound_trigrams(spelled: str) -> set[str]:
+    return {"T" + spelled[i:i + 3] for i in range(len(spelled) - 2)}
 
 
 # --------------------------------------------------------------------------- exact scoring
@@ -336,8 +361,8 @@ def _score_letters(q: Query, text: str, person: bool) -> tuple[float, str]:
 
 
 def score_document(q: Query, packed: str) -> tuple[float, str, str]:
-    """(score 0–100, why, what matched) of one customer for one query."""
-    display, cores, contacts, phones = packed.split(GROUP)
+    """(score 0–100, why, what matched) of one customer for a query of one part (services.queryparts)."""
+    display, cores, contacts, phones, _names, _numbers = packed.split(GROUP)
     best = (0.0, "", "")
     if q.phone:
         for number in phones.split(FIELD) if phones else ():
@@ -358,6 +383,152 @@ def score_document(q: Query, packed: str) -> tuple[float, str, str]:
         if score * 0.95 > best[0]:
             best = (score * 0.95, "contact", person)
     return best
+
+
+QUALIFIERS = re.compile(r"国际|控股|集团|实业|股份")
+
+
+@lru_cache(maxsize=20_000)
+def _name_sounds(names: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """A customer's cleaned full names as sounds: whole-name pinyin spellings (a few readings), their
+    initials, and the main spelling of each name cut down to what a rep says — without the legal suffix,
+    with and without the city and qualifiers such as 国际 / 控股 (for pinyin typed with a typo)."""
+    spellings: list[str] = []
+    capitals: list[str] = []
+    said: set[str] = set()
+    for name in names.split(FIELD):
+        han = han_only(name)
+        if not han:
+            continue
+        for variant in reading_variants([r[:2] for r in char_readings(han)], limit=4):
+            spellings.append("".join(variant))
+            capitals.append("".join(v[:1] for v in variant))
+        short = LEGAL.sub("", han.removesuffix("分公司")) or han
+        for form in {short, QUALIFIERS.sub("", short)}:
+            said.add(pinyin_of(form))
+            said.add(pinyin_of(core_name(form)))
+    return tuple(spellings), tuple(capitals), tuple(sorted(said))
+
+
+def _fit_words(part: Query, cores: list[str], people: list[str], names: list[str],
+               sounds: tuple[tuple[str, ...], ...]) -> tuple[float, str, str]:
+    """How well one word of a longer query (a brand, a trade, a contact's name, pinyin) fits a customer:
+    0–1, why, what matched."""
+    if part.han and any(part.han in han_only(name) for name in names):
+        return 1.0, "name", names[0]
+    best = (0.0, "", "")
+    if part.letters and not part.han:
+        letters = part.letters
+        spellings, capitals, _said = sounds
+        if len(letters) >= 3 and any(letters in spelled for spelled in spellings):
+            best = (1.0, "pinyin", names[0])
+        elif 2 <= len(letters) <= 6 and any(letters in caps for caps in capitals):
+            best = (0.88, "pinyin", names[0])
+        elif len(letters) >= 5 and spellings:
+            near = max(max(fuzz.ratio(letters, spelled) for spelled in sounds[2]),
+                       max(fuzz.partial_ratio(letters, spelled) for spelled in spellings) - 5)
+            if near >= 75:
+                best = (0.92 * near / 100, "pinyin", names[0])
+    scorer = _score_han if part.han else _score_letters
+    for index, core in enumerate(cores):
+        score, how = scorer(part, core, False)
+        if score / 100 > best[0]:
+            best = (score / 100, "pinyin" if how == "pinyin" else ("name" if index == 0 else "alias"), core)
+    for person in people:
+        score, _how = scorer(part, person, True)
+        if score * 0.95 / 100 > best[0]:
+            best = (score * 0.95 / 100, "contact", person)
+    return best
+
+
+def _fit_digits(digits: list[str], numbers: list[str]) -> float:
+    """Digits typed without a person: an area code and the switchboard's first or last digits (0591 6770,
+    (0576)1104), a local number without its area code (2688-8888), or the end of any number."""
+    if not numbers:
+        return 0.0
+    first, rest = digits[0], "".join(digits[1:])
+    best = 0.0
+    for number in numbers:
+        area, local = area_split(number)
+        if rest and first.startswith("0") and 3 <= len(first) <= 4:
+            if area == first and (local.startswith(rest) or local.endswith(rest)):
+                return 1.0
+            best = max(best, 0.35 if area == first else (0.5 if rest in local else 0.0))
+            continue
+        whole = first + rest
+        if len(whole) < 4:
+            continue
+        if number == whole or local == whole or number.endswith(whole):
+            return 1.0
+        if len(whole) >= 4 and local.startswith(whole):
+            best = max(best, 0.9)
+    return best
+
+
+def score_parts(parts: Parts, packed: str) -> tuple[float, str, str]:
+    """(score 0–100, why, what matched) of one customer for a query of several parts (services.queryparts):
+    every part counts — cities, branch, people with their digits, digits, words — weighted by how much
+    each says; a city the customer's name contradicts (another city) costs a quarter of the score, and a
+    branch office not asked for ranks below its head office."""
+    display, cores_text, contacts, phones, names_text, numbers_text = packed.split(GROUP)
+    cores = cores_text.split(FIELD)
+    people = contacts.split(FIELD) if contacts else []
+    per_person = [group.split(PHONE) if group else [] for group in numbers_text.split(FIELD)] if contacts else []
+    names = names_text.split(FIELD)
+    known = facts(names_text)
+    numbers = phones.split(FIELD) if phones else []
+    total = weight = 0.0
+    contradicted = False
+    why, matched, strongest = "", "", 0.0
+    for place in parts.places:
+        fit = 1.0 if place in known.places else (0.0 if known.places else 0.4)
+        contradicted |= bool(known.places) and place not in known.places
+        total, weight = total + fit, weight + 1.0
+    if parts.branch:
+        total, weight = total + (1.0 if known.is_branch else 0.0), weight + 1.0
+    for person in parts.people:
+        fit, who = 0.0, ""
+        for name, its_numbers in zip(people, per_person):
+            if not name.startswith(person.surname):
+                continue
+            here = 1.0 if not person.digits or any(n.endswith(person.digits) for n in its_numbers) else 0.25
+            if here > fit:
+                fit, who = here, name
+        w = 2.5 if person.digits else 1.5
+        total, weight = total + fit * w, weight + w
+        if fit * w > strongest:
+            strongest, why, matched = fit * w, "contact", who
+    if parts.digits:
+        fit = _fit_digits(parts.digits, numbers)
+        total, weight = total + fit * 2.0, weight + 2.0
+        if fit * 2.0 > strongest:
+            strongest, why, matched = fit * 2.0, "phone", "".join(parts.digits)
+    sounds = _name_sounds(names_text)
+    for word in [*parts.han, *parts.trades, *parts.latin]:
+        part = parse_query(word)
+        if not part.han and not part.letters:
+            continue
+        fit, how, what = _fit_words(part, cores, people, names, sounds)
+        if fit < 1 and word in TRADE_ENGLISH and any(f" {english} " in f" {name} " for name in names
+                                                     for english in TRADE_ENGLISH[word]):
+            fit, how, what = 1.0, "name", names[0]  # trading in an English name for 贸易
+        w = min(3.0, max(1.0, len(part.han) * 0.5)) if part.han else min(3.0, max(1.0, len(part.letters) / 4))
+        total, weight = total + fit * w, weight + w
+        if fit * w > strongest:
+            strongest, why, matched = fit * w, how, what
+    if not weight:
+        return 0.0, "", ""
+    score = 100.0 * total / weight
+    if contradicted:
+        score *= 0.75
+    if known.is_branch and not parts.branch:
+        score -= 3.0
+    return score, why or "name", matched or display
+
+
+def is_simple(parts: Parts) -> bool:
+    """One word and nothing else: the single-part scoring (score_document) is the whole story."""
+    return parts.words <= 1 and not (parts.places or parts.people or parts.digits or parts.branch or parts.trades)
 
 
 # --------------------------------------------------------------------------- the index
@@ -636,8 +807,9 @@ class LookupIndex:
             return tail if base is None else np.concatenate([base, tail])
         return base
 
-    def candidates(self, q: Query, viewer: Viewer, k: int) -> np.ndarray:
-        grams = query_grams(q)
+    def candidates(self, q: Query | dict[str, float], viewer: Viewer, k: int) -> np.ndarray:
+        """The documents the query's grams (a Query's, or given) point at most, the viewer's only."""
+        grams = query_grams(q) if isinstance(q, Query) else q
         if not grams or self._size == 0:
             return np.zeros(0, dtype=np.int64)
         found = []
@@ -671,23 +843,94 @@ class LookupIndex:
         return hits
 
     def search(self, query: str, viewer: Viewer, limit: int = 10) -> list[Match]:
-        """Ranked matches the viewer may see, best first, each with a score and why it matched."""
-        q = parse_query(query)
-        if not q.folded or (not q.han and not q.letters and not q.phone):
+        """Ranked matches the viewer may see, best first, each with a score and why it matched. A name
+        that equals the query (after services.queryparts.clean) is first; then the score; then the shorter
+        name, then the id."""
+        folded = fold(query).strip()
+        if not folded:
             return []
-        if not q.phone and len(q.han) + len(q.letters) < 2 and not q.han:
-            return []
+        parts = split(query)
+        phoneish = bool(_PHONEISH.match(folded)) and len(re.sub(r"\D", "", folded)) >= 4
+        if phoneish:
+            q = parse_query(query)
+            grams = query_grams(q) | digit_grams(parts.digits)
+            score = lambda packed: max(score_document(q, packed),  # noqa: E731
+                                       (96.0 * _fit_digits(parts.digits, _numbers(packed)), "phone",
+                                        "".join(parts.digits)))
+        elif is_simple(parts):
+            q = parse_query(parts.cleaned)
+            if not q.han and not q.letters:
+                return []
+            if len(q.han) + len(q.letters) < 2 and not q.han:
+                return []
+            grams = query_grams(q)
+            score = lambda packed: score_document(q, packed)  # noqa: E731
+        elif parts.places or parts.people or parts.digits or parts.branch:
+            grams = parts_grams(parts)
+            score = lambda packed: score_parts(parts, packed)  # noqa: E731
+        else:  # words only: every word counts, or the whole as one (an English name in any order, typos)
+            whole = parse_query(parts.cleaned)
+            grams = parts_grams(parts)
+            if not grams or any(not is_pinyin(word) for word in parts.latin):
+                grams |= query_grams(whole)
+            score = lambda packed: max(score_parts(parts, packed), score_document(whole, packed))  # noqa: E731
+        compact = parts.cleaned.replace(" ", "")
         k = max(limit * 3, 24)
         ranked = []
-        for doc in self.candidates(q, viewer, k).tolist():
+        for doc in self.candidates(grams, viewer, k).tolist():
             packed = self._text(doc)
-            score, why, matched = score_document(q, packed)
-            if score >= 50:
+            value, why, matched = score(packed)
+            names = packed.split(GROUP, 5)[4]
+            exact = compact != "" and any(compact == name.replace(" ", "") for name in names.split(FIELD))
+            if exact:
+                value, why, matched = 100.0, "name" if names.split(FIELD)[0].replace(" ", "") == compact \
+                    else "alias", matched
+            if value >= 50:
                 name = packed.split(GROUP, 1)[0]
-                ranked.append((-score, len(name), int(self._customer[doc]), name, why, matched))
+                ranked.append((-round(value, 1), not exact, len(name), int(self._customer[doc]), name, why, matched))
         ranked.sort()
-        return [Match(cid, name, round(-neg, 1), why, matched)
-                for neg, _len, cid, name, why, matched in ranked[:limit]]
+        return [Match(cid, name, -neg, why, matched)
+                for neg, _exact, _len, cid, name, why, matched in ranked[:limit]]
+
+
+def _numbers(packed: str) -> list[str]:
+    phones = packed.split(GROUP)[3]
+    return phones.split(FIELD) if phones else []
+
+
+def digit_grams(digits: list[str]) -> dict[str, float]:
+    """Grams of typed digits: the last four of the whole, and after an area code its first four."""
+    grams: dict[str, float] = {}
+    whole = "".join(digits)
+    if len(whole) >= 4:
+        grams["d" + whole[-4:]] = WEIGHT["d"]
+    if len(digits) >= 2 and digits[0].startswith("0") and 3 <= len(digits[0]) <= 4:
+        rest = "".join(digits[1:])
+        if len(rest) >= 4:
+            grams["x" + rest[:4]] = WEIGHT["x"]
+            grams["d" + rest[-4:]] = WEIGHT["d"]
+    elif len(whole) >= 4:
+        grams["x" + whole[:4]] = WEIGHT["x"] * 0.5
+    return grams
+
+
+def parts_grams(parts: Parts) -> dict[str, float]:
+    """The grams of a query of several parts: each word's, the cities', the people's, the digits'."""
+    grams: dict[str, float] = {}
+    for word in [*parts.han, *parts.trades, *parts.latin]:
+        grams.update(query_grams(parse_query(word)))
+    for place in parts.places:
+        found: set[str] = set()
+        _han_grams(place, found, person=False)
+        grams.update({g: WEIGHT[g[0]] * 0.5 for g in found if g[0] == "H"})
+    for person in parts.people:
+        grams["h" + person.surname[:1]] = WEIGHT["h"]
+        if len(person.surname) > 1:
+            grams.update(query_grams(parse_query(person.surname)))
+        if len(person.digits) >= 4:
+            grams["d" + person.digits[-4:]] = WEIGHT["d"]
+    grams.update(digit_grams(parts.digits))
+    return grams
 
 
 CONFIDENT_SCORE = 90.0
@@ -756,11 +999,14 @@ def _customer_text(cid: int, owner: int | None, name: str, short: str | None, al
 
 def _add_contact(doc: CustomerText, person: str, mobile: str | None, office: str | None) -> None:
     doc.contacts.append(person)
+    numbers = []
     for number in (mobile, office):
         if number:
             digits = phone_digits(number)
             if digits:
                 doc.phones.append(digits)
+                numbers.append(digits)
+    doc.contact_phones.append(numbers)
 
 
 async def _chunks_from_database(session: AsyncSession, size: int) -> AsyncIterator[list[CustomerText]]:

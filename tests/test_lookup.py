@@ -52,11 +52,11 @@ async def book(session):
     ("人易软件", "人易软件", "alias"),  # exact short name
     ("人易", "人易软件", "alias"),  # partial
     ("广州市人易软件技术有限公司", "人易软件", "name"),  # the full legal name
-    ("广州人易", "人易软件", "alias"),  # city prefix typed, no suffix
+    ("广州人易", "人易软件", "name"),  # city prefix typed, no suffix (the city and the words, in the name)
     ("人易较件", "人易软件", "alias"),  # a wrong character
     ("人易软建", "人易软件", "pinyin"),  # 建 sounds like 件: the input method's homophone
     ("人软件", "人易软件", "alias"),  # a missing character
-    ("廣州人易軟件", "人易软件", "alias"),  # Traditional characters
+    ("廣州人易軟件", "人易软件", "name"),  # Traditional characters
     ("恒答物流", "恒达物流", "pinyin"),  # homophone picked by the input method
     ("hengda", "恒达物流", "pinyin"),  # full pinyin
     ("heng da wu liu", "恒达物流", "pinyin"),  # pinyin with spaces
