@@ -19,7 +19,7 @@ from handlers.card import show_card
 from handlers.new_customer import LAST_QUERY, create_button
 from models import User
 from services.access import Viewer
-from services.lookup import LookupIndex, confident, is_exact
+from services.lookup import LookupIndex, confident, is_exact, probably_new
 
 MAX_QUERY = 100
 RESULTS = 8
@@ -50,6 +50,10 @@ async def search(message: Message, query: str, session: AsyncSession, user: User
             return
     buttons = [[InlineKeyboardButton(text=m.name[:60], callback_data=CustomerCallback(action="card", id=m.customer_id)
                                      .pack())] for m in matches]
+    if probably_new(matches):  # nothing close: adding it comes first, the namesakes after
+        await message.answer(_("No customer matches “{query}” well. Add it, or is it one of these?").format(
+            query=html.escape(query)), reply_markup=InlineKeyboardMarkup(inline_keyboard=new + buttons))
+        return
     await message.answer(_("Which one?"), reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons + new))
 
 

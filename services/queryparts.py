@@ -38,6 +38,8 @@ SURNAMES = frozenset(
     "乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管"
     "柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟"
     "邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝")
+COMPOUND = ("欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "慕容", "令狐", "司徒", "夏侯", "公孙", "宇文")
+SURNAMES_ALL = SURNAMES | frozenset(COMPOUND)
 _SYMBOLS = re.compile(r"[\W_]+")
 _RUNS = re.compile(r"[\u3400-\u9fff]+|[a-z]+|\d+")
 
@@ -124,10 +126,12 @@ def _split_places(run: str, parts: Parts) -> str:
 
 
 def _person(run: str) -> Person | None:
+    """A surname and an honorific (李总, 欧阳经理); a whole name only before a title of two characters or
+    more (王建国经理) — 和图地工 is a firm's name with a typo, not Mr 和图地."""
     for title in HONORIFICS:
         if run.endswith(title) and len(run) > len(title):
             name = run[:-len(title)]
-            if len(name) <= 3 and name[0] in SURNAMES:
+            if name in SURNAMES_ALL or (len(title) >= 2 and len(name) <= 3 and name[0] in SURNAMES):
                 return Person(name)
     return None
 
@@ -201,7 +205,11 @@ def split(raw: str) -> Parts:
     runs = _merge_pinyin(_RUNS.findall(padded))
     person: Person | None = None
     latin_seen = False
-    for run in runs:
+    for n, run in enumerate(runs):
+        if len(run) <= 2 and run in SURNAMES_ALL and n + 1 < len(runs) and runs[n + 1].isdigit():
+            person = Person(run)  # a surname alone before digits: 杨 4657
+            parts.people.append(person)
+            continue
         if run.isdigit():
             if person is not None and not person.digits:
                 person.digits = run
@@ -237,30 +245,31 @@ class Facts:
     is_branch: bool
 
 
+_PLACE_ALT = "|".join(PLACES)  # longest first
+_PLACE_AT_START = re.compile(rf"(?:^| )(?:{_PLACE_ALT})")
+_PLACE_ALONE = re.compile(rf"(?:^| )({_PLACE_ALT})(?= |$)")
+_BRANCH_CITY = re.compile(rf"({_PLACE_ALT})分公司$")
+
+
 @lru_cache(maxsize=50_000)
 def facts(full_names: str) -> Facts:
-    """Facts of a customer's cleaned full names (FIELD-joined by the caller, one string to cache)."""
+    """Facts of a customer's cleaned full names (FIELD-joined by the caller, one string to cache): the
+    cities at the start of a name or of a part of it, a city standing alone (华星(上海)贸易 → "华星 上海
+    贸易"), and a branch's city (…北京分公司)."""
     places: set[str] = set()
     branch_city = None
     is_branch = False
     for name in full_names.split("\x1f"):
+        for found in _PLACE_AT_START.finditer(name):
+            places.add(found.group().strip())
+        places.update(_PLACE_ALONE.findall(name))
         compact = name.replace(" ", "")
-        for piece in re.findall(r"[\u3400-\u9fff]+", name):
-            for place in PLACES:
-                if piece.startswith(place) or piece == place:
-                    places.add(place)
-                    break
         if compact.endswith(BRANCH):
             is_branch = True
-            head = compact[:-len(BRANCH)]
-            for place in PLACES:
-                if head.endswith(place):
-                    branch_city = place
-                    places.add(place)
-                    break
-        for place in PLACES:  # a city in brackets: 华星(上海)贸易 → "华星 上海 贸易" after cleaning
-            if f" {place} " in f" {name} ":
-                places.add(place)
+            found = _BRANCH_CITY.search(compact)
+            if found:
+                branch_city = found.group(1)
+                places.add(branch_city)
     return Facts(frozenset(places), branch_city, is_branch)
 
 

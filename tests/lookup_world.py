@@ -628,3 +628,42 @@ if __name__ == "__main__":
     took = time.perf_counter() - started
     print(summary(world))
     print(f"generated in {took:.2f}s")
+
+
+def documents(customers: list[WorldCustomer], contacts: list[WorldContact]):
+    """The world as the lookup indexes it (services.lookup.CustomerText, ids 1…n in the customers' order),
+    and {customer code: id}."""
+    from services.lookup import CustomerText
+    from services.parsing import phone_digits
+
+    people: dict[str, list[WorldContact]] = defaultdict(list)
+    for person in contacts:
+        people[person.customer_code].append(person)
+    docs, ids = [], {}
+    for n, c in enumerate(customers, 1):
+        ids[c.code] = n
+        names = [c.name] + [extra for extra in (c.short_name, c.english) if extra]
+        own = [phone_digits(c.phone)] if c.phone else []
+        theirs = people[c.code]
+        docs.append(CustomerText(n, None, names, [p.name for p in theirs],
+                                 own + [phone_digits(p.mobile) for p in theirs if p.mobile],
+                                 [[phone_digits(p.mobile)] if p.mobile else [] for p in theirs]))
+    return docs, ids
+
+
+def score_forms(search, queries: list[WorldQuery], ids: dict[str, int]) -> dict[str, tuple[int, int, int]]:
+    """Per form: (right first, right in the top three, queries). `search(query)` returns customer ids, best
+    first. For "absent" queries, "right" means nothing confident (the caller's search returns [] then)."""
+    out: dict[str, list[int]] = {form: [0, 0, 0] for form in FORMS}
+    for q in queries:
+        found = search(q.query)
+        row = out[q.form]
+        row[2] += 1
+        if q.expected is None:
+            row[0] += not found
+            row[1] += not found
+        else:
+            want = ids[q.expected]
+            row[0] += found[:1] == [want]
+            row[1] += want in found[:3]
+    return {form: tuple(row) for form, row in out.items() if row[2]}

@@ -100,15 +100,23 @@ def button_texts(message) -> list[str]:
 async def test_a_weak_single_match_is_offered_not_opened_and_a_new_prospect_can_be_added(engine):
     app = await search_app(engine, ["青岛市丰人医疗器械有限公司"])
     [reply] = (await app.send(text_update(person(8401, language="en"), "人易"))).sent()
+    # 82: what a firm that is not there gets from a namesake (services.lookup.probably_new): adding comes first.
+    assert reply.text == "No customer matches “人易” well. Add it, or is it one of these?"
+    assert button_texts(reply) == ["➕ New customer “人易”", "青岛市丰人医疗器械有限公司"]
+
+
+async def test_close_matches_are_offered_with_adding_last(engine):
+    app = await search_app(engine, ["广州市人易软件技术有限公司", "广州市人易贸易有限公司"])
+    [reply] = (await app.send(text_update(person(8401, language="en"), "人易"))).sent()
     assert reply.text == "Which one?"
-    assert button_texts(reply) == ["青岛市丰人医疗器械有限公司", "➕ New customer “人易”"]
+    assert button_texts(reply) == ["广州市人易贸易有限公司", "广州市人易软件技术有限公司", "➕ New customer “人易”"]
 
 
 async def test_a_new_prospect_beside_unrelated_similar_names_can_be_added(engine):
     app = await search_app(engine, ["广州市人易软件技术有限公司", "深圳市华软技术有限公司", "北京华信软件技术有限公司"])
     [reply] = (await app.send(text_update(person(8401, language="en"), "华为技术有限公司"))).sent()
     assert not reply.text.startswith("<b>")  # no card opened as if it were the answer
-    assert button_texts(reply)[-1] == "➕ New customer “华为技术有限公司”"
+    assert button_texts(reply)[0] == "➕ New customer “华为技术有限公司”"
 
 
 async def test_an_exact_name_opens_the_card_with_nothing_to_add(engine):
