@@ -48,6 +48,7 @@ from services.access import Viewer
 from services.parsing import phone_digits
 from services.queryparts import LEGAL, TRADE_ENGLISH, Parts, area_split, clean, facts, is_pinyin, split
 from services.textnorm import (
+    PRIMARY,
     READING_SETS,
     SYLLABLES,
     char_readings,
@@ -396,6 +397,11 @@ def score_document(q: Query, packed: str) -> tuple[float, str, str]:
     return best
 
 
+def _spell(han: str) -> str:
+    """The main pinyin of hanzi, fast (one dictionary look-up a character)."""
+    return "".join([PRIMARY.get(ch, "") for ch in han])
+
+
 @lru_cache(maxsize=20_000)
 def _name_sounds(names: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """A customer's cleaned full names as sounds: whole-name pinyin spellings (a few readings), their
@@ -404,21 +410,22 @@ def _name_sounds(names: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[st
     spellings: list[str] = []
     capitals: list[str] = []
     said: set[str] = set()
+    places = facts(names).places
     for name in names.split(FIELD):
         han = han_only(name)
         if not han:
             continue
-        for variant in reading_variants([r[:2] for r in char_readings(han)], limit=4):
+        for variant in reading_variants([r[:2] for r in char_readings(han)], limit=2):
             spellings.append("".join(variant))
             capitals.append("".join(v[:1] for v in variant))
         short = LEGAL.sub("", han.removesuffix("分公司")) or han
         short = re.sub(r"^(\w{2,3}?)[市省]", r"\1", short)  # 太原市明华 is said 太原明华
         for form in {short, QUALIFIERS.sub("", short)}:
-            said.add(pinyin_of(form))
+            said.add(_spell(form))
             core = core_name(form)
-            said.add(pinyin_of(core))
-            for place in facts(names).places:
-                said.add(pinyin_of(place + core.replace(place, "")))  # 荣昌(杭州)新材料 said 杭州荣昌新材料
+            said.add(_spell(core))
+            for place in places:
+                said.add(_spell(place + core.replace(place, "")))  # 荣昌(杭州)新材料 said 杭州荣昌新材料
     return tuple(spellings), tuple(capitals), tuple(sorted(said))
 
 
@@ -451,6 +458,8 @@ def _fit_words(part: Query, cores: list[str], people: list[str], names: list[str
             best = (0.88, "pinyin", names[0])
         elif len(letters) >= 5 and spellings:
             best = (_typo_fit(letters, sounds), "pinyin", names[0])
+    if best[0] >= 1.0:
+        return best
     scorer = _score_han if part.han else _score_letters
     for index, core in enumerate(cores):
         score, how = scorer(part, core, False)
@@ -525,7 +534,7 @@ def score_parts(parts: Parts, packed: str) -> tuple[float, str, str]:
         total, weight = total + fit * 2.0, weight + 2.0
         if fit * 2.0 > strongest:
             strongest, why, matched = fit * 2.0, "phone", "".join(parts.digits)
-    sounds = _name_sounds(names_text)
+    sounds = _name_sounds(names_text) if parts.latin else ((), (), ())
     for word in [*parts.han, *parts.trades, *parts.latin]:
         part = parse_query(word)
         if not part.han and not part.letters:
@@ -889,7 +898,9 @@ class LookupIndex:
             grams = query_grams(q)
             if q.letters.isalpha() and len(q.letters) >= 5 and not q.han:
                 # Maybe pinyin with a typo, city and all (a typo can spell other syllables: tai·tuan).
-                score = lambda packed: max(score_document(q, packed), _typo_score(q.letters, packed))  # noqa: E731
+                def score(packed: str) -> tuple[float, str, str]:
+                    best = score_document(q, packed)
+                    return best if best[0] >= 90 else max(best, _typo_score(q.letters, packed))
             else:
                 score = lambda packed: score_document(q, packed)  # noqa: E731
         elif parts.places or parts.people or parts.digits or parts.branch:
@@ -902,7 +913,10 @@ class LookupIndex:
                 score = lambda packed: score_parts(parts, packed)  # noqa: E731
             else:  # Latin words that are not pinyin: an English name, in any order, with typos
                 grams |= query_grams(whole)
-                score = lambda packed: max(score_parts(parts, packed), score_document(whole, packed))  # noqa: E731
+
+                def score(packed: str) -> tuple[float, str, str]:
+                    best = score_document(whole, packed)
+                    return best if best[0] >= 90 else max(best, score_parts(parts, packed))
         compact = parts.cleaned.replace(" ", "")
         k = max(limit * 3, 24) if phoneish or simple else max(limit * 5, 48)  # several parts: wider net
         ranked = []

@@ -121,6 +121,7 @@ def _reading_table() -> dict[str, tuple[str, ...]]:
 _READINGS = _reading_table()
 _NONE: tuple[str, ...] = ("",)
 READING_SETS: dict[str, frozenset[str]] = {ch: frozenset(r) for ch, r in _READINGS.items()}
+PRIMARY: dict[str, str] = {ch: r[0] for ch, r in _READINGS.items()}  # each character's most common reading
 SYLLABLES = frozenset(s for readings in _READINGS.values() for s in readings)
 
 # Surnames whose reading differs from the character's most common one, and compound surnames.
