@@ -110,7 +110,7 @@ def _mobile(rng: random.Random) -> str:
 
 
 async def _ids(session: AsyncSession, model, key: str = "code") -> dict[str, int]:
-    rows = await session.execute(select(getattr(model, key), model.id))
+    rows = await session.execute(select(getattr(model, key), model.id).order_by(model.id))  # same order everywhere
     return {k: v for k, v in rows.all()}
 
 
@@ -120,9 +120,13 @@ async def generate(session: AsyncSession, *, customers: int, seed: int = 42, tod
     """Add a demo data set to the database in the session's transaction (the caller commits).
     `history=False` leaves out purchases, interactions and feedback (customers and contacts only)."""
     rng = random.Random(seed)
+    # With a given day every timestamp is of that day (the start of it, Shanghai time): same seed and day,
+    # same data, whenever it is made. Without one, now.
+    given = today is not None
     today = today or utcnow().date()
     summary = DemoSummary()
     tz = ZoneInfo("Asia/Shanghai")
+    now = datetime.combine(today, time(0), tz).astimezone(UTC) if given else utcnow()
 
     dictionaries: dict[str, list[int]] = {}
     region_by_code: dict[str, int] = {}
@@ -140,7 +144,8 @@ async def generate(session: AsyncSession, *, customers: int, seed: int = 42, tod
     reps_wanted = max(3, min(60, customers // 400))
     existing_names = set((await session.execute(select(User.name))).scalars())
     def new_user(name: str, role: Role, **kw) -> User:
-        user = User(name=name, role=role, **{"language": "zh_Hans", "timezone": "Asia/Shanghai", **kw})
+        user = User(name=name, role=role, **{"language": "zh_Hans", "timezone": "Asia/Shanghai", "created_at": now,
+                                             **kw})
         session.add(user)
         summary.users += 1
         return user
@@ -163,7 +168,6 @@ async def generate(session: AsyncSession, *, customers: int, seed: int = 42, tod
 
     used_names = set((await session.execute(select(Customer.name))).scalars())
     created = 0
-    now = utcnow()
     start = today - timedelta(days=3 * 365)
     while created < customers:
         size = min(batch, customers - created)

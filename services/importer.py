@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 import pickle
 import re
 import tempfile
@@ -817,9 +818,9 @@ async def _apply_customers(session: AsyncSession, ctx: Context, batch: list[dict
     updates, changes = await _only_changes(session, Customer.__table__, updates, report, now)
     await audit.record_changes(session, "customer", changes, user_id=ctx.user_id, actor="import")
     if inserts:
-        for keys in {frozenset(r) for r in inserts}:
-            group = [r for r in inserts if frozenset(r) == keys]
-            await (await session.connection()).execute(_bulk_insert(Customer, keys), group)
+        # In file order (ids follow the file, whatever the hash seed): runs of rows with the same columns.
+        for keys, group in itertools.groupby(inserts, key=frozenset):
+            await (await session.connection()).execute(_bulk_insert(Customer, keys), list(group))
         report.created += len(inserts)
         # Newly created names and codes count for the rest of the file (duplicates were refused earlier).
         result = await session.execute(
