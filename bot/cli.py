@@ -145,9 +145,10 @@ async def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         pass
 
     async def work(session):
-        report = await import_file(session, args.kind, args.file, timezone=args.timezone or settings.default_timezone,
+        timezone = args.timezone or settings.default_timezone
+        report = await import_file(session, args.kind, args.file, timezone=timezone,
                                    progress=show, dry_run=args.dry_run, encoding=args.encoding,
-                                   sheet=args.sheet, date_order=args.date_order)
+                                   sheet=args.sheet, date_order=args.date_order, today=_today(args, timezone))
         if not report.ok:
             await session.rollback()
             raise Rejected(report)
@@ -227,12 +228,7 @@ async def _export_report(args: argparse.Namespace, settings: Settings) -> int:
     if args.format not in (None, "xlsx"):
         raise CliError(_("a report is exported as xlsx: add --format xlsx"))
     timezone = args.timezone or settings.default_timezone
-    today = datetime.now(ZoneInfo(timezone)).date()
-    if args.today:
-        try:
-            today = date.fromisoformat(args.today)
-        except ValueError:
-            raise CliError(_("--today must be a date like 2026-12-03")) from None
+    today = _today(args, timezone)
     scope = None
 
     async def work(session):
@@ -373,14 +369,27 @@ async def cmd_reminders(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _today(args: argparse.Namespace, timezone: str) -> date:
+    """The day a command works as of: --today when given (to reproduce a past result), else today in the
+    time zone."""
+    if getattr(args, "today", None):
+        try:
+            return date.fromisoformat(args.today)
+        except ValueError:
+            raise CliError(_("--today must be a date like 2026-12-03")) from None
+    from models.common import today_in
+
+    return today_in(timezone)
+
+
 async def cmd_rfm(args: argparse.Namespace, settings: Settings) -> int:
-    """`rfm`: score every customer now (the scheduler also does it daily)."""
+    """`rfm`: score every customer now, or as of --today (the scheduler also does it daily)."""
     from services.rfm import score_all
 
-    async def work(session):
-        return await score_all(session, today_in(settings.default_timezone))
+    today = _today(args, settings.default_timezone)
 
-    from models.common import today_in
+    async def work(session):
+        return await score_all(session, today)
 
     count = await _with_session(settings, work)
     print(_("{count} customers scored.").format(count=count))
@@ -475,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--timezone", help=_("time zone of times in the file (default DEFAULT_TIMEZONE)"))
     imp.add_argument("--encoding", help=_("text encoding of a CSV file, e.g. gbk, big5, utf-8 (default: detected)"))
     imp.add_argument("--sheet", help=_("the workbook's sheet to read (default: the one with a header I know)"))
+    imp.add_argument("--today", help=_("pretend today is this date (YYYY-MM-DD)"))
     imp.add_argument("--date-order", choices=("dmy", "mdy", "ymd"),
                      help=_("how the file writes dates like 03/04/2026 (default: proved by the column's other rows)"))
     exp = sub.add_parser("export", help=_("export records to CSV or XLSX"))
@@ -516,7 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
     due.add_argument("--now", help=_("pretend it is this moment (ISO 8601; UTC unless an offset is given)"))
     due.add_argument("--user", help=_("only this user (name or Telegram id)"))
     due.add_argument("--json", action="store_true", help=_("print one JSON line per reminder"))
-    sub.add_parser("rfm", help=_("score every customer's recency, frequency and monetary value now"))
+    rfm = sub.add_parser("rfm", help=_("score every customer's recency, frequency and monetary value now"))
+    rfm.add_argument("--today", help=_("pretend today is this date (YYYY-MM-DD)"))
     back = sub.add_parser("backup", help=_("write a consistent snapshot of the whole database"))
     back.add_argument("--output", "-o", help=_("file to write (default: DATA_DIR/backups/…)"))
     rest = sub.add_parser("restore", help=_("replace the whole database with a backup (stop the bot first)"))

@@ -71,3 +71,31 @@ async def schema_status(engine: AsyncEngine) -> tuple[str | None, str | None]:
     """(revision the database is at, newest revision the code knows)."""
     async with engine.connect() as conn:
         return await conn.run_sync(_current_and_head)
+
+
+SEEDED = {"alembic_version", "dictionary_entry", "contact_strategy", "purchase_strategy"}  # made by migrations
+
+
+def data_a_downgrade_would_lose(connection: Connection) -> str | None:
+    """Rule "a downgrade never silently destroys data": None when the database holds nothing beyond what the
+    migrations seed; otherwise one line, in the settings' language, naming the tables and rows a downgrade
+    would delete and what to do (back up, then -x force=yes)."""
+    from sqlalchemy import inspect, text
+
+    from bot.i18n import gettext_for
+    from bot.settings import get_settings
+    from models.common import metadata
+
+    present = set(inspect(connection).get_table_names())
+    counts = {}
+    for table in metadata.sorted_tables:
+        if table.name in present and table.name not in SEEDED:
+            rows = connection.execute(text(f'SELECT COUNT(*) FROM "{table.name}"')).scalar() or 0
+            if rows:
+                counts[table.name] = rows
+    if not counts:
+        return None
+    _ = gettext_for(get_settings().default_language)
+    what = ", ".join(f"{name} {rows:,}" for name, rows in sorted(counts.items(), key=lambda x: (-x[1], x[0])))
+    return _("Refusing to downgrade: it would delete data ({tables} rows). Take a backup first "
+             "(python3 main.py backup), then run again with -x force=yes.").format(tables=what)

@@ -17,7 +17,23 @@ from models.common import metadata
 config = context.config
 
 
+def _refuse_downgrade_over_data(connection: Connection) -> None:
+    """`alembic downgrade` over data stops with one line (bot.db.data_a_downgrade_would_lose), unless run
+    with `-x force=yes` after a backup."""
+    command = getattr(config.cmd_opts, "cmd", None)
+    if not command or getattr(command[0], "__name__", "") != "downgrade":
+        return
+    if context.get_x_argument(as_dictionary=True).get("force") == "yes":
+        return
+    from bot.db import data_a_downgrade_would_lose
+
+    refusal = data_a_downgrade_would_lose(connection)
+    if refusal:
+        raise SystemExit(refusal)
+
+
 def _run(connection: Connection) -> None:
+    _refuse_downgrade_over_data(connection)
     context.configure(
         connection=connection,
         target_metadata=metadata,
