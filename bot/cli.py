@@ -220,7 +220,7 @@ async def _export_report(args: argparse.Namespace, settings: Settings) -> int:
     from zoneinfo import ZoneInfo
 
     from bot.i18n import gettext_for
-    from bot.report_view import xlsx_about, xlsx_headings
+    from bot.report_words import xlsx_about, xlsx_headings
     from services.access import Viewer, viewer_for
     from services.reports import build, write_xlsx
     from services.users import find_user

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiogram.utils.i18n import gettext as _
 
-from models import FeedbackKind, InteractionKind, Role, Stage
+from models import InteractionKind, Role, Stage
 
 
 def role_label(role: str) -> str:
@@ -37,8 +37,9 @@ def interaction_label(kind: str) -> str:
 
 
 def feedback_kind_names(gettext=_) -> dict[str, str]:
-    return {FeedbackKind.complaint: gettext("complaint"), FeedbackKind.suggestion: gettext("suggestion"),
-            FeedbackKind.inquiry: gettext("inquiry"), FeedbackKind.praise: gettext("praise")}
+    from bot.report_words import feedback_kind_names as names  # one list, also for the workbook
+
+    return names(gettext)
 
 
 def feedback_label(kind: str) -> str:

@@ -39,8 +39,7 @@ from services import analytics
 from services.access import Viewer
 from services.analytics import Aggregate, Contact, CustomerInfo, FeedbackInfo, Period, Sale
 from services.messages import N_, DomainError
-from services.rfm import RFM_DAYS, SEGMENTS
-from services.safecells import as_text_cells
+from services.rfm import RFM_DAYS
 from services.sql import collector_paused, raw_rows
 
 PERIODS = {"week": 7, "month": 30, "quarter": 91, "year": 365}
@@ -351,147 +350,11 @@ async def monthly_trend(session: AsyncSession, viewer: Viewer, end: date, months
 
 # --------------------------------------------------------------------------------------------- spreadsheet
 
-def _display_width(value: Any, number_format: str | None) -> int:
-    """Roughly how many character cells a value takes in a spreadsheet (a CJK character takes two)."""
-    if value is None:
-        return 0
-    if isinstance(value, float) and number_format:
-        text = f"{value:,.2f}" if "0.00" in number_format else f"{value:.1%}"
-    else:
-        text = str(value)
-    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
-
-
 def write_xlsx(report: Report, path: Path, headings: dict[str, Any]) -> Path:
-    """A cover sheet saying what the workbook covers (`headings["about"]`: translated (label, value) rows),
-    then one sheet per analysis with proper number formats, each customer row with its ERP code, changes
-    as numbers, columns as wide as what they hold. `headings` holds the translated texts (the front end's
-    language): {"sheets": {analysis: title}, "columns": {key: header}, "segments": {code: name},
-    "kinds": {feedback kind: name}, "about": [(label, value)]}; values without a name stay as they are."""
-    from openpyxl import Workbook
-    from openpyxl.styles import Font
+    """The managers' workbook (services.workbook: a streaming writer)."""
+    from services.workbook import write
 
-    sheets, col = headings["sheets"], headings["columns"]
-    segment_name = lambda code: headings.get("segments", {}).get(code, code)  # noqa: E731
-    kind_name = lambda code: headings.get("kinds", {}).get(code, code)  # noqa: E731
-    book = Workbook()
-    book.remove(book.active)
-    bold = Font(bold=True)
-    money, percent, ratio = "#,##0.00", "0.0%", "+0.0%;-0.0%;0.0%"
-
-    def sheet(key: str, header: list[str], rows: list[list[Any]], formats: dict[int, str], *,
-              freeze: bool = True) -> None:
-        ws = book.create_sheet(sheets[key][:31])
-        ws.append(header)
-        for cell in ws[1]:
-            cell.font = bold
-        widths = [_display_width(title, None) for title in header]
-        for row in rows:
-            ws.append(row)
-            as_text_cells(ws[ws.max_row])  # names typed as =HYPERLINK(…) stay text (services.safecells)
-            for n, value in enumerate(row):
-                if n < len(widths):
-                    widths[n] = max(widths[n], _display_width(value, formats.get(n + 1)))
-        for column, number_format in formats.items():
-            for (cell,) in ws.iter_rows(min_row=2, min_col=column, max_col=column):
-                cell.number_format = number_format
-        for n, width in enumerate(widths, 1):  # wide enough for the content (no cut names, no ####)
-            ws.column_dimensions[ws.cell(1, n).column_letter].width = max(8, min(60, width + 2))
-        if freeze:
-            ws.freeze_panes = "A2"
-
-    if headings.get("about"):
-        sheet("about", [headings["about"][0][0], headings["about"][0][1]],
-              [list(row) for row in headings["about"][1:]], {}, freeze=False)
-    yuan = 100
-    code = col.get("code", "code")
-    sheet("rfm", [code, col["customer"], col["owner"], "R", "F", "M", col["segment"], col["segment_before"]],
-          [[report.code(cid), report.name(cid),
-            report.rep(report.customers[cid].owner_id if cid in report.customers else None),
-            s.r, s.f, s.m, segment_name(s.segment),
-            segment_name(report.rfm.previous[cid].segment) if cid in report.rfm.previous else ""]
-           for cid, s in sorted(report.rfm.scores.items(), key=lambda x: (report.name(x[0]), x[0]))], {})
-    rfm = report.rfm
-    sheet("segments", [col["segment"], col["customers"], col["customers_before"], col["change_count"]],
-          [[segment_name(seg), rfm.segments.get(seg, 0), rfm.segments_before.get(seg, 0),
-            rfm.segments.get(seg, 0) - rfm.segments_before.get(seg, 0)]
-           for seg in SEGMENTS if rfm.segments.get(seg) or rfm.segments_before.get(seg)], {})
-    sheet("movement", [col["segment_before"], col["segment"], col["customers"]],
-          [[segment_name(a), segment_name(b), n] for a, b, n in rfm.moved()], {})  # "none": no purchase then / now
-    sheet("churn", [code, col["customer"], col["owner"], col["r_before"], col["r_now"], col["f_before"], col["f_now"],
-                    col["amount_before"]],
-          [[report.code(c.customer_id), report.name(c.customer_id),
-            report.rep(report.customers[c.customer_id].owner_id if c.customer_id in report.customers else None),
-            c.before.r, c.now.r, c.before.f, c.now.f, c.amount_cents / yuan] for c in report.churn],
-          {8: money})
-    sheet("key_accounts", [col["rank"], code, col["customer"], col["amount"], col["share"], col["amount_last_year"],
-                           col["change"], col["rank_change"]],
-          [[a.rank, report.code(a.customer_id), report.name(a.customer_id), a.total_cents / yuan, a.share,
-            a.prior_cents / yuan, a.change, a.rank_change] for a in report.key_accounts],
-          {4: money, 5: percent, 6: money, 7: ratio})
-    rows = []
-    for dimension, shares in report.distribution.items():
-        for s in shares:
-            rows.append([col[dimension], s.label or "—", s.customers, s.customer_share, s.amount_cents / yuan,
-                         s.amount_share])
-    sheet("distribution", [col["dimension"], col["value"], col["customers"], col["customer_share"], col["amount"],
-                           col["amount_share"]], rows, {4: percent, 5: money, 6: percent})
-    sheet("performance", [code, col["customer"], col["amount"], col["amount_last_year"], col["change_amount"],
-                          col["change"]],
-          [[report.code(p.key), report.name(p.key), p.total_cents / yuan, p.prior_cents / yuan, p.change_cents / yuan,
-            p.change] for p in report.performance.rows], {3: money, 4: money, 5: money, 6: ratio})
-    sheet("rep_performance", [col["owner"], col["amount"], col["amount_last_year"], col["change_amount"],
-                              col["change"]],
-          [[report.rep(p.key), p.total_cents / yuan, p.prior_cents / yuan, p.change_cents / yuan, p.change]
-           for p in report.rep_performance.rows], {2: money, 3: money, 4: money, 5: ratio})
-    extremes = [(col["top_total"], report.performance.top_total), (col["top_growth"], report.performance.top_growth),
-                (col["top_decline"], report.performance.top_decline)]
-    sheet("extremes", [col["group"], code, col["customer"], col["amount"], col["amount_last_year"],
-                       col["change_amount"], col["change"]],
-          [[group, report.code(p.key), report.name(p.key), p.total_cents / yuan, p.prior_cents / yuan,
-            p.change_cents / yuan, p.change] for group, rows in extremes for p in rows],
-          {4: money, 5: money, 6: money, 7: ratio})
-    c = report.complaints
-    ordered = lambda counter: sorted(counter.items(), key=lambda x: (-x[1], str(x[0])))  # noqa: E731 ties: by name
-    sheet("complaints", [col["dimension"], col["value"], col["count"], code, col["since"]],
-          [[col["kind"], kind_name(k), n] for k, n in ordered(c.by_kind)]
-          + [[col["product"], k or "—", n] for k, n in ordered(c.by_product)]
-          + [[col["owner"], report.rep(k), n] for k, n in sorted(c.by_rep.items(), key=lambda x: (-x[1], report.rep(x[0])))]
-          + [[col["region"], k or "—", n] for k, n in ordered(c.by_region)]
-          + [[col["open"], "", c.open], [col["resolved"], "", c.resolved],
-             [col["median_hours"], "", round(c.median_hours_to_resolve, 1) if c.median_hours_to_resolve else None],
-             [col["open_total"], "", c.open_total]]
-          + ([[col["oldest_open"], report.name(c.oldest_open.customer_id), None,
-               report.code(c.oldest_open.customer_id), c.oldest_open.created_at.date().isoformat()]]
-             if c.oldest_open is not None else []),
-          {})
-    activity_rows = []
-    for rep, weeks in sorted(report.activity.per_rep_week.items(), key=lambda x: (report.rep(x[0]), x[0] or 0)):
-        share = report.activity.within_cycle_share(rep) if rep is not None else None
-        activity_rows.append([report.rep(rep), sum(weeks.values()), share])
-    sheet("activity", [col["owner"], col["interactions"], col["within_cycle"]], activity_rows, {3: percent})
-    week = lambda w: f"{w[0]}-W{w[1]:02d}"  # noqa: E731 ISO week
-    sheet("weekly", [col["week"], col["owner"], col["interactions"]],
-          [row[:3] for row in sorted(([week(w), report.rep(rep), n, rep or 0]
-                                      for rep, weeks in report.activity.per_rep_week.items()
-                                      for w, n in weeks.items()), key=lambda row: (row[0], row[1], row[3]))], {})
-    sheet("crowded", [col["week"], code, col["customer"], col["reps"]],
-          [[week(w), report.code(cid), report.name(cid), "、".join(sorted(report.rep(r) for r in reps))]
-           for cid, w, reps in sorted(report.activity.crowded, key=lambda x: (x[1], report.name(x[0]), x[0]))], {})
-    sat = report.satisfaction
-    sheet("satisfaction", [col["group"], code, col["customer"], col["rating"]],
-          [[col["most_satisfied"], report.code(cid), report.name(cid), r] for cid, r in sat.most]
-          + [[col["least_satisfied"], report.code(cid), report.name(cid), r] for cid, r in sat.least]
-          + [[col["product"], "", k or "—", r] for k, r in sorted(sat.by_product.items(), key=lambda x: (-x[1], str(x[0])))]
-          + [[col["region"], "", k or "—", r] for k, r in sorted(sat.by_region.items(), key=lambda x: (-x[1], str(x[0])))],
-          {})
-    sheet("trend", [col["month"], col["from"], col["to"], col["amount"], col["amount_last_year"], col["note"]],
-          [[m.month, m.part.start.isoformat(), m.part.end.isoformat(), m.amount_cents / yuan,
-            m.year_before_cents / yuan, col["partial"] if m.partial else ""] for m in report.months],
-          {4: money, 5: money})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    book.save(path)
-    return path
+    return write(report, path, headings)
 
 
 @dataclass

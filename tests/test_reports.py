@@ -319,3 +319,31 @@ async def test_the_workbook_has_every_table_the_readme_promises(session, tmp_pat
     assert months[1][1] == report.period.start.isoformat() and months[-1][2] == report.period.end.isoformat()
     assert sum(r[3] for r in months[1:]) == report.total_cents / 100  # the months add up to the period
     assert months[1][5] == ("part of the month" if report.period.start.day != 1 else "")
+
+
+async def test_a_table_longer_than_a_sheet_continues_on_the_next_with_a_note(session, tmp_path):
+    from bot.i18n import gettext_for
+    from services.workbook import write
+
+    boss, *_ = await _world(session)
+    report = await build(session, await viewer_for(session, boss), kind="month", today=TODAY, language="en")
+    report.rfm.scores.update({1000 + n: report.rfm.scores[next(iter(report.rfm.scores))] for n in range(9)})
+    path = write(report, tmp_path / "r.xlsx", xlsx_headings(gettext_for("en")), row_limit=5)
+    book = load_workbook(path)
+    parts = [name for name in book.sheetnames if name.startswith("RFM")]
+    rows = [[c for c in row] for name in parts for row in book[name].iter_rows(values_only=True)]
+    assert parts == ["RFM", "RFM (2)", "RFM (3)", "RFM (4)"]  # 3 rows a sheet (header, 3, note) for 11 rows
+    assert rows[4][0] == "continued on RFM (2)" and book["RFM (2)"]["A1"].value == "Customer code"
+    data = [row for name in parts for row in book[name].iter_rows(min_row=2, values_only=True)
+            if not str(row[0] or "").startswith("continued")]
+    assert len(data) == len(report.rfm.scores)  # every row once
+
+
+def test_the_workbook_command_imports_neither_the_bot_framework_nor_the_charts():
+    import subprocess
+    import sys
+
+    code = ("import sys; import bot.cli, bot.report_words, services.workbook, services.reports; "
+            "print(sorted(m for m in ('aiogram', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr[-2000:]
