@@ -12,6 +12,7 @@ from bot.report_words import Gettext, period_name, rfm_scope_note, segment_names
 from models import User
 from services import charts
 from services.reports import Daily, Report
+from services.rfm import SEGMENTS
 
 __all__ = ["daily_text", "detail", "period_name", "report_charts", "rfm_scope_note", "segment_names", "summary",
            "xlsx_about", "xlsx_headings"]
@@ -50,7 +51,7 @@ def summary(report: Report, user: User, currency: str, *, scope: str | None = No
     segments = report.rfm.segments
     if segments:
         lines.append(_("RFM: {list}").format(list=" · ".join(
-            f"{names[s]} {n}" for s, n in sorted(segments.items(), key=lambda x: -x[1]))))
+            f"{names[s]} {n}" for s, n in sorted(segments.items(), key=lambda x: (-x[1], SEGMENTS.index(x[0]))))))
     if report.churn:
         lines.append(_("🔥 Visit first (high value, slipping): {list}").format(list=", ".join(
             html.escape(report.name(c.customer_id)) for c in report.churn[:TOP])))
@@ -84,7 +85,7 @@ def detail(report: Report, analysis: str, user: User, currency: str, _: Gettext 
         lines.append("<b>" + _("RFM segments (purchases of the last {days} days)").format(
             days=report.rfm_window.days) + "</b>")
         lines.append(rfm_scope_note(report, _))
-        for s, n in sorted(report.rfm.segments.items(), key=lambda x: -x[1]):
+        for s, n in sorted(report.rfm.segments.items(), key=lambda x: (-x[1], SEGMENTS.index(x[0]))):
             lines.append(f"{names[s]}: {n}")
         moved = report.rfm.moved()[:8]
         if moved:
@@ -149,7 +150,7 @@ def detail(report: Report, analysis: str, user: User, currency: str, _: Gettext 
                 f"{html.escape(report.name(c))} {r:.1f}★" for c, r in s.least[:5])))
         if s.by_product:
             lines.append(_("By product: {list}").format(list=", ".join(
-                f"{html.escape(k or '—')} {v:.1f}★" for k, v in sorted(s.by_product.items(), key=lambda x: -x[1]))))
+                f"{html.escape(k or '—')} {v:.1f}★" for k, v in sorted(s.by_product.items(), key=lambda x: (-x[1], str(x[0]))))))
         if not s.most:
             lines.append(_("No ratings in this period."))
     return "\n".join(lines)
@@ -164,7 +165,7 @@ def report_charts(report: Report, user: User, _: Gettext | None = None) -> list[
     if any(v for _label, v in regions):
         out.append(("regions.png", charts.pie(_("Sales by region"), regions, other=_("other"))))
     before = report.rfm.segments_before
-    segments = sorted(set(report.rfm.segments) | set(before), key=lambda s: -report.rfm.segments.get(s, 0))
+    segments = sorted(set(report.rfm.segments) | set(before), key=lambda s: (-report.rfm.segments.get(s, 0), SEGMENTS.index(s)))
     if segments:
         out.append(("rfm.png", charts.bars(_("RFM segments: now (before)"), [
             (f"{names[s]} ({before.get(s, 0)})", report.rfm.segments.get(s, 0)) for s in segments])))

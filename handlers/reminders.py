@@ -21,7 +21,7 @@ from services import reminders
 from services.access import Viewer, team_members
 from services.cards import visible_customer
 from services.customers import assign_owner, check_can_reassign
-from services.rfm import my_slice
+from services.rfm import SEGMENTS, my_slice
 
 
 async def agenda_message(session: AsyncSession, user: User, page: int = 0) -> tuple[str, InlineKeyboardMarkup | None]:
@@ -32,7 +32,7 @@ async def agenda_message(session: AsyncSession, user: User, page: int = 0) -> tu
     if counts:
         names = segment_names(_)
         text += "\n\n" + _("Your customers by RFM: {list}").format(list=" · ".join(
-            f"{names[s]} {n}" for s, n in sorted(counts.items(), key=lambda x: -x[1])))
+            f"{names[s]} {n}" for s, n in sorted(counts.items(), key=lambda x: (-x[1], SEGMENTS.index(x[0])))))
         if first:
             text += "\n" + _("🔥 Visit first (high value, slipping): {list}").format(
                 list=", ".join(html.escape(c.name) for c in first))

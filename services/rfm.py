@@ -144,7 +144,8 @@ async def my_slice(session: AsyncSession, owner_id: int, *, limit: int = 5) -> t
     """A rep's own slice: how many of their customers are in each segment, and their "visit first" list
     (`visit_first`), the most valuable first."""
     rows = list((await session.execute(select(Customer).where(
-        Customer.owner_id == owner_id, Customer.archived_at.is_(None), Customer.rfm_r.is_not(None)))).scalars())
+        Customer.owner_id == owner_id, Customer.archived_at.is_(None), Customer.rfm_r.is_not(None))
+        .order_by(Customer.id))).scalars())
     counts: dict[str, int] = {}
     for c in rows:
         if c.rfm_segment:
