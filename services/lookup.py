@@ -726,6 +726,7 @@ class LookupIndex:
         self._masks: dict[Viewer, np.ndarray] = {}
         self.version = 0
         self.watermark: datetime | None = None  # newest customers.updated_at seen (see `sync`)
+        self.seen_at_watermark: set[int] = set()  # customers loaded whose updated_at is exactly the watermark
 
     @classmethod
     async def from_documents(cls, docs: Iterable[CustomerText], *, workers: int | None = None,
@@ -1105,22 +1106,32 @@ async def build_index(session: AsyncSession, *, workers: int | None = None, chun
         workers = _workers_for(total or 0)
     index = LookupIndex(await _build(_chunks_from_database(session, chunk), workers))
     index.watermark = watermark
+    if watermark is not None:
+        index.seen_at_watermark = set((await session.execute(
+            select(Customer.id).where(Customer.updated_at == watermark))).scalars())
     return index
 
 
 async def sync(index: LookupIndex, session: AsyncSession) -> int:
-    """Pick up changes other processes committed (a CLI import, another bot instance): every customer
-    whose `updated_at` is not older than the last sync is reloaded. Returns how many were looked at."""
+    """Pick up changes other processes committed (a CLI import, another bot instance). Rule: a customer
+    whose `updated_at` is newer than the newest seen is reloaded; one at exactly the newest time is
+    reloaded only if it was not loaded already — after `demo-data` or an import thousands share one time,
+    and reading them all again every sync froze the bot for seconds. Returns how many were reloaded."""
     latest = await _latest_change(session)
     if latest is None or (index.watermark is not None and latest < index.watermark):
         return 0
-    query = select(Customer.id)
+    query = select(Customer.id, Customer.updated_at)
     if index.watermark is not None:
         query = query.where(Customer.updated_at >= index.watermark)
-    ids = set((await session.execute(query)).scalars())
-    await refresh(index, session, ids)
-    index.watermark = latest
-    return len(ids)
+    rows = (await session.execute(query)).all()
+    seen, mark = index.seen_at_watermark, index.watermark
+    changed = {cid for cid, at in rows if not (at == mark and cid in seen)}
+    await refresh(index, session, changed)
+    newest = max((at for _cid, at in rows), default=latest)
+    at_newest = {cid for cid, at in rows if at == newest}
+    index.seen_at_watermark = (seen | at_newest) if newest == mark else at_newest
+    index.watermark = newest
+    return len(changed)
 
 
 CHANGED = "lookup_changed_customers"

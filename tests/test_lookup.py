@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import func, select
 
 from models import ContactPerson, Role
 from services.access import Viewer, viewer_for
@@ -253,3 +254,44 @@ async def test_a_card_opens_directly_only_when_the_lookup_is_sure_and_never_on_t
     opens = direct_opens(confident, lambda q: index.search(q, EVERYONE, 8), load_queries(), ids)
     assert opens.wrong == []
     assert opens.rate >= 0.5  # half the queries still need no second tap
+
+
+async def test_sync_reloads_only_what_changed_when_thousands_share_one_timestamp(session, monkeypatch):
+    """After demo-data or an import every customer has the same updated_at: a sync must not read them all
+    again (it froze the bot for 5-6 s every 30 s at 100k customers)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from models import Customer
+    from services import lookup
+
+    for n in range(60):
+        await create_customer(session, name=f"同一时刻客户{n:02d}有限公司")
+    stamp = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    await session.execute(update(Customer).values(updated_at=stamp))
+    await session.commit()
+    index = await build_index(session)
+    reloaded: list[int] = []
+    real = lookup.load_documents
+
+    async def counting(session_, ids=None):
+        docs = await real(session_, ids)
+        reloaded.extend(d.customer_id for d in docs)
+        return docs
+
+    monkeypatch.setattr(lookup, "load_documents", counting)
+    assert await sync(index, session) == 0 and reloaded == []  # nothing changed: nothing read again
+    assert await sync(index, session) == 0 and reloaded == []
+    one = await create_customer(session, name="后来新增的客户有限公司")  # a later change
+    await session.commit()
+    assert await sync(index, session) == 1 and reloaded == [one.id]
+    # Another process commits a customer stamped with exactly the newest time: still picked up, once.
+    late = await create_customer(session, name="同一时刻补录客户有限公司")
+    newest = (await session.execute(select(func.max(Customer.updated_at)))).scalar()
+    await session.execute(update(Customer).where(Customer.id == late.id).values(updated_at=newest))
+    await session.commit()
+    reloaded.clear()
+    assert await sync(index, session) == 1 and reloaded == [late.id]
+    assert await sync(index, session) == 0
+    assert index.search("同一时刻补录客户", EVERYONE)[0].customer_id == late.id
