@@ -128,10 +128,13 @@ def detail(report: Report, analysis: str, user: User, currency: str, _: Gettext 
                                       (_("By rep"), c.by_rep, report.rep), (_("By region"), c.by_region,
                                                                             lambda k: k or "—")):
             if counter:
-                lines.append(title + ": " + ", ".join(f"{html.escape(str(label(k)))} {n}" for k, n in counter.most_common(5)))
+                lines.append(title + ": " + ", ".join(f"{html.escape(str(label(k)))} {n}"
+                                                    for k, n in sorted(counter.items(),
+                                                                       key=lambda x: (-x[1], str(label(x[0])), str(x[0])))[:5]))
     elif analysis == "activity":
         lines.append("<b>" + _("Team activity") + "</b>")
-        for rep, weeks in sorted(report.activity.per_rep_week.items(), key=lambda x: -sum(x[1].values())):
+        for rep, weeks in sorted(report.activity.per_rep_week.items(),
+                                 key=lambda x: (-sum(x[1].values()), report.rep(x[0]), x[0] or 0)):
             share = report.activity.within_cycle_share(rep) if rep is not None else None
             lines.append(_("{rep}: {count} contacts, {share} of customers within their cycle").format(
                 rep=html.escape(report.rep(rep)), count=sum(weeks.values()),

@@ -25,7 +25,7 @@ async def bind_command(message: Message, session: AsyncSession, user: User) -> N
         await message.answer(_("Only an admin can bind this group to a team."))
         return
     managers = list((await session.execute(select(User).where(
-        User.role.in_([Role.manager, Role.admin]), User.active.is_(True)).order_by(User.name).limit(40))).scalars())
+        User.role.in_([Role.manager, Role.admin]), User.active.is_(True)).order_by(User.name, User.id).limit(40))).scalars())
     rows = [[InlineKeyboardButton(text=m.name, callback_data=TeamChatCallback(manager=m.id).pack())] for m in managers]
     await message.answer(_("Whose team is this group? It will get that team's weekly report."),
                          reply_markup=InlineKeyboardMarkup(inline_keyboard=rows))

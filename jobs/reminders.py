@@ -74,7 +74,7 @@ async def scan(runtime: Runtime, now: datetime | None = None) -> int:
     """Create every reminder the rules call for; queue urgent notices for new escalations. Returns new rows."""
     now = now or runtime.now()
     async with runtime.sessions() as session, session.begin():
-        due = await reminders.compute_due(session, now, rules=runtime.rules)
+        due = await reminders.compute_due(session, now, rules=runtime.rules, ordered=True)
         new = await reminders.apply(session, due, now, sweep=False)
         mark = await reminders.close_answered_since(session, now, runtime.answered)
         await _queue_escalations(runtime, session, new, now)
@@ -97,7 +97,10 @@ async def _queue_escalations(runtime: Runtime, session: AsyncSession, new_ids: l
         manager = await session.get(User, manager_id)
         if manager is None or not outbox.reachable(manager):
             continue
-        items = sorted(await _items(session, manager, ids), key=lambda i: (i.reminder.priority, i.reminder.id))
+        today = reminders.local_today(manager, now)
+        items = sorted(await _items(session, manager, ids),  # what counts most first, then a fixed order
+                       key=lambda i: (-reminders.importance(i, today), i.reminder.due_on, i.reminder.customer_id or 0,
+                                      i.reminder.id))
         text, markup = runtime.presenter.escalation(items, manager, reminders.local_today(manager, now))
         await outbox.enqueue(session, key=f"urgent:escalation:{manager.id}:{ids[0]}:{len(ids)}",
                              chat_id=manager.telegram_id, user_id=manager.id, kind=OutboxKind.urgent, text=text,

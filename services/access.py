@@ -62,7 +62,7 @@ async def team_members(session: AsyncSession, viewer: Viewer, *, excluding: int 
                        limit: int = 40) -> list[User]:
     """The active people whose customers the viewer may see (a manager's team, or everyone for an admin),
     by name: whom a customer can be given to, whose slice a report can show."""
-    query = select(User).where(User.active.is_(True)).order_by(User.name)
+    query = select(User).where(User.active.is_(True)).order_by(User.name, User.id)
     if viewer.owners is not None:
         query = query.where(User.id.in_(viewer.owners))
     if excluding is not None:

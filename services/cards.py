@@ -115,5 +115,5 @@ async def customer_card(session: AsyncSession, viewer: Viewer, customer_id: int,
         .order_by(ContactPerson.is_key.desc(), ContactPerson.id).limit(3))).scalars())
     complaints = list((await session.execute(select(Feedback).where(
         Feedback.customer_id == customer.id, Feedback.kind == "complaint", Feedback.status == "open")
-        .order_by(Feedback.created_at))).scalars())
+        .order_by(Feedback.created_at, Feedback.id))).scalars())
     return Card(customer, owner.name if owner else None, contact, purchase, people, complaints)

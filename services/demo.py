@@ -284,7 +284,7 @@ async def generate(session: AsyncSession, *, customers: int, seed: int = 42, tod
                             (Interaction, interaction_rows), (Feedback, feedback_rows)):
             for offset in range(0, len(rows), 10000):
                 chunk = rows[offset:offset + 10000]
-                for keys in {frozenset(r) for r in chunk}:
+                for keys in dict.fromkeys(frozenset(r) for r in chunk):  # first-seen order, not hash order
                     await session.execute(insert(model), [r for r in chunk if frozenset(r) == keys])
         summary.customers += len(ids)
         summary.purchases += len(purchase_rows)

@@ -36,14 +36,14 @@ STRATEGY_KINDS = ("contact_strategy", "purchase_strategy")
 async def load_vocabulary(session: AsyncSession) -> Vocabulary:
     by_kind: dict[str, dict[str, int]] = {}
     kinds_of: dict[int, str] = {}
-    for entry in (await session.execute(select(DictionaryEntry))).scalars():
+    for entry in (await session.execute(select(DictionaryEntry).order_by(DictionaryEntry.id))).scalars():
         names = by_kind.setdefault(entry.kind, {})
         for text in (entry.code, *entry.labels()):
             names.setdefault(_key(text), entry.id)
         kinds_of[entry.id] = entry.kind
     for kind, model in (("contact_strategy", ContactStrategy), ("purchase_strategy", PurchaseStrategy)):
         names = by_kind.setdefault(kind, {})
-        for strategy in (await session.execute(select(model))).scalars():
+        for strategy in (await session.execute(select(model).order_by(model.id))).scalars():
             for text in (strategy.code, *strategy.labels()):
                 names.setdefault(_key(text), strategy.id)
     return Vocabulary(by_kind, kinds_of)

@@ -467,7 +467,7 @@ class Context:
 
 async def _load_context(session: AsyncSession, kind: str, tz: ZoneInfo, today: date) -> Context:
     users: dict[str, int] = {}
-    for user in (await session.execute(select(User.id, User.name, User.telegram_id))).all():
+    for user in (await session.execute(select(User.id, User.name, User.telegram_id).order_by(User.id))).all():
         users.setdefault(header_key(user.name), user.id)
         if user.telegram_id is not None:
             users[str(user.telegram_id)] = user.id
@@ -825,7 +825,8 @@ async def _apply_customers(session: AsyncSession, ctx: Context, batch: list[dict
         # Newly created names and codes count for the rest of the file (duplicates were refused earlier).
         result = await session.execute(
             select(Customer.id, Customer.name, Customer.external_id)
-            .where(Customer.name.in_([r["name"] for r in inserts])).where(Customer.archived_at.is_(None)))
+            .where(Customer.name.in_([r["name"] for r in inserts])).where(Customer.archived_at.is_(None))
+            .order_by(Customer.id))
         for cid, name, code in result.all():
             ctx.customers_by_name.setdefault(name, cid)
             if code:
@@ -849,7 +850,7 @@ async def _apply_customers(session: AsyncSession, ctx: Context, batch: list[dict
 async def _apply_contacts(session: AsyncSession, ctx: Context, batch: list[dict[str, Any]], report: ImportReport) -> set[int]:
     existing = {
         (cid, name): pid for pid, cid, name in (await session.execute(
-            select(ContactPerson.id, ContactPerson.customer_id, ContactPerson.name)
+            select(ContactPerson.id, ContactPerson.customer_id, ContactPerson.name).order_by(ContactPerson.id.desc())
             .where(ContactPerson.customer_id.in_({v["customer_id"] for v in batch}))
             .where(ContactPerson.archived_at.is_(None)))).all()
     }
@@ -995,7 +996,7 @@ async def _apply_feedback(session: AsyncSession, ctx: Context, batch: list[dict[
     now = utcnow()
     result = await session.execute(
         select(Feedback.id, Feedback.customer_id, Feedback.kind, Feedback.text, Feedback.created_at)
-        .where(Feedback.customer_id.in_({v["customer_id"] for v in batch})))
+        .where(Feedback.customer_id.in_({v["customer_id"] for v in batch})).order_by(Feedback.id))
     existing: dict[tuple[Any, ...], int] = {}
     undated: dict[tuple[Any, ...], int] = {}
     for fid, cid, kind, text, created in result.all():

@@ -851,7 +851,7 @@ class LookupIndex:
                 found.append((len(posting), gram, weight, posting))
         if not found:
             return np.zeros(0, dtype=np.int64)
-        found.sort(key=lambda item: item[0])  # rarest first: they say the most, and cost the least
+        found.sort(key=lambda item: (item[0], item[1]))  # rarest first: they say the most, and cost the least
         total = max(1, self._live)
         ids, weights, budget = [], [], 0
         for length, _gram, weight, posting in found:
@@ -1020,7 +1020,8 @@ def is_exact(matches: list[Match]) -> bool:
 
 _CUSTOMERS = ("SELECT id, owner_id, name, short_name, aliases, phone FROM customer "
               "WHERE archived_at IS NULL AND {which} ORDER BY id")
-_CONTACTS = "SELECT customer_id, name, mobile, office_phone FROM contact_person WHERE archived_at IS NULL AND {which}"
+_CONTACTS = ("SELECT customer_id, name, mobile, office_phone FROM contact_person WHERE archived_at IS NULL AND {which} "
+             "ORDER BY customer_id, id")
 _NEXT_CUSTOMERS = text(_CUSTOMERS.format(which="id > :after") + " LIMIT :size")
 _CONTACTS_BETWEEN = text(_CONTACTS.format(which="customer_id BETWEEN :first AND :last"))
 _THESE_CUSTOMERS = text(_CUSTOMERS.format(which="id IN :ids")).bindparams(bindparam("ids", expanding=True))

@@ -70,5 +70,5 @@ async def customers_near(session: AsyncSession, viewer: Viewer, latitude: float,
         days = (now - as_utc(since)).days if since else None
         overdue = max(0, days - cycles[strategy]) if days is not None and strategy in cycles else 0
         found.append(Nearby(cid, name, round(km, 2), overdue, days if last_contact else None))
-    found.sort(key=lambda n: (-n.overdue_days, n.distance_km))
+    found.sort(key=lambda n: (-n.overdue_days, n.distance_km, n.customer_id))
     return found[:limit]

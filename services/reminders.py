@@ -237,7 +237,8 @@ async def compute_due(session: AsyncSession, now: datetime | None = None, *, rul
     if user_id is not None:
         found = [d for d in found if d.user_id == user_id]
     if ordered or user_id is not None:
-        found.sort(key=lambda d: (d.user_id, d.priority, d.due_on, d.customer_id or 0))
+        found.sort(key=lambda d: (d.user_id, d.priority, d.due_on, d.customer_id or 0, d.kind, d.subject_id or 0,
+                                  d.period))  # total: new reminders get their ids in this order everywhere
     return found
 
 
@@ -509,7 +510,7 @@ async def apply(session: AsyncSession, due: Iterable[Due], now: datetime | None 
     due = [d for d in due if d.key not in open_keys]
     before = await session.scalar(select(func.max(Reminder.id))) or 0
     await insert_ignore(session, Reminder, [d.as_row(now) for d in due])
-    new = list((await session.execute(select(Reminder.id).where(Reminder.id > before))).scalars())
+    new = list((await session.execute(select(Reminder.id).where(Reminder.id > before).order_by(Reminder.id))).scalars())
     overdue = [d for d in due if d.kind == ReminderKind.contact_overdue]
     for start in range(0, len(overdue), 500):
         keys = [f"contact_due:{d.user_id}:{d.customer_id}:0:{d.period}" for d in overdue[start:start + 500]]

@@ -386,7 +386,7 @@ async def daily(session: AsyncSession, viewer: Viewer, manager_id: int, day: dat
     complaints_ = (await session.execute(_scope(
         select(Customer.name, Feedback.text).select_from(Feedback).join(Customer, Customer.id == Feedback.customer_id)
         .where(Feedback.kind == "complaint", Feedback.created_at >= start, Feedback.created_at < end)
-        .order_by(Feedback.created_at), viewer))).all()
+        .order_by(Feedback.created_at, Feedback.id), viewer))).all()
     escalations = await session.scalar(select(func.count()).select_from(Reminder).where(
         Reminder.user_id == manager_id, Reminder.kind == ReminderKind.escalation, Reminder.status == ReminderStatus.open))
     return Daily(day, contacts or 0, orders or 0, int(amount or 0), [tuple(r) for r in complaints_], escalations or 0)
