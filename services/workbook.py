@@ -6,8 +6,9 @@ Rules:
 - Amounts are numbers with two decimals, shares percentages, changes signed percentages; text is always
   written as text (a name typed as =HYPERLINK(…) stays a name: services.safecells' rule); columns are as wide
   as what they hold (a CJK character counts two), the header row bold and frozen.
-- Streaming: XlsxWriter in constant-memory mode writes each row as it goes (measured against openpyxl's
-  write-only mode and today's cell-by-cell writer in bench/export_bench.py). No bot framework is imported.
+- Streaming: services.xlsxstream writes each sheet's XML straight into the file, 5,000 rows at a time
+  (measured against XlsxWriter's constant-memory mode, openpyxl's write-only mode and the cell-by-cell
+  writer used until 2026-12 in bench/export_bench.py). No bot framework is imported.
 - Excel holds at most 1,048,576 rows a sheet: a longer table continues on "<title> (2)", …, and the last
   row of the full sheet says where it continues.
 """
@@ -82,32 +83,22 @@ def write(report: Report, path: Path, headings: dict[str, Any], *, row_limit: in
           continued: str = "continued on {sheet}") -> Path:
     """Write the workbook (the module's rules) to `path`. `headings` as for `tables`; its "continued"
     entry (translated) says where a long table goes on."""
-    import xlsxwriter
+    from services.xlsxstream import Book
 
     path.parent.mkdir(parents=True, exist_ok=True)
     continued = headings.get("continued", continued)
-    book = xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_formulas": False,
-                                           "strings_to_urls": False, "strings_to_numbers": False})
-    bold = book.add_format({"bold": True})
-    formats: dict[str, Any] = {}
-    for table in tables(report, headings):
-        column_formats = {n: formats.setdefault(f, book.add_format({"num_format": f})) for n, f in table.formats.items()}
-        sizes = widths(table)
-        room = row_limit - 2  # the header, and a last row saying where the table continues
-        parts = [table.rows[i:i + room] for i in range(0, len(table.rows), room)] or [[]]
-        for number, rows in enumerate(parts, 1):
-            ws = book.add_worksheet(_sheet_title(table.title, number))
-            for n, width in enumerate(sizes):
-                ws.set_column(n, n, width, column_formats.get(n + 1))
-            ws.write_row(0, 0, table.header, bold)
-            write_row = ws.write_row
-            for r, row in enumerate(rows, 1):
-                write_row(r, 0, row)
-            if number < len(parts):
-                ws.write_string(len(rows) + 1, 0, continued.format(sheet=_sheet_title(table.title, number + 1)))
-            if table.freeze:
-                ws.freeze_panes(1, 0)
-    book.close()
+    book = Book(path)
+    try:
+        for table in tables(report, headings):
+            styles = {n - 1: book.style(f) for n, f in table.formats.items()}
+            sizes = widths(table)
+            room = row_limit - 2  # the header, and a last row saying where the table continues
+            parts = [table.rows[i:i + room] for i in range(0, len(table.rows), room)] or [[]]
+            for number, rows in enumerate(parts, 1):
+                note = continued.format(sheet=_sheet_title(table.title, number + 1)) if number < len(parts) else None
+                book.sheet(_sheet_title(table.title, number), table.header, rows, sizes, styles, table.freeze, note)
+    finally:
+        book.close()
     return path
 
 

