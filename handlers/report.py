@@ -3,6 +3,7 @@ analysis, narrow to one rep, or get everything as a spreadsheet."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import tempfile
 from pathlib import Path
@@ -83,7 +84,7 @@ async def on_report(callback: CallbackQuery, callback_data: ReportCallback, sess
     if show == "summary":
         await callback.message.answer(summary(report, user, settings.currency, scope=scope_name, _=_),
                                       reply_markup=report_keyboard(period, rep, user, window))
-        for name, png in report_charts(report, user, _=_):
+        for name, png in await asyncio.to_thread(report_charts, report, user, _=_):  # off the event loop
             await callback.message.answer_photo(BufferedInputFile(png, name))
     elif show == "xlsx":
         name = f"report-{period}-{report.period.end.isoformat()}.xlsx"
@@ -91,7 +92,7 @@ async def on_report(callback: CallbackQuery, callback_data: ReportCallback, sess
             headings = xlsx_headings(_) | {"about": xlsx_about(
                 report, _, user.language, scope=scope_name, by=user.name,
                 generated=utcnow().astimezone(ZoneInfo(user.timezone)))}
-            data = write_xlsx(report, Path(folder) / name, headings).read_bytes()
+            data = (await asyncio.to_thread(write_xlsx, report, Path(folder) / name, headings)).read_bytes()
         await callback.message.answer_document(BufferedInputFile(data, name),
                                                caption=html.escape(_("Report for the last {period}").format(
                                                    period=period_name(period, _))))

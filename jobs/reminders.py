@@ -7,6 +7,7 @@ everything it writes is keyed (services.reminders, services.outbox), a second ru
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -196,7 +197,8 @@ async def plan_manager_reports(runtime: Runtime, now: datetime | None = None) ->
             folder.mkdir(parents=True, exist_ok=True)
             key = weekly_key(leader, now)
             chat = leader.team_chat_id or leader.telegram_id  # a bound team group gets it instead
-            text, charts = runtime.presenter.weekly(report, leader, runtime.currency)
+            # The charts are drawn in a worker thread: the bot keeps answering meanwhile.
+            text, charts = await asyncio.to_thread(runtime.presenter.weekly, report, leader, runtime.currency)
             if not await outbox.enqueue(session, key=key, chat_id=chat, user_id=leader.id,
                                         kind=OutboxKind.report, text=text, now=now):
                 continue

@@ -14,6 +14,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -257,7 +258,8 @@ async def _build(session: AsyncSession, viewer: Viewer, *, kind: str, today: dat
     previous = Period(window.start - timedelta(days=period.days), window.end - timedelta(days=period.days))
     now_aggs, before_aggs, in_period, year_before = await _rfm_windows(session, viewer, period, window, previous,
                                                                        customers)
-    rfm = analytics.rfm_report(now_aggs, before_aggs, window, previous, within=customers)
+    # CPU-heavy analyses run in a worker thread, so the bot's event loop keeps answering others meanwhile.
+    rfm = await asyncio.to_thread(analytics.rfm_report, now_aggs, before_aggs, window, previous, within=customers)
     sales = _sales(in_period) + _sales(year_before)
     accounts, total = analytics.key_accounts(sales, period)
     infos = list(customers.values())
