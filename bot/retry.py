@@ -20,21 +20,44 @@ log = logging.getLogger("fieldcrm.bot")
 OWN_FLOOD_CONTROL: ContextVar[bool] = ContextVar("own_flood_control", default=False)
 
 
+def limiter_for(bot: Bot):
+    """The one RateLimiter (bot.sender) of this bot: the outbox sender paces by it, and direct replies are
+    recorded in it, so a digest burst waits for a chat a person is talking to instead of racing the reply."""
+    limiter = getattr(bot, "_fieldcrm_limiter", None)
+    if limiter is None:
+        from bot.sender import RateLimiter
+
+        limiter = RateLimiter()
+        bot._fieldcrm_limiter = limiter
+    return limiter
+
+
 class RetryAfter(BaseRequestMiddleware):
-    # Ten tries: while the outbox sender is sending a digest burst to the same chat (1 message/s per chat),
-    # a reply can lose the race for a few seconds; it must arrive late rather than not at all. (Issue 18:
-    # one limiter for replies and the outbox is the real fix.)
-    def __init__(self, attempts: int = 10, max_wait: float = 5.0) -> None:
-        self.attempts, self.max_wait = attempts, max_wait
+    """Rule "a reply is never dropped": a direct reply answered 429 waits as told and is sent again — each
+    wait up to `max_wait` seconds, all of them up to `max_total` (a longer ban fails as before) — and the
+    chat is blocked for the outbox meanwhile; every reply sent is recorded in the bot's one limiter."""
+
+    def __init__(self, max_wait: float = 30.0, max_total: float = 120.0) -> None:
+        self.max_wait, self.max_total = max_wait, max_total
 
     async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
                        method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
-        for attempt in range(self.attempts + 1):
+        own = OWN_FLOOD_CONTROL.get()  # the outbox sender paces and records itself
+        chat = getattr(method, "chat_id", None)
+        chat = chat if isinstance(chat, int) else None
+        waited = 0.0
+        while True:
             try:
-                return await make_request(bot, method)
+                response = await make_request(bot, method)
             except TelegramRetryAfter as flood:
-                if OWN_FLOOD_CONTROL.get() or attempt == self.attempts or flood.retry_after > self.max_wait:
+                if own or flood.retry_after > self.max_wait or waited + flood.retry_after > self.max_total:
                     raise
+                if chat is not None:
+                    limiter_for(bot).block(chat, flood.retry_after)
                 log.info("flood control on %s: retrying in %s s", type(method).__name__, flood.retry_after)
                 await asyncio.sleep(flood.retry_after)
-        raise AssertionError("unreachable")
+                waited += flood.retry_after
+                continue
+            if chat is not None and not own:
+                limiter_for(bot).record(chat)
+            return response

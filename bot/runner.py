@@ -149,6 +149,7 @@ def jobs_runtime(sessions: async_sessionmaker[AsyncSession], settings: Settings,
 
 async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionmaker[AsyncSession],
                       settings: Settings, index: LookupIndex, runtime=None) -> None:
+    from bot.retry import limiter_for
     from bot.sender import Sender
     from jobs.scheduler import create_scheduler, stop
 
@@ -159,7 +160,7 @@ async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
     if runtime is None:
         runtime = jobs_runtime(sessions, settings)
     runtime.files_dir, runtime.currency = settings.data_dir / "reports", settings.currency
-    runtime.sender = runtime.sender or Sender(bot, sessions, now=runtime.now)
+    runtime.sender = runtime.sender or Sender(bot, sessions, now=runtime.now, limiter=limiter_for(bot))
     scheduler = create_scheduler(runtime)
     scheduler.start()
     try:
@@ -179,6 +180,7 @@ async def run_webhook(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
     import secrets
     import signal
 
+    from bot.retry import limiter_for
     from bot.sandbox.server import serving
     from bot.sender import Sender
     from bot.web import create_web_app, webhook_path
@@ -197,7 +199,7 @@ async def run_webhook(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
                                 else asyncio.sleep(0))
     app = create_web_app(bot, dispatcher, sessions, path=webhook_path(settings.webhook_url), secret=secret)
     runtime = jobs_runtime(sessions, settings)
-    runtime.sender = Sender(bot, sessions, now=runtime.now)
+    runtime.sender = Sender(bot, sessions, now=runtime.now, limiter=limiter_for(bot))
     syncing = asyncio.create_task(keep_in_sync(index, sessions))
     scheduler = create_scheduler(runtime)
     async with serving(app, settings.http_host, settings.http_port):

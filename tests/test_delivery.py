@@ -295,3 +295,32 @@ async def test_a_chart_missing_at_send_time_fails_at_once(engine, tmp_path):
     await sender.drain()
     [row] = await rows(engine)
     assert row.status == "failed" and "gone.png" in row.error and row.attempts == 1
+
+
+async def test_a_reply_hit_by_flood_control_arrives_late_not_never_and_holds_the_outbox_for_that_chat(engine):
+    """Issue 18: three lookup replies were dropped after 3 retries while a digest burst went to the same
+    chat. A reply waits as Telegram says, as often as needed, and the outbox (the same limiter) waits for
+    that chat meanwhile and a second after."""
+    from aiogram.exceptions import TelegramRetryAfter
+    from aiogram.methods import SendMessage
+
+    from bot.retry import limiter_for
+    from services.users import add_user
+    from tests.botkit import make_app, person, text_update
+
+    app = await make_app(engine)
+    async with app.sessions() as session:
+        await add_user(session, name="Lee", telegram_id=7301, language="en")
+        await session.commit()
+    original, left = app.recorder.make_request, {"n": 4}
+
+    async def flooded(bot, method, timeout=None):
+        if isinstance(method, SendMessage) and left["n"]:
+            left["n"] -= 1
+            raise TelegramRetryAfter(method=method, message="Too Many Requests: retry after 0.05", retry_after=0.05)
+        return await original(bot, method, timeout)
+
+    app.recorder.make_request = flooded
+    [reply] = (await app.send(text_update(person(7301, language="en"), "no such customer"))).sent()
+    assert left["n"] == 0 and reply.chat_id == 7301  # four 429s, then delivered
+    assert limiter_for(app.bot).chat_wait(7301) > 0.5  # the outbox gives that chat its second
