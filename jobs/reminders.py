@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -58,6 +59,7 @@ class Runtime:
     files_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "fieldcrm-reports")
     currency: str = "CNY"
     timezone: str = "Asia/Shanghai"  # the company's calendar (settings.default_timezone): what "yesterday" is
+    longest_write: float = 0.0  # the longest write transaction a scan held, in seconds (see `scan`)
     answered: reminders.Watermark | None = None  # how far the scan's sweep has looked (none: a full sweep)
     present: Presenter | None = None  # needed by the jobs that queue messages
 
@@ -71,14 +73,34 @@ class Runtime:
         return self.clock()
 
 
+SCAN_BATCH = 2000  # new reminders written per transaction
+
+
 async def scan(runtime: Runtime, now: datetime | None = None) -> int:
-    """Create every reminder the rules call for; queue urgent notices for new escalations. Returns new rows."""
+    """Create every reminder the rules call for; queue urgent notices for new escalations. Returns new rows.
+
+    Rule "never hold the database for long": what is due is read first (no lock), then the new reminders
+    are written SCAN_BATCH at a time, one short transaction each, yielding to the bot between them (the
+    first scan after a big import creates hundreds of thousands); the sweep and the escalation notices
+    come last. `runtime.longest_write` keeps the longest write transaction (seconds)."""
     now = now or runtime.now()
-    async with runtime.sessions() as session, session.begin():
+    async with runtime.sessions() as session:
         due = await reminders.compute_due(session, now, rules=runtime.rules, ordered=True)
-        new = await reminders.apply(session, due, now, sweep=False)
+        open_keys = await reminders.open_reminder_keys(session)
+    fresh = [d for d in due if d.key not in open_keys]
+    new: list[int] = []
+    for start in range(0, len(fresh), SCAN_BATCH):
+        began = time.perf_counter()
+        async with runtime.sessions() as session, session.begin():
+            new += await reminders.apply(session, fresh[start:start + SCAN_BATCH], now, sweep=False,
+                                         open_keys=set())
+        runtime.longest_write = max(runtime.longest_write, time.perf_counter() - began)
+        await asyncio.sleep(0)  # let the bot answer between batches
+    began = time.perf_counter()
+    async with runtime.sessions() as session, session.begin():
         mark = await reminders.close_answered_since(session, now, runtime.answered)
         await _queue_escalations(runtime, session, new, now)
+    runtime.longest_write = max(runtime.longest_write, time.perf_counter() - began)
     runtime.answered = mark  # only once the transaction is committed
     log.info("reminder scan: %d due, %d new", len(due), len(new))
     return len(new)

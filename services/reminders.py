@@ -494,7 +494,7 @@ async def insert_ignore(session: AsyncSession, model: type, rows: list[dict[str,
 
 
 async def apply(session: AsyncSession, due: Iterable[Due], now: datetime | None = None, *, sweep: bool = True,
-                user_id: int | None = None) -> list[int]:
+                user_id: int | None = None, open_keys: set[str] | None = None) -> list[int]:
     """Create the reminders that do not exist yet (by key); returns the ids of the new rows.
 
     Also retires the owner's "due" reminder of a period once the same period is overdue, and (with
@@ -503,10 +503,8 @@ async def apply(session: AsyncSession, due: Iterable[Due], now: datetime | None 
     now = now or utcnow()
     # Most of what is due was already created by an earlier scan and is still open: those keys are read
     # in one go (a small partial index) and skipped; the unique key still guards everything inserted.
-    query = select(Reminder.key).where(Reminder.status == literal_column("'open'"))
-    if user_id is not None:
-        query = query.where(Reminder.user_id == user_id)
-    open_keys = {key for (key,) in await raw_rows(session, query)}
+    if open_keys is None:
+        open_keys = await open_reminder_keys(session, user_id)
     due = [d for d in due if d.key not in open_keys]
     before = await session.scalar(select(func.max(Reminder.id))) or 0
     await insert_ignore(session, Reminder, [d.as_row(now) for d in due])
@@ -519,6 +517,14 @@ async def apply(session: AsyncSession, due: Iterable[Due], now: datetime | None 
     if sweep:
         await close_answered(session, now, user_id=user_id)
     return new
+
+
+async def open_reminder_keys(session: AsyncSession, user_id: int | None = None) -> set[str]:
+    """The keys of the open reminders (everyone's, or one user's): what a scan need not create again."""
+    query = select(Reminder.key).where(Reminder.status == literal_column("'open'"))
+    if user_id is not None:
+        query = query.where(Reminder.user_id == user_id)
+    return {key for (key,) in await raw_rows(session, query)}
 
 
 @dataclass(frozen=True)

@@ -324,3 +324,32 @@ async def test_a_reply_hit_by_flood_control_arrives_late_not_never_and_holds_the
     [reply] = (await app.send(text_update(person(7301, language="en"), "no such customer"))).sent()
     assert left["n"] == 0 and reply.chat_id == 7301  # four 429s, then delivered
     assert limiter_for(app.bot).chat_wait(7301) > 0.5  # the outbox gives that chat its second
+
+
+async def test_the_first_big_scan_writes_in_short_transactions_with_the_same_result(engine, monkeypatch):
+    """Issue 18: the first scan after a big import held SQLite's write lock for 19-28 s in one transaction.
+    Written a few at a time it creates exactly what one transaction did."""
+    import jobs.reminders as job
+
+    async with make_sessionmaker(engine)() as session:
+        rep = await add_user(session, name="Lee", telegram_id=7401)
+        strategy = (await session.execute(select(ContactStrategy).order_by(ContactStrategy.id))).scalars().first()
+        for n in range(23):
+            customer = await create_customer(session, name=f"久未联系客户{n:02d}", owner_id=rep.id)
+            customer.contact_strategy_id = strategy.id
+            customer.created_at = datetime.now(UTC) - timedelta(days=400)
+        await session.commit()
+    monkeypatch.setattr(job, "SCAN_BATCH", 5)
+    runtime = Runtime(make_sessionmaker(engine))
+    transactions = []
+    real_apply = job.reminders.apply
+
+    async def counting(session, due, *args, **kwargs):
+        transactions.append(len(list(due)))
+        return await real_apply(session, due, *args, **kwargs)
+
+    monkeypatch.setattr(job.reminders, "apply", counting)
+    created = await scan(runtime)
+    assert created >= 23 and len(transactions) == -(-created // 5) and max(transactions) <= 5
+    assert 0 < runtime.longest_write < 5
+    assert await scan(runtime) == 0  # nothing twice
