@@ -46,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import Customer
 from services.access import Viewer
 from services.parsing import phone_digits
-from services.queryparts import LEGAL, TRADE_ENGLISH, Parts, area_split, clean, facts, is_pinyin, split
+from services.queryparts import LEGAL, TRADE_ENGLISH, Parts, area_split, clean_folded, facts, is_pinyin, split
 from services.textnorm import (
     PRIMARY,
     READING_SETS,
@@ -58,7 +58,6 @@ from services.textnorm import (
     reading_variants,
     segment_pinyin,
 )
-from services.textnorm import pinyin as pinyin_of
 
 GROUP, FIELD, PHONE = "\x1e", "\x1f", "\x1d"
 _NO_READING: frozenset[str] = frozenset()
@@ -95,14 +94,16 @@ class CustomerText:
         """(packed text, grams): display name, folded core names (the full name's first), folded contact
         names, phone digits, the cleaned full names (services.queryparts.clean) and each contact's numbers
         — what re-ranking reads — and what the inverted index files it under."""
-        full = core_name(fold(self.names[0]))
-        cores = [full] + [c for c in name_cores(self.names[1:]) if c != full]
+        folded = [fold(name) for name in self.names]
+        full = core_name(folded[0])
+        cores = [full] + [c for c in dict.fromkeys(sorted((core_name(f) for f in folded[1:]), key=len, reverse=True))
+                          if c != full]
         people: dict[str, list[str]] = {}
         for n, person in enumerate(self.contacts):
             numbers = people.setdefault(fold(person), [])
             if n < len(self.contact_phones):
                 numbers.extend(self.contact_phones[n])
-        names = list(dict.fromkeys(clean(name) for name in self.names))
+        names = list(dict.fromkeys(clean_folded(f) for f in folded))
         packed = GROUP.join([self.names[0], FIELD.join(cores), FIELD.join(people), FIELD.join(self.phones),
                              FIELD.join(names), FIELD.join(PHONE.join(numbers) for numbers in people.values())])
         return packed, document_grams(sorted(cores, key=len, reverse=True), list(people), self.phones,
@@ -166,9 +167,9 @@ def document_grams(cores: list[str], people: list[str], phones: list[str],
         _latin_grams(core, grams)
         han = QUALIFIERS.sub("", han_only(core))
         if len(han) >= 2:  # the name's main pinyin as a rep says it, for pinyin typed with a typo
-            grams |= _sound_trigrams(pinyin_of(han))
+            grams |= _sound_trigrams(_spell(han))
             for place in sorted(places)[:1] if core is cores[0] else ():
-                grams |= _sound_trigrams(pinyin_of(place + han))
+                grams |= _sound_trigrams(_spell(place + han))
     for person in people:
         grams |= _person_grams(person)
     for digits in phones:

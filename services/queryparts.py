@@ -18,7 +18,6 @@ Rules:
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -45,8 +44,13 @@ _RUNS = re.compile(r"[\u3400-\u9fff]+|[a-z]+|\d+")
 
 
 def clean(text: str) -> str:
-    """Folded, every punctuation mark and symbol a single space (the rule above)."""
-    return _SYMBOLS.sub(" ", fold(unicodedata.normalize("NFKC", text))).strip()
+    """Folded (NFKC first), every punctuation mark and symbol a single space (the rule above)."""
+    return clean_folded(fold(text))
+
+
+def clean_folded(folded: str) -> str:
+    """`clean` of text already folded (textnorm.fold)."""
+    return _SYMBOLS.sub(" ", folded).strip()
 
 
 def _load_trade_words() -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
