@@ -77,13 +77,18 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def postgres_template() -> str:
+def require_postgres() -> None:
+    """PostgreSQL tests run against the real server; under CI=true an unreachable one fails, never skips."""
     if not _pg_reachable():
         message = f"PostgreSQL is not reachable at {PG_URL}"
         if IN_CI:
             pytest.fail(message + " (required under CI=true)")
         pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> str:
+    require_postgres()
     name = f"fieldcrm_tmpl_{os.getpid()}"
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}"'))
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI, PG_URL, _pg_admin, _pg_reachable, _pg_url
+from tests.conftest import _pg_admin, _pg_url, require_postgres
 
 RUN = Path(__file__).resolve().parent / "parity_run.py"
 
@@ -43,11 +43,7 @@ def _differences(a: dict, b: dict) -> list[str]:
 
 @pytest.mark.postgres
 def test_the_same_scenario_gives_the_same_answers_on_every_engine_and_hash_seed(tmp_path):
-    if not _pg_reachable():
-        message = f"PostgreSQL is not reachable at {PG_URL}"
-        if IN_CI:
-            pytest.fail(message + " (required under CI=true)")
-        pytest.skip(message)
+    require_postgres()
     database = f"fieldcrm_parity_{os.getpid()}"
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
     asyncio.run(_pg_admin(f'CREATE DATABASE "{database}"'))
