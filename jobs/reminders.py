@@ -96,12 +96,19 @@ async def scan(runtime: Runtime, now: datetime | None = None) -> int:
                                          open_keys=set())
         runtime.longest_write = max(runtime.longest_write, time.perf_counter() - began)
         await asyncio.sleep(0)  # let the bot answer between batches
+    async with runtime.sessions() as session:
+        mark, sweep = await reminders.sweep_targets(session, runtime.answered)
+    for start in range(0, len(sweep), reminders.SWEEP_BATCH):  # what activity answered, a batch at a time
+        began = time.perf_counter()
+        async with runtime.sessions() as session, session.begin():
+            await reminders.close_answered(session, now, customer_ids=sweep[start:start + reminders.SWEEP_BATCH])
+        runtime.longest_write = max(runtime.longest_write, time.perf_counter() - began)
+        await asyncio.sleep(0)
     began = time.perf_counter()
     async with runtime.sessions() as session, session.begin():
-        mark = await reminders.close_answered_since(session, now, runtime.answered)
         await _queue_escalations(runtime, session, new, now)
     runtime.longest_write = max(runtime.longest_write, time.perf_counter() - began)
-    runtime.answered = mark  # only once the transaction is committed
+    runtime.answered = mark  # only once every batch is committed
     log.info("reminder scan: %d due, %d new", len(due), len(new))
     return len(new)
 

@@ -544,19 +544,29 @@ async def close_answered_since(session: AsyncSession, now: datetime, mark: Water
     purchases recorded since the previous sweep (`mark`; everything when there is none, as after a
     restart). Activity logged in the bot closes its customer's reminders at once; this catches what came
     in by other ways (imports). Returns the mark for the next sweep."""
+    top, ordered = await sweep_targets(session, mark)
+    for start in range(0, len(ordered), SWEEP_BATCH):
+        await close_answered(session, now, customer_ids=ordered[start:start + SWEEP_BATCH])
+    return top
+
+
+SWEEP_BATCH = 2000  # customers swept per statement (and per transaction in the scan job)
+
+
+async def sweep_targets(session: AsyncSession, mark: Watermark | None) -> tuple[Watermark, list[int]]:
+    """The next sweep's mark and the customers to look at, in id order: those with interactions or
+    purchases recorded since `mark`, or, without one, every customer with an open reminder."""
     top = Watermark(await session.scalar(select(func.coalesce(func.max(Interaction.id), 0))),
                     await session.scalar(select(func.coalesce(func.max(Purchase.id), 0))))
     if mark is None:
-        await close_answered(session, now)
-        return top
+        ids = {cid for (cid,) in await raw_rows(session, select(Reminder.customer_id).where(
+            Reminder.status == literal_column("'open'"), Reminder.customer_id.is_not(None)).distinct())}
+        return top, sorted(ids)
     ids = {cid for (cid,) in await raw_rows(session, select(Interaction.customer_id).where(
         Interaction.id > mark.interaction_id - WATERMARK_OVERLAP).distinct())}
     ids |= {cid for (cid,) in await raw_rows(session, select(Purchase.customer_id).where(
         Purchase.id > mark.purchase_id - WATERMARK_OVERLAP).distinct())}
-    ordered = sorted(ids)
-    for start in range(0, len(ordered), 5000):
-        await close_answered(session, now, customer_ids=ordered[start:start + 5000])
-    return top
+    return top, sorted(ids)
 
 
 async def close_answered(session: AsyncSession, now: datetime | None = None, *,
