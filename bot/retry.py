@@ -33,11 +33,13 @@ def limiter_for(bot: Bot):
 
 
 class RetryAfter(BaseRequestMiddleware):
-    """Rule "a reply is never dropped": a direct reply answered 429 waits as told and is sent again — each
-    wait up to `max_wait` seconds, all of them up to `max_total` (a longer ban fails as before) — and the
-    chat is blocked for the outbox meanwhile; every reply sent is recorded in the bot's one limiter."""
+    """Rule "a reply is not dropped for flood control": a direct reply answered 429 waits as told (at least
+    a second) and is sent again — each wait up to `max_wait` seconds, all of them up to `max_total`, which
+    stays under SQLite's 30 s busy timeout because a reply is sent inside its update's transaction (a longer
+    ban fails as before, and the update is rolled back and answered "try again") — and the chat is blocked
+    for the outbox meanwhile; every reply sent is recorded in the bot's one limiter."""
 
-    def __init__(self, max_wait: float = 30.0, max_total: float = 120.0) -> None:
+    def __init__(self, max_wait: float = 10.0, max_total: float = 25.0) -> None:
         self.max_wait, self.max_total = max_wait, max_total
 
     async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
@@ -50,13 +52,14 @@ class RetryAfter(BaseRequestMiddleware):
             try:
                 response = await make_request(bot, method)
             except TelegramRetryAfter as flood:
-                if own or flood.retry_after > self.max_wait or waited + flood.retry_after > self.max_total:
+                wait = max(1.0, float(flood.retry_after))  # a 0 would spin
+                if own or wait > self.max_wait or waited + wait > self.max_total:
                     raise
                 if chat is not None:
-                    limiter_for(bot).block(chat, flood.retry_after)
-                log.info("flood control on %s: retrying in %s s", type(method).__name__, flood.retry_after)
-                await asyncio.sleep(flood.retry_after)
-                waited += flood.retry_after
+                    limiter_for(bot).block(chat, wait)
+                log.info("flood control on %s: retrying in %s s", type(method).__name__, wait)
+                await asyncio.sleep(wait)
+                waited += wait
                 continue
             if chat is not None and not own:
                 limiter_for(bot).record(chat)

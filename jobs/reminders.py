@@ -81,8 +81,8 @@ async def scan(runtime: Runtime, now: datetime | None = None) -> int:
 
     Rule "never hold the database for long": what is due is read first (no lock), then the new reminders
     are written SCAN_BATCH at a time, one short transaction each, yielding to the bot between them (the
-    first scan after a big import creates hundreds of thousands); the sweep and the escalation notices
-    come last. `runtime.longest_write` keeps the longest write transaction (seconds)."""
+    first scan after a big import creates hundreds of thousands), each batch with its escalation notices;
+    the sweep comes last. `runtime.longest_write` keeps the longest write transaction (seconds)."""
     now = now or runtime.now()
     async with runtime.sessions() as session:
         due = await reminders.compute_due(session, now, rules=runtime.rules, ordered=True)
@@ -92,8 +92,12 @@ async def scan(runtime: Runtime, now: datetime | None = None) -> int:
     for start in range(0, len(fresh), SCAN_BATCH):
         began = time.perf_counter()
         async with runtime.sessions() as session, session.begin():
-            new += await reminders.apply(session, fresh[start:start + SCAN_BATCH], now, sweep=False,
-                                         open_keys=set())
+            batch = await reminders.apply(session, fresh[start:start + SCAN_BATCH], now, sweep=False,
+                                          open_keys=set())
+            # The managers hear of this batch's escalations in the same transaction: a crash between
+            # batches can never leave an escalation that nobody was told about.
+            await _queue_escalations(runtime, session, batch, now)
+            new += batch
         runtime.longest_write = max(runtime.longest_write, time.perf_counter() - began)
         await asyncio.sleep(0)  # let the bot answer between batches
     async with runtime.sessions() as session:
@@ -104,10 +108,6 @@ async def scan(runtime: Runtime, now: datetime | None = None) -> int:
             await reminders.close_answered(session, now, customer_ids=sweep[start:start + reminders.SWEEP_BATCH])
         runtime.longest_write = max(runtime.longest_write, time.perf_counter() - began)
         await asyncio.sleep(0)
-    began = time.perf_counter()
-    async with runtime.sessions() as session, session.begin():
-        await _queue_escalations(runtime, session, new, now)
-    runtime.longest_write = max(runtime.longest_write, time.perf_counter() - began)
     runtime.answered = mark  # only once every batch is committed
     log.info("reminder scan: %d due, %d new", len(due), len(new))
     return len(new)

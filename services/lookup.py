@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -727,7 +727,7 @@ class LookupIndex:
         self._masks: dict[Viewer, np.ndarray] = {}
         self.version = 0
         self.watermark: datetime | None = None  # newest customers.updated_at seen (see `sync`)
-        self.seen_at_watermark: set[int] = set()  # customers loaded whose updated_at is exactly the watermark
+        self.recent: dict[int, datetime] = {}  # customers changed within SYNC_LOOKBACK: the updated_at loaded
 
     @classmethod
     async def from_documents(cls, docs: Iterable[CustomerText], *, workers: int | None = None,
@@ -1099,6 +1099,16 @@ async def _latest_change(session: AsyncSession) -> datetime | None:
     return await session.scalar(select(func.max(Customer.updated_at)))
 
 
+SYNC_LOOKBACK = timedelta(minutes=10)  # how far behind the newest change a sync looks again
+
+
+async def _recent(session: AsyncSession, since: datetime | None) -> list[tuple[int, datetime]]:
+    query = select(Customer.id, Customer.updated_at)
+    if since is not None:
+        query = query.where(Customer.updated_at >= since)
+    return [tuple(row) for row in (await session.execute(query)).all()]
+
+
 async def build_index(session: AsyncSession, *, workers: int | None = None, chunk: int = CHUNK) -> LookupIndex:
     """The whole index from the database (on start): read `chunk` customers at a time, each prepared by a
     worker process (for large collections) while the next is read."""
@@ -1109,30 +1119,29 @@ async def build_index(session: AsyncSession, *, workers: int | None = None, chun
     index = LookupIndex(await _build(_chunks_from_database(session, chunk), workers))
     index.watermark = watermark
     if watermark is not None:
-        index.seen_at_watermark = set((await session.execute(
-            select(Customer.id).where(Customer.updated_at == watermark))).scalars())
+        index.recent = dict(await _recent(session, watermark - SYNC_LOOKBACK))
     return index
 
 
 async def sync(index: LookupIndex, session: AsyncSession) -> int:
-    """Pick up changes other processes committed (a CLI import, another bot instance). Rule: a customer
-    whose `updated_at` is newer than the newest seen is reloaded; one at exactly the newest time is
-    reloaded only if it was not loaded already — after `demo-data` or an import thousands share one time,
-    and reading them all again every sync froze the bot for seconds. Returns how many were reloaded."""
+    """Pick up changes other processes committed (a CLI import, another bot instance). Rule: every customer
+    whose `updated_at` is at most SYNC_LOOKBACK older than the newest change seen is looked at, and reloaded
+    only if its `updated_at` differs from the one loaded — so an import's rows sharing one time are not read
+    again every sync (that froze the bot for seconds at 100k), while a transaction that committed late, or
+    a database that stores whole seconds, is still caught. A change older than the look-back when it
+    commits (an import running longer than SYNC_LOOKBACK) is picked up at the next start. Returns how
+    many customers were reloaded."""
     latest = await _latest_change(session)
-    if latest is None or (index.watermark is not None and latest < index.watermark):
+    if latest is None:
         return 0
-    query = select(Customer.id, Customer.updated_at)
-    if index.watermark is not None:
-        query = query.where(Customer.updated_at >= index.watermark)
-    rows = (await session.execute(query)).all()
-    seen, mark = index.seen_at_watermark, index.watermark
-    changed = {cid for cid, at in rows if not (at == mark and cid in seen)}
+    since = None if index.watermark is None else min(index.watermark, latest) - SYNC_LOOKBACK
+    rows = await _recent(session, since)
+    changed = {cid for cid, at in rows if index.recent.get(cid) != at}
     await refresh(index, session, changed)
     newest = max((at for _cid, at in rows), default=latest)
-    at_newest = {cid for cid, at in rows if at == newest}
-    index.seen_at_watermark = (seen | at_newest) if newest == mark else at_newest
-    index.watermark = newest
+    index.watermark = newest if index.watermark is None else max(index.watermark, newest)
+    cutoff = index.watermark - SYNC_LOOKBACK
+    index.recent = {cid: at for cid, at in rows if at >= cutoff}
     return len(changed)
 
 

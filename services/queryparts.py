@@ -39,6 +39,7 @@ SURNAMES = frozenset(
     "邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝")
 COMPOUND = ("欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "慕容", "令狐", "司徒", "夏侯", "公孙", "宇文")
 SURNAMES_ALL = SURNAMES | frozenset(COMPOUND)
+_HAN_CHAR = re.compile(r"[\u3400-\u9fff]")
 _SYMBOLS = re.compile(r"[\W_]+")
 _RUNS = re.compile(r"[\u3400-\u9fff]+|[a-z]+|\d+")
 
@@ -196,9 +197,19 @@ def split(raw: str) -> Parts:
     """The parts of a query (the module's rules)."""
     cleaned = clean(raw)
     parts = Parts(cleaned)
-    text = " ".join(_RUNS.findall(cleaned))  # 华星trading → 华星 trading (one script per run)
+    text = cleaned
     for noise in NOISE:
         text = text.replace(noise, " ")
+    kept = []
+    for chunk in text.split():  # digits inside a name (58同城, 3M中国, ABC123) stay in the name
+        digits = sum(ch.isdigit() for ch in chunk)
+        head = chunk.rstrip("0123456789")
+        person_then_digits = head != chunk and (head in SURNAMES_ALL or _person(head) is not None)
+        if 0 < digits < len(chunk) and digits < 7 and not person_then_digits:
+            (parts.han if _HAN_CHAR.search(chunk) else parts.latin).append(chunk)
+        else:
+            kept.append(chunk)
+    text = " ".join(_RUNS.findall(" ".join(kept)))  # 华星trading → 华星 trading (one script per run)
     # English trade phrases first (medical devices), as whole words.
     padded = f" {text} "
     for phrase in _ENGLISH_PHRASES:
@@ -217,8 +228,10 @@ def split(raw: str) -> Parts:
         if run.isdigit():
             if person is not None and not person.digits:
                 person.digits = run
-            else:
+            elif len(run) >= 4 or (run.startswith("0") and len(run) >= 3):
                 parts.digits.append(run)
+            else:
+                parts.latin.append(run)  # a short number is part of a name, not of a phone (58 同城)
             continue
         person = None
         if "a" <= run[0] <= "z":

@@ -16,6 +16,7 @@ Rules:
 from __future__ import annotations
 
 import heapq
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,7 +76,9 @@ def widths(table: Table) -> list[int]:
 
 
 def _sheet_title(title: str, part: int) -> str:
+    """A name Excel takes: no []:*?/\\, not empty, at most 31 characters with the part number kept."""
     suffix = "" if part == 1 else f" ({part})"
+    title = re.sub(r"[\[\]:*?/\\]", "_", title).strip("' ") or "Sheet"
     return title[:31 - len(suffix)] + suffix
 
 
@@ -88,6 +91,7 @@ def write(report: Report, path: Path, headings: dict[str, Any], *, row_limit: in
     path.parent.mkdir(parents=True, exist_ok=True)
     continued = headings.get("continued", continued)
     book = Book(path)
+    used: set[str] = set()
     try:
         for table in tables(report, headings):
             styles = {n - 1: book.style(f) for n, f in table.formats.items()}
@@ -96,9 +100,17 @@ def write(report: Report, path: Path, headings: dict[str, Any], *, row_limit: in
             parts = [table.rows[i:i + room] for i in range(0, len(table.rows), room)] or [[]]
             for number, rows in enumerate(parts, 1):
                 note = continued.format(sheet=_sheet_title(table.title, number + 1)) if number < len(parts) else None
-                book.sheet(_sheet_title(table.title, number), table.header, rows, sizes, styles, table.freeze, note)
-    finally:
+                title = base = _sheet_title(table.title, number)
+                extra = 2
+                while title.casefold() in used:  # two titles alike once cut or cased: number the later one
+                    title, extra = _sheet_title(base, extra), extra + 1
+                used.add(title.casefold())
+                book.sheet(title, table.header, rows, sizes, styles, table.freeze, note)
+    except BaseException:
         book.close()
+        path.unlink(missing_ok=True)  # never a half-written workbook
+        raise
+    book.close()
     return path
 
 

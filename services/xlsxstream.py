@@ -11,6 +11,7 @@ never a formula; characters XML cannot hold are dropped; None and "" are empty c
 """
 from __future__ import annotations
 
+import math
 import re
 import zipfile
 from xml.sax.saxutils import escape
@@ -35,7 +36,8 @@ def _col(n: int) -> str:
 
 
 def _text(value: str) -> str:
-    value = escape(value)
+    """Text for an element or an attribute: &, <, > and " escaped, characters XML cannot hold dropped."""
+    value = escape(value, {'"': "&quot;"})
     if _ILLEGAL.search(value):
         value = _ILLEGAL.sub("", value)
     return value
@@ -75,8 +77,9 @@ class Book:
             head.append("<sheetData>")
             head.append('<row r="1">' + "".join(f'<c r="{_col(i)}1" t="inlineStr" s="1"><is><t>{_text(str(h))}</t></is></c>'
                                                for i, h in enumerate(header)) + "</row>")
-            out.write("".join(head).encode())
-            refs = [_col(i) for i in range(max(len(header), 1) + 8)]
+            out.write("".join(head).encode("utf-8", "replace"))
+            width = max([len(header), *(len(row) for row in rows)]) if rows else len(header)
+            refs = [_col(i) for i in range(max(width, 1))]
             attrs = [f' s="{styles[i]}"' if styles.get(i) else "" for i in range(len(refs))]
             buffer = []
             r = 1
@@ -90,17 +93,20 @@ class Book:
                                      "</c>")
                     elif isinstance(v, bool):
                         cells.append(f'<c r="{refs[i]}{r}" t="b"><v>{int(v)}</v></c>')
-                    else:
+                    elif type(v) is int or (type(v) is float and math.isfinite(v)):
                         cells.append(f'<c r="{refs[i]}{r}"{attrs[i]}><v>{v!r}</v></c>')
+                    else:  # anything else (a date, a Decimal, NaN) as its text: never invalid XML
+                        cells.append(f'<c r="{refs[i]}{r}" t="inlineStr"><is><t xml:space="preserve">{_text(str(v))}'
+                                     "</t></is></c>")
                 buffer.append(f'<row r="{r}">{"".join(cells)}</row>')
                 if len(buffer) >= 5000:
-                    out.write("".join(buffer).encode())
+                    out.write("".join(buffer).encode("utf-8", "replace"))
                     buffer.clear()
             if note:
                 r += 1
                 buffer.append(f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>{_text(note)}</t></is></c></row>')
             buffer.append("</sheetData></worksheet>")
-            out.write("".join(buffer).encode())
+            out.write("".join(buffer).encode("utf-8", "replace"))
 
     def close(self) -> None:
         """Write the workbook's own parts (content types, relations, sheet list, styles) and close."""

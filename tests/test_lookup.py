@@ -295,3 +295,14 @@ async def test_sync_reloads_only_what_changed_when_thousands_share_one_timestamp
     assert await sync(index, session) == 1 and reloaded == [late.id]
     assert await sync(index, session) == 0
     assert index.search("同一时刻补录客户", EVERYONE)[0].customer_id == late.id
+    # An import stamps rows with the database's clock (whole seconds on SQLite, the transaction's start on
+    # PostgreSQL): a row committed now may carry a time a little before the newest seen. Still picked up.
+    from datetime import timedelta
+
+    earlier = await create_customer(session, name="事务较早开始的客户有限公司")
+    await session.execute(update(Customer).where(Customer.id == earlier.id)
+                          .values(updated_at=newest - timedelta(seconds=40)))
+    await session.commit()
+    reloaded.clear()
+    assert await sync(index, session) == 1 and reloaded == [earlier.id]
+    assert index.search("事务较早开始的客户", EVERYONE)[0].customer_id == earlier.id

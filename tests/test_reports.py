@@ -373,3 +373,23 @@ async def test_charts_and_the_workbook_are_made_off_the_event_loop(app, monkeypa
     await app.send(button_update(boss, ReportCallback(period="week").pack()))
     await app.send(button_update(boss, ReportCallback(period="week", show="xlsx").pack()))
     assert threads == [False, False]
+
+
+def test_the_workbook_writer_takes_what_a_spreadsheet_cannot_hold_without_breaking_the_file(tmp_path):
+    """Values and titles Excel forbids or XML cannot hold: the file still opens, nothing is lost silently."""
+    import math
+    from datetime import date as day
+    from decimal import Decimal
+
+    from services.xlsxstream import Book
+
+    path = tmp_path / "odd.xlsx"
+    book = Book(path)
+    book.sheet('Sales "Q4" ok', ["a", "b"], [[math.nan, math.inf, Decimal("1.5"), day(2026, 1, 2), True, 10**20,
+                                             "\ud800x", 'say "hi" & <bye>', "\x01ctl"]],
+               [8, 8], {0: book.style('#,##0.00"元"')}, True)
+    book.close()
+    sheet = load_workbook(path).active
+    assert sheet.title == 'Sales "Q4" ok'
+    assert [c.value for c in sheet[2]] == ["nan", "inf", "1.5", "2026-01-02", True, 10**20, "?x", 'say "hi" & <bye>',
+                                           "ctl"]
