@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.callbacks import TeamChatCallback
 from bot.filters import Registered
 from models import Role, User
+from services.access import by_name
 from services.users import bind_team_chat, unbind_chat
 
 GROUPS = F.chat.type.in_({"group", "supergroup"})
@@ -24,8 +25,8 @@ async def bind_command(message: Message, session: AsyncSession, user: User) -> N
     if user.role != Role.admin:
         await message.answer(_("Only an admin can bind this group to a team."))
         return
-    managers = list((await session.execute(select(User).where(
-        User.role.in_([Role.manager, Role.admin]), User.active.is_(True)).order_by(User.name, User.id).limit(40))).scalars())
+    managers = by_name(list((await session.execute(select(User).where(
+        User.role.in_([Role.manager, Role.admin]), User.active.is_(True)))).scalars()))[:40]
     rows = [[InlineKeyboardButton(text=m.name, callback_data=TeamChatCallback(manager=m.id).pack())] for m in managers]
     await message.answer(_("Whose team is this group? It will get that team's weekly report."),
                          reply_markup=InlineKeyboardMarkup(inline_keyboard=rows))

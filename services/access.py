@@ -61,13 +61,19 @@ async def viewer_for(session: AsyncSession, user: User, *, reps_see_unassigned: 
 async def team_members(session: AsyncSession, viewer: Viewer, *, excluding: int | None = None,
                        limit: int = 40) -> list[User]:
     """The active people whose customers the viewer may see (a manager's team, or everyone for an admin),
-    by name: whom a customer can be given to, whose slice a report can show."""
-    query = select(User).where(User.active.is_(True)).order_by(User.name, User.id)
+    by name then id — sorted here, not by the database, whose collation orders Chinese names differently
+    on SQLite and PostgreSQL: whom a customer can be given to, whose slice a report can show."""
+    query = select(User).where(User.active.is_(True))
     if viewer.owners is not None:
         query = query.where(User.id.in_(viewer.owners))
     if excluding is not None:
         query = query.where(User.id != excluding)
-    return list((await session.execute(query.limit(limit))).scalars())
+    return by_name(list((await session.execute(query)).scalars()))[:limit]
+
+
+def by_name(users: list[User]) -> list[User]:
+    """People in one order on every engine: by name (code points), then id."""
+    return sorted(users, key=lambda u: (u.name, u.id))
 
 
 async def narrowed_to(session: AsyncSession, viewer: Viewer, user_id: int) -> tuple[Viewer, User]:
