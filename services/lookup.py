@@ -96,8 +96,7 @@ class CustomerText:
         — what re-ranking reads — and what the inverted index files it under."""
         folded = [fold(name) for name in self.names]
         full = core_name(folded[0])
-        cores = [full] + [c for c in dict.fromkeys(sorted((core_name(f) for f in folded[1:]), key=len, reverse=True))
-                          if c != full]
+        cores = [full] + [c for c in name_cores(folded[1:], folded=True) if c != full]
         people: dict[str, list[str]] = {}
         for n, person in enumerate(self.contacts):
             numbers = people.setdefault(fold(person), [])
@@ -150,9 +149,9 @@ def _person_grams(folded: str) -> frozenset[str]:
     return frozenset(g for g in grams if g[0] not in "hI" or g == "h" + han[:1])
 
 
-def name_cores(names: list[str]) -> list[str]:
-    """Folded core of each name, without repeats, longest first."""
-    return sorted(dict.fromkeys(core_name(fold(name)) for name in names), key=len, reverse=True)
+def name_cores(names: list[str], *, folded: bool = False) -> list[str]:
+    """Folded core of each name (names already folded when `folded`), without repeats, longest first."""
+    return sorted(dict.fromkeys(core_name(name if folded else fold(name)) for name in names), key=len, reverse=True)
 
 
 def document_grams(cores: list[str], people: list[str], phones: list[str],
