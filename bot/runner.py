@@ -15,7 +15,7 @@ from bot.i18n import gettext_for
 from bot.memory import settle
 from bot.settings import Settings
 from models import Role, User
-from services.lookup import LookupIndex, build_index, sync
+from services.lookup import LookupIndex, build_index, finish_loading, start_index, sync
 
 log = logging.getLogger("fieldcrm")
 SYNC_SECONDS = 30
@@ -125,11 +125,76 @@ async def wait_for_telegram(bot: Bot, *, first_wait: float = 1.0, longest_wait: 
             wait = min(longest_wait, wait * 2)
 
 
+def _build_in_thread(url: str, workers: int | None) -> LookupIndex:
+    """`build_index` in this (worker) thread, on its own event loop and database engine: the bot's loop
+    only shares the interpreter with it, so it keeps answering."""
+    from bot.db import make_engine, make_sessionmaker
+
+    async def build() -> LookupIndex:
+        engine = make_engine(url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                return await build_index(session, workers=workers)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(build())
+
+
+async def complete_index(index: LookupIndex, sessions: async_sessionmaker[AsyncSession], *,
+                         workers: int | None = None, retry_after: float = 30.0) -> None:
+    """Build the whole lookup index beside the running bot and swap it into the loading `index`
+    (services.lookup rule 6). A failed build (a database hiccup) is logged and tried again."""
+    engine = sessions.kw["bind"]
+    url = engine.url
+    in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+    while True:
+        started = asyncio.get_running_loop().time()
+        try:
+            if in_memory:  # a database only this engine sees (tests): build on this loop
+                async with sessions() as session:
+                    built = await build_index(session, workers=workers)
+            else:
+                built = await asyncio.to_thread(_build_in_thread, url.render_as_string(hide_password=False),
+                                                workers)
+            async with sessions() as session:
+                changed = await finish_loading(index, built, session)
+            break
+        except Exception:
+            log.exception("building the lookup index failed; exact names still work; trying again in %.0f s",
+                          retry_after)
+            await asyncio.sleep(retry_after)
+    settle()
+    log.info("lookup index complete: %d customers in %.1f s (%d changed meanwhile, re-read)", len(index),
+             asyncio.get_running_loop().time() - started, changed)
+
+
+WAIT_FOR_INDEX_BELOW = 20_000  # customers: the whole index builds in about a second, so the start waits for it
+
+
+async def open_index(sessions: async_sessionmaker[AsyncSession], *,
+                     wait_below: int = WAIT_FOR_INDEX_BELOW) -> tuple[LookupIndex, asyncio.Task]:
+    """The index the bot starts with: exact names at once, the whole index built in the background (the
+    task; cancel it on the way out). Under `wait_below` customers the build takes about a second and the
+    start simply waits for it (nobody should read "still loading" for one second)."""
+    async with sessions() as session:
+        index = await start_index(session)
+    building = asyncio.create_task(complete_index(index, sessions))
+    if len(index) < wait_below:
+        await building
+    else:
+        log.info("lookup: %d customers findable by exact name or phone now; building the whole index",
+                 len(index))
+    return index, building
+
+
 async def keep_in_sync(index: LookupIndex, sessions: async_sessionmaker[AsyncSession],
                        every: float = SYNC_SECONDS) -> None:
     """Pick up customers other processes changed (a CLI import, another instance), forever."""
     while True:
         await asyncio.sleep(every)
+        if index.loading:  # the build under way reads them; its watermark is where sync goes on from
+            continue
         try:
             async with sessions() as session:
                 await sync(index, session)
@@ -220,10 +285,7 @@ async def run_webhook(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
 async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
     from bot.app import create_bot, create_dispatcher
 
-    async with sessions() as session:
-        index = await build_index(session)
-    settle()
-    log.info("lookup index ready: %d customers", len(index))
+    index, building = await open_index(sessions)
     bot = create_bot(settings)
     dispatcher = create_dispatcher(settings, sessions, index)
     try:
@@ -232,4 +294,7 @@ async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession]) 
         else:
             await run_polling(bot, dispatcher, sessions, settings, index)
     finally:
+        building.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await building
         await bot.session.close()

@@ -36,13 +36,21 @@ async def pick_customer(message: Message, query: str, index, viewer, button) -> 
     query = query.strip()[:100]
     matches = index.search(query, viewer, limit=8)
     if not matches:
-        await message.answer(_("No customer matches “{query}”.").format(query=html.escape(query)))
+        await message.answer(still_loading() if index.loading
+                             else _("No customer matches “{query}”.").format(query=html.escape(query)))
         return None
     if (winner := confident(matches)) is not None:
         return winner.customer_id
     buttons = [[InlineKeyboardButton(text=m.name[:60], callback_data=button(m.customer_id))] for m in matches]
     await message.answer(_("Which one?"), reply_markup=InlineKeyboardMarkup(inline_keyboard=buttons))
     return None
+
+
+def still_loading() -> str:
+    """What a search that found nothing says while the lookup index is still being built after a start
+    (services.lookup rule 6)."""
+    return _("The customer list is still loading after a restart (a minute or two at most). Until then only "
+             "a customer's exact full name, short name or alias, or a whole phone number, finds it.")
 
 
 def new_flow() -> str:

@@ -16,6 +16,7 @@ from bot.callbacks import CustomerCallback
 from bot.filters import Registered
 from bot.settings import Settings
 from handlers.card import show_card
+from handlers.common import still_loading
 from handlers.new_customer import LAST_QUERY, create_button
 from models import User
 from services.access import Viewer
@@ -36,6 +37,9 @@ async def search(message: Message, query: str, session: AsyncSession, user: User
         await message.answer(_("That is too long for a search: type a few characters of the name."))
         return
     matches = index.search(query, viewer, limit=RESULTS)
+    if not matches and index.loading:
+        await message.answer(still_loading())
+        return
     if not matches:
         await state.update_data({LAST_QUERY: query})
         await message.answer(_("No customer matches “{query}”.").format(query=html.escape(query)),

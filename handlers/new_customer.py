@@ -94,6 +94,12 @@ async def take_name(message: Message, name: str, state: FSMContext, index: Looku
         await state.set_state(NewCustomer.name)
         await message.answer(_("A customer's name has 1 to 200 characters. Send the name, or /cancel."))
         return
+    if index.loading:  # duplicates cannot be checked yet (services.lookup rule 6)
+        await state.clear()
+        await message.answer(_("The customer list is still loading after a restart, so I cannot check yet "
+                               "whether “{name}” is already in it. Try again in a minute or two.").format(
+                                   name=html.escape(name)))
+        return
     await state.update_data(name=name, flow=new_flow())
     duplicates = possible_duplicates(index, name=name)
     if duplicates:

@@ -116,15 +116,16 @@ class App:
             await sync(self.index, session)
 
 
-async def make_app(engine, **settings: Any) -> App:
+async def make_app(engine, *, loading: bool = False, **settings: Any) -> App:
+    """`loading`: the bot as it is just after a start, its lookup index still being built (exact names only)."""
     from bot.app import create_bot, create_dispatcher
     from bot.db import make_sessionmaker
     from bot.settings import Settings
-    from services.lookup import build_index
+    from services.lookup import build_index, start_index
 
     sessions = make_sessionmaker(engine)
     async with sessions() as session:
-        index = await build_index(session)
+        index = await (start_index(session) if loading else build_index(session))
     config = Settings(_env_file=None, bot_token="42:TEST", default_language="zh_Hans", **settings)
     recorder = RecordingSession()
     return App(create_dispatcher(config, sessions, index), create_bot(config, session=recorder), recorder,

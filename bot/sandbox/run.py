@@ -71,13 +71,11 @@ async def prepare(sessions: async_sessionmaker[AsyncSession], *, customers: int 
 async def run(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
               announce: Callable[[str], None] = print, ready: asyncio.Event | None = None) -> None:
     from bot.app import create_bot, create_dispatcher
-    from bot.memory import settle
-    from bot.runner import jobs_runtime, run_polling
+    from bot.runner import jobs_runtime, open_index, run_polling
     from bot.sandbox.app import Controls, create_app
     from bot.sandbox.server import serving
     from bot.sandbox.telegram import BotApi
     from jobs import reminders as jobs
-    from services.lookup import build_index
 
     clock = SandboxClock()
     clock.offset = timedelta()
@@ -105,9 +103,7 @@ async def run(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
         bot_settings = settings.model_copy(update={"bot_token": SecretStr(SANDBOX_TOKEN), "bot_api_url": url,
                                                    "admin_ids": [p.telegram_id for p in personas
                                                                  if p.role == "admin"]})
-        async with sessions() as session:
-            index = await build_index(session)
-        settle()
+        index, building = await open_index(sessions)
         bot = create_bot(bot_settings)
         dispatcher = create_dispatcher(bot_settings, sessions, index)
         announce(url + "/")
@@ -117,5 +113,8 @@ async def run(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
             await run_polling(bot, dispatcher, sessions, bot_settings, index, runtime=runtime)
         finally:
             clock.offset = timedelta()  # the process's clock is real again
+            building.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await building
             with contextlib.suppress(Exception):
                 await bot.session.close()

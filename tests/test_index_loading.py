@@ -1,0 +1,146 @@
+"""Just after a start the bot answers at once: while the whole lookup index is built beside it, a rep finds a
+customer by its exact name, short name, alias or whole phone number, is told the list is still loading
+otherwise, and cannot create a customer whose duplicates cannot be checked yet. When the build is done, the
+index has every change made meanwhile (services.lookup rule 6)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import func, select
+
+from bot.callbacks import CustomerCallback
+from bot.db import make_sessionmaker
+from bot.runner import complete_index
+from models import Customer
+from services.access import Viewer
+from services.customers import archive_customer, create_customer, update_customer
+from services.lookup import build_index, finish_loading, refresh, start_index
+from services.users import add_user
+from tests.botkit import make_app, person, text_update
+
+REP, OTHER = 5100, 5200
+
+
+async def _people_and_customers(session):
+    rep = await add_user(session, name="Lee", telegram_id=REP, language="en")
+    other = await add_user(session, name="Wang", telegram_id=OTHER, language="en")
+    mine = await create_customer(session, name="广州市人易软件技术有限公司", short_name="人易软件", owner_id=rep.id,
+                                 phone="020-8888 1234", aliases=["RenYi Soft"])
+    theirs = await create_customer(session, name="深圳华为技术有限公司", owner_id=other.id, phone="0755-2878 0808")
+    await session.commit()
+    return rep, other, mine, theirs
+
+
+def ids(matches) -> list[int]:
+    return [m.customer_id for m in matches]
+
+
+async def test_a_loading_index_finds_exact_names_and_phones_for_whoever_may_see_them(session):
+    rep, other, mine, theirs = await _people_and_customers(session)
+    index = await start_index(session)
+    everyone, lee = Viewer.everyone(), Viewer(rep.id, "rep", frozenset({rep.id}), True)
+    assert index.loading and len(index) == 2
+    for query in ("广州市人易软件技术有限公司", "人易软件", "人易 软件", "renyi soft", "RenYi-Soft", "020 8888 1234",
+                  "02088881234"):
+        [found] = index.search(query, everyone)
+        assert found.customer_id == mine.id and found.exact and found.score == 100, query
+    assert index.search("广州市人易软件技术有限公司", everyone)[0].why == "name"
+    assert index.search("renyi soft", everyone)[0].why == "alias"
+    assert index.search("020-88881234", everyone)[0].why == "phone"
+    # Anything short of the exact name or the whole number waits for the whole index.
+    for query in ("人易", "renyi", "ry", "1234", "广州人易软件"):
+        assert index.search(query, everyone) == [], query
+    # Visibility holds while loading too: Lee finds his own customer, not Wang's.
+    assert ids(index.search("深圳华为技术有限公司", lee)) == []
+    assert ids(index.search("深圳华为技术有限公司", everyone)) == [theirs.id]
+
+
+async def test_finishing_keeps_every_change_made_while_loading(session):
+    rep, other, mine, theirs = await _people_and_customers(session)
+    index = await start_index(session)
+    built = await build_index(session)  # read before the changes below, as a long build would be
+    # While it was building: a customer renamed, one created, one archived (each refreshed after its commit,
+    # as the bot's middleware does).
+    await update_customer(session, mine.id, name="广州市人易云科技有限公司", short_name="人易云")
+    new = await create_customer(session, name="佛山顺德美的电器", owner_id=rep.id)
+    await archive_customer(session, theirs.id)
+    await session.commit()
+    await refresh(index, session, [mine.id, new.id, theirs.id])
+    everyone = Viewer.everyone()
+    assert ids(index.search("人易云", everyone)) == [mine.id]  # the new name already works while loading
+    assert ids(index.search("深圳华为技术有限公司", everyone)) == []  # and the archived one is gone
+    assert await finish_loading(index, built, session) == 3
+    assert not index.loading and len(index) == 2
+    assert ids(index.search("人易云", everyone))[:1] == [mine.id]
+    assert ids(index.search("美的", everyone))[:1] == [new.id]  # a partial name: the whole index answers
+    assert ids(index.search("华为", everyone)) == []
+    assert not any(m.exact for m in index.search("人易软件", everyone))  # the old short name is gone
+
+
+async def test_complete_index_builds_in_a_thread_beside_the_running_loop(engine):
+    sessions = make_sessionmaker(engine)
+    async with sessions() as session:
+        _rep, _other, mine, _theirs = await _people_and_customers(session)
+        index = await start_index(session)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    ticking = asyncio.create_task(tick())
+    await complete_index(index, sessions)
+    ticking.cancel()
+    assert not index.loading and ticks > 0
+    assert ids(index.search("人易", Viewer.everyone()))[:1] == [mine.id]
+
+
+async def test_complete_index_retries_after_a_failed_build(engine, monkeypatch):
+    import bot.runner as runner
+
+    sessions = make_sessionmaker(engine)
+    async with sessions() as session:
+        await _people_and_customers(session)
+        index = await start_index(session)
+    calls = 0
+    real = runner._build_in_thread
+
+    def flaky(url, workers):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("database went away")
+        return real(url, workers)
+
+    monkeypatch.setattr(runner, "_build_in_thread", flaky)
+    await complete_index(index, sessions, retry_after=0.01)
+    assert calls == 2 and not index.loading and index.search("人易", Viewer.everyone())
+
+
+rep = person(REP, language="en")
+
+
+async def test_right_after_a_start_a_rep_finds_by_exact_name_and_is_told_the_rest_is_loading(engine):
+    async with make_sessionmaker(engine)() as session:
+        _rep, _other, mine, _theirs = await _people_and_customers(session)
+    app = await make_app(engine, loading=True)
+    [card] = (await app.send(text_update(rep, "人易软件"))).sent()
+    assert card.text.startswith("<b>广州市人易软件技术有限公司</b>")
+    [wait] = (await app.send(text_update(rep, "人易"))).sent()
+    assert "still loading" in wait.text and "exact full name" in wait.text
+    assert wait.reply_markup is None  # no "add it" while a namesake may be there
+    [refused] = (await app.send(text_update(rep, "/new 佛山顺德美的电器"))).sent()
+    assert "still loading" in refused.text and "佛山顺德美的电器" in refused.text
+    [history] = (await app.send(text_update(rep, "/history 人易"))).sent()
+    assert "still loading" in history.text
+    await complete_index(app.index, app.sessions)
+    found = (await app.send(text_update(rep, "人易"))).sent()
+    assert found and "still loading" not in found[-1].text
+    assert CustomerCallback(action="card", id=mine.id).pack() in str(found[-1].reply_markup) \
+        or found[-1].text.startswith("<b>广州市人易软件技术有限公司</b>")
+    async with app.sessions() as session:
+        # nothing was created by the refused /new
+        assert await session.scalar(select(func.count()).where(Customer.name == "佛山顺德美的电器")) == 0
