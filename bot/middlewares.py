@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.fsm import PENDING, write_pending
 from bot.i18n import pick_language
+from bot.retry import UPDATE_SESSION
 from models import User
 from services.access import viewer_for
 from services.lookup import LookupIndex, refresh
@@ -70,7 +71,11 @@ class DatabaseMiddleware(BaseMiddleware):
                         return UNHANDLED
                     data["session"] = session
                     data["index"] = self.index
-                    result = await handler(event, data)
+                    replies = UPDATE_SESSION.set(session)  # where a reply held up by flood control is queued
+                    try:
+                        result = await handler(event, data)
+                    finally:
+                        UPDATE_SESSION.reset(replies)
                     # Recorded last, so an update that only reads never takes SQLite's write lock; a copy
                     # handled meanwhile by another instance makes this insert find the id: roll back.
                     if update_id is not None and not await first_time(session, update_id):

@@ -1,23 +1,30 @@
 """Direct replies survive Telegram's flood control: a request answered 429 with a short `retry_after` is
-sent again after waiting (at most `attempts` times, and only for waits of up to `max_wait` seconds —
-anything longer fails as before). The outbox sender has its own, fuller handling of 429s; this is for the
-handlers' immediate answers, which a person is waiting for."""
+sent again after waiting; a text reply that would have to wait longer is queued in the outbox (in the
+update's own transaction) and sent by the outbox sender when Telegram allows — never dropped. The outbox
+sender has its own, fuller handling of 429s; this is for the handlers' immediate answers, which a person
+is waiting for."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from contextvars import ContextVar
+from datetime import timedelta
 
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.exceptions import TelegramRetryAfter
-from aiogram.methods import Response, TelegramMethod
+from aiogram.methods import Response, SendMessage, TelegramMethod
 from aiogram.methods.base import TelegramType
+from aiogram.types import Chat, InlineKeyboardMarkup, Message
 
 log = logging.getLogger("fieldcrm.bot")
 # Set by the outbox sender: it handles a 429 itself (per chat, without holding a worker).
 OWN_FLOOD_CONTROL: ContextVar[bool] = ContextVar("own_flood_control", default=False)
+# Set by bot.middlewares.DatabaseMiddleware while an update's transaction is open: where a reply that
+# cannot be sent now is queued.
+UPDATE_SESSION: ContextVar = ContextVar("update_session", default=None)
 
 
 def limiter_for(bot: Bot):
@@ -33,13 +40,16 @@ def limiter_for(bot: Bot):
 
 
 class RetryAfter(BaseRequestMiddleware):
-    """Rule "a reply is not dropped for flood control": a direct reply answered 429 waits as told (at least
-    a second) and is sent again — each wait up to `max_wait` seconds, all of them up to `max_total`, which
-    stays under SQLite's 30 s busy timeout because a reply is sent inside its update's transaction (a longer
-    ban fails as before, and the update is rolled back and answered "try again") — and the chat is blocked
-    for the outbox meanwhile; every reply sent is recorded in the bot's one limiter."""
+    """Rule "a reply is never dropped for flood control": a direct reply answered 429 waits as told (at
+    least a second) and is sent again — each wait up to `max_wait` seconds, all of them up to `max_total`
+    (short: the reply is sent inside its update's transaction, which may hold SQLite's write lock). A text
+    reply that would have to wait longer is queued in the outbox in the update's transaction (sent when
+    Telegram's `retry_after` has passed, by the one sender and its limiter) and the handler goes on as if it
+    was sent; other requests (edits, files, answers to taps) fail as before, and the update is rolled back
+    and answered "try again". The chat is blocked for the outbox meanwhile, and every reply sent is
+    recorded in the bot's one limiter."""
 
-    def __init__(self, max_wait: float = 10.0, max_total: float = 25.0) -> None:
+    def __init__(self, max_wait: float = 5.0, max_total: float = 10.0) -> None:
         self.max_wait, self.max_total = max_wait, max_total
 
     async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
@@ -53,10 +63,15 @@ class RetryAfter(BaseRequestMiddleware):
                 response = await make_request(bot, method)
             except TelegramRetryAfter as flood:
                 wait = max(1.0, float(flood.retry_after))  # a 0 would spin
-                if own or wait > self.max_wait or waited + wait > self.max_total:
+                if own:
                     raise
                 if chat is not None:
                     limiter_for(bot).block(chat, wait)
+                if wait > self.max_wait or waited + wait > self.max_total:
+                    queued = await _queue(method, wait)
+                    if queued is None:
+                        raise
+                    return queued
                 log.info("flood control on %s: retrying in %s s", type(method).__name__, wait)
                 await asyncio.sleep(wait)
                 waited += wait
@@ -64,3 +79,25 @@ class RetryAfter(BaseRequestMiddleware):
             if chat is not None and not own:
                 limiter_for(bot).record(chat)
             return response
+
+
+async def _queue(method: TelegramMethod, wait: float) -> Response | None:
+    """A text reply Telegram will not take for `wait` seconds, queued in the outbox in the update's
+    transaction; the answer a handler gets back stands for the message to come (message_id 0)."""
+    session = UPDATE_SESSION.get()
+    if session is None or not isinstance(method, SendMessage) or not isinstance(method.chat_id, int):
+        return None
+    markup = method.reply_markup
+    if markup is not None and not isinstance(markup, InlineKeyboardMarkup):
+        return None  # a reply keyboard (share location …) only makes sense now
+    from models import utcnow
+    from services import outbox
+
+    now = utcnow()
+    await outbox.enqueue(session, key=f"reply:{method.chat_id}:{secrets.token_hex(8)}", chat_id=method.chat_id,
+                         kind="reply", text=method.text,
+                         reply_markup=markup.model_dump(mode="json", exclude_none=True) if markup else None,
+                         not_before=now + timedelta(seconds=wait), now=now)
+    log.warning("flood control on a reply to chat %s for %.0f s: queued in the outbox", method.chat_id, wait)
+    chat = Chat(id=method.chat_id, type="private" if method.chat_id > 0 else "group")
+    return Response(ok=True, result=Message(message_id=0, date=now, chat=chat, text=method.text))
