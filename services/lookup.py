@@ -658,7 +658,7 @@ class _Builder:
             else:
                 part.append(ids)
 
-    def finish(self) -> Built:
+    def finish(self, collect: bool = True) -> Built:
         blob_offsets = np.zeros(self.size + 1, dtype=np.int64)
         if self.lengths:
             np.cumsum(np.concatenate(self.lengths), out=blob_offsets[1:])
@@ -678,11 +678,12 @@ class _Builder:
             slot={gram: i for i, gram in enumerate(grams)}, offsets=offsets, postings=postings)
         self.blobs, self.lengths, self.customers, self.owners = [], [], [], []
         _person_grams.cache_clear()  # only useful while building
-        gc.collect()
+        if collect:  # not beside a serving bot: a full collection holds the interpreter for a good while
+            gc.collect()
         return built
 
 
-async def _build(chunks: AsyncIterator[list[CustomerText]], workers: int) -> Built:
+async def _build(chunks: AsyncIterator[list[CustomerText]], workers: int, collect: bool = True) -> Built:
     """The one build: each chunk (in customer-id order) is prepared — in a worker process when
     `workers` > 1, while the next chunk is still being read — and merged in order."""
     builder = _Builder()
@@ -703,7 +704,7 @@ async def _build(chunks: AsyncIterator[list[CustomerText]], workers: int) -> Bui
                     builder.merge(await pending.popleft())
             while pending:
                 builder.merge(await pending.popleft())
-            return builder.finish()
+            return builder.finish(collect)
     finally:
         for future in pending:
             future.cancel()
@@ -744,7 +745,7 @@ class LookupIndex:
         # While loading (rule 6): exact keys → customer ids, each id's (owner, display name), and the
         # customers changed meanwhile (re-read by `finish_loading`).
         self.loading = False
-        self._exact: dict[str, list[int]] = {}
+        self._exact: dict[str, int | list[int]] = {}
         self._quick: dict[int, tuple[int | None, str]] = {}
         self._pending: set[int] = set()
 
@@ -846,10 +847,16 @@ class LookupIndex:
 
     def _remember(self, customer_id: int, owner_id: int | None, names: list[str], phones: list[str]) -> None:
         self._quick[customer_id] = (owner_id, names[0])
+        exact = self._exact
         keys = {clean(name).replace(" ", "") for name in names} | {"#" + p for p in phones if len(p) >= 7}
-        for key in keys - {"", "#"}:
-            ids = self._exact.setdefault(key, [])
-            if customer_id not in ids:
+        for key in keys - {""}:
+            ids = exact.get(key)
+            if ids is None:
+                exact[key] = customer_id  # most keys name one customer: no list for them
+            elif isinstance(ids, int):
+                if ids != customer_id:
+                    exact[key] = [ids, customer_id]
+            elif customer_id not in ids:
                 ids.append(customer_id)
 
     def _search_loading(self, query: str, viewer: Viewer, limit: int) -> list[Match]:
@@ -860,7 +867,8 @@ class LookupIndex:
         else:
             key, why = clean(query).replace(" ", ""), "name"
         found = []
-        for cid in self._exact.get(key, ()):
+        hits = self._exact.get(key, ())
+        for cid in (hits,) if isinstance(hits, int) else hits:
             entry = self._quick.get(cid)
             if entry is None or not viewer.can_see(entry[0]):
                 continue
@@ -1179,14 +1187,16 @@ async def _recent(session: AsyncSession, since: datetime | None) -> list[tuple[i
     return [tuple(row) for row in (await session.execute(query)).all()]
 
 
-async def build_index(session: AsyncSession, *, workers: int | None = None, chunk: int = CHUNK) -> LookupIndex:
+async def build_index(session: AsyncSession, *, workers: int | None = None, chunk: int = CHUNK,
+                      collect: bool = True) -> LookupIndex:
     """The whole index from the database (on start): read `chunk` customers at a time, each prepared by a
-    worker process (for large collections) while the next is read."""
+    worker process (for large collections) while the next is read. `collect=False` beside a serving bot
+    (no full garbage collection at the end: it would hold every thread up)."""
     watermark = await _latest_change(session)
     if workers is None:
         total = await session.scalar(select(func.count(Customer.id)).where(Customer.archived_at.is_(None)))
         workers = _workers_for(total or 0)
-    index = LookupIndex(await _build(_chunks_from_database(session, chunk), workers))
+    index = LookupIndex(await _build(_chunks_from_database(session, chunk), workers, collect))
     index.watermark = watermark
     if watermark is not None:
         index.recent = dict(await _recent(session, watermark - SYNC_LOOKBACK))
@@ -1199,15 +1209,22 @@ _NAMES = text("SELECT id, owner_id, name, short_name, aliases, phone FROM custom
 async def start_index(session: AsyncSession) -> LookupIndex:
     """A loading index (rule 6): every active customer's names and phone, for exact lookups while
     `build_index` runs; hand both to `finish_loading` when the build is done."""
-    def read(sync_session) -> list[tuple]:
-        return sync_session.connection().execute(_NAMES).all()
-
     index = LookupIndex()
     index.loading = True
-    with _collector_paused():
-        for cid, owner, name, short, aliases, phone in await session.run_sync(read):
-            doc = _customer_text(cid, owner, name, short, aliases, phone)
-            index._remember(cid, owner, doc.names, doc.phones)
+
+    def read(sync_session) -> None:
+        with _collector_paused():
+            for cid, owner, name, short, aliases, phone in sync_session.connection().execute(_NAMES):
+                names = [name]
+                if short and short != name:
+                    names.append(short)
+                if aliases and aliases != "[]":
+                    extra = json.loads(aliases) if isinstance(aliases, str) else aliases
+                    names.extend(a for a in extra if a and a not in names)
+                digits = phone_digits(phone) if phone else ""
+                index._remember(cid, owner, names, [digits] if digits else [])
+
+    await session.run_sync(read)
     return index
 
 
