@@ -70,17 +70,27 @@ def _domain_message(exc: Exception) -> str:
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.db import make_engine, make_sessionmaker, upgrade
+    from bot.db import make_engine, make_sessionmaker, schema_status, upgrade
 
+    role = getattr(args, "role", None) or "all"
+    if role in ("bot", "worker") and settings.bot_token is None:
+        raise CliError(_("--role {role} talks to Telegram: set BOT_TOKEN (the sandbox runs only with --role all)")
+                       .format(role=role))
     engine = make_engine(settings.effective_database_url)
     try:
-        await upgrade(engine)
+        if role in ("all", "worker"):  # migrations run once, by the process that runs the scheduler
+            await upgrade(engine)
+        else:
+            while (status := await schema_status(engine))[0] != status[1]:
+                print(_("Waiting for the worker to bring the database schema up to date ({current} → {head})")
+                      .format(current=status[0] or "-", head=status[1]), flush=True)
+                await asyncio.sleep(5)
         print(_("Database ready: {url}").format(url=_safe_url(settings.effective_database_url)))
         import logging
 
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
-        if settings.bot_token is None:
+        if settings.bot_token is None and role == "all":
             from bot.sandbox.run import RealData
             from bot.sandbox.run import run as run_sandbox
 
@@ -96,9 +106,15 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         from bot.runner import start
 
-        print(_("Starting the bot (webhook at {url}). Stop with Ctrl+C.").format(url=settings.webhook_url)
-              if settings.webhook_url else _("Starting the bot (long polling). Stop with Ctrl+C."))
-        await start(settings, make_sessionmaker(engine))
+        if role == "api":
+            print(_("Starting the HTTP app (ERP API) on {host}:{port}. Stop with Ctrl+C.").format(
+                host=settings.http_host, port=settings.http_port), flush=True)
+        elif role == "worker":
+            print(_("Starting the worker (scheduler and outbox sender). Stop with Ctrl+C."), flush=True)
+        else:
+            print(_("Starting the bot (webhook at {url}). Stop with Ctrl+C.").format(url=settings.webhook_url)
+                  if settings.webhook_url else _("Starting the bot (long polling). Stop with Ctrl+C."), flush=True)
+        await start(settings, make_sessionmaker(engine), role=role)
         return 0
     finally:
         await engine.dispose()
@@ -282,6 +298,37 @@ async def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    """`token create|list|revoke`: the ERP API's keys (services.tokens); a new token is printed once."""
+    from services import tokens
+
+    async def work(session):
+        if args.action == "create":
+            user_id = None
+            if args.user:
+                from services.users import find_user
+
+                user_id = (await find_user(session, args.user)).id
+            row, token = await tokens.create_token(session, settings.api_key(), args.name, scope=args.scope,
+                                                   user_id=user_id)
+            return "\n".join([_("Token “{name}” ({scope}) made. It is shown only now; keep it in the ERP's "
+                                 "settings:").format(name=row.name, scope=row.scope), token])
+        if args.action == "list":
+            rows = await tokens.list_tokens(session)
+            if not rows:
+                return _("No tokens yet: python main.py token create NAME --scope write")
+            never, live = _("never"), _("active")
+            return "\n".join("\t".join([row.name, row.scope, row.created_at.strftime("%Y-%m-%d"),
+                                        row.last_used_at.strftime("%Y-%m-%d %H:%M") if row.last_used_at else never,
+                                        _("revoked {date}").format(date=row.revoked_at.strftime("%Y-%m-%d"))
+                                        if row.revoked_at else live]) for row in rows)
+        row = await tokens.revoke_token(session, args.name)
+        return _("Token “{name}” is revoked: it is refused from now on.").format(name=row.name)
+
+    print(await _with_session(settings, work))
+    return 0
+
+
 async def cmd_lookup(args: argparse.Namespace, settings: Settings) -> int:
     from services.access import Viewer
     from services.lookup import build_index
@@ -329,8 +376,7 @@ async def cmd_reminders(args: argparse.Namespace, settings: Settings) -> int:
     """`reminders due`: what the scan would create now, without creating or sending anything."""
     from datetime import UTC, datetime
 
-    from models import Customer
-    from services.reminders import compute_due
+    from services.erp import due_json
     from services.users import find_user
 
     now = None
@@ -343,28 +389,17 @@ async def cmd_reminders(args: argparse.Namespace, settings: Settings) -> int:
 
     async def work(session):
         user_id = (await find_user(session, args.user)).id if args.user else None
-        due = await compute_due(session, now, user_id=user_id, ordered=True)
-        names = {}
-        ids = sorted({d.customer_id for d in due if d.customer_id})
-        for start in range(0, len(ids), 500):
-            rows = await session.execute(select(Customer.id, Customer.name).where(Customer.id.in_(ids[start:start + 500])))
-            names.update(dict(rows.all()))
-        return due, names
+        return await due_json(session, now, user_id)
 
-    from sqlalchemy import select
-
-    due, names = await _with_session(settings, work)
+    due = await _with_session(settings, work)
     if args.json:
         for d in due:
-            print(json.dumps({"key": d.key, "user_id": d.user_id, "kind": d.kind, "customer_id": d.customer_id,
-                              "customer": names.get(d.customer_id), "subject_id": d.subject_id,
-                              "due_on": d.due_on.isoformat(), "priority": d.priority, "detail": d.detail},
-                             ensure_ascii=False))
+            print(json.dumps(d, ensure_ascii=False))
     elif not due:
         print(_("Nothing is due."))
     else:
         for d in due:
-            print(f"{d.due_on}  user {d.user_id}  {d.kind:<16} {names.get(d.customer_id, '')}")
+            print(f"{d['due_on']}  user {d['user_id']}  {d['kind']:<16} {d['customer'] or ''}")
         print(_("{count} reminders would be created or kept.").format(count=len(due)))
     return 0
 
@@ -476,7 +511,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python main.py", description=_("FieldCRM: the CRM for field sales reps."))
     parser.add_argument("--lang", choices=LANGUAGES, help=_("language of messages and exported headers"))
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    sub.add_parser("run", help=_("run the bot, scheduler and HTTP app (the default)"))
+    run = sub.add_parser("run", help=_("run the bot, scheduler and HTTP app (the default)"))
+    run.add_argument("--role", choices=("all", "bot", "api", "worker"), default="all",
+                     help=_("all: everything in this process (default); bot: the chat (several may run); api: the "
+                            "HTTP app only; worker: the scheduler and the outbox sender, and the migrations"))
     sub.add_parser("migrate", help=_("upgrade the database schema"))
     sub.add_parser("test", help=_("run the test suite"))
     demo = sub.add_parser("demo-data", help=_("add a realistic demo data set"))
@@ -526,6 +564,15 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("disable", "enable"):
         p = actions.add_parser(action, help=_("disable a user") if action == "disable" else _("enable a user"))
         p.add_argument("user")
+    tok = sub.add_parser("token", help=_("make, list or revoke ERP API tokens"))
+    tok_actions = tok.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    make = tok_actions.add_parser("create", help=_("make a token (printed once)"))
+    make.add_argument("name")
+    make.add_argument("--scope", choices=("read", "write"), default="read")
+    make.add_argument("--user", help=_("the token sees only what this person sees (name or Telegram id)"))
+    tok_actions.add_parser("list", help=_("list tokens (never the tokens themselves)"))
+    revoke = tok_actions.add_parser("revoke", help=_("refuse a token from now on"))
+    revoke.add_argument("name")
     rem = sub.add_parser("reminders", help=_("show what reminders are due (nothing is sent)"))
     rem_actions = rem.add_subparsers(dest="action", required=True, parser_class=_Parser)
     due = rem_actions.add_parser("due", help=_("list the reminders the rules call for now"))
@@ -544,19 +591,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {
     "run": cmd_run, "migrate": cmd_migrate, "demo-data": cmd_demo_data, "import": cmd_import,
-    "export": cmd_export, "user": cmd_user, "lookup": cmd_lookup,
+    "export": cmd_export, "user": cmd_user, "lookup": cmd_lookup, "token": cmd_token,
     "reminders": cmd_reminders, "rfm": cmd_rfm, "backup": cmd_backup, "restore": cmd_restore,
 }
 
 
-def _preflight(settings: Settings, command: str) -> list[Any]:
+def _preflight(settings: Settings, command: str, role: str = "all") -> list[Any]:
     """Every command needs a writable DATA_DIR and a reachable database; `run` also needs its HTTP port
-    (sandbox, webhook) and a token Telegram accepts. Checked before anything is written."""
+    (sandbox, webhook, role api) and a token Telegram accepts (not role api). Checked before anything is
+    written. (Beside a polling bot the HTTP app is optional: a taken port is a warning when it starts.)"""
     from bot.preflight import check
 
     running = command == "run"
-    serves_http = running and (settings.bot_token is None or bool(settings.webhook_url))
-    return asyncio.run(check(settings, serves_http=serves_http, asks_telegram=running and settings.bot_token is not None,
+    serves_http = running and (role == "api" or (role != "worker" and (settings.bot_token is None
+                                                                       or bool(settings.webhook_url))))
+    asks = running and role != "api" and settings.bot_token is not None
+    return asyncio.run(check(settings, serves_http=serves_http, asks_telegram=asks,
                              warn=lambda problem: print(problem.render(_), file=sys.stderr, flush=True)))
 
 
@@ -580,7 +630,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     args.lang = args.lang or lang
     command = args.command or "run"
-    if problems := _preflight(settings, command):
+    if problems := _preflight(settings, command, getattr(args, "role", None) or "all"):
         for problem in problems:
             print(_("Configuration error: {message}").format(message=problem.render(_)), file=sys.stderr)
         return 2

@@ -220,26 +220,90 @@ def jobs_runtime(sessions: async_sessionmaker[AsyncSession], settings: Settings,
                    present=BotPresenter(), **extra)
 
 
-async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionmaker[AsyncSession],
-                      settings: Settings, index: LookupIndex, runtime=None) -> None:
+ROLES = ("all", "bot", "api", "worker")
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # Not available on Windows or outside the main thread (tests): stopping then relies on `stop`.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+def web_app(settings: Settings, sessions: async_sessionmaker[AsyncSession], *, index: LookupIndex | None,
+            role: str, bot: Bot | None = None, dispatcher: Dispatcher | None = None, secret: str | None = None,
+            scheduler=None):
+    """This process's HTTP app (bot.web): the ERP API, /healthz, and the webhook when given."""
+    from bot.web import create_web_app, webhook_path
+
+    def jobs() -> dict:
+        return {job.id: job.next_run_time.isoformat() if job.next_run_time else None
+                for job in scheduler.get_jobs()} if scheduler is not None else {}
+
+    return create_web_app(bot, dispatcher, sessions,
+                          path=webhook_path(settings.webhook_url) if settings.webhook_url else None, secret=secret,
+                          api_key=settings.api_key, index=index, timezone=settings.default_timezone, role=role,
+                          jobs=jobs if scheduler is not None else None)
+
+
+@contextlib.asynccontextmanager
+async def serving_if_free(app, host: str, port: int):
+    """Serve `app` beside the polling bot; a port already taken is a warning, not the end of the bot."""
+    from bot.sandbox.server import serving
+
+    context = serving(app, host, port)
+    try:
+        url = await context.__aenter__()
+    except (OSError, SystemExit, RuntimeError) as exc:  # uvicorn exits when it cannot bind
+        log.warning("the HTTP app (ERP API, /healthz) is not served: %s:%s is not free (%s)", host, port, exc)
+        yield None
+        return
+    log.info("HTTP app (ERP API at /api/v1, docs at /api/docs, /healthz) on %s", url)
+    try:
+        yield url
+    finally:
+        await context.__aexit__(None, None, None)
+
+
+def _scheduler_for(bot: Bot, sessions: async_sessionmaker[AsyncSession], settings: Settings, runtime=None):
     from bot.retry import limiter_for
     from bot.sender import Sender
-    from jobs.scheduler import create_scheduler, stop
+    from jobs.scheduler import create_scheduler
+
+    if runtime is None:
+        runtime = jobs_runtime(sessions, settings)
+    runtime.files_dir, runtime.currency = settings.data_dir / "reports", settings.currency
+    runtime.sender = runtime.sender or Sender(bot, sessions, now=runtime.now, limiter=limiter_for(bot))
+    return create_scheduler(runtime)
+
+
+async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionmaker[AsyncSession],
+                      settings: Settings, index: LookupIndex, runtime=None, *, schedule: bool = True,
+                      http: bool = False, role: str = "all") -> None:
+    """Long polling; with `schedule`, this process also runs the scheduler (role all); with `http`, it serves
+    the HTTP app (ERP API, /healthz) on HTTP_HOST:HTTP_PORT when that port is free."""
+    from jobs.scheduler import stop
 
     await wait_for_telegram(bot)
     menus = asyncio.create_task(keep_menus(bot, sessions, settings) if await set_commands(bot, sessions, settings)
                                 else asyncio.sleep(0))
     syncing = asyncio.create_task(keep_in_sync(index, sessions))
-    if runtime is None:
-        runtime = jobs_runtime(sessions, settings)
-    runtime.files_dir, runtime.currency = settings.data_dir / "reports", settings.currency
-    runtime.sender = runtime.sender or Sender(bot, sessions, now=runtime.now, limiter=limiter_for(bot))
-    scheduler = create_scheduler(runtime)
-    scheduler.start()
+    scheduler = _scheduler_for(bot, sessions, settings, runtime) if schedule else None
+    if scheduler is not None:
+        scheduler.start()
     try:
-        await dispatcher.start_polling(bot, handle_signals=True)
+        if http:
+            app = web_app(settings, sessions, index=index, role=role, scheduler=scheduler)
+            async with serving_if_free(app, settings.http_host, settings.http_port):
+                await dispatcher.start_polling(bot, handle_signals=True)
+        else:
+            await dispatcher.start_polling(bot, handle_signals=True)
     finally:
-        await stop(scheduler)
+        if scheduler is not None:
+            await stop(scheduler)
         for task in (syncing, menus):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -247,60 +311,105 @@ async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
 
 
 async def run_webhook(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionmaker[AsyncSession],
-                      settings: Settings, index: LookupIndex, *, stop: asyncio.Event | None = None) -> None:
+                      settings: Settings, index: LookupIndex, *, stop: asyncio.Event | None = None,
+                      schedule: bool = True, role: str = "all") -> None:
     """Webhook mode: serve the HTTP app on HTTP_HOST:HTTP_PORT, tell Telegram where to POST (with the secret
-    token), run the scheduler; until Ctrl+C / SIGTERM (or `stop`)."""
+    token), run the scheduler (role all); until Ctrl+C / SIGTERM (or `stop`)."""
     import secrets
-    import signal
 
-    from bot.retry import limiter_for
     from bot.sandbox.server import serving
-    from bot.sender import Sender
-    from bot.web import create_web_app, webhook_path
-    from jobs.scheduler import create_scheduler
     from jobs.scheduler import stop as stop_scheduler
 
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_urlsafe(32)
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        # Not available on Windows or outside the main thread (tests): stopping then relies on `stop`.
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
+    _stop_on_signals(stop)
     await wait_for_telegram(bot)
     menus = asyncio.create_task(keep_menus(bot, sessions, settings) if await set_commands(bot, sessions, settings)
                                 else asyncio.sleep(0))
-    app = create_web_app(bot, dispatcher, sessions, path=webhook_path(settings.webhook_url), secret=secret)
-    runtime = jobs_runtime(sessions, settings)
-    runtime.sender = Sender(bot, sessions, now=runtime.now, limiter=limiter_for(bot))
+    scheduler = _scheduler_for(bot, sessions, settings) if schedule else None
+    app = web_app(settings, sessions, index=index, role=role, bot=bot, dispatcher=dispatcher, secret=secret,
+                  scheduler=scheduler)
     syncing = asyncio.create_task(keep_in_sync(index, sessions))
-    scheduler = create_scheduler(runtime)
     async with serving(app, settings.http_host, settings.http_port):
         await bot.set_webhook(settings.webhook_url, secret_token=secret,
                               allowed_updates=dispatcher.resolve_used_update_types())
-        scheduler.start()
+        if scheduler is not None:
+            scheduler.start()
         log.info("webhook mode: Telegram posts to %s", settings.webhook_url)
         try:
             await stop.wait()
         finally:
-            await stop_scheduler(scheduler)
+            if scheduler is not None:
+                await stop_scheduler(scheduler)
             for task in (syncing, menus):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
 
-async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+async def run_api(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
+                  stop: asyncio.Event | None = None) -> None:
+    """Role api: the HTTP app only (ERP API, /healthz), with its own lookup index for customer search."""
+    from bot.sandbox.server import serving
+
+    stop = stop or asyncio.Event()
+    _stop_on_signals(stop)
+    index, building = await open_index(sessions)
+    syncing = asyncio.create_task(keep_in_sync(index, sessions))
+    try:
+        async with serving(web_app(settings, sessions, index=index, role="api"), settings.http_host,
+                           settings.http_port) as url:
+            log.info("role api: ERP API at %s/api/v1, docs at %s/api/docs", url, url)
+            await stop.wait()
+    finally:
+        for task in (syncing, building):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
+                     stop: asyncio.Event | None = None) -> None:
+    """Role worker: the scheduler (reminder scans, digests, reports, RFM) and the outbox sender; no chat."""
+    from bot.app import create_bot
+    from jobs.scheduler import stop as stop_scheduler
+
+    stop = stop or asyncio.Event()
+    _stop_on_signals(stop)
+    bot = create_bot(settings)
+    try:
+        await wait_for_telegram(bot)
+        scheduler = _scheduler_for(bot, sessions, settings)
+        scheduler.start()
+        log.info("role worker: the scheduler and the outbox sender run here")
+        try:
+            await stop.wait()
+        finally:
+            await stop_scheduler(scheduler)
+    finally:
+        await bot.session.close()
+
+
+async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession], role: str = "all") -> None:
+    """Run this process's role: all (bot, scheduler and HTTP app in one process — the default), bot (chat
+    and HTTP app; several may run), api (HTTP app only), worker (scheduler and outbox sender)."""
     from bot.app import create_bot, create_dispatcher
 
+    if role == "worker":
+        await run_worker(settings, sessions)
+        return
+    if role == "api":
+        await run_api(settings, sessions)
+        return
     index, building = await open_index(sessions)
     bot = create_bot(settings)
     dispatcher = create_dispatcher(settings, sessions, index)
+    schedule = role == "all"
     try:
         if settings.webhook_url:
-            await run_webhook(bot, dispatcher, sessions, settings, index)
+            await run_webhook(bot, dispatcher, sessions, settings, index, schedule=schedule, role=role)
         else:
-            await run_polling(bot, dispatcher, sessions, settings, index)
+            await run_polling(bot, dispatcher, sessions, settings, index, schedule=schedule, http=True, role=role)
     finally:
         building.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     bot_api_url: str | None = Field(default=None, description="Self-hosted Bot API server base URL")
     webhook_url: str | None = Field(default=None, description="Public HTTPS URL for the webhook; empty = long polling")
     webhook_secret: SecretStr | None = Field(default=None, description="Secret token Telegram sends with webhook calls")
+    api_secret: SecretStr | None = Field(default=None, description="Key the API tokens are hashed with; empty = a "
+                                         "file DATA_DIR/api_secret made on first use (set it on every instance "
+                                         "when several share one database)")
     admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list, description="Telegram ids of admins")
     data_dir: Path = Field(default=ROOT / "data", description="Where the SQLite file, exports and backups live")
     database_url: str | None = Field(default=None, description="SQLAlchemy async URL; empty = SQLite in DATA_DIR")
@@ -36,7 +39,7 @@ class Settings(BaseSettings):
                                            "(ISO date-time with offset); empty = now")
 
     @field_validator("bot_token", "bot_api_url", "webhook_url", "webhook_secret", "database_url", "redis_url",
-                     "sandbox_start", mode="before")
+                     "sandbox_start", "api_secret", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         """`BOT_TOKEN=` (the usual .env template line) means "not set", like leaving the line out."""
@@ -101,6 +104,26 @@ class Settings(BaseSettings):
         if not 0 < value < 65536:
             raise ValueError("must be a port number 1-65535")
         return value
+
+    def api_key(self) -> bytes:
+        """The key API tokens are hashed with (services.tokens): API_SECRET, else DATA_DIR/api_secret, which
+        is made (readable by this user only) the first time it is needed."""
+        if self.api_secret is not None:
+            return self.api_secret.get_secret_value().encode()
+        import os
+        import secrets
+
+        path = self.data_dir / "api_secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process made it meanwhile
+                pass
+            else:
+                with os.fdopen(descriptor, "w") as fh:
+                    fh.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
 
     @property
     def effective_database_url(self) -> str:

@@ -24,10 +24,11 @@ from models.customer import ContactPerson, Customer
 from models.dictionary import ContactStrategy, DictionaryEntry, PurchaseStrategy
 from models.invite import Invite
 from models.reminder import OutboxMessage, Reminder
+from models.token import ApiToken
 from models.user import User
 
 __all__ = [
-    "AuditLog", "ContactPerson", "ContactStrategy", "Customer", "DecisionRole", "DictionaryEntry",
+    "ApiToken", "AuditLog", "ContactPerson", "ContactStrategy", "Customer", "DecisionRole", "DictionaryEntry",
     "DictionaryKind", "Feedback", "FeedbackKind", "FeedbackStatus", "HandledUpdate", "Interaction", "InteractionKind",
     "Invite", "OutboxKind", "OutboxMessage", "OutboxStatus", "PaymentStatus", "Purchase", "PurchaseStrategy",
     "Reminder", "ReminderKind", "ReminderStatus", "Role", "Stage", "User",

@@ -93,6 +93,7 @@ class Table:
     total: int | None
     encoding: str | None = None  # how a text file was decoded (shown in the summary)
     sheet: str | None = None  # which sheet of a workbook was read
+    records: bool = False  # rows a program sent (the ERP API): no totals-row guessing
 
 
 SAMPLE = 1 << 20  # bytes looked at to tell the encoding
@@ -459,6 +460,7 @@ class Context:
     customers_by_name: dict[str, int]  # -1 when several customers share the name
     code_of: dict[int, str | None]
     user_id: int | None = None  # who imports (audit)
+    channel: str = "import"  # how the rows came: import (a file) or api (Purchase.source)
     date_order: str | None = None  # as the admin named it (--date-order), else per column from the rows
     orders_seen: dict[str, set[str]] = field(default_factory=dict)  # field → orders its d/m/y dates prove
     pending: dict[str, list[tuple[int, str, PendingDate]]] = field(default_factory=dict)
@@ -628,7 +630,7 @@ def _rows(ctx: Context, layout: Layout, report: ImportReport,
     count = 0
     table = layout.table
     for number, cells in table.rows:
-        if _is_summary_row(cells):
+        if not table.records and _is_summary_row(cells):
             report.summary_rows.append(number)
             continue
         count += 1
@@ -925,7 +927,7 @@ async def _apply_purchases(session: AsyncSession, ctx: Context, batch: list[dict
             touched.add(row["customer_id"])
             # A new order without a payment status is taken as paid; an existing one keeps its status.
             inserts.append({"products": None, "quantity": None, "payment_method": None, "order_no": None,
-                            "payment_status": "paid", **row, "source": "import"})
+                            "payment_status": "paid", **row, "source": ctx.channel})
     if inserts:
         await (await session.connection()).execute(_bulk_insert(Purchase, frozenset(inserts[0])), inserts)
         report.created += len(inserts)
@@ -1057,19 +1059,73 @@ async def import_file(session: AsyncSession, kind: str, path: str | Path, *, tim
     """Validate the whole file; if it is clean (and not a dry run), apply it in the session's transaction.
 
     The caller commits. On a report with errors nothing has been written."""
+    _check_kind(kind)
+    known = header_map(FIELDS_BY_KIND[kind])
+    table = open_table(path, encoding=encoding, sheet=sheet, known=lambda header: header_key(header) in known)
+    return await _import_table(session, kind, table, timezone=timezone, user_id=user_id, progress=progress,
+                               today=today, dry_run=dry_run, date_order=date_order, actor="import",
+                               source={"file": Path(path).name})
+
+
+MAX_RECORDS = 5000  # records per call of import_records (the ERP API's batch limit)
+
+
+async def import_records(session: AsyncSession, kind: str, records: list[dict[str, Any]], *, source: dict[str, Any],
+                         timezone: str = "Asia/Shanghai", today: date | None = None,
+                         dry_run: bool = False) -> ImportReport:
+    """Rule "a program's records are a file without the guessing": the same validation, value parsing,
+    matching (external id / 订单号 / name) and idempotent upsert as `import_file`, for records a program sent
+    (the ERP API) — keyed by the English field names or the Chinese headers. A key that names no field is
+    an error (a typo must not drop data silently); rows are numbered from 1 in the order sent; no totals
+    row is guessed. All or nothing: with any error, nothing is written. Audited with `source` (e.g. the
+    API token's name) as a CLI import is with its file name. The caller commits."""
+    _check_kind(kind)
+    if len(records) > MAX_RECORDS:
+        raise FileProblem(N_("send at most {limit} records at a time"), limit=MAX_RECORDS)
+    known = header_map(FIELDS_BY_KIND[kind])
+    headers = list(dict.fromkeys(key for record in records for key in record))
+    unknown = [key for key in headers if header_key(key) not in known]
+    if unknown:
+        report = ImportReport(kind, rows=len(records))
+        for key in unknown:
+            row = next(n for n, record in enumerate(records, start=1) if key in record)
+            report.add_error(row, key, "", Problem(N_("no such field; the fields are: {fields}"),
+                                                   {"fields": ", ".join(s.name for s in FIELDS_BY_KIND[kind]
+                                                                        if not s.export_only)}))
+        return report
+
+    def cell(value: Any) -> Any:
+        if isinstance(value, list):  # a JSON list (aliases): the list separator files use
+            return "; ".join(str(part) for part in value)
+        if isinstance(value, bool):  # JSON true/false: as a file would say it
+            return "yes" if value else "no"
+        return value
+
+    rows = ((number, [cell(record.get(key)) for key in headers]) for number, record in enumerate(records, start=1))
+    table = Table(headers, rows, len(records), records=True)
+    return await _import_table(session, kind, table, timezone=timezone, user_id=None, progress=None, today=today,
+                               dry_run=dry_run, date_order=None, actor="api", source=source)
+
+
+def _check_kind(kind: str) -> None:
     if kind not in FIELDS_BY_KIND:
         raise FileProblem(N_("cannot import “{kind}”; choose one of: {choices}"), kind=kind, choices=", ".join(KINDS))
+
+
+async def _import_table(session: AsyncSession, kind: str, table: Table, *, timezone: str, user_id: int | None,
+                        progress: Progress | None, today: date | None, dry_run: bool, date_order: str | None,
+                        actor: str, source: dict[str, Any]) -> ImportReport:
+    """The one import: check every row, then (all clean, not a dry run) apply them in the caller's
+    transaction, refresh the roll-ups and audit it."""
     fields = FIELDS_BY_KIND[kind]
     tz = ZoneInfo(timezone)
     today = today or today_in(timezone)  # "today" where the data was made, not in UTC
     if date_order is not None and date_order not in DATE_ORDERS:
         raise FileProblem(N_("--date-order must be one of: {choices}"), choices=", ".join(DATE_ORDERS))
     ctx = await _load_context(session, kind, tz, today)
-    ctx.date_order, ctx.user_id = date_order, user_id
+    ctx.date_order, ctx.user_id, ctx.channel = date_order, user_id, "api" if actor == "api" else "import"
 
     report = ImportReport(kind)
-    known = header_map(fields)
-    table = open_table(path, encoding=encoding, sheet=sheet, known=lambda header: header_key(header) in known)
     report.encoding, report.sheet = table.encoding, table.sheet
     layout = _layout(table, _map_headers(table, fields, report))
     # Pass 1 checks every row and spools the parsed rows to a temporary file (bounded memory, one parse).
@@ -1098,8 +1154,8 @@ async def import_file(session: AsyncSession, kind: str, path: str | Path, *, tim
                 progress("importing", done, report.rows)
     await session.flush()
     await _refresh_rollups(session, touched)
-    audit.record(session, action="import", entity=kind, entity_id=None, user_id=user_id, actor="import",
-                 changes={"file": Path(path).name, "rows": applied.rows, "created": applied.created,
+    audit.record(session, action="import", entity=kind, entity_id=None, user_id=user_id, actor=actor,
+                 changes={**source, "rows": applied.rows, "created": applied.created,
                           "updated": applied.updated, "unchanged": applied.unchanged})
     applied.applied = True
     return applied
