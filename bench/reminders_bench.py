@@ -4,15 +4,37 @@
 
 For each size a database is made once in bench/out/ (migrated schema, 50 reps under 5 managers in four
 time zones, customers spread over the seeded contact and purchase strategies or none, 10 purchases per
-customer over three years with roll-ups and rhythms filled in, recent interactions for half of them,
+customer over three years with roll-ups and rhythms filled in, a recent interaction for 90 % of them,
 a contact person per customer with a birthday), written with plain sqlite3 for speed. Then:
 - `compute_due` as the scan job runs it (all rules, all recipients), best of 3;
 - the scan job's other steps: the first run that creates every reminder, and a next run 15 minutes later
   (compute, skip the reminders that exist, sweep only what new activity answered), in a transaction
   that is rolled back;
-- the naive baseline in the same run: a per-customer Python loop that asks the database for each
-  customer's last interaction and last purchase and applies the contact and purchase cycles — run on a
-  sample of customers and scaled to the full size (printed as such).
+- the fair baseline (issue 18), in the same run and on the same data, best of 3: one SQL statement per rule
+  (`rule_statements`), each returning the due rows, counted by kind next to the product's count, with the
+  ratio product time / baseline time. Twice:
+  * over the raw tables: each customer's last contact is max(interaction.occurred_at) and last purchase
+    max(purchase.purchased_on) (voided excluded), by GROUP BY over the rows joined to customers, strategies
+    and recipients (a correlated max() for the last contact where a statement already groups over
+    purchases); the learned purchase rhythm is the median gap between distinct purchase days, computed
+    with window functions — that statement alone takes most of the time;
+  * the same statements over the roll-up columns the customer row already has (services.rollups:
+    last_contact_at, last_txn_on, purchase_gap_days).
+  Rules covered as in services.reminders.compute_due: contact due / overdue (floor(cycle × factor)) and
+  the manager's escalation (counted from the overdue rows), purchase lapse by strategy and by learned
+  rhythm (max(rhythm × tolerance, rhythm + slack), rounded up), thank-you, birthdays (29 February on
+  28 February in common years), prospects "not now" and "quoted", next steps. Local days use each
+  recipient's UTC offset at `now`.
+  What the baseline does NOT do that the product does: time zones are a fixed offset per recipient (no
+  DST: an instant before a DST change can land one local day off, so a count may differ by a row or
+  so); it returns (customer, kind) rows only — no reminder keys, periods, due dates or detail; the
+  escalation is a count, not a row dated by the owner's calendar; nothing about what already exists,
+  snoozes, finished reminders, retiring a "due" reminder once overdue, or closing what activity
+  answered (the scan job's other steps above); no per-recipient (`user_id`) mode.
+- the per-customer loop (not a fair baseline, kept for reference): every customer, two queries each (last
+  interaction, last purchase), the contact and purchase cycles in Python — on a sample of customers,
+  scaled to the full size (printed as such).
+Figures are wall time on whatever the machine is doing: on a shared machine, runs differ by tens of percent.
 Target (issue 5): <= 2 s at 1M customers / 10M purchases.
 """
 
@@ -27,6 +49,7 @@ import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -35,8 +58,19 @@ from sqlalchemy import func, select, text  # noqa: E402
 
 from bot.db import make_engine, make_sessionmaker, upgrade  # noqa: E402
 from models import Customer  # noqa: E402
-from services.reminders import apply, close_answered_since, compute_due  # noqa: E402
-from services.rollups import median_gap  # noqa: E402
+from services.reminders import (  # noqa: E402
+    NEXT_STEP_LOOKBACK_DAYS,
+    PROSPECT_LEAD_DAYS,
+    QUOTED_FOLLOWUP_DAYS,
+    RHYTHM_SLACK_DAYS,
+    RHYTHM_TOLERANCE,
+    THANK_YOU_DAYS,
+    apply,
+    close_answered_since,
+    compute_due,
+)
+from services.rollups import RHYTHM_MIN_PURCHASES, median_gap  # noqa: E402
+from services.sql import collector_paused, raw_rows  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 NOW = datetime(2026, 6, 15, 2, 0, tzinfo=UTC)
@@ -130,7 +164,7 @@ async def database(size: int) -> str:
 
 
 async def naive(session, sample: int) -> tuple[int, float]:
-    """The obvious loop: every customer, two queries, the rule in Python."""
+    """The per-customer loop (not a fair baseline): every customer, two queries, the rule in Python."""
     cycles = dict((await session.execute(text("SELECT id, cycle_days FROM contact_strategy"))).all())
     buy = dict((await session.execute(text("SELECT id, cycle_days FROM purchase_strategy"))).all())
     started = time.perf_counter()
@@ -149,6 +183,152 @@ async def naive(session, sample: int) -> tuple[int, float]:
     return found, time.perf_counter() - started
 
 
+# --------------------------------------------------------------------------- the fair baseline: SQL per rule
+
+KIND_ORDER = ("contact_due", "contact_overdue", "escalation", "purchase_lapse", "thank_you", "birthday", "not_now",
+              "quoted", "next_step")
+
+
+def zones_sql(timezones: set[str], now: datetime) -> str:
+    """The recipients' time zones as a VALUES list: local today, the UTC offset at `now` as an SQLite date
+    modifier, today's birthday mmdd (and 229 on 28 February of a common year). Recipients are the active
+    users (app_user, by primary key) joined to this by time zone."""
+    rows = []
+    for timezone in sorted(timezones):
+        local = now.astimezone(ZoneInfo(timezone))
+        today = local.date()
+        mmdd = today.month * 100 + today.day
+        leap = today.year % 4 == 0 and (today.year % 100 != 0 or today.year % 400 == 0)
+        rows.append(f"('{timezone}', '{today.isoformat()}', '{int(local.utcoffset().total_seconds()):+d} seconds', "
+                    f"{mmdd}, {229 if mmdd == 228 and not leap else mmdd})")
+    return "z(timezone, today, shift, mmdd, mmdd_alt) AS (VALUES " + ", ".join(rows) + ")"
+
+
+def rule_statements(zones: str, earliest: date, *, rollup: bool) -> dict[str, str]:
+    """One SQL statement per rule, by rule. `rollup`: each customer's last contact, last purchase and purchase
+    rhythm come from the roll-up columns of the customer row (services.rollups); otherwise they are computed
+    from the interaction and purchase rows in the statement (GROUP BY, and window functions for the rhythm)."""
+    if rollup:
+        # Customers first (CROSS JOIN keeps SQLite's join order): it then reads the covering partial indexes
+        # on these columns (models.customer) rather than the table.
+        join, contact, contacted, buy, bought, group = "CROSS JOIN", "c.last_contact_at", "", "c.last_txn_on", "", "AND"
+        last_contact = "c.last_contact_at"
+        rhythm, rhythm_from = "", "customer c"
+        gap, rhythm_ok = "c.purchase_gap_days", "c.purchase_gap_days IS NOT NULL"
+        recent = ""
+    else:
+        # Customers first, in id order (CROSS JOIN keeps SQLite's join order), so each GROUP BY streams over
+        # the (customer_id, time) indexes without a sort.
+        join, contact, group = "CROSS JOIN", "max(i.occurred_at)", "GROUP BY c.id HAVING"
+        contacted = "LEFT JOIN interaction i ON i.customer_id = c.id"
+        buy, bought = "max(p.purchased_on)", "JOIN purchase p ON p.customer_id = c.id AND p.voided_at IS NULL"
+        # where a statement already groups over purchases: a correlated max() (the index seeks it)
+        last_contact = "(SELECT max(x.occurred_at) FROM interaction x WHERE x.customer_id = c.id)"
+        # the rhythm: the median gap between distinct purchase days, for the customers without a strategy
+        rhythm = f""", days AS (
+              SELECT DISTINCT p.customer_id, p.purchased_on FROM purchase p JOIN customer c ON c.id = p.customer_id
+              WHERE p.voided_at IS NULL AND {LIVE} AND {NO_STRATEGY}),
+            gaps AS (SELECT customer_id, julianday(purchased_on) - julianday(lag(purchased_on)
+                     OVER (PARTITION BY customer_id ORDER BY purchased_on)) AS gap FROM days),
+            ranked AS (SELECT customer_id, gap, row_number() OVER (PARTITION BY customer_id ORDER BY gap) AS k,
+                       count(*) OVER (PARTITION BY customer_id) AS n FROM gaps WHERE gap IS NOT NULL),
+            rhythm AS (SELECT customer_id, avg(gap) AS gap FROM ranked WHERE k IN ((n + 1) / 2, n / 2 + 1)
+                       GROUP BY customer_id)"""
+        rhythm_from = "rhythm g JOIN customer c ON c.id = g.customer_id"
+        gap, rhythm_ok = "g.gap", f"count(*) >= {RHYTHM_MIN_PURCHASES}"
+        # thank-you: only a purchase of the last few days can be a latest purchase inside the window
+        recent = f" AND p.purchased_on >= '{earliest - timedelta(days=THANK_YOU_DAYS)}'"
+    since_contact = f"julianday(z.today) - julianday(date(coalesce({contact}, c.created_at), z.shift))"
+    since_buy = f"julianday(z.today) - julianday({buy})"
+    allowed = f"ceil(max({gap} * {RHYTHM_TOLERANCE}, {gap} + {RHYTHM_SLACK_DAYS}))"
+    # the recipient: the customer's owner when active, with the local calendar of their time zone
+    owner_as = "{0} app_user u ON u.id = c.owner_id AND u.active {0} z ON z.timezone = u.timezone".format
+    owner = owner_as(join)
+    with_z = f"WITH {zones}"
+    return {
+        # due past the cycle, overdue past floor(cycle × factor); each overdue row with an (active) manager
+        # also counts as that manager's escalation
+        "contact": f"""{with_z}
+            SELECT c.id, {since_contact} AS days, CAST(s.cycle_days * s.overdue_factor AS INTEGER), u.manager_id
+            FROM customer c {join} contact_strategy s ON s.id = c.contact_strategy_id AND s.active
+            {owner} {contacted}
+            WHERE {LIVE} AND c.stage != 'definitely_not'
+            {group} days > s.cycle_days""",
+        "purchase strategy": f"""{with_z}
+            SELECT c.id, {since_buy} AS days
+            FROM customer c {join} purchase_strategy s ON s.id = c.purchase_strategy_id AND s.active
+            {owner} {bought}
+            WHERE {LIVE}
+            {group} days > s.cycle_days""",
+        # no (active) purchase strategy: past max(rhythm × tolerance, rhythm + slack), rounded up
+        "purchase rhythm": f"""{with_z}{rhythm}
+            SELECT c.id, {since_buy} AS days
+            FROM {rhythm_from} {owner_as(join if rollup else "JOIN")} {bought}
+            WHERE {LIVE} AND {NO_STRATEGY}
+            {group} {rhythm_ok} AND days > {allowed}""",
+        # the latest purchase day within the last few local days, nobody contacted on or after that day
+        "thank you": f"""{with_z}
+            SELECT c.id, {since_buy} AS days
+            FROM customer c {owner} {bought}{recent}
+            WHERE {LIVE}
+            {group} days BETWEEN 0 AND {THANK_YOU_DAYS} AND coalesce(date({last_contact}, z.shift), '') < {buy}""",
+        "birthday": f"""{with_z}
+            SELECT c.id FROM contact_person p JOIN customer c ON c.id = p.customer_id {owner_as("JOIN")}
+            WHERE p.archived_at IS NULL AND {LIVE} AND p.birthday_mmdd IN (z.mmdd, z.mmdd_alt)""",
+        # (prospects: customers first, so the partial indexes on their stage apply)
+        "not now": f"""{with_z}
+            SELECT c.id FROM customer c {owner_as("CROSS JOIN")}
+            WHERE c.stage = 'not_now' AND {LIVE}
+                AND c.expected_purchase_on <= date(z.today, '+{PROSPECT_LEAD_DAYS} days')""",
+        "quoted": f"""{with_z}
+            SELECT c.id, {since_contact} AS days FROM customer c {owner_as("CROSS JOIN")} {contacted}
+            WHERE c.stage = 'quoted_no_response' AND {LIVE}
+            {group} days >= {QUOTED_FOLLOWUP_DAYS}""",
+        # to the rep who set it (the owner if that rep is gone), unless the customer was contacted since
+        "next step": f"""{with_z}
+            SELECT i.id FROM interaction i JOIN customer c ON c.id = i.customer_id
+            LEFT JOIN app_user a ON a.id = i.user_id AND a.active LEFT JOIN app_user o ON o.id = c.owner_id AND o.active
+            JOIN z ON z.timezone = coalesce(a.timezone, o.timezone)
+            WHERE i.next_step_on IS NOT NULL AND c.archived_at IS NULL
+                AND i.next_step_on >= '{earliest - timedelta(days=NEXT_STEP_LOOKBACK_DAYS)}'
+                AND i.next_step_on <= z.today
+                AND NOT coalesce({last_contact.replace("c.id", "i.customer_id")} > i.occurred_at, 0)""",
+    }
+
+
+# Customers that can have reminders, spelled as the partial indexes' condition (models.customer) so that
+# SQLite may read those indexes instead of the table.
+LIVE = "c.archived_at IS NULL AND c.owner_id IS NOT NULL"
+NO_STRATEGY = ("(c.purchase_strategy_id IS NULL OR c.purchase_strategy_id IN "
+               "(SELECT id FROM purchase_strategy WHERE NOT active))")
+RULE_KIND = {"purchase strategy": "purchase_lapse", "purchase rhythm": "purchase_lapse", "thank you": "thank_you",
+             "birthday": "birthday", "not now": "not_now", "quoted": "quoted", "next step": "next_step"}
+
+
+async def sql_baseline(session, now: datetime, *, rollup: bool) -> tuple[dict[str, int], dict[str, float]]:
+    """Runs every rule's statement once: the due rows by kind, and the seconds each statement took."""
+    users = dict(await raw_rows(session, text("SELECT id, timezone FROM app_user WHERE active")))
+    earliest = min(now.astimezone(ZoneInfo(tz)).date() for tz in set(users.values()))
+    kinds = dict.fromkeys(KIND_ORDER, 0)
+    seconds = {}
+    connection = await session.connection()
+    with collector_paused():
+        for rule, sql in rule_statements(zones_sql(set(users.values()), now), earliest, rollup=rollup).items():
+            started = time.perf_counter()
+            result = await connection.exec_driver_sql(sql)
+            rows = result.cursor.fetchall()
+            result.close()
+            if rule == "contact":
+                for _cid, days, overdue_after, manager in rows:
+                    overdue = days > overdue_after
+                    kinds["contact_overdue" if overdue else "contact_due"] += 1
+                    kinds["escalation"] += overdue and manager in users  # an active manager
+            else:
+                kinds[RULE_KIND[rule]] += len(rows)
+            seconds[rule] = time.perf_counter() - started
+    return kinds, seconds
+
+
 async def run(size: int, sample: int) -> None:
     url = await database(size)
     engine = make_engine(url)
@@ -164,6 +344,11 @@ async def run(size: int, sample: int) -> None:
         kinds: dict[str, int] = {}
         for d in due:
             kinds[d.kind] = kinds.get(d.kind, 0) + 1
+        fair = {}
+        for rollup in (False, True):
+            runs = [await sql_baseline(session, NOW, rollup=rollup) for _ in range(3)]
+            fair[rollup] = (runs[0][0], [sum(seconds.values()) for _kinds, seconds in runs],
+                            min((seconds for _kinds, seconds in runs), key=lambda x: sum(x.values())))
         n = min(sample, size)
         _, naive_seconds = await naive(session, n)
         # The whole scan job in its steady state (compute, skip what exists, sweep what activity answered),
@@ -184,6 +369,7 @@ async def run(size: int, sample: int) -> None:
     # short transactions (jobs.reminders.SCAN_BATCH); the longest write-lock hold is what the bot may wait.
     import shutil
 
+    from bot.notify import BotPresenter
     from jobs.reminders import SCAN_BATCH, Runtime, scan
 
     source = Path(url.split("///", 1)[1])
@@ -191,7 +377,7 @@ async def run(size: int, sample: int) -> None:
         copy = Path(tmp) / source.name
         shutil.copyfile(source, copy)
         copied = make_engine(f"sqlite+aiosqlite:///{copy}")
-        runtime = Runtime(make_sessionmaker(copied), clock=lambda: NOW)
+        runtime = Runtime(make_sessionmaker(copied), clock=lambda: NOW, present=BotPresenter())  # escalation notices
         started = time.perf_counter()
         written = await scan(runtime, NOW)
         job_seconds = time.perf_counter() - started
@@ -204,8 +390,18 @@ async def run(size: int, sample: int) -> None:
           f"(15 min later, {len(created):,} new) {steady:.2f} s")
     print(f"           scan job as it runs (committed, {SCAN_BATCH:,} a transaction): {written:,} created in "
           f"{job_seconds:.1f} s; longest write transaction {runtime.longest_write * 1000:.0f} ms (target <= 200 ms)")
-    print(f"           naive per-customer loop: {naive_seconds:.2f} s for {n:,} customers"
-          f" → {scaled:.1f} s scaled to {size:,}; ratio {scaled / min(times):.0f}×")
+    for rollup, label in ((False, "over the raw tables (GROUP BY over interactions / purchases)"),
+                          (True, "over the roll-up columns (last_contact_at, last_txn_on, purchase_gap_days)")):
+        kinds_sql, totals, seconds = fair[rollup]
+        best = min(totals)
+        print(f"           fair baseline, one SQL statement per rule {label}: best {best:.2f} s "
+              f"(runs {', '.join(f'{t:.2f}' for t in totals)}), {sum(kinds_sql.values()):,} due rows vs the "
+              f"product's {len(due):,}; product/baseline {min(times) / best:.2f} (baseline "
+              f"{best / min(times):.1f}× the product's time)")
+        print(f"             by kind: {', '.join(f'{k} {v:,}' for k, v in sorted(kinds_sql.items()) if v)}; "
+              f"per rule (s): {', '.join(f'{r} {t:.3f}' for r, t in seconds.items())}")
+    print(f"           per-customer loop (not a fair baseline: two queries per customer): {naive_seconds:.2f} s for "
+          f"{n:,} customers → {scaled:.1f} s scaled to {size:,}; ratio {scaled / min(times):.0f}×")
 
 
 async def main() -> None:

@@ -24,12 +24,14 @@ def create_bot(settings: Settings, session=None) -> Bot:
     if session is None and settings.bot_api_url:
         session = AiohttpSession(api=TelegramAPIServer.from_base(settings.bot_api_url))
     from bot.errors import AnsweredCallbacks
+    from bot.metrics import TelegramMetrics
     from bot.retry import RetryAfter
 
     token = settings.bot_token.get_secret_value() if settings.bot_token else ""
     bot = Bot(token=token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
     bot.session.middleware(RetryAfter())
     bot.session.middleware(AnsweredCallbacks())
+    bot.session.middleware(TelegramMetrics())  # innermost: every attempt, 429s included
     return bot
 
 
@@ -59,6 +61,7 @@ def events_isolation(storage: BaseStorage) -> BaseEventIsolation:
 
 
 def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSession], index: LookupIndex) -> Dispatcher:
+    from bot.metrics import HandlerMetrics, UnhandledMetrics
     from handlers import (
         audit,
         card,
@@ -92,6 +95,10 @@ def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSess
     for middleware in builtin:
         outer(middleware)
     dispatcher.update.outer_middleware(DatabaseMiddleware(sessions, index))
+    dispatcher.update.outer_middleware(UnhandledMetrics())
+    for observer in ("message", "edited_message", "callback_query", "inline_query", "chosen_inline_result",
+                     "my_chat_member"):
+        dispatcher.observers[observer].middleware(HandlerMetrics())
     dispatcher.message.middleware(RefusalHints())
     dispatcher.update.outer_middleware(UserMiddleware(settings.reps_see_unassigned))
     dispatcher.update.outer_middleware(LocaleMiddleware(i18n, default_language=settings.default_language))

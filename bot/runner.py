@@ -277,7 +277,11 @@ def _scheduler_for(bot: Bot, sessions: async_sessionmaker[AsyncSession], setting
         runtime = jobs_runtime(sessions, settings)
     runtime.files_dir, runtime.currency = settings.data_dir / "reports", settings.currency
     runtime.sender = runtime.sender or Sender(bot, sessions, now=runtime.now, limiter=limiter_for(bot))
-    return create_scheduler(runtime)
+    from bot.metrics import job_listener
+
+    scheduler = create_scheduler(runtime)
+    job_listener(scheduler)
+    return scheduler
 
 
 async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionmaker[AsyncSession],

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 from aiogram import Bot, Dispatcher
 from aiogram.types import Update
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -46,6 +46,20 @@ def create_web_app(bot: Bot | None, dispatcher: Dispatcher | None, sessions: asy
         install(app, create_api(sessions, api_key, index=index, timezone=timezone))
     if bot is not None and dispatcher is not None and path and secret:
         _webhook(app, bot, dispatcher, path, secret)
+
+    from bot.metrics import API, render
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):
+        response = await call_next(request)
+        route = request.scope.get("route")
+        API.labels(getattr(route, "path", "unmatched"), request.method, str(response.status_code)).inc()
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        body, content_type = await render(sessions)
+        return Response(body, media_type=content_type)
 
     @app.get("/health", include_in_schema=False)
     @app.get("/healthz", include_in_schema=False)
