@@ -86,10 +86,9 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                       .format(current=status[0] or "-", head=status[1]), flush=True)
                 await asyncio.sleep(5)
         print(_("Database ready: {url}").format(url=_safe_url(settings.effective_database_url)))
-        import logging
+        from bot.logs import configure
 
-        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
+        configure(settings.log_level, settings.log_format)
         if settings.bot_token is None and role == "all":
             from bot.sandbox.run import RealData
             from bot.sandbox.run import run as run_sandbox

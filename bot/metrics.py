@@ -50,10 +50,12 @@ class HandlerMetrics(BaseMiddleware):
 
     async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
                        event: TelegramObject, data: dict[str, Any]) -> Any:
+        from bot.logs import HANDLER
         from services.messages import DomainError
 
         found = data.get("handler")
         name = _name(found.callback) if found is not None else "none"
+        HANDLER.set(name)
         started, outcome = time.perf_counter(), "error"
         try:
             result = await handler(event, data)

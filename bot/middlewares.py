@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.fsm import PENDING, write_pending
 from bot.i18n import pick_language
+from bot.logs import UPDATE_ID, USER_ID
 from bot.retry import UPDATE_SESSION
 from models import User
 from services.access import viewer_for
@@ -63,6 +64,7 @@ class DatabaseMiddleware(BaseMiddleware):
 
     async def _in_transaction(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         update_id = event.update_id if isinstance(event, Update) else None
+        UPDATE_ID.set(update_id)  # for the log lines of this update (bot.logs); the task's own context
         async with self.sessions() as session:
             try:
                 async with session.begin():
@@ -105,6 +107,7 @@ class UserMiddleware(BaseMiddleware):
             if user is not None:
                 clear_unreachable(user)
         data["user"] = user
+        USER_ID.set(user.id if user is not None else None)
         data["viewer"] = await viewer_for(data["session"], user, reps_see_unassigned=self.reps_see_unassigned) \
             if user is not None else None
         return await handler(event, data)

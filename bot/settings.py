@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     http_host: str = Field(default="127.0.0.1")
     http_port: int = Field(default=8080)
     log_level: str = Field(default="INFO")
+    log_format: Literal["text", "json"] = Field(default="text", description="json: one JSON object per log line, "
+                                                "with update_id, user_id, handler and request_id")
     sandbox_start: datetime | None = Field(default=None, description="Sandbox only: the scheduler clock's start "
                                            "(ISO date-time with offset); empty = now")
 

@@ -51,7 +51,14 @@ def create_web_app(bot: Bot | None, dispatcher: Dispatcher | None, sessions: asy
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next):
+        import uuid
+
+        from bot.logs import REQUEST_ID
+
+        request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+        REQUEST_ID.set(request_id)
         response = await call_next(request)
+        response.headers["X-Request-ID"] = request_id
         route = request.scope.get("route")
         API.labels(getattr(route, "path", "unmatched"), request.method, str(response.status_code)).inc()
         return response

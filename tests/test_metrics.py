@@ -110,3 +110,35 @@ async def test_job_runs_and_durations_are_counted_from_the_schedulers_events():
     assert REGISTRY.get_sample_value("fieldcrm_job_runs_total", {"job": "test.work", "outcome": "ok"}) == 1
     assert REGISTRY.get_sample_value("fieldcrm_job_runs_total", {"job": "test.broken", "outcome": "error"}) == 1
     assert REGISTRY.get_sample_value("fieldcrm_job_seconds_sum", {"job": "test.work"}) >= 0.05
+
+
+async def test_json_logs_carry_the_update_and_the_request_they_happened_in(engine, capsys):
+    import io
+    import json
+    import logging
+
+    from bot.logs import configure
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    configure("INFO", "json", stream)
+    try:
+        app = await make_app(engine)
+        async with app.sessions() as session:
+            await add_user(session, name="Lee", telegram_id=7301, language="en")
+            await session.commit()
+        update = text_update(person(7301, language="en"), "no such customer")
+        await app.send(update)
+        await app.send(update)  # Telegram delivering it again: skipped, and the log line says which update
+        web = create_web_app(None, None, app.sessions, role="api")
+        async with serving(web) as url, httpx.AsyncClient(base_url=url) as client:
+            answer = await client.get("/healthz", headers={"X-Request-ID": "req-42"})
+        assert answer.headers["x-request-id"] == "req-42"
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    skipped = [entry for entry in lines if "handled before" in entry["message"]]
+    assert skipped and skipped[0]["update_id"] == update.update_id and skipped[0]["level"] == "INFO"
+    assert all({"time", "level", "logger", "message"} <= set(entry) for entry in lines)
