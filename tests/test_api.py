@@ -152,3 +152,48 @@ async def test_reminders_due_and_the_docs(api):
     spec = (await api.client.get("/api/openapi.json")).json()
     assert {"/api/v1/customers", "/api/v1/purchases/batch", "/api/v1/customers/{external_id}/purchases",
             "/api/v1/reminders/due"} <= set(spec["paths"])
+
+
+async def test_run_role_api_serves_the_api_from_its_own_process(db_url, tmp_path):
+    """`python main.py run --role api` as an operator starts it: no bot token needed; a token made with the
+    CLI works against it; /healthz names the role; SIGTERM stops it."""
+    import asyncio
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": db_url, "DATA_DIR": str(tmp_path / "data"), "HTTP_PORT": str(port),
+           "FIELDCRM_NO_BOOTSTRAP": "1", "API_SECRET": "role-api-secret", "DEFAULT_LANGUAGE": "en"}
+    env.pop("BOT_TOKEN", None)
+    made = subprocess.run([sys.executable, "main.py", "token", "create", "erp", "--scope", "write"], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[-1]
+    process = subprocess.Popen([sys.executable, "main.py", "run", "--role", "api"], cwd=root, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            for _ in range(300):
+                try:
+                    health = await client.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    assert process.poll() is None, process.stdout.read()
+                    await asyncio.sleep(0.1)
+            assert health.json()["role"] == "api" and health.json()["database"] == "ok"
+            created = await client.post("/api/v1/customers", json=CUSTOMER | {"owner": None},
+                                        headers={"Authorization": f"Bearer {token}"})
+            assert created.status_code == 200 and created.json()["created"] == 1
+            found = await client.get("/api/v1/customers", params={"q": "人易软件"},
+                                     headers={"Authorization": f"Bearer {token}"})
+            assert found.json()[0]["external_id"] == "C-1001"  # its own index follows its own writes
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 30) == 0
