@@ -183,7 +183,7 @@ def create_api(sessions: async_sessionmaker[AsyncSession], secret: Callable[[], 
         return await lookup_json(session, who[1], index, q, limit)
 
     @router.get("/reminders/due", summary="What the reminder scan would create or keep now (nothing is sent)")
-    async def due(request: Request, user_id: int | None = None, who=Depends(caller),
+    async def due(request: Request, user_id: int | None = Query(None, ge=1, le=2**31 - 1), who=Depends(caller),
                   session: AsyncSession = Depends(session_dependency)) -> list[dict[str, Any]]:
         _ = _language(request)
         viewer = who[1]
