@@ -467,7 +467,10 @@ class Context:
     resolved: dict[str, str] = field(default_factory=dict)  # field → the order its ambiguous dates follow
 
 
-async def _load_context(session: AsyncSession, kind: str, tz: ZoneInfo, today: date) -> Context:
+async def _load_context(session: AsyncSession, kind: str, tz: ZoneInfo, today: date,
+                        wanted: tuple[set[str], set[str]] | None = None) -> Context:
+    """What the rows are resolved against: users, the vocabulary, and the active customers by code and by
+    name — all of them for a file, or (`wanted`: codes and names) only those a batch of records names."""
     users: dict[str, int] = {}
     for user in (await session.execute(select(User.id, User.name, User.telegram_id).order_by(User.id))).all():
         users.setdefault(header_key(user.name), user.id)
@@ -476,13 +479,24 @@ async def _load_context(session: AsyncSession, kind: str, tz: ZoneInfo, today: d
     by_code: dict[str, int] = {}
     by_name: dict[str, int] = {}
     code_of: dict[int, str | None] = {}
-    rows = await session.stream(select(Customer.id, Customer.external_id, Customer.name)
-                                .where(Customer.archived_at.is_(None)).execution_options(yield_per=10000))
-    async for cid, code, name in rows:
-        if code:
-            by_code[code] = cid
-        by_name[name] = -1 if name in by_name else cid
-        code_of[cid] = code
+    query = select(Customer.id, Customer.external_id, Customer.name).where(Customer.archived_at.is_(None))
+    if wanted is None:
+        queries = [query]
+    else:  # a customer named by code or by name (a name shared by several must be seen as shared)
+        codes, names = sorted(wanted[0]), sorted(wanted[1])
+        queries = [query.where(Customer.external_id.in_(codes[i:i + 2000])) for i in range(0, len(codes), 2000)]
+        queries += [query.where(Customer.name.in_(names[i:i + 2000])) for i in range(0, len(names), 2000)]
+    seen: set[int] = set()
+    for part in queries:
+        rows = await session.stream(part.order_by(Customer.id).execution_options(yield_per=10000))
+        async for cid, code, name in rows:
+            if cid in seen:
+                continue
+            seen.add(cid)
+            if code:
+                by_code[code] = cid
+            by_name[name] = -1 if name in by_name else cid
+            code_of[cid] = code
     if kind != "customers":
         code_of = {}
     return Context(kind, await load_vocabulary(session), tz, today, users, by_code, by_name, code_of)
@@ -1104,7 +1118,28 @@ async def import_records(session: AsyncSession, kind: str, records: list[dict[st
     rows = ((number, [cell(record.get(key)) for key in headers]) for number, record in enumerate(records, start=1))
     table = Table(headers, rows, len(records), records=True)
     return await _import_table(session, kind, table, timezone=timezone, user_id=None, progress=None, today=today,
-                               dry_run=dry_run, date_order=None, actor="api", source=source)
+                               dry_run=dry_run, date_order=None, actor="api", source=source,
+                               wanted=_named_customers(kind, records, known))
+
+
+def _named_customers(kind: str, records: list[dict[str, Any]], known: dict[str, FieldSpec]) -> tuple[set[str], set[str]]:
+    """The customer codes and names these records name, read as the import reads them: what a batch needs
+    of the customers table (a batch of 5,000 need not load 100,000 customers)."""
+    code_field, name_field = ("external_id", "name") if kind == "customers" else ("customer_external_id",
+                                                                                  "customer_name")
+    codes: set[str] = set()
+    names: set[str] = set()
+    for record in records:
+        for key, value in record.items():
+            spec = known.get(header_key(key))
+            if spec is None or spec.name not in (code_field, name_field) or value in (None, ""):
+                continue
+            try:
+                text = parse_value(spec, value, tz=UTC)
+            except DomainError:
+                continue  # refused when the row is read
+            (codes if spec.name == code_field else names).add(text)
+    return codes, names
 
 
 def _check_kind(kind: str) -> None:
@@ -1114,7 +1149,8 @@ def _check_kind(kind: str) -> None:
 
 async def _import_table(session: AsyncSession, kind: str, table: Table, *, timezone: str, user_id: int | None,
                         progress: Progress | None, today: date | None, dry_run: bool, date_order: str | None,
-                        actor: str, source: dict[str, Any]) -> ImportReport:
+                        actor: str, source: dict[str, Any],
+                        wanted: tuple[set[str], set[str]] | None = None) -> ImportReport:
     """The one import: check every row, then (all clean, not a dry run) apply them in the caller's
     transaction, refresh the roll-ups and audit it."""
     fields = FIELDS_BY_KIND[kind]
@@ -1122,7 +1158,7 @@ async def _import_table(session: AsyncSession, kind: str, table: Table, *, timez
     today = today or today_in(timezone)  # "today" where the data was made, not in UTC
     if date_order is not None and date_order not in DATE_ORDERS:
         raise FileProblem(N_("--date-order must be one of: {choices}"), choices=", ".join(DATE_ORDERS))
-    ctx = await _load_context(session, kind, tz, today)
+    ctx = await _load_context(session, kind, tz, today, wanted)
     ctx.date_order, ctx.user_id, ctx.channel = date_order, user_id, "api" if actor == "api" else "import"
 
     report = ImportReport(kind)
