@@ -372,24 +372,36 @@ async def run_api(settings: Settings, sessions: async_sessionmaker[AsyncSession]
                 await task
 
 
+class _Leading:
+    """/healthz's view of a worker's scheduler: its jobs while this worker leads, none while it waits."""
+
+    def __init__(self, current: dict) -> None:
+        self.current = current
+
+    def get_jobs(self) -> list:
+        scheduler = self.current["scheduler"]
+        return scheduler.get_jobs() if scheduler is not None else []
+
+
 async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
                      stop: asyncio.Event | None = None) -> None:
-    """Role worker: the scheduler (reminder scans, digests, reports, RFM) and the outbox sender; no chat."""
+    """Role worker: the scheduler (reminder scans, digests, reports, RFM, the outbox sender) while this
+    process leads (jobs.leader: a PostgreSQL advisory lock, or a file lock beside the SQLite file) — a
+    second worker waits and takes over when the first dies; /healthz on HTTP_PORT when it is free."""
     from bot.app import create_bot
-    from jobs.scheduler import stop as stop_scheduler
+    from jobs.scheduler import run_as_leader
 
     stop = stop or asyncio.Event()
     _stop_on_signals(stop)
     bot = create_bot(settings)
+    current: dict = {"scheduler": None}
     try:
         await wait_for_telegram(bot)
-        scheduler = _scheduler_for(bot, sessions, settings)
-        scheduler.start()
-        log.info("role worker: the scheduler and the outbox sender run here")
-        try:
-            await stop.wait()
-        finally:
-            await stop_scheduler(scheduler)
+        log.info("role worker: waiting to lead the scheduler (one worker runs it at a time)")
+        app = web_app(settings, sessions, index=None, role="worker", scheduler=_Leading(current))
+        async with serving_if_free(app, settings.http_host, settings.http_port):
+            await run_as_leader(lambda: _scheduler_for(bot, sessions, settings), sessions.kw["bind"], stop,
+                                on_change=lambda scheduler: current.update(scheduler=scheduler))
     finally:
         await bot.session.close()
 

@@ -9,17 +9,31 @@ Choices, on purpose:
   later one is dropped, because the next regular run does the same work.
 - `max_instances=1`: a slow scan never overlaps itself.
 - Every job also runs once right at start, so a restart catches up at once, not at the next tick.
+- Several worker processes (issue 16): the scheduler runs in one of them at a time — `run_as_leader` waits
+  for the leadership (jobs.leader: a PostgreSQL advisory lock, or a file lock beside the SQLite file),
+  starts the scheduler, checks the lock every few seconds, and stops the scheduler if the lock is lost; the
+  others wait and take over when the leader dies. The outbox may be drained by every process
+  (`keep_draining`, with `create_scheduler(..., drain=False)` for the leader): the senders share the outbox
+  (services.outbox.claim) and, with Redis, Telegram's limits (bot.shared_limits).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobs import reminders as jobs
+from jobs.leader import Leadership
+
+log = logging.getLogger("fieldcrm.jobs")
 
 RUNTIMES: dict[str, jobs.Runtime] = {}
 
@@ -65,7 +79,9 @@ async def stop(scheduler: AsyncIOScheduler, grace: float = 30) -> None:
 
 
 def create_scheduler(runtime: jobs.Runtime, runtime_id: str = "main", *, scan_seconds: int = SCAN_SECONDS,
-                     digest_seconds: int = DIGEST_SECONDS, drain_seconds: int = DRAIN_SECONDS) -> AsyncIOScheduler:
+                     digest_seconds: int = DIGEST_SECONDS, drain_seconds: int = DRAIN_SECONDS,
+                     drain: bool = True) -> AsyncIOScheduler:
+    """The jobs on their intervals; `drain=False` leaves the outbox to `keep_draining` (every process)."""
     RUNTIMES[runtime_id] = runtime
     scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
     start = datetime.now(UTC)  # APScheduler keeps real time, whatever the sandbox did to the product's clock
@@ -75,7 +91,67 @@ def create_scheduler(runtime: jobs.Runtime, runtime_id: str = "main", *, scan_se
                                        ("rfm.score", run_rfm, 3600, 30),  # does the work once a day
                                        ("updates.forget", run_forget, RFM_SECONDS, 60),
                                        ("reports.weekly", run_reports, digest_seconds, 10)):
+        if job_id == "outbox.drain" and not drain:
+            continue
         scheduler.add_job(func, IntervalTrigger(seconds=every), args=[runtime_id], id=job_id,
                           misfire_grace_time=every, next_run_time=start + timedelta(seconds=delay),
                           replace_existing=True)
     return scheduler
+
+
+async def run_as_leader(create: Callable[[], AsyncIOScheduler], engine: AsyncEngine | URL | str,
+                        stop_event: asyncio.Event, *, leadership: Leadership | None = None, grace: float = 30,
+                        on_change: Callable[[AsyncIOScheduler | None], None] | None = None) -> None:
+    """Run the scheduler in this process only while it leads (jobs.leader), until `stop_event` is set.
+
+    Waits for the leadership (trying every `leadership.retry_every` seconds), then `create()`s and starts a
+    scheduler and checks the lock every `leadership.check_every` seconds. Leadership lost (the lock's
+    connection failed): the scheduler is stopped (running jobs get `grace` seconds) and this process waits
+    again. On `stop_event` (or cancellation) the scheduler is stopped and the lock released, so another
+    process takes over at once. `on_change` is told the running scheduler, or None when there is none (e.g.
+    for /healthz). A new scheduler is made each time this process takes over."""
+    leadership = leadership or Leadership(engine)
+    try:
+        while not stop_event.is_set():
+            if not await leadership.acquire(stop=stop_event):
+                break
+            scheduler = create()
+            scheduler.start()
+            if on_change:
+                on_change(scheduler)
+            try:
+                while not stop_event.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop_event.wait(), leadership.check_every)
+                    if not stop_event.is_set() and not await leadership.held():
+                        break  # `held` logged why
+            finally:
+                if on_change:
+                    on_change(None)
+                await stop(scheduler, grace)
+            if not stop_event.is_set():
+                log.warning("the scheduler stopped here: leadership lost; waiting to take it over again")
+                await leadership.release()
+    finally:
+        await leadership.release()
+
+
+async def keep_draining(runtime: jobs.Runtime, stop_event: asyncio.Event, *, every: float = DRAIN_SECONDS) -> None:
+    """Drain the outbox every `every` seconds in this process, whoever runs the scheduler, until `stop_event`:
+    one sender per process (create the leader's scheduler with drain=False). A drain in progress when
+    `stop_event` is set is cancelled: it finishes the messages in flight and gives back what it claimed."""
+    while not stop_event.is_set():
+        draining = asyncio.ensure_future(jobs.drain(runtime))
+        stopping = asyncio.ensure_future(stop_event.wait())
+        try:
+            await asyncio.wait({draining, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not draining.done():
+                draining.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await draining
+        if not draining.cancelled() and draining.exception() is not None:
+            log.error("draining the outbox failed", exc_info=draining.exception())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop_event.wait(), every)
