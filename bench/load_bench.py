@@ -696,7 +696,7 @@ def show(result: dict, think: float) -> None:
             done.append(f"XLSX {marks['xlsx']:.1f} s after its tap")
         failed = f"; FAILED at {marks['report_error']}" if "report_error" in marks else ""
         print(f"report (demo admin, /report → year, all customers): asked at +{rel['report_start']:.1f} s; "
-              + ", ".join(done) + f"; done at +{rel.get('report_end', float('nan')):.1f} s{failed}")
+              + "".join(f"{d}, " for d in done) + f"done at +{rel.get('report_end', float('nan')):.1f} s{failed}")
     if "clock_start" in rel:
         print(f"⏩ +1 day (RFM, reminder scan, digests planned; POST /sandbox/clock): +{rel['clock_start']:.1f} s → "
               f"+{rel.get('clock_end', float('nan')):.1f} s ({rel.get('clock_end', float('nan')) - rel['clock_start']:.1f}"
