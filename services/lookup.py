@@ -1214,15 +1214,9 @@ async def start_index(session: AsyncSession) -> LookupIndex:
 
     def read(sync_session) -> None:
         with _collector_paused():
-            for cid, owner, name, short, aliases, phone in sync_session.connection().execute(_NAMES):
-                names = [name]
-                if short and short != name:
-                    names.append(short)
-                if aliases and aliases != "[]":
-                    extra = json.loads(aliases) if isinstance(aliases, str) else aliases
-                    names.extend(a for a in extra if a and a not in names)
-                digits = phone_digits(phone) if phone else ""
-                index._remember(cid, owner, names, [digits] if digits else [])
+            for row in sync_session.connection().execute(_NAMES):
+                doc = _customer_text(*row)  # the names and phone as the whole index reads them
+                index._remember(doc.customer_id, doc.owner_id, doc.names, doc.phones)
 
     await session.run_sync(read)
     return index
