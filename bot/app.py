@@ -61,6 +61,7 @@ def events_isolation(storage: BaseStorage) -> BaseEventIsolation:
 
 
 def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSession], index: LookupIndex) -> Dispatcher:
+    from bot.background import for_sessions
     from bot.metrics import HandlerMetrics, UnhandledMetrics
     from handlers import (
         audit,
@@ -84,7 +85,8 @@ def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSess
     from handlers import settings as user_settings
 
     storage = fsm_storage(settings)
-    dispatcher = Dispatcher(storage=storage, events_isolation=events_isolation(storage), settings=settings)
+    dispatcher = Dispatcher(storage=storage, events_isolation=events_isolation(storage), settings=settings,
+                            background=for_sessions(sessions))  # where /report is built (bot.background)
     i18n = I18n(path=LOCALES_DIR, default_locale=settings.default_language, domain=DOMAIN)
     # Errors outermost, even outside aiogram's own FSM middleware (Redis down fails there).
     outer = dispatcher.update.outer_middleware

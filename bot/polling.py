@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 log = logging.getLogger("fieldcrm.polling")
 STOP_GRACE_SECONDS = 25  # a stop waits this long for the updates being handled
+COPIES_WAIT = 0.25  # while an update runs long, getUpdates is asked again this often (new ones wait at most this)
 
 
 class Ledger:
@@ -36,10 +37,13 @@ class Ledger:
         self.running: set[int] = set()
         self.finished: set[int] = set()  # finished but above the offset (an older one is still running)
         self.newest: int | None = None
+        self.confirmed = 0  # every update below this finished (the highest offset so far)
 
     def take(self, update_id: int) -> bool:
-        """True when this update should be handled now (not already running, not finished in this run)."""
-        if update_id in self.running or update_id in self.finished:
+        """True when this update should be handled now: not running, not finished in this run. A copy of an
+        update below the offset (an answer made before that update finished, still on its way) is
+        never handed out again: Telegram hands out updates in order, so below the offset all finished."""
+        if update_id < self.confirmed or update_id in self.running or update_id in self.finished:
             return False
         self.running.add(update_id)
         self.newest = update_id if self.newest is None else max(self.newest, update_id)
@@ -49,7 +53,9 @@ class Ledger:
         self.running.discard(update_id)
         self.finished.add(update_id)
         floor = self.offset()
-        self.finished = {i for i in self.finished if floor is None or i >= floor}
+        if floor is not None:
+            self.confirmed = max(self.confirmed, floor)
+        self.finished = {i for i in self.finished if i >= self.confirmed}
 
     def offset(self) -> int | None:
         """getUpdates confirms every update below the offset."""
@@ -123,8 +129,10 @@ class Dispatcher(AiogramDispatcher):
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                 if updates and not started and tasks:
-                    # Only copies of updates still being handled came back: wait for one to finish.
-                    await asyncio.wait(tasks, timeout=polling_timeout, return_when=asyncio.FIRST_COMPLETED)
+                    # Only copies of updates still being handled came back (Telegram answers at once while
+                    # an update is unconfirmed): wait for one to finish, but not longer than COPIES_WAIT —
+                    # a new message must not wait behind one slow update (e.g. a reply in a 429 wait).
+                    await asyncio.wait(tasks, timeout=COPIES_WAIT, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if tasks:
                 _, late = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
-from aiogram.exceptions import TelegramRetryAfter
+from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter
 from aiogram.methods import Response, SendMessage, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import Chat, InlineKeyboardMarkup, Message
@@ -39,6 +39,12 @@ def limiter_for(bot: Bot):
     return limiter
 
 
+CONNECTION_RETRIES = 2
+# aiohttp's errors (as aiogram words them) for a connection that was closed or never made: the request was
+# not read by the server. A timeout ("Request timeout error") is not among them.
+DROPPED = ("ServerDisconnectedError", "ClientConnectorError", "ClientConnectionResetError", "ClientOSError")
+
+
 class RetryAfter(BaseRequestMiddleware):
     """Rule "a reply is never dropped for flood control": a direct reply answered 429 waits as told (at
     least a second) and is sent again — each wait up to `max_wait` seconds, all of them up to `max_total`
@@ -47,7 +53,8 @@ class RetryAfter(BaseRequestMiddleware):
     Telegram's `retry_after` has passed, by the one sender and its limiter) and the handler goes on as if it
     was sent; other requests (edits, files, answers to taps) fail as before, and the update is rolled back
     and answered "try again". The chat is blocked for the outbox meanwhile, and every reply sent is
-    recorded in the bot's one limiter."""
+    recorded in the bot's one limiter. A connection dropped before the request was read (not a timeout) is
+    tried again at once, twice at most."""
 
     def __init__(self, max_wait: float = 5.0, max_total: float = 10.0) -> None:
         self.max_wait, self.max_total = max_wait, max_total
@@ -58,9 +65,20 @@ class RetryAfter(BaseRequestMiddleware):
         chat = getattr(method, "chat_id", None)
         chat = chat if isinstance(chat, int) else None
         waited = 0.0
+        dropped = 0
         while True:
             try:
                 response = await make_request(bot, method)
+            except TelegramNetworkError as exc:
+                # A kept-alive connection closed by the other side (reset, server disconnected) fails
+                # before Telegram read the request: send it again on a new connection, twice at most. A
+                # timeout is not retried — Telegram may have taken the message, and a person would see it twice.
+                if own or dropped >= CONNECTION_RETRIES or not str(exc.message).startswith(DROPPED):
+                    raise
+                dropped += 1
+                log.info("connection dropped on %s (%s): sending again", type(method).__name__, exc.message)
+                await asyncio.sleep(0.2 * dropped)
+                continue
             except TelegramRetryAfter as flood:
                 wait = max(1.0, float(flood.retry_after))  # a 0 would spin
                 if own:

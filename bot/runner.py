@@ -11,6 +11,7 @@ from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefaul
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.background import close_all
 from bot.i18n import gettext_for
 from bot.memory import settle
 from bot.settings import Settings
@@ -212,9 +213,11 @@ async def keep_in_sync(index: LookupIndex, sessions: async_sessionmaker[AsyncSes
 
 def jobs_runtime(sessions: async_sessionmaker[AsyncSession], settings: Settings, **extra):
     """What the scheduled jobs run with: the database, the bot's wording, the settings' currency and folder."""
+    from bot.background import for_sessions
     from bot.notify import BotPresenter
     from jobs.reminders import Runtime
 
+    extra.setdefault("background", for_sessions(sessions))  # the long jobs run beside the bot's loop
     return Runtime(sessions, files_dir=settings.data_dir / "reports", currency=settings.currency,
                    timezone=settings.default_timezone,
                    present=BotPresenter(), **extra)
@@ -404,6 +407,7 @@ async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSessi
                                 on_change=lambda scheduler: current.update(scheduler=scheduler))
     finally:
         await bot.session.close()
+        await close_all()
 
 
 async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession], role: str = "all") -> None:
@@ -431,3 +435,4 @@ async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession], 
         with contextlib.suppress(asyncio.CancelledError):
             await building
         await bot.session.close()
+        await close_all()

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,6 +38,12 @@ class Sender(Protocol):
     """What delivers the outbox (the bot's side: bot.sender.Sender)."""
 
     async def drain(self, *, max_seconds: float) -> int: ...
+
+
+class Apart(Protocol):
+    """Where long work runs beside the bot (bot.background.Background): `work` gets that place's sessions."""
+
+    async def run(self, work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[Any]]) -> Any: ...
 
 
 class Presenter(Protocol):
@@ -63,6 +71,7 @@ class Runtime:
     longest_write: float = 0.0  # the longest write transaction a scan held, in seconds (see `scan`)
     answered: reminders.Watermark | None = None  # how far the scan's sweep has looked (none: a full sweep)
     present: Presenter | None = None  # needed by the jobs that queue messages
+    background: Apart | None = None  # where the long jobs run (see `apart`); None: on the caller's loop
 
     @property
     def presenter(self) -> Presenter:
@@ -72,6 +81,24 @@ class Runtime:
 
     def now(self) -> datetime:
         return self.clock()
+
+
+async def apart(runtime: Runtime, job: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """Run a long job (scan, digests, managers' reports, RFM) in `runtime.background`, not on the bot's loop
+    (bot.background: rule "long work never holds the bot's loop"). The job sees a copy of the runtime with
+    the background's own sessions; what it learns (the sweep's watermark, the longest write) is kept."""
+    if runtime.background is None:
+        return await job(runtime, *args)
+
+    async def work(sessions: async_sessionmaker[AsyncSession]) -> Any:
+        there = dataclasses.replace(runtime, sessions=sessions, background=None)
+        try:
+            return await job(there, *args)
+        finally:
+            runtime.answered = there.answered
+            runtime.longest_write = max(runtime.longest_write, there.longest_write)
+
+    return await runtime.background.run(work)
 
 
 SCAN_BATCH = 500  # new reminders per transaction: with their escalation notices, ~0.1 s of SQLite's write lock

@@ -45,12 +45,17 @@ DRAIN_SECONDS = 2
 RUNNING: set[asyncio.Task] = set()
 
 
-def _tracked(job):
+def _tracked(job, *, long: bool = True):
+    """The job as the scheduler calls it: tracked for `stop`; a long one runs in the runtime's background
+    thread (jobs.reminders.apart), the outbox drain on this loop (it uses the bot)."""
     async def run(runtime_id: str) -> None:
         task = asyncio.current_task()
         RUNNING.add(task)
         try:
-            await job(RUNTIMES[runtime_id])
+            if long:
+                await jobs.apart(RUNTIMES[runtime_id], job)
+            else:
+                await job(RUNTIMES[runtime_id])
         except asyncio.CancelledError:  # stopped at shutdown after its grace time: not an error to log
             pass
         finally:
@@ -59,7 +64,8 @@ def _tracked(job):
     return run
 
 
-run_scan, run_digests, run_drain = _tracked(jobs.scan), _tracked(jobs.plan_digests), _tracked(jobs.drain)
+run_scan, run_digests = _tracked(jobs.scan), _tracked(jobs.plan_digests)
+run_drain = _tracked(jobs.drain, long=False)
 run_rfm, run_reports = _tracked(jobs.score_rfm), _tracked(jobs.plan_manager_reports)
 run_forget = _tracked(jobs.forget_handled_updates)
 RFM_SECONDS = 24 * 3600

@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, func, or_, select, true, type_coerce
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import (
     ContactStrategy,
@@ -233,6 +233,12 @@ async def load_customers(session: AsyncSession, viewer: Viewer, language: str) -
         customers[cid] = CustomerInfo(cid, name, owner, labels.get(region), labels.get(scale), labels.get(nature),
                                       labels.get(industry), cycles.get(strategy), day, code)
     return customers
+
+
+async def build_apart(sessions: async_sessionmaker[AsyncSession], viewer: Viewer, **options) -> Report:
+    """`build` in a session of its own from `sessions` (bot.background runs it beside the bot's loop)."""
+    async with sessions() as session:
+        return await build(session, viewer, **options)
 
 
 async def build(session: AsyncSession, viewer: Viewer, *, kind: str = "week", today: date,

@@ -27,6 +27,14 @@ async def handled_before(session: AsyncSession, update_id: int) -> bool:
         is not None
 
 
+async def highest(session: AsyncSession) -> int:
+    """The highest update id handled (0 when none): where a Bot API stand-in (the sandbox's) must go on
+    counting after a restart, or its first updates would be taken for redeliveries and skipped."""
+    from sqlalchemy import func, select
+
+    return await session.scalar(select(func.max(HandledUpdate.update_id))) or 0
+
+
 async def first_time(session: AsyncSession, update_id: int) -> bool:
     """Record `update_id` as handled by this transaction; False when it was handled before."""
     if session.get_bind().dialect.name == "postgresql":

@@ -114,8 +114,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    from bot.background import close_all
+
     engine = make_engine(db_url)
     yield engine
+    await close_all()  # the background threads the bot started over this database (bot.background)
     await engine.dispose()
 
 

@@ -119,15 +119,14 @@ def quiet_moment() -> datetime:
     return datetime(sunday.year, sunday.month, sunday.day, 3, tzinfo=SHANGHAI)
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory):
-    data = tmp_path_factory.mktemp("sandbox")
+def launch(data: Path):
+    """`python main.py run` with no token in `data`: (process, its page's URL, its log file)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("BOT_TOKEN", "DATABASE_URL", "REDIS_URL", "WEBHOOK_URL",
                                                             "BOT_API_URL", "ADMIN_IDS")}
     env.update(DATA_DIR=str(data), HTTP_PORT=str(port), HTTP_HOST="127.0.0.1", PYTHONUNBUFFERED="1",
                LOG_LEVEL="WARNING", SANDBOX_START=quiet_moment().isoformat())
-    log = (data / "process.log").open("w")
+    log = (data / "process.log").open("a")
     process = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "run"], cwd=data, env=env, stdout=subprocess.PIPE,
                                stderr=log, text=True)
     url = None
@@ -143,15 +142,40 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory):
         process.kill()
         log.close()
         pytest.fail("the sandbox did not start:\n" + "".join(lines) + (data / "process.log").read_text())
+    return process, url, log
+
+
+def stop(process, log) -> int:
+    process.terminate()
+    try:
+        code = process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        code = -9
+    log.close()
+    return code
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory):
+    data = tmp_path_factory.mktemp("sandbox")
+    process, url, log = launch(data)
     try:
         yield Sandbox(url, data / "fieldcrm.sqlite3")
     finally:
-        process.terminate()
+        stop(process, log)
+
+
+async def test_a_restarted_sandbox_answers_the_first_message(tmp_path):
+    """The stand-in's update ids start again after a restart; the bot remembers the ids it handled (so a
+    redelivery is not applied twice) — the stand-in goes on counting past them, so nothing is skipped."""
+    for run in range(2):
+        process, url, log = launch(tmp_path)
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+            replies = await Sandbox(url, tmp_path / "fieldcrm.sqlite3").say(REP, "/today")
+            assert replies, f"no reply after start {run + 1}"
+        finally:
+            assert stop(process, log) == 0
 
 
 async def test_an_admin_invites_a_newcomer_who_gets_in(sandbox):

@@ -112,6 +112,23 @@ async def test_the_bot_api_failing_the_reply_saves_nothing_and_the_note_can_be_r
     assert saved.text.startswith("已儲存") and await visits(app) == 1
 
 
+async def test_a_connection_dropped_under_the_reply_is_tried_again_and_the_note_is_saved(app):
+    """Issue 18's load bench: a /report reply failed on a kept-alive connection the Bot API server had
+    closed ("Server disconnected"). Telegram never read that request: it is sent again on a new connection."""
+    await start_call(app)
+    original, drops = app.recorder.make_request, {"left": 2}
+
+    async def dropping(bot, method, timeout=None):
+        if isinstance(method, SendMessage) and drops["left"]:
+            drops["left"] -= 1
+            raise TelegramNetworkError(method=method, message="ServerDisconnectedError: Server disconnected")
+        return await original(bot, method, timeout)
+
+    app.recorder.make_request = dropping
+    [reply] = (await app.send(text_update(person(REP), "拜訪紀錄"))).sent()
+    assert reply.text.startswith("已儲存") and await visits(app) == 1 and drops["left"] == 0
+
+
 async def test_a_reply_held_up_a_minute_by_flood_control_is_queued_with_the_note_not_dropped(app):
     """Issue 18: a reply must never be dropped. Telegram answers 429 "retry after 60" to the reply: the
     note is saved, and the reply goes into the outbox in the same transaction, to be sent when Telegram

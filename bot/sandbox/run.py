@@ -71,11 +71,13 @@ async def prepare(sessions: async_sessionmaker[AsyncSession], *, customers: int 
 async def run(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
               announce: Callable[[str], None] = print, ready: asyncio.Event | None = None) -> None:
     from bot.app import create_bot, create_dispatcher
+    from bot.background import close_all
     from bot.runner import jobs_runtime, open_index, run_polling
     from bot.sandbox.app import Controls, create_app
     from bot.sandbox.server import serving
     from bot.sandbox.telegram import BotApi
     from jobs import reminders as jobs
+    from services import updates
 
     clock = SandboxClock()
     clock.offset = timedelta()
@@ -90,13 +92,16 @@ async def run(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
 
     async def advance(hours: float) -> str:
         clock.offset += timedelta(hours=hours)
-        await jobs.score_rfm(runtime)  # the cards' RFM follows the sandbox's calendar (services.rfm)
-        await jobs.scan(runtime)
-        await jobs.plan_digests(runtime)
-        await jobs.plan_manager_reports(runtime)  # the managers' daily and weekly digests come due too
+        # In the background thread, as the scheduler runs them: the people using the sandbox keep their replies.
+        await jobs.apart(runtime, jobs.score_rfm)  # the cards' RFM follows the sandbox's calendar (services.rfm)
+        await jobs.apart(runtime, jobs.scan)
+        await jobs.apart(runtime, jobs.plan_digests)
+        await jobs.apart(runtime, jobs.plan_manager_reports)  # the managers' daily and weekly digests too
         return now_text()  # the scheduler's drain job sends what became due within a few seconds
 
-    api = BotApi(SANDBOX_TOKEN)
+    async with sessions() as session:  # a restarted sandbox goes on counting updates where the bot left off
+        first_update_id = await updates.highest(session) + 1
+    api = BotApi(SANDBOX_TOKEN, first_update_id=first_update_id)
     app = create_app(api, Controls(personas=personas, advance=advance, now=now_text,
                                    language=settings.default_language))
     async with serving(app, settings.http_host, settings.http_port) as url:
@@ -118,3 +123,4 @@ async def run(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
                 await building
             with contextlib.suppress(Exception):
                 await bot.session.close()
+            await close_all()

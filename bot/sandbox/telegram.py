@@ -232,7 +232,7 @@ class BotApi:
     """The stand-in's state and methods. Thread-unsafe by design: everything runs on one event loop."""
 
     def __init__(self, token: str, *, bot_id: int | None = None, username: str = "fieldcrm_sandbox_bot",
-                 limits: Limits | None = None, clock: Any = time.monotonic) -> None:
+                 limits: Limits | None = None, clock: Any = time.monotonic, first_update_id: int = 1) -> None:
         self.token = token
         self.bot_user = {"id": bot_id or int(token.split(":", 1)[0]), "is_bot": True, "first_name": "FieldCRM",
                          "username": username, "can_join_groups": True, "can_read_all_group_messages": False,
@@ -241,7 +241,7 @@ class BotApi:
         self.clock = clock
         self.chats: dict[int, ChatState] = {}
         self.updates: list[dict[str, Any]] = []
-        self._update_ids = itertools.count(1)
+        self._update_ids = itertools.count(first_update_id)  # after a restart: past what the bot handled
         self._new_update = asyncio.Condition()
         self._global_window: deque = deque()
         self.files: dict[str, StoredFile] = {}

@@ -1,0 +1,155 @@
+"""Issue 18: long work never holds the bot's loop. A manager's report and the scheduled jobs (scan, digests,
+managers' reports, RFM) run in the background thread (bot.background) with its own database engine; a rep's
+lookup typed meanwhile is answered at once.
+
+The long work is made long on purpose with a blocking `time.sleep` inside it — exactly what seconds of
+Python over 100k customers do to an event loop: had it run on the bot's loop, nothing else would run."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from bot.background import Background, for_sessions
+from bot.callbacks import ReportCallback
+from bot.db import make_sessionmaker
+from jobs import reminders as jobs
+from models import PurchaseStrategy, Reminder, Role
+from services.customers import create_customer
+from services.purchases import record_purchase
+from services.users import add_user
+from tests.botkit import button_update, make_app, person, text_update
+
+BOSS, REP = 9300, 9301
+SLOW = 1.5  # seconds the long work blocks its thread
+
+
+async def _team(app) -> None:
+    today = datetime.now(UTC).date()
+    async with app.sessions() as session, session.begin():
+        boss = await add_user(session, name="Boss", role=Role.manager, telegram_id=BOSS, language="en")
+        rep = await add_user(session, name="Lee", telegram_id=REP, manager_id=boss.id, language="en")
+        buy30 = PurchaseStrategy(code="p30", cycle_days=30, label_zh_hans="30天", label_zh_hant="30天",
+                                 label_en="30 days")
+        session.add(buy30)
+        await session.flush()
+        for name in ("恒达贸易", "远东机电", "华南五金"):
+            customer = await create_customer(session, name=name, owner_id=rep.id, purchase_strategy_id=buy30.id)
+            await record_purchase(session, customer_id=customer.id, purchased_on=today - timedelta(days=90),
+                                  amount_cents=1000_00, today=today)
+    await app.sync()
+
+
+async def test_a_lookup_is_answered_while_a_year_report_is_being_built(engine, monkeypatch):
+    import services.reports as reports
+
+    app = await make_app(engine)
+    await _team(app)
+    built_in: list[str] = []
+    original = reports.build
+
+    async def slow_build(*args, **kwargs):
+        built_in.append(threading.current_thread().name)
+        time.sleep(SLOW)  # seconds of Python, as at 100k customers
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(reports, "build", slow_build)
+    boss, rep = person(BOSS, language="en"), person(REP, language="en")
+    report = asyncio.create_task(app.dispatcher.feed_update(app.bot, button_update(
+        boss, ReportCallback(period="year", show="key_accounts").pack())))
+    began = time.perf_counter()
+    await asyncio.sleep(0.2)  # the report is under way (on the bot's loop, this sleep would last SLOW)
+    await app.dispatcher.feed_update(app.bot, text_update(rep, "恒达"))
+    waited = time.perf_counter() - began - 0.2
+    assert not report.done(), "the report should still be building"
+    assert waited < SLOW / 3, f"the lookup waited {waited:.2f} s for the report"
+    await report
+    assert built_in == ["fieldcrm-background"]
+    texts = [m.text for m in app.recorder.sent()]
+    assert any("恒达贸易" in t for t in texts)  # the lookup's card
+    assert any("Key accounts" in t or "key account" in t.lower() for t in texts)  # the report arrived
+
+
+async def test_a_scheduled_scan_runs_beside_the_bot_and_writes_what_it_would_write_inline(engine, monkeypatch):
+    import services.reminders as rules
+
+    app = await make_app(engine)
+    await _team(app)
+    runtime = jobs.Runtime(app.sessions, background=for_sessions(app.sessions))
+    original = rules.compute_due
+    scanned_in: list[str] = []
+
+    async def slow_due(*args, **kwargs):
+        scanned_in.append(threading.current_thread().name)
+        time.sleep(SLOW)
+        return await original(*args, **kwargs)
+
+    async with app.sessions() as session:  # what an inline scan would create
+        expected = len(await original(session, runtime.now(), rules=runtime.rules))
+    assert expected >= 3  # each customer: no purchase in 90 days on a 30-day cycle
+    monkeypatch.setattr(rules, "compute_due", slow_due)
+    lags: list[float] = []
+
+    async def ticking() -> None:  # how late the bot's loop wakes up while the scan runs
+        while True:
+            began = time.perf_counter()
+            await asyncio.sleep(0.02)
+            lags.append(time.perf_counter() - began - 0.02)
+
+    ticker = asyncio.create_task(ticking())
+    new = await jobs.apart(runtime, jobs.scan)
+    ticker.cancel()
+    assert scanned_in == ["fieldcrm-background"]
+    assert new == expected
+    async with app.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Reminder)) >= expected
+    assert runtime.answered is not None  # the sweep's watermark came back to the runtime
+    assert max(lags) < 0.3, f"the loop stalled {max(lags):.2f} s"
+    assert await jobs.apart(runtime, jobs.scan) == 0  # keyed: a second run writes nothing new
+
+
+async def test_an_error_in_the_background_reaches_the_caller_and_the_thread_goes_on(engine):
+    place = Background(make_sessionmaker(engine))
+
+    async def failing(sessions):
+        raise ValueError("bad")
+
+    async def counting(sessions):
+        async with sessions() as session:
+            return await session.scalar(select(func.count()).select_from(Reminder))
+
+    try:
+        try:
+            await place.run(failing)
+        except ValueError as exc:
+            assert str(exc) == "bad"
+        else:
+            raise AssertionError("the error was swallowed")
+        assert await place.run(counting) == 0
+    finally:
+        await place.close()
+    assert not any(t.name == "fieldcrm-background" and t.is_alive() and t is place._thread
+                   for t in threading.enumerate())
+
+
+async def test_cancelling_the_wait_cancels_the_work(engine):
+    place = Background(make_sessionmaker(engine))
+    finished = threading.Event()
+
+    async def long(sessions):
+        await asyncio.sleep(5)
+        finished.set()
+
+    try:
+        waiting = asyncio.create_task(place.run(long))
+        await asyncio.sleep(0.2)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        await asyncio.sleep(0.2)
+        assert place.busy == 0 and not finished.is_set()
+    finally:
+        await place.close()
