@@ -166,16 +166,34 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory):
         stop(process, log)
 
 
-async def test_a_restarted_sandbox_answers_the_first_message(tmp_path):
+async def test_a_restarted_sandbox_answers_the_first_message_and_ctrl_c_ends_it_at_once(tmp_path):
     """The stand-in's update ids start again after a restart; the bot remembers the ids it handled (so a
-    redelivery is not applied twice) — the stand-in goes on counting past them, so nothing is skipped."""
+    redelivery is not applied twice) — the stand-in goes on counting past them, so nothing is skipped.
+    Ctrl+C while the page is open (its feed holds a 25 s long poll) ends the process in seconds, cleanly."""
+    import signal
+
     for run in range(2):
         process, url, log = launch(tmp_path)
         try:
-            replies = await Sandbox(url, tmp_path / "fieldcrm.sqlite3").say(REP, "/today")
+            page = Sandbox(url, tmp_path / "fieldcrm.sqlite3")
+            replies = await page.say(REP, "/today")
             assert replies, f"no reply after start {run + 1}"
         finally:
-            assert stop(process, log) == 0
+            if run == 0:
+                assert stop(process, log) == 0
+    await asyncio.sleep(1)
+    await page.events(REP)  # what is left of the reply
+    open_page = asyncio.create_task(page.events(REP, wait=25))  # the page's long poll, left open
+    await asyncio.sleep(1)
+    assert not open_page.done()
+    began = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    code = await asyncio.to_thread(process.wait, 30)
+    took = time.monotonic() - began
+    log.close()
+    open_page.cancel()
+    await asyncio.gather(open_page, return_exceptions=True)
+    assert code == 0 and took < 8, f"exit {code} after {took:.1f} s"
 
 
 async def test_an_admin_invites_a_newcomer_who_gets_in(sandbox):
