@@ -153,3 +153,33 @@ async def test_cancelling_the_wait_cancels_the_work(engine):
         assert place.busy == 0 and not finished.is_set()
     finally:
         await place.close()
+
+
+async def test_a_long_drain_does_not_fill_the_log_with_skipped_run_warnings(engine, caplog):
+    """One drain keeps sending up to 50 s while its job ticks every 2 s: the scheduler's "skipped: maximum
+    number of running instances" is normal for it (issue 18's load bench counted 30 such warnings a minute)
+    and is not logged; the same warning for another job still is."""
+    import logging
+
+    from jobs.scheduler import _QUIET_DRAIN, create_scheduler, stop
+
+    class SlowSender:
+        async def drain(self, *, max_seconds: float) -> int:
+            await asyncio.sleep(10)
+            return 0
+
+    runtime = jobs.Runtime(make_sessionmaker(engine), sender=SlowSender())
+    scheduler = create_scheduler(runtime, "slow-drain", drain_seconds=1, scan_seconds=3600, digest_seconds=3600)
+    for job in scheduler.get_jobs():
+        if job.id != "outbox.drain":
+            scheduler.remove_job(job.id)
+    with caplog.at_level(logging.WARNING, logger="apscheduler"):
+        scheduler.start()
+        await asyncio.sleep(3.5)
+        await stop(scheduler, grace=0.1)
+    assert not [r for r in caplog.records if "maximum number of running" in r.getMessage()]
+    scan = type("Job", (), {"id": "reminders.scan"})()
+    other = logging.LogRecord("apscheduler.scheduler", logging.WARNING, __file__, 1,
+                              'Execution of job "%s" skipped: maximum number of running instances reached (%d)',
+                              (scan, 1), None)
+    assert _QUIET_DRAIN.filter(other)
