@@ -115,6 +115,14 @@ def child() -> int:
             return app
         sandbox_app.create_app = create_app
 
+    if os.environ.get("LOAD_BENCH_STALLS"):  # where the bot's loop stalls: stacks written while it does
+        original_run = sandbox_run.run
+
+        async def watched(*args, **kwargs):
+            watch_stalls(Path(os.environ["LOAD_BENCH_STALLS"]), asyncio.get_running_loop())
+            return await original_run(*args, **kwargs)
+        sandbox_run.run = watched
+
     original_prepare = sandbox_run.prepare
 
     async def prepare(sessions, **kwargs):
@@ -134,6 +142,39 @@ def child() -> int:
     from bot.cli import main as cli_main
 
     return cli_main(["run"])
+
+
+def watch_stalls(path: Path, loop: asyncio.AbstractEventLoop, *, over: float = 0.25) -> None:
+    """A thread that writes the stacks of the bot's loop thread and the background thread to `path` each time
+    the loop has not ticked for `over` seconds (diagnostics for issue 18; it needs the interpreter lock to
+    sample, so a C call that holds the lock shows up as the stack just after it)."""
+    import threading
+    import traceback
+
+    beat = [time.monotonic()]
+
+    def tick() -> None:
+        beat[0] = time.monotonic()
+        loop.call_later(0.02, tick)
+
+    def watcher() -> None:
+        reported = 0.0
+        with path.open("a") as out:
+            while True:
+                time.sleep(0.05)
+                late = time.monotonic() - beat[0]
+                if late > over and time.monotonic() - reported > over:
+                    reported = time.monotonic()
+                    frames = sys._current_frames()
+                    out.write(f"--- loop late {late:.2f} s at {time.strftime('%X')}\n")
+                    for thread in threading.enumerate():
+                        if thread.ident in frames and thread.name in ("MainThread", "fieldcrm-background"):
+                            out.write(f"  [{thread.name}]\n")
+                            out.writelines("    " + line for line in traceback.format_stack(frames[thread.ident])[-8:])
+                    out.flush()
+
+    loop.call_soon(tick)
+    threading.Thread(target=watcher, name="stall-watch", daemon=True).start()
 
 
 def slim(event: dict) -> dict:

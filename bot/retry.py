@@ -73,7 +73,7 @@ class RetryAfter(BaseRequestMiddleware):
                 # A kept-alive connection closed by the other side (reset, server disconnected) fails
                 # before Telegram read the request: send it again on a new connection, twice at most. A
                 # timeout is not retried — Telegram may have taken the message, and a person would see it twice.
-                if own or dropped >= CONNECTION_RETRIES or not str(exc.message).startswith(DROPPED):
+                if own or dropped >= CONNECTION_RETRIES or not any(name in str(exc.message) for name in DROPPED):
                     raise
                 dropped += 1
                 log.info("connection dropped on %s (%s): sending again", type(method).__name__, exc.message)

@@ -105,11 +105,20 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite+aiosqlite:///{path}"
         return
-    template = request.getfixturevalue("postgres_template")
+    yield from _fresh_pg(request.getfixturevalue("postgres_template"))
+
+
+def _fresh_pg(template: str):
     name = f"fieldcrm_t{os.getpid()}_{next(_counter)}"
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     yield _pg_url(name)
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def pg_url(postgres_template: str) -> str:
+    """A fresh, migrated PostgreSQL database only (scale-out tests: several processes share one database)."""
+    yield from _fresh_pg(postgres_template)
 
 
 @pytest.fixture

@@ -121,7 +121,7 @@ async def test_a_connection_dropped_under_the_reply_is_tried_again_and_the_note_
     async def dropping(bot, method, timeout=None):
         if isinstance(method, SendMessage) and drops["left"]:
             drops["left"] -= 1
-            raise TelegramNetworkError(method=method, message="ServerDisconnectedError: Server disconnected")
+            raise TelegramNetworkError(method=method, message="HTTP Client says - ServerDisconnectedError: Server disconnected")
         return await original(bot, method, timeout)
 
     app.recorder.make_request = dropping
