@@ -209,16 +209,17 @@ async def plan_digests(runtime: Runtime, now: datetime | None = None) -> int:
         return 0
     await scan(runtime, now)
     queued = 0
-    async with runtime.sessions() as session, session.begin():
-        for user in waiting:
+    # Each agenda is read first, then queued in a transaction of its own: composing all of them inside one
+    # write transaction held SQLite's write lock for seconds at 100k customers (issue 18).
+    for user in waiting:
+        async with runtime.sessions() as session:
             items = await reminders.agenda(session, user, now)
             if not items:
                 continue
             text, markup = runtime.presenter.agenda(items, user, reminders.local_today(user, now))
+        async with runtime.sessions() as session, session.begin():
             if await outbox.enqueue(session, key=digest_key(user, now), chat_id=user.telegram_id, user_id=user.id,
-                                    kind=OutboxKind.digest, text=text,
-                                    reply_markup=markup,
-                                    now=now):
+                                    kind=OutboxKind.digest, text=text, reply_markup=markup, now=now):
                 queued += 1
     log.info("digests queued: %d", queued)
     return queued
@@ -251,26 +252,30 @@ async def plan_manager_reports(runtime: Runtime, now: datetime | None = None) ->
         written = set((await session.execute(select(OutboxMessage.key).where(OutboxMessage.key.in_(
             [weekly_key(u, now) for u in leaders] + [daily_key(u, now) for u in leaders])))).scalars())
     queued = 0
+    # Each digest is composed outside any write transaction and queued in a short one (issue 18: a report
+    # and its charts composed inside the write transaction held SQLite's write lock for seconds).
     for leader in leaders:
         if daily_key(leader, now) not in written and outbox.in_working_hours(leader, now):
-            async with runtime.sessions() as session, session.begin():
+            async with runtime.sessions() as session:
                 yesterday = reminders.local_today(leader, now) - timedelta(days=1)
                 digest = await daily(session, await viewer_for(session, leader), leader.id, yesterday, leader.timezone)
+            async with runtime.sessions() as session, session.begin():
                 await outbox.enqueue(session, key=daily_key(leader, now), chat_id=leader.telegram_id,
                                      user_id=leader.id, kind=OutboxKind.report,
                                      text=runtime.presenter.daily(digest, leader, runtime.currency), now=now)
         if weekly_key(leader, now) in written or not outbox.in_working_hours(leader, now):
             continue
-        async with runtime.sessions() as session, session.begin():
-            today = reminders.local_today(leader, now)
+        today = reminders.local_today(leader, now)
+        async with runtime.sessions() as session:
             report = await build(session, await viewer_for(session, leader), kind="week", today=today,
                                  language=leader.language, timezone=leader.timezone)
-            folder = runtime.files_dir / f"{leader.id}-{today.isoformat()}"
-            folder.mkdir(parents=True, exist_ok=True)
-            key = weekly_key(leader, now)
-            chat = leader.team_chat_id or leader.telegram_id  # a bound team group gets it instead
-            # The charts are drawn in a worker thread: the bot keeps answering meanwhile.
-            text, charts = await asyncio.to_thread(runtime.presenter.weekly, report, leader, runtime.currency)
+        folder = runtime.files_dir / f"{leader.id}-{today.isoformat()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        key = weekly_key(leader, now)
+        chat = leader.team_chat_id or leader.telegram_id  # a bound team group gets it instead
+        # The charts are drawn in a worker thread: the bot keeps answering meanwhile.
+        text, charts = await asyncio.to_thread(runtime.presenter.weekly, report, leader, runtime.currency)
+        async with runtime.sessions() as session, session.begin():
             if not await outbox.enqueue(session, key=key, chat_id=chat, user_id=leader.id,
                                         kind=OutboxKind.report, text=text, now=now):
                 continue
@@ -306,8 +311,9 @@ async def score_rfm(runtime: Runtime) -> int:
     the window ending yesterday; otherwise nothing (0)."""
     from services.rfm import score_all
 
-    async with runtime.sessions() as session, session.begin():
-        return await score_all(session, runtime.now().astimezone(ZoneInfo(runtime.timezone)).date(), again=False)
+    async with runtime.sessions() as session:  # a short transaction per batch (services.rfm.score_all)
+        return await score_all(session, runtime.now().astimezone(ZoneInfo(runtime.timezone)).date(), again=False,
+                               batch=2000, commit_each=True)
 
 
 async def forget_handled_updates(runtime: Runtime) -> int:

@@ -115,11 +115,17 @@ def window_ending(day: date, days: int = RFM_DAYS) -> tuple[date, date]:
     return day - timedelta(days=days - 1), day
 
 
-async def score_all(session: AsyncSession, today: date, *, batch: int = 5000, again: bool = True) -> int:
+async def score_all(session: AsyncSession, today: date, *, batch: int = 5000, again: bool = True,
+                    commit_each: bool = False) -> int:
     """Score every customer that bought in the window ending yesterday (the last full day before `today`,
     the company's calendar day); clear the scores of those that no longer qualify. Returns how many
     customers were scored; with again=False, nothing is done (0) when the scores are already of that day
-    (the scheduler asks every hour, so the cards move on soon after the company's midnight)."""
+    (the scheduler asks every hour, so the cards move on soon after the company's midnight).
+
+    Rule "never hold the database for long" (issue 18): with `commit_each` (the scheduler's run) every
+    `batch` of customers is its own short transaction — one transaction over 100k customers held SQLite's
+    write lock for seconds while every rep's update waited for it. A card may show the day before's scores
+    for the seconds the batches take; each card's date says which."""
     from services.reports import window_aggregates  # the reports' loader (it imports this module)
 
     as_of = today - timedelta(days=1)
@@ -127,8 +133,15 @@ async def score_all(session: AsyncSession, today: date, *, batch: int = 5000, ag
         return 0
     aggregates = await window_aggregates(session, *window_ending(as_of))
     ids, r, f, m, codes = score(aggregates.values())
-    await session.execute(update(Customer).where(Customer.rfm_r.is_not(None)).values(
-        rfm_r=None, rfm_f=None, rfm_m=None, rfm_segment=None, rfm_scored_on=None))
+    scored_before = set((await session.execute(select(Customer.id).where(Customer.rfm_r.is_not(None)))).scalars())
+    gone = sorted(scored_before.difference(ids))
+    if commit_each:
+        await session.commit()  # the reads' transaction ends before the first write
+    for start in range(0, len(gone), batch):
+        await session.execute(update(Customer).where(Customer.id.in_(gone[start:start + batch])).values(
+            rfm_r=None, rfm_f=None, rfm_m=None, rfm_segment=None, rfm_scored_on=None))
+        if commit_each:
+            await session.commit()
     table = Customer.__table__
     r, f, m, names = r.tolist(), f.tolist(), m.tolist(), [SEGMENTS[code] for code in codes.tolist()]
     for start in range(0, len(ids), batch):
@@ -137,6 +150,8 @@ async def score_all(session: AsyncSession, today: date, *, batch: int = 5000, ag
         await session.execute(table.update().where(table.c.id == bindparam("cid")).values(
             rfm_r=bindparam("r"), rfm_f=bindparam("f"), rfm_m=bindparam("m"), rfm_segment=bindparam("s"),
             rfm_scored_on=bindparam("on")), params)
+        if commit_each:
+            await session.commit()
     return len(ids)
 
 

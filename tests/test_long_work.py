@@ -8,17 +8,19 @@ Python over 100k customers do to an event loop: had it run on the bot's loop, no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy import update as sa_update
 
 from bot.background import Background, for_sessions
 from bot.callbacks import ReportCallback
 from bot.db import make_sessionmaker
 from jobs import reminders as jobs
-from models import PurchaseStrategy, Reminder, Role
+from models import Customer, PurchaseStrategy, Reminder, Role
 from services.customers import create_customer
 from services.purchases import record_purchase
 from services.users import add_user
@@ -183,3 +185,106 @@ async def test_a_long_drain_does_not_fill_the_log_with_skipped_run_warnings(engi
                               'Execution of job "%s" skipped: maximum number of running instances reached (%d)',
                               (scan, 1), None)
     assert _QUIET_DRAIN.filter(other)
+
+
+def _write_lock_free(path: str) -> bool:
+    """Whether another connection could start writing this SQLite file right now (nobody holds its lock)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path, timeout=0, isolation_level=None)) as other:
+        try:
+            other.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return False
+        other.execute("ROLLBACK")
+        return True
+
+
+class _Watching:
+    """The bot's presenter, noting at each message it words whether SQLite's write lock was free then."""
+
+    def __init__(self, path: str) -> None:
+        from bot.notify import BotPresenter
+
+        self.inner, self.path, self.seen = BotPresenter(), path, []
+
+    def __getattr__(self, name):
+        method = getattr(self.inner, name)
+
+        def watched(*args, **kwargs):
+            self.seen.append((name, _write_lock_free(self.path)))
+            return method(*args, **kwargs)
+        return watched
+
+
+async def test_digests_and_weekly_reports_are_composed_while_nobody_holds_the_write_lock(engine, tmp_path):
+    """Issue 18: the digests (an agenda of 1,400 lines per rep at 100k customers) and the managers' weekly
+    report with its charts were composed inside the transaction that queued them, holding SQLite's write
+    lock for seconds — every rep's update waited for it. Now each is composed first and queued after."""
+    from zoneinfo import ZoneInfo
+
+    from models import ContactStrategy, OutboxMessage
+
+    if engine.url.get_backend_name() != "sqlite":
+        return  # the write lock in question is SQLite's; PostgreSQL writes rows, not the file
+    sessions = make_sessionmaker(engine)
+    async with sessions() as session, session.begin():
+        weekly = ContactStrategy(code="w7", cycle_days=7, label_zh_hans="每周", label_zh_hant="每週", label_en="weekly")
+        session.add(weekly)
+        await session.flush()
+        boss = await add_user(session, name="Boss", role=Role.manager, telegram_id=BOSS, language="en")
+        rep = await add_user(session, name="Lee", telegram_id=REP, manager_id=boss.id, language="en")
+        for name in ("恒达贸易", "远东机电"):
+            customer = await create_customer(session, name=name, owner_id=rep.id, contact_strategy_id=weekly.id)
+            await session.execute(sa_update(Customer).where(Customer.id == customer.id)
+                                  .values(created_at=datetime(2026, 1, 1, tzinfo=UTC)))
+    watching = _Watching(engine.url.database)
+    runtime = jobs.Runtime(sessions, files_dir=tmp_path, present=watching)
+    monday_ten = datetime(2026, 3, 9, 10, tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(UTC)
+    digests = await jobs.plan_digests(runtime, monday_ten)
+    assert digests >= 1
+    assert await jobs.plan_manager_reports(runtime, monday_ten) == 1
+    assert {name for name, _ in watching.seen} >= {"agenda", "daily", "weekly"}
+    # (an escalation notice is worded inside its scan batch's short transaction, on purpose: see jobs.scan)
+    assert all(free for name, free in watching.seen if name != "escalation"), watching.seen
+    async with sessions() as session:
+        kinds = sorted((await session.execute(select(OutboxMessage.kind))).scalars())
+    assert kinds.count("digest") == digests and kinds.count("report") >= 2  # queued all the same
+
+
+async def test_the_scheduled_rfm_scoring_writes_in_short_transactions_with_the_same_scores(engine):
+    from sqlalchemy import event
+
+    from services.rfm import score_all
+
+    app = await make_app(engine)
+    today = datetime.now(UTC).date()
+    async with app.sessions() as session, session.begin():
+        rep = await add_user(session, name="Lee", telegram_id=REP, language="en")
+        for n in range(9):
+            customer = await create_customer(session, name=f"客户{n}", owner_id=rep.id)
+            for k in range(n % 3 + 1):
+                await record_purchase(session, customer_id=customer.id, purchased_on=today - timedelta(days=5 + n + k),
+                                      amount_cents=(n + 1) * 100_00, today=today)
+    async with app.sessions() as session, session.begin():
+        assert await score_all(session, today) == 9  # one transaction (the CLI's way)
+        single = sorted((await session.execute(select(Customer.id, Customer.rfm_r, Customer.rfm_f, Customer.rfm_m,
+                                                      Customer.rfm_segment))).all())
+        await session.execute(sa_update(Customer).values(rfm_r=None, rfm_f=None, rfm_m=None, rfm_segment=None,
+                                                         rfm_scored_on=None))
+    commits: list[int] = []
+
+    def counted(connection) -> None:
+        commits.append(1)
+
+    event.listen(engine.sync_engine, "commit", counted)
+    try:
+        async with app.sessions() as session:  # as the scheduler runs it (jobs.reminders.score_rfm)
+            assert await score_all(session, today, batch=2, commit_each=True) == 9
+    finally:
+        event.remove(engine.sync_engine, "commit", counted)
+    assert len(commits) >= 5  # 9 customers in batches of 2, each its own transaction
+    async with app.sessions() as session:
+        batched = sorted((await session.execute(select(Customer.id, Customer.rfm_r, Customer.rfm_f, Customer.rfm_m,
+                                                       Customer.rfm_segment))).all())
+    assert batched == single and all(row[1] for row in batched)
