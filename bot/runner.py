@@ -407,7 +407,7 @@ async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSessi
                                 on_change=lambda scheduler: current.update(scheduler=scheduler))
     finally:
         await bot.session.close()
-        await close_all()
+        await close_all(stop_worker=True)
 
 
 async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession], role: str = "all") -> None:
@@ -435,4 +435,4 @@ async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession], 
         with contextlib.suppress(asyncio.CancelledError):
             await building
         await bot.session.close()
-        await close_all()
+        await close_all(stop_worker=True)

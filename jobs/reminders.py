@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import tempfile
@@ -84,21 +85,25 @@ class Runtime:
 
 
 async def apart(runtime: Runtime, job: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-    """Run a long job (scan, digests, managers' reports, RFM) in `runtime.background`, not on the bot's loop
-    (bot.background: rule "long work never holds the bot's loop"). The job sees a copy of the runtime with
-    the background's own sessions; what it learns (the sweep's watermark, the longest write) is kept."""
+    """Run a long job (scan, digests, managers' reports, RFM) in `runtime.background` — the bot's worker
+    process (bot.background: rule "long work never holds the bot's loop"), not on the bot's loop. The job
+    gets a copy of the runtime (pickled: no sender, the worker's own sessions); what it learns (the sweep's
+    watermark, the longest write) is kept. `job` must be a module-level function."""
     if runtime.background is None:
         return await job(runtime, *args)
+    portable = dataclasses.replace(runtime, sessions=None, sender=None, background=None)
+    result, answered, longest = await runtime.background.run(functools.partial(_job_there, portable, job, args))
+    runtime.answered = answered
+    runtime.longest_write = max(runtime.longest_write, longest)
+    return result
 
-    async def work(sessions: async_sessionmaker[AsyncSession]) -> Any:
-        there = dataclasses.replace(runtime, sessions=sessions, background=None)
-        try:
-            return await job(there, *args)
-        finally:
-            runtime.answered = there.answered
-            runtime.longest_write = max(runtime.longest_write, there.longest_write)
 
-    return await runtime.background.run(work)
+async def _job_there(runtime: Runtime, job: Callable[..., Awaitable[Any]], args: tuple,
+                     sessions: async_sessionmaker[AsyncSession]) -> tuple[Any, reminders.Watermark | None, float]:
+    """`apart`'s side in the worker process."""
+    runtime.sessions = sessions
+    result = await job(runtime, *args)
+    return result, runtime.answered, runtime.longest_write
 
 
 SCAN_BATCH = 500  # new reminders per transaction: with their escalation notices, ~0.1 s of SQLite's write lock

@@ -127,7 +127,7 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
 
     engine = make_engine(db_url)
     yield engine
-    await close_all()  # the background threads the bot started over this database (bot.background)
+    await close_all()  # the worker process's connections to this database (bot.background)
     await engine.dispose()
 
 

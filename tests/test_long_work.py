@@ -1,22 +1,26 @@
 """Issue 18: long work never holds the bot's loop. A manager's report and the scheduled jobs (scan, digests,
-managers' reports, RFM) run in the background thread (bot.background) with its own database engine; a rep's
-lookup typed meanwhile is answered at once.
+managers' reports, RFM) run in the bot's worker process (bot.background) with its own database engine; a
+rep's lookup typed meanwhile is answered at once.
 
-The long work is made long on purpose with a blocking `time.sleep` inside it — exactly what seconds of
-Python over 100k customers do to an event loop: had it run on the bot's loop, nothing else would run."""
+The long work is made long on purpose with seconds of busy Python inside it (`_busy`) — exactly what a
+report over 100k customers does: had it run on the bot's loop, nothing else would run; in a thread of the
+bot's process it would share the interpreter with the bot. The slow stand-ins are module-level functions:
+the worker process imports this module to run them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
+import functools
+import os
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy import update as sa_update
 
-from bot.background import Background, for_sessions
+from bot.background import Background, close_all, for_sessions, worker_pid
 from bot.callbacks import ReportCallback
 from bot.db import make_sessionmaker
 from jobs import reminders as jobs
@@ -27,7 +31,41 @@ from services.users import add_user
 from tests.botkit import button_update, make_app, person, text_update
 
 BOSS, REP = 9300, 9301
-SLOW = 1.5  # seconds the long work blocks its thread
+SLOW = 1.5  # seconds of Python the long work spends
+
+
+def _busy(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        sum(range(1000))
+
+
+async def slow_build_apart(pid_file: str, sessions, **options):
+    """services.reports.build_apart, after SLOW seconds of Python; notes which process built it."""
+    from services.reports import build_apart
+
+    Path(pid_file).write_text(str(os.getpid()))
+    _busy(SLOW)
+    return await build_apart(sessions, **options)
+
+
+async def slow_scan(runtime: jobs.Runtime) -> tuple[int, int]:
+    """jobs.scan after SLOW seconds of Python: (the process it ran in, new reminders)."""
+    _busy(SLOW)
+    return os.getpid(), await jobs.scan(runtime)
+
+
+async def failing(sessions) -> None:
+    raise ValueError("bad")
+
+
+async def counting(sessions) -> int:
+    async with sessions() as session:
+        return await session.scalar(select(func.count()).select_from(Reminder))
+
+
+async def sleeping(sessions) -> None:
+    await asyncio.sleep(60)
 
 
 async def _team(app) -> None:
@@ -46,54 +84,39 @@ async def _team(app) -> None:
     await app.sync()
 
 
-async def test_a_lookup_is_answered_while_a_year_report_is_being_built(engine, monkeypatch):
-    import services.reports as reports
+async def test_a_lookup_is_answered_while_a_year_report_is_being_built(engine, monkeypatch, tmp_path):
+    import handlers.report as report_handlers
 
     app = await make_app(engine)
     await _team(app)
-    built_in: list[str] = []
-    original = reports.build
-
-    async def slow_build(*args, **kwargs):
-        built_in.append(threading.current_thread().name)
-        time.sleep(SLOW)  # seconds of Python, as at 100k customers
-        return await original(*args, **kwargs)
-
-    monkeypatch.setattr(reports, "build", slow_build)
+    pid_file = tmp_path / "built-by"
+    monkeypatch.setattr(report_handlers, "build_apart", functools.partial(slow_build_apart, str(pid_file)))
     boss, rep = person(BOSS, language="en"), person(REP, language="en")
     report = asyncio.create_task(app.dispatcher.feed_update(app.bot, button_update(
         boss, ReportCallback(period="year", show="key_accounts").pack())))
+    while not pid_file.exists():  # the report is under way (the worker process starts at its first use)
+        await asyncio.sleep(0.05)
     began = time.perf_counter()
-    await asyncio.sleep(0.2)  # the report is under way (on the bot's loop, this sleep would last SLOW)
     await app.dispatcher.feed_update(app.bot, text_update(rep, "恒达"))
-    waited = time.perf_counter() - began - 0.2
+    waited = time.perf_counter() - began
     assert not report.done(), "the report should still be building"
     assert waited < SLOW / 3, f"the lookup waited {waited:.2f} s for the report"
     await report
-    assert built_in == ["fieldcrm-background"]
+    assert int(pid_file.read_text()) not in (os.getpid(), None)  # built in the worker process
     texts = [m.text for m in app.recorder.sent()]
     assert any("恒达贸易" in t for t in texts)  # the lookup's card
     assert any("Key accounts" in t or "key account" in t.lower() for t in texts)  # the report arrived
 
 
-async def test_a_scheduled_scan_runs_beside_the_bot_and_writes_what_it_would_write_inline(engine, monkeypatch):
+async def test_a_scheduled_scan_runs_beside_the_bot_and_writes_what_it_would_write_inline(engine):
     import services.reminders as rules
 
     app = await make_app(engine)
     await _team(app)
     runtime = jobs.Runtime(app.sessions, background=for_sessions(app.sessions))
-    original = rules.compute_due
-    scanned_in: list[str] = []
-
-    async def slow_due(*args, **kwargs):
-        scanned_in.append(threading.current_thread().name)
-        time.sleep(SLOW)
-        return await original(*args, **kwargs)
-
     async with app.sessions() as session:  # what an inline scan would create
-        expected = len(await original(session, runtime.now(), rules=runtime.rules))
+        expected = len(await rules.compute_due(session, runtime.now(), rules=runtime.rules))
     assert expected >= 3  # each customer: no purchase in 90 days on a 30-day cycle
-    monkeypatch.setattr(rules, "compute_due", slow_due)
     lags: list[float] = []
 
     async def ticking() -> None:  # how late the bot's loop wakes up while the scan runs
@@ -103,88 +126,44 @@ async def test_a_scheduled_scan_runs_beside_the_bot_and_writes_what_it_would_wri
             lags.append(time.perf_counter() - began - 0.02)
 
     ticker = asyncio.create_task(ticking())
-    new = await jobs.apart(runtime, jobs.scan)
+    pid, new = await jobs.apart(runtime, slow_scan)
     ticker.cancel()
-    assert scanned_in == ["fieldcrm-background"]
+    assert pid != os.getpid() and pid == worker_pid()
     assert new == expected
     async with app.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Reminder)) >= expected
     assert runtime.answered is not None  # the sweep's watermark came back to the runtime
     assert max(lags) < 0.3, f"the loop stalled {max(lags):.2f} s"
-    assert await jobs.apart(runtime, jobs.scan) == 0  # keyed: a second run writes nothing new
+    assert (await jobs.apart(runtime, slow_scan))[1] == 0  # keyed: a second run writes nothing new
 
 
-async def test_an_error_in_the_background_reaches_the_caller_and_the_thread_goes_on(engine):
+async def test_an_error_in_the_worker_reaches_the_caller_and_the_worker_goes_on(engine):
     place = Background(make_sessionmaker(engine))
-
-    async def failing(sessions):
-        raise ValueError("bad")
-
-    async def counting(sessions):
-        async with sessions() as session:
-            return await session.scalar(select(func.count()).select_from(Reminder))
-
     try:
-        try:
-            await place.run(failing)
-        except ValueError as exc:
-            assert str(exc) == "bad"
-        else:
-            raise AssertionError("the error was swallowed")
-        assert await place.run(counting) == 0
-    finally:
-        await place.close()
-    assert not any(t.name == "fieldcrm-background" and t.is_alive() and t is place._thread
-                   for t in threading.enumerate())
+        await place.run(failing)
+    except ValueError as exc:
+        assert str(exc) == "bad"
+    else:
+        raise AssertionError("the error was swallowed")
+    assert await place.run(counting) == 0
+    await place.close()
 
 
-async def test_cancelling_the_wait_cancels_the_work(engine):
+async def test_a_shutdown_ends_the_worker_even_in_the_middle_of_work(engine):
     place = Background(make_sessionmaker(engine))
-    finished = threading.Event()
-
-    async def long(sessions):
-        await asyncio.sleep(5)
-        finished.set()
-
-    try:
-        waiting = asyncio.create_task(place.run(long))
-        await asyncio.sleep(0.2)
-        waiting.cancel()
-        await asyncio.gather(waiting, return_exceptions=True)
-        await asyncio.sleep(0.2)
-        assert place.busy == 0 and not finished.is_set()
-    finally:
-        await place.close()
-
-
-async def test_a_long_drain_does_not_fill_the_log_with_skipped_run_warnings(engine, caplog):
-    """One drain keeps sending up to 50 s while its job ticks every 2 s: the scheduler's "skipped: maximum
-    number of running instances" is normal for it (issue 18's load bench counted 30 such warnings a minute)
-    and is not logged; the same warning for another job still is."""
-    import logging
-
-    from jobs.scheduler import _QUIET_DRAIN, create_scheduler, stop
-
-    class SlowSender:
-        async def drain(self, *, max_seconds: float) -> int:
-            await asyncio.sleep(10)
-            return 0
-
-    runtime = jobs.Runtime(make_sessionmaker(engine), sender=SlowSender())
-    scheduler = create_scheduler(runtime, "slow-drain", drain_seconds=1, scan_seconds=3600, digest_seconds=3600)
-    for job in scheduler.get_jobs():
-        if job.id != "outbox.drain":
-            scheduler.remove_job(job.id)
-    with caplog.at_level(logging.WARNING, logger="apscheduler"):
-        scheduler.start()
-        await asyncio.sleep(3.5)
-        await stop(scheduler, grace=0.1)
-    assert not [r for r in caplog.records if "maximum number of running" in r.getMessage()]
-    scan = type("Job", (), {"id": "reminders.scan"})()
-    other = logging.LogRecord("apscheduler.scheduler", logging.WARNING, __file__, 1,
-                              'Execution of job "%s" skipped: maximum number of running instances reached (%d)',
-                              (scan, 1), None)
-    assert _QUIET_DRAIN.filter(other)
+    assert await place.run(counting) == 0
+    waiting = asyncio.create_task(place.run(sleeping))
+    await asyncio.sleep(0.3)
+    pid = worker_pid()
+    began = time.monotonic()
+    await close_all(stop_worker=True)
+    assert time.monotonic() - began < 10 and worker_pid() is None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, 0)
+        raise AssertionError("the worker process is still alive")
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert await place.run(counting) == 0  # the next piece of work starts a new worker
+    await place.close()
 
 
 def _write_lock_free(path: str) -> bool:

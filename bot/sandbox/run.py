@@ -123,4 +123,4 @@ async def run(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
                 await building
             with contextlib.suppress(Exception):
                 await bot.session.close()
-            await close_all()
+            await close_all(stop_worker=True)
