@@ -199,3 +199,32 @@ def daily_text(d: Daily, user: User, currency: str, _: Gettext | None = None) ->
     if d.open_escalations:
         lines.append(_("🚨 Overdue customers waiting for you: {count} — see /today").format(count=d.open_escalations))
     return "\n".join(lines)
+
+
+# The report's heavy parts, as the bot's worker process runs them (bot.background): building the report
+# over every customer, drawing its charts and writing its workbook are seconds of Python at 100k customers.
+
+async def report_with_charts(sessions, *, language: str, **options) -> tuple[Report, list[tuple[str, bytes]]]:
+    """The report (services.reports.build_apart) and its summary's charts, in the worker process."""
+    from types import SimpleNamespace
+
+    from services.reports import build_apart
+
+    report = await build_apart(sessions, language=language, **options)
+    return report, report_charts(report, SimpleNamespace(language=language), _=gettext_for(language))
+
+
+async def report_workbook(sessions, folder: str, *, language: str, scope_name: str | None, by: str,
+                          generated, **options) -> tuple[str, bytes]:
+    """The report as a workbook (its file name and bytes), built and written in the worker process; the
+    file is written in `folder` (a temporary folder the caller removes)."""
+    from pathlib import Path
+
+    from services.reports import build_apart, write_xlsx
+
+    report = await build_apart(sessions, language=language, **options)
+    _ = gettext_for(language)
+    name = f"report-{report.kind}-{report.period.end.isoformat()}.xlsx"
+    headings = xlsx_headings(_) | {"about": xlsx_about(report, _, language, scope=scope_name, by=by,
+                                                       generated=generated)}
+    return name, write_xlsx(report, Path(folder) / name, headings).read_bytes()

@@ -3,11 +3,9 @@ analysis, narrow to one rep, or get everything as a spreadsheet."""
 
 from __future__ import annotations
 
-import asyncio
 import html
 import tempfile
 from functools import partial
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from aiogram import Router
@@ -19,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.background import Background
 from bot.callbacks import ReportCallback
 from bot.filters import Registered
-from bot.report_view import detail, period_name, report_charts, summary, xlsx_about, xlsx_headings
+from bot.report_view import detail, period_name, report_with_charts, report_workbook, summary
 from bot.settings import Settings
 from models import Role, User, today_in, utcnow
 from services.access import Viewer, narrowed_to, team_members
-from services.reports import ANALYSES, PERIODS, RFM_DAYS, RFM_WINDOWS, build_apart, write_xlsx
+from services.reports import ANALYSES, PERIODS, RFM_DAYS, RFM_WINDOWS, build_apart
 
 
 def analysis_label(analysis: str) -> str:
@@ -81,25 +79,26 @@ async def on_report(callback: CallbackQuery, callback_data: ReportCallback, sess
         await callback.message.answer(_("Whose customers?"), reply_markup=InlineKeyboardMarkup(inline_keyboard=rows))
         return
     await callback.answer(_("Working on it…"))
-    # Built in the background thread (seconds at 100k customers): the other users keep their replies.
-    report = await background.run(partial(build_apart, viewer=scope, kind=period, today=_today(user),
-                                          language=user.language, timezone=user.timezone, rfm_days=window))
+    # Built (and drawn, and written) in the bot's worker process: seconds at 100k customers, while the other
+    # users keep their replies (bot.background).
+    options = dict(viewer=scope, kind=period, today=_today(user), language=user.language, timezone=user.timezone,
+                   rfm_days=window)
     if show == "summary":
+        report, pictures = await background.run(partial(report_with_charts, **options))
         await callback.message.answer(summary(report, user, settings.currency, scope=scope_name, _=_),
                                       reply_markup=report_keyboard(period, rep, user, window))
-        for name, png in await asyncio.to_thread(report_charts, report, user, _=_):  # off the event loop
+        for name, png in pictures:
             await callback.message.answer_photo(BufferedInputFile(png, name))
     elif show == "xlsx":
-        name = f"report-{period}-{report.period.end.isoformat()}.xlsx"
         with tempfile.TemporaryDirectory() as folder:  # nothing is left behind on the server
-            headings = xlsx_headings(_) | {"about": xlsx_about(
-                report, _, user.language, scope=scope_name, by=user.name,
-                generated=utcnow().astimezone(ZoneInfo(user.timezone)))}
-            data = (await asyncio.to_thread(write_xlsx, report, Path(folder) / name, headings)).read_bytes()
+            name, data = await background.run(partial(
+                report_workbook, folder=folder, scope_name=scope_name, by=user.name,
+                generated=utcnow().astimezone(ZoneInfo(user.timezone)), **options))
         await callback.message.answer_document(BufferedInputFile(data, name),
                                                caption=html.escape(_("Report for the last {period}").format(
                                                    period=period_name(period, _))))
     else:
+        report = await background.run(partial(build_apart, **options))
         await callback.message.answer(detail(report, show, user, settings.currency, _=_) or _("Nothing to show."),
                                       reply_markup=report_keyboard(period, rep, user, window, windows=show == "rfm"))
 

@@ -49,6 +49,14 @@ async def slow_build_apart(pid_file: str, sessions, **options):
     return await build_apart(sessions, **options)
 
 
+async def noting_pid(real: str, pid_file: str, sessions, **options):
+    """bot.report_view's `real` function, noting which process ran it."""
+    import bot.report_view as view
+
+    Path(pid_file).write_text(str(os.getpid()))
+    return await getattr(view, real)(sessions, **options)
+
+
 async def slow_scan(runtime: jobs.Runtime) -> tuple[int, int]:
     """jobs.scan after SLOW seconds of Python: (the process it ran in, new reminders)."""
     _busy(SLOW)
@@ -106,6 +114,22 @@ async def test_a_lookup_is_answered_while_a_year_report_is_being_built(engine, m
     texts = [m.text for m in app.recorder.sent()]
     assert any("恒达贸易" in t for t in texts)  # the lookup's card
     assert any("Key accounts" in t or "key account" in t.lower() for t in texts)  # the report arrived
+
+
+async def test_the_summary_charts_and_the_workbook_are_made_in_the_worker_process(engine, monkeypatch, tmp_path):
+    from aiogram.methods import SendDocument, SendPhoto
+
+    import handlers.report as report_handlers
+
+    app = await make_app(engine)
+    await _team(app)
+    boss = person(BOSS, language="en")
+    for real, show, sent in (("report_with_charts", "summary", SendPhoto), ("report_workbook", "xlsx", SendDocument)):
+        pid_file = tmp_path / real
+        monkeypatch.setattr(report_handlers, real, functools.partial(noting_pid, real, str(pid_file)))
+        recorder = await app.send(button_update(boss, ReportCallback(period="month", show=show).pack()))
+        assert any(isinstance(r, sent) for r in recorder.requests), show
+        assert int(pid_file.read_text()) != os.getpid()
 
 
 async def test_a_scheduled_scan_runs_beside_the_bot_and_writes_what_it_would_write_inline(engine):

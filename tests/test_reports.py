@@ -349,32 +349,6 @@ def test_the_workbook_command_imports_neither_the_bot_framework_nor_the_charts()
     assert out.stdout.strip() == "[]", out.stderr[-2000:]
 
 
-async def test_charts_and_the_workbook_are_made_off_the_event_loop(app, monkeypatch):
-    """Long work for one manager must not freeze everyone: the charts and the workbook are drawn in a worker
-    thread, so the event loop keeps answering other users meanwhile."""
-    import threading
-
-    import handlers.report as report_handlers
-
-    threads = []
-    real_charts, real_xlsx = report_handlers.report_charts, report_handlers.write_xlsx
-
-    def charts(*args, **kwargs):
-        threads.append(threading.current_thread() is threading.main_thread())
-        return real_charts(*args, **kwargs)
-
-    def xlsx(*args, **kwargs):
-        threads.append(threading.current_thread() is threading.main_thread())
-        return real_xlsx(*args, **kwargs)
-
-    monkeypatch.setattr(report_handlers, "report_charts", charts)
-    monkeypatch.setattr(report_handlers, "write_xlsx", xlsx)
-    boss = person(BOSS, language="en")
-    await app.send(button_update(boss, ReportCallback(period="week").pack()))
-    await app.send(button_update(boss, ReportCallback(period="week", show="xlsx").pack()))
-    assert threads == [False, False]
-
-
 def test_the_workbook_writer_takes_what_a_spreadsheet_cannot_hold_without_breaking_the_file(tmp_path):
     """Values and titles Excel forbids or XML cannot hold: the file still opens, nothing is lost silently."""
     import math
