@@ -281,8 +281,19 @@ async def test_sync_reloads_only_what_changed_when_thousands_share_one_timestamp
         return docs
 
     monkeypatch.setattr(lookup, "load_documents", counting)
+    windows_read: list = []
+    real_recent = lookup._recent
+
+    async def recent(session_, since):
+        windows_read.append(since)
+        return await real_recent(session_, since)
+
+    monkeypatch.setattr(lookup, "_recent", recent)
     assert await sync(index, session) == 0 and reloaded == []  # nothing changed: nothing read again
     assert await sync(index, session) == 0 and reloaded == []
+    assert len(windows_read) <= 1  # from then on not even the ids and times (the window's fingerprint is the same)
+    windows_read.clear()
+    assert await sync(index, session) == 0 and windows_read == []
     one = await create_customer(session, name="后来新增的客户有限公司")  # a later change
     await session.commit()
     assert await sync(index, session) == 1 and reloaded == [one.id]
