@@ -34,7 +34,7 @@ def summary(report: Report, user: User, currency: str, *, scope: str | None = No
         + "</b>"]
     if scope:
         lines.append(html.escape(scope))
-    prior = sum(p.prior_cents for p in report.performance.rows)
+    prior = report.performance.prior_cents
     change = (report.total_cents - prior) / prior if prior else None
     lines.append(_("Sales: {amount} (a year earlier {prior}, {change})").format(
         amount=m(report.total_cents), prior=m(prior), change=_pct(change)))

@@ -21,6 +21,15 @@ Rules, per analysis:
   contacted by two or more different reps in the same ISO week.
 - Satisfaction: average rating by product and by region; customers ranked by their average rating, the
   top 20% and bottom 20% (at least one each when anyone was rated).
+
+Every ordering is total (issue 21: the same answer on SQLite and PostgreSQL): ties are broken by the
+customer id, or as stated where a list is sorted.
+
+How (issue 18, a year's report over a million customers): the analyses that look at every customer work
+on columns — one numpy array per figure for all the customers of a window (`Sums`, `CustomerTable`,
+`Contacts`) — and hand back lazy views (`ScoreTable`, `LazyRows`) that make the per-customer objects only
+when read (the chat shows the top few; the workbook reads them all). The list-of-rows entry points
+(`key_accounts(sales, …)`, `distribution(customers, sales, …)`, …) turn their rows into the same columns.
 """
 
 from __future__ import annotations
@@ -28,13 +37,15 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from services import rfm as rfm_rules
-from services.rfm import SEGMENTS, visit_first
+from services.rfm import SEGMENTS
 
 # ---------------------------------------------------------------------------------------------- plain data
 
@@ -120,6 +131,7 @@ class Aggregate(NamedTuple):
 
 
 def aggregate(sales: Iterable[Sale], period: Period) -> dict[int, Aggregate]:
+    """Per-customer aggregates of the sales within the period."""
     last: dict[int, date] = {}
     count: Counter = Counter()
     amount: Counter = Counter()
@@ -133,6 +145,216 @@ def aggregate(sales: Iterable[Sale], period: Period) -> dict[int, Aggregate]:
     return {cid: Aggregate(cid, last[cid], count[cid], amount[cid]) for cid in count}
 
 
+# ---------------------------------------------------------------------------------------------- columns
+
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+class Sums(NamedTuple):
+    """Per-customer purchases within one window as columns (numpy int64 arrays of equal length), sorted by
+    customer id: the id, the day of the last purchase (date.toordinal()), how many, and the amount."""
+
+    ids: np.ndarray
+    last: np.ndarray
+    count: np.ndarray
+    amount: np.ndarray
+
+    @staticmethod
+    def empty() -> Sums:
+        return Sums(_EMPTY, _EMPTY, _EMPTY, _EMPTY)
+
+    @staticmethod
+    def of(ids: Any, last: Any, count: Any, amount: Any) -> Sums:
+        """Columns in any order of customers (each customer once), sorted here by id."""
+        ids, last, count, amount = (np.asarray(a, dtype=np.int64) for a in (ids, last, count, amount))
+        if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+            order = np.argsort(ids, kind="stable")
+            ids, last, count, amount = ids[order], last[order], count[order], amount[order]
+        return Sums(ids, last, count, amount)
+
+    @staticmethod
+    def from_aggregates(aggregates: Iterable[Aggregate]) -> Sums:
+        rows = list(aggregates)
+        return Sums.of([a.customer_id for a in rows], [a.last_day.toordinal() for a in rows],
+                       [a.count for a in rows], [a.amount_cents for a in rows])
+
+    @property
+    def size(self) -> int:
+        return int(self.ids.size)
+
+    def aggregates(self) -> dict[int, Aggregate]:
+        """The same as Aggregate rows (small sets: tests, a team's few customers)."""
+        return {cid: Aggregate(cid, date.fromordinal(last), count, amount) for cid, last, count, amount
+                in zip(self.ids.tolist(), self.last.tolist(), self.count.tolist(), self.amount.tolist())}
+
+    def within(self, ids: np.ndarray) -> Sums:
+        """Only the customers in `ids` (a sorted id array)."""
+        keep = _member(self.ids, ids)
+        return Sums(self.ids[keep], self.last[keep], self.count[keep], self.amount[keep])
+
+    def at(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each id in `ids`: its row index here and whether it is here at all."""
+        return _lookup(self.ids, ids)
+
+    @staticmethod
+    def merge(*parts: Sums) -> Sums:
+        """Sums of adjoining windows combined into those of their union."""
+        parts = tuple(p for p in parts if p.size)
+        if not parts:
+            return Sums.empty()
+        if len(parts) == 1:
+            return parts[0]
+        ids = np.concatenate([p.ids for p in parts])
+        unique, where = np.unique(ids, return_inverse=True)
+        last = np.full(unique.size, np.iinfo(np.int64).min, dtype=np.int64)
+        count = np.zeros(unique.size, dtype=np.int64)
+        amount = np.zeros(unique.size, dtype=np.int64)
+        np.maximum.at(last, where, np.concatenate([p.last for p in parts]))
+        np.add.at(count, where, np.concatenate([p.count for p in parts]))
+        np.add.at(amount, where, np.concatenate([p.amount for p in parts]))
+        return Sums(unique, last, count, amount)
+
+
+def _as_sums(aggregates: Sums | Mapping[int, Aggregate] | Iterable[Aggregate]) -> Sums:
+    if isinstance(aggregates, Sums):
+        return aggregates
+    return Sums.from_aggregates(aggregates.values() if isinstance(aggregates, Mapping) else aggregates)
+
+
+def _lookup(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of `ids` in the sorted array `sorted_ids` (clipped) and whether each is there."""
+    if sorted_ids.size == 0:
+        return np.zeros(ids.size, dtype=np.int64), np.zeros(ids.size, dtype=bool)
+    position = np.minimum(np.searchsorted(sorted_ids, ids), sorted_ids.size - 1)
+    return position, sorted_ids[position] == ids
+
+
+def _member(ids: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
+    return _lookup(sorted_ids, ids)[1]
+
+
+def _digit_order(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two keys that sort non-negative integers as their decimal text sorts (str(id): "10" < "9"): the
+    digits left-aligned to a common width, then the number of digits ("1" before "10")."""
+    ids = np.asarray(ids, dtype=np.int64)
+    digits = np.ones(ids.size, dtype=np.int64)
+    power = np.int64(10)
+    while ids.size and bool(np.any(ids >= power)):
+        digits += ids >= power
+        if power > np.iinfo(np.int64).max // 10:
+            break
+        power *= 10
+    width = int(digits.max()) if ids.size else 1
+    return ids * (np.int64(10) ** (width - digits)), digits
+
+
+class LazyRows(Sequence):
+    """A read-only list whose items are made from columns only when read (`make(i)` makes the i-th);
+    `order` (a function giving the row order as indexes) is worked out on first use."""
+
+    def __init__(self, size: int, make: Callable[[int], Any], order: Callable[[], np.ndarray] | None = None):
+        self._size, self._make, self._order_of, self._order = size, make, order, None
+
+    def _index(self) -> np.ndarray | None:
+        if self._order is None and self._order_of is not None:
+            self._order = self._order_of()
+        return self._order
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, i):
+        order = self._index()
+        if isinstance(i, slice):
+            picked = range(*i.indices(self._size))
+            return [self._make(int(order[j]) if order is not None else j) for j in picked]
+        if i < 0:
+            i += self._size
+        if not 0 <= i < self._size:
+            raise IndexError(i)
+        return self._make(int(order[i]) if order is not None else i)
+
+    def __iter__(self) -> Iterator[Any]:
+        order = self._index()
+        for j in range(self._size):
+            yield self._make(int(order[j]) if order is not None else j)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"LazyRows({list(self[:5])!r}{', …' if self._size > 5 else ''}, {self._size} rows)"
+
+
+class CustomerTable(Mapping):
+    """The customers of a report as columns, read as a mapping id → CustomerInfo (made on access). Ids
+    sorted; -1 stands for a missing owner, contact cycle or last contact (an ordinal day); each dimension
+    (region, scale, nature, industry) is a code per customer into its list of labels (None included)."""
+
+    DIMENSIONS = ("region", "scale", "nature", "industry")
+
+    def __init__(self, ids: np.ndarray, names: list[str], owner: np.ndarray, dimensions: dict[str, tuple[np.ndarray,
+                 list[str | None]]], cycle: np.ndarray, last_contact: np.ndarray, codes: list[str | None]):
+        self.ids, self.names, self.owner, self.dimensions = ids, names, owner, dimensions
+        self.cycle, self.last_contact, self.codes = cycle, last_contact, codes
+
+    @staticmethod
+    def from_infos(infos: Iterable[CustomerInfo]) -> CustomerTable:
+        infos = sorted(infos, key=lambda c: c.id)
+        array = lambda values: np.fromiter(values, dtype=np.int64, count=len(infos))  # noqa: E731
+        dimensions = {}
+        for dimension in CustomerTable.DIMENSIONS:
+            labels: dict[str | None, int] = {}
+            codes = array(labels.setdefault(getattr(c, dimension), len(labels)) for c in infos)
+            dimensions[dimension] = (codes, list(labels))
+        return CustomerTable(array(c.id for c in infos), [c.name for c in infos],
+                             array(-1 if c.owner_id is None else c.owner_id for c in infos), dimensions,
+                             array(-1 if c.cycle_days is None else c.cycle_days for c in infos),
+                             array(-1 if c.last_contact is None else c.last_contact.toordinal() for c in infos),
+                             [c.code for c in infos])
+
+    def _row(self, i: int) -> CustomerInfo:
+        owner, cycle, last = int(self.owner[i]), int(self.cycle[i]), int(self.last_contact[i])
+        labels = [labels[int(codes[i])] for codes, labels in (self.dimensions[d] for d in self.DIMENSIONS)]
+        return CustomerInfo(int(self.ids[i]), self.names[i], None if owner == -1 else owner, *labels,
+                            None if cycle == -1 else cycle, None if last == -1 else date.fromordinal(last),
+                            self.codes[i])
+
+    def _position(self, key: object) -> int | None:
+        if not isinstance(key, int | np.integer) or not self.ids.size:
+            return None
+        i = int(np.searchsorted(self.ids, key))
+        return i if i < self.ids.size and self.ids[i] == key else None
+
+    def __getitem__(self, key: object) -> CustomerInfo:
+        i = self._position(key)
+        if i is None:
+            raise KeyError(key)
+        return self._row(i)
+
+    def __contains__(self, key: object) -> bool:
+        return self._position(key) is not None
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.ids.tolist())
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+    def owners_of(self, ids: np.ndarray) -> np.ndarray:
+        """The owner of each id (-1: none, or not one of these customers)."""
+        position, found = _lookup(self.ids, ids)
+        return np.where(found, self.owner[position] if self.ids.size else -1, -1)
+
+
+def _customer_table(customers: CustomerTable | Mapping[int, CustomerInfo] | Iterable[CustomerInfo]) -> CustomerTable:
+    if isinstance(customers, CustomerTable):
+        return customers
+    return CustomerTable.from_infos(customers.values() if isinstance(customers, Mapping) else customers)
+
+
 # ---------------------------------------------------------------------------------------------- RFM
 
 
@@ -143,28 +365,96 @@ class Score(NamedTuple):
     segment: str = ""
 
 
-def rfm(aggregates: dict[int, Aggregate], as_of: date) -> dict[int, Score]:
-    return _scored(aggregates)
+class ScoreTable(MutableMapping):
+    """Scores of many customers as columns (ids sorted; R, F, M, segment code), read as a mapping id →
+    Score made on access. Changing it (tests do) turns it into a plain dict first."""
+
+    def __init__(self, ids: np.ndarray, r: np.ndarray, f: np.ndarray, m: np.ndarray, codes: np.ndarray):
+        self._columns: tuple[np.ndarray, ...] | None = (ids, r, f, m, codes)
+        self._dict: dict[int, Score] | None = None
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, R, F, M, segment codes), ids sorted."""
+        if self._columns is None:
+            items = sorted(self._dict.items())
+            column = lambda values: np.fromiter(values, dtype=np.int64, count=len(items))  # noqa: E731
+            self._columns = (column(c for c, _ in items), column(s.r for _, s in items), column(s.f for _, s in items),
+                             column(s.m for _, s in items), column(SEGMENTS.index(s.segment) for _, s in items))
+        return self._columns
+
+    def _position(self, key: object) -> int | None:
+        ids = self._columns[0]
+        if not isinstance(key, int | np.integer) or not ids.size:
+            return None
+        i = int(np.searchsorted(ids, key))
+        return i if i < ids.size and ids[i] == key else None
+
+    def _score(self, i: int) -> Score:
+        _ids, r, f, m, codes = self._columns
+        return Score(int(r[i]), int(f[i]), int(m[i]), SEGMENTS[int(codes[i])])
+
+    def __getitem__(self, key: object) -> Score:
+        if self._dict is not None:
+            return self._dict[key]
+        i = self._position(key)
+        if i is None:
+            raise KeyError(key)
+        return self._score(i)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._dict if self._dict is not None else self._position(key) is not None
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._dict) if self._dict is not None else iter(self._columns[0].tolist())
+
+    def __len__(self) -> int:
+        return len(self._dict) if self._dict is not None else int(self._columns[0].size)
+
+    def items(self):
+        if self._dict is not None:
+            return self._dict.items()
+        ids, r, f, m, codes = self._columns
+        return zip(ids.tolist(), map(Score._make, zip(r.tolist(), f.tolist(), m.tolist(),
+                                                      map(SEGMENTS.__getitem__, codes.tolist()))))
+
+    def values(self):
+        return (score for _cid, score in self.items())
+
+    def _writable(self) -> dict[int, Score]:
+        if self._dict is None:
+            self._dict = dict(self.items())
+            self._columns = None
+        return self._dict
+
+    def __setitem__(self, key: int, value: Score) -> None:
+        self._writable()[key] = value
+
+    def __delitem__(self, key: int) -> None:
+        del self._writable()[key]
+
+    def __repr__(self) -> str:
+        return f"ScoreTable({len(self)} customers)"
 
 
-def _scored(aggregates: dict[int, Aggregate], within: Iterable[int] | None = None) -> dict[int, Score]:
-    """Scores and segments of every customer in the aggregates (numpy over the whole set at once), kept
-    for the customers `within` (all when None)."""
-    if not aggregates:
-        return {}
-    ids, r, f, m, codes = rfm_rules.score((a.customer_id, a.last_day, a.count, a.amount_cents)
-                                          for a in aggregates.values())
-    scores = dict(zip(ids, map(Score._make, zip(r.tolist(), f.tolist(), m.tolist(),
-                                                 map(SEGMENTS.__getitem__, codes.tolist())))))
+def _score_table(aggregates: Sums, within: np.ndarray | None = None) -> ScoreTable:
+    """Scores and segments of every customer in the sums (the population, numpy over the whole set at
+    once), kept for the customers `within` (a sorted id array; all when None)."""
+    r, f, m, codes = rfm_rules.score_columns(aggregates.last, aggregates.count, aggregates.amount)
+    ids = aggregates.ids
     if within is not None:
-        scores = {cid: scores[cid] for cid in within if cid in scores}
-    return scores
+        keep = _member(ids, within)
+        ids, r, f, m, codes = ids[keep], r[keep], f[keep], m[keep], codes[keep]
+    return ScoreTable(ids, r, f, m, codes)
+
+
+def rfm(aggregates: Sums | dict[int, Aggregate], as_of: date) -> ScoreTable:
+    return _score_table(_as_sums(aggregates))
 
 
 @dataclass
 class RfmReport:
-    scores: dict[int, Score]
-    previous: dict[int, Score]
+    scores: ScoreTable | dict[int, Score]
+    previous: ScoreTable | dict[int, Score]
     segments: Counter  # segment → customers now
     movement: Counter  # (segment before or "none", segment now or "none") → customers
     segments_before: Counter = field(default_factory=Counter)  # segment → customers at the previous period
@@ -173,16 +463,33 @@ class RfmReport:
         return sorted(((a, b, n) for (a, b), n in self.movement.items() if a != b), key=lambda x: (-x[2], x[0], x[1]))
 
 
-def rfm_report(aggregates_now: dict[int, Aggregate], aggregates_before: dict[int, Aggregate],
-               window: Period, previous_window: Period, within: Iterable[int] | None = None) -> RfmReport:
+def _segment_counts(codes: np.ndarray) -> Counter:
+    counts = np.bincount(codes, minlength=len(SEGMENTS)) if codes.size else np.zeros(len(SEGMENTS), dtype=np.int64)
+    return Counter({SEGMENTS[code]: int(n) for code, n in enumerate(counts.tolist()) if n})
+
+
+def rfm_report(aggregates_now: Sums | dict[int, Aggregate], aggregates_before: Sums | dict[int, Aggregate],
+               window: Period, previous_window: Period, within: Iterable[int] | np.ndarray | None = None) -> RfmReport:
     """Scores now and at the previous period over everyone in the aggregates (the population), reported
     for the customers `within` (all when None)."""
-    within = None if within is None else set(within)
-    now, before = _scored(aggregates_now, within), _scored(aggregates_before, within)
-    movement: Counter = Counter((before[cid].segment if cid in before else "none",
-                                 now[cid].segment if cid in now else "none") for cid in now.keys() | before.keys())
-    return RfmReport(now, before, Counter(s.segment for s in now.values()), movement,
-                     Counter(s.segment for s in before.values()))
+    if within is not None:
+        within = within.ids if isinstance(within, CustomerTable) else np.unique(np.fromiter(within, dtype=np.int64))
+    now = _score_table(_as_sums(aggregates_now), within)
+    before = _score_table(_as_sums(aggregates_before), within)
+    now_ids, *_rest, now_codes = now.columns()
+    before_ids, *_rest, before_codes = before.columns()
+    # Movement: each customer scored then or now, as (code before, code now) with len(SEGMENTS) for "none".
+    none = len(SEGMENTS)
+    everyone = np.union1d(now_ids, before_ids)
+    position, found = _lookup(now_ids, everyone)
+    code_now = np.where(found, now_codes[position] if now_ids.size else none, none)
+    position, found = _lookup(before_ids, everyone)
+    code_before = np.where(found, before_codes[position] if before_ids.size else none, none)
+    names = (*SEGMENTS, "none")
+    pairs = np.bincount(code_before * (none + 1) + code_now, minlength=(none + 1) ** 2) if everyone.size else []
+    movement = Counter({(names[i // (none + 1)], names[i % (none + 1)]): int(n)
+                        for i, n in enumerate(np.asarray(pairs).tolist()) if n})
+    return RfmReport(now, before, _segment_counts(now_codes), movement, _segment_counts(before_codes))
 
 
 @dataclass(frozen=True)
@@ -193,18 +500,46 @@ class ChurnRisk:
     amount_cents: int  # in the previous window
 
 
-def churn_priority(report: RfmReport, aggregates_before: dict[int, Aggregate], limit: int = 20) -> list[ChurnRisk]:
+def _columns_of(scores: ScoreTable | dict[int, Score]) -> tuple[np.ndarray, ...]:
+    if isinstance(scores, ScoreTable):
+        return scores.columns()
+    table = ScoreTable(_EMPTY, _EMPTY, _EMPTY, _EMPTY, _EMPTY)
+    table._dict, table._columns = dict(scores), None
+    return table.columns()
+
+
+def churn_priority(report: RfmReport, aggregates_before: Sums | dict[int, Aggregate], limit: int = 20) -> list[ChurnRisk]:
     """Visit first (services.rfm.visit_first): customers valuable now or in the previous period and drifting
     away — including those who bought in the previous period and not at all in this one (scores 0) — the
-    most valuable first (M, then what they spent in the previous period)."""
+    most valuable first (M, then what they spent in the previous period, then the customer id).
+    services.rfm.visit_first over columns: valuable = M ≥ 4 now or before; drifting = R ≤ 2 now, or R fell
+    by 2 or more to 3 or less (R = 0: no purchase in the window)."""
     gone = Score(0, 0, 0, "none")
-    risks = [ChurnRisk(cid, before, report.scores.get(cid, gone), aggregates_before[cid].amount_cents)
-             for cid, before in report.previous.items()
-             if visit_first(report.scores.get(cid, gone), before)]
-    risks += [ChurnRisk(cid, gone, score, 0) for cid, score in report.scores.items()
-              if cid not in report.previous and visit_first(score)]
-    risks.sort(key=lambda x: (-max(x.now.m, x.before.m), -x.amount_cents, x.customer_id))
-    return risks[:limit]
+    now_ids, now_r, _now_f, now_m, _ = _columns_of(report.scores)
+    before_ids, before_r, _before_f, before_m, _ = _columns_of(report.previous)
+    before_sums = _as_sums(aggregates_before)
+    # Scored in the previous period: their scores now (0 when not scored now).
+    position, found = _lookup(now_ids, before_ids)
+    r = np.where(found, now_r[position] if now_ids.size else 0, 0)
+    m = np.where(found, now_m[position] if now_ids.size else 0, 0)
+    fell = (before_r - r >= 2) & (r <= 3)
+    then = ((m >= 4) | (before_m >= 4)) & ((r <= 2) | fell)
+    position, _found = before_sums.at(before_ids)
+    amount = before_sums.amount[position] if before_sums.size else np.zeros(before_ids.size, dtype=np.int64)
+    # Scored only now: no earlier scores, so only R ≤ 2 counts as drifting.
+    fresh = ~_member(now_ids, before_ids) & (now_m >= 4) & (now_r <= 2)
+    ids = np.concatenate([before_ids[then], now_ids[fresh]])
+    value = np.concatenate([np.maximum(m, before_m)[then], now_m[fresh]])
+    spent = np.concatenate([amount[then], np.zeros(int(fresh.sum()), dtype=np.int64)])
+    chosen = np.lexsort((ids, -spent, -value))[:limit]
+    risks = []
+    for i in chosen.tolist():
+        cid = int(ids[i])
+        if cid in report.previous:
+            risks.append(ChurnRisk(cid, report.previous[cid], report.scores.get(cid, gone), int(spent[i])))
+        else:
+            risks.append(ChurnRisk(cid, gone, report.scores[cid], 0))
+    return risks
 
 
 # ---------------------------------------------------------------------------------------------- 80/20
@@ -225,26 +560,43 @@ class KeyAccount:
         return None if self.prior_rank is None else self.prior_rank - self.rank  # positive = climbed
 
 
-def _ranks(totals: dict[int, int]) -> dict[int, int]:
-    ordered = sorted(totals, key=lambda c: (-totals[c], c))
-    return {c: i + 1 for i, c in enumerate(ordered)}
+def _ranked(ids: np.ndarray, amount: np.ndarray) -> np.ndarray:
+    """Row indexes by amount, the largest first; equal amounts by customer id."""
+    return np.lexsort((ids, -amount))
 
 
-def key_accounts(sales: list[Sale], period: Period, share: float = 0.8) -> tuple[list[KeyAccount], int]:
+def key_accounts(sales: list[Sale], period: Period, share: float = 0.8) -> tuple[LazyRows, int]:
     """The key accounts and the period's total amount."""
-    now = {c: a.amount_cents for c, a in aggregate(sales, period).items()}
-    prior = {c: a.amount_cents for c, a in aggregate(sales, period.year_before()).items()}
-    total = sum(now.values())
-    ranks, prior_ranks = _ranks(now), _ranks(prior)
-    chosen, running = [], 0
-    for cid in sorted(now, key=lambda c: ranks[c]):
-        if total and running >= share * total:
-            break
-        running += now[cid]
-        before = prior.get(cid, 0)
-        chosen.append(KeyAccount(cid, now[cid], now[cid] / total if total else 0.0, before,
-                                 (now[cid] - before) / before if before else None, ranks[cid], prior_ranks.get(cid)))
-    return chosen, total
+    return key_accounts_of(Sums.from_aggregates(aggregate(sales, period).values()),
+                           Sums.from_aggregates(aggregate(sales, period.year_before()).values()), share)
+
+
+def key_accounts_of(now: Sums, prior: Sums, share: float = 0.8) -> tuple[LazyRows, int]:
+    """The key accounts (the module's rule) from the customers' sums in the period and a year earlier:
+    ranked by amount (ties: customer id), the top ones until the running amount reaches `share` of the total."""
+    total = int(now.amount.sum())
+    order = _ranked(now.ids, now.amount)
+    amounts = now.amount[order]
+    if total:
+        before = np.cumsum(amounts) - amounts  # the running amount before each
+        reached = np.flatnonzero(before >= share * total)
+        chosen = int(reached[0]) if reached.size else order.size
+    else:
+        chosen = order.size
+    prior_order = _ranked(prior.ids, prior.amount)
+    prior_rank = np.empty(prior.size, dtype=np.int64)
+    prior_rank[prior_order] = np.arange(1, prior.size + 1)
+    ids = now.ids[order[:chosen]]
+    amounts = amounts[:chosen]
+    position, found = prior.at(ids)
+    prior_amounts = np.where(found, prior.amount[position] if prior.size else 0, 0)
+    prior_ranks = np.where(found, prior_rank[position] if prior.size else 0, 0)
+
+    def make(i: int) -> KeyAccount:
+        amount, before, was = int(amounts[i]), int(prior_amounts[i]), int(prior_ranks[i])
+        return KeyAccount(int(ids[i]), amount, amount / total if total else 0.0, before,
+                          (amount - before) / before if before else None, i + 1, was or None)
+    return LazyRows(chosen, make), total
 
 
 # ---------------------------------------------------------------------------------------------- distribution
@@ -261,17 +613,28 @@ class Share:
 
 def distribution(customers: list[CustomerInfo], sales: list[Sale], period: Period,
                  key: Callable[[CustomerInfo], str | None]) -> list[Share]:
-    by_customer = {c.id: key(c) for c in customers}
-    count: Counter = Counter(by_customer.values())
-    amount: Counter = Counter()
-    start, end = period.start, period.end
-    for cid, day, cents in sales:
-        if start <= day <= end and cid in by_customer:
-            amount[by_customer[cid]] += cents
-    total_customers, total_amount = sum(count.values()), sum(amount.values())
-    rows = [Share(label, count[label], count[label] / total_customers if total_customers else 0.0, amount[label],
-                  amount[label] / total_amount if total_amount else 0.0) for label in set(count) | set(amount)]
-    rows.sort(key=lambda s: (-s.amount_cents, -s.customers, s.label or ""))
+    """Customers and amounts in the period by the label `key` gives each customer."""
+    table = _customer_table(customers)
+    labels: dict[str | None, int] = {}
+    codes = np.fromiter((labels.setdefault(key(table[cid]), len(labels)) for cid in table), dtype=np.int64,
+                        count=len(table))
+    return distribution_of(table.ids, codes, list(labels), Sums.from_aggregates(aggregate(sales, period).values()))
+
+
+def distribution_of(ids: np.ndarray, codes: np.ndarray, labels: list[str | None], sums: Sums) -> list[Share]:
+    """Distribution over columns: the customers `ids` (sorted) with the code of their label in `labels`,
+    and the customers' sums in the period (only those among `ids` count). Sorted by amount, customers,
+    label (no label last among equals)."""
+    count = np.bincount(codes, minlength=len(labels)) if codes.size else np.zeros(len(labels), dtype=np.int64)
+    position, found = _lookup(ids, sums.ids)
+    amount = np.zeros(len(labels), dtype=np.int64)
+    if found.any():
+        np.add.at(amount, codes[position[found]], sums.amount[found])
+    total_customers, total_amount = int(count.sum()), int(amount.sum())
+    rows = [Share(label, n, n / total_customers if total_customers else 0.0, cents,
+                  cents / total_amount if total_amount else 0.0)
+            for label, n, cents in zip(labels, count.tolist(), amount.tolist()) if n or cents]
+    rows.sort(key=lambda s: (-s.amount_cents, -s.customers, s.label or "", s.label is None))
     return rows
 
 
@@ -295,30 +658,77 @@ class Performance:
 
 @dataclass
 class PerformanceReport:
-    rows: list[Performance]
+    rows: list[Performance] | LazyRows
     top_total: list[Performance] = field(default_factory=list)
     top_growth: list[Performance] = field(default_factory=list)
     top_decline: list[Performance] = field(default_factory=list)
+    prior_cents: int = 0  # the year earlier's total over all rows
 
 
 def sales_performance(sales: list[Sale], period: Period, *, by: Callable[[int], int | None] | None = None,
                       top: int = 5) -> PerformanceReport:
     """`by` maps a customer id to the key to group by (e.g. its owner); default: per customer."""
-    now: Counter = Counter()
-    prior: Counter = Counter()
-    before = period.year_before()
-    start, end, prior_start, prior_end = period.start, period.end, before.start, before.end
-    for cid, day, cents in sales:
-        k = by(cid) if by is not None else cid
-        if start <= day <= end:
-            now[k] += cents
-        elif prior_start <= day <= prior_end:
-            prior[k] += cents
-    rows = [Performance(k, now[k], prior[k]) for k in set(now) | set(prior)]
+    now = Sums.from_aggregates(aggregate(sales, period).values())
+    prior = Sums.from_aggregates(aggregate(sales, period.year_before()).values())
+    if by is None:
+        return performance_of(now, prior, top=top)
+    return _grouped_performance(now, prior, lambda ids: [by(cid) for cid in ids.tolist()], top)
+
+
+def performance_by(now: Sums, prior: Sums, customers: CustomerTable, top: int = 5) -> PerformanceReport:
+    """Sales performance per rep: each customer's sums under their owner (None: no owner)."""
+    return _grouped_performance(now, prior, lambda ids: [None if o == -1 else o
+                                                         for o in customers.owners_of(ids).tolist()], top)
+
+
+def _grouped_performance(now: Sums, prior: Sums, keys_of: Callable[[np.ndarray], list], top: int) -> PerformanceReport:
+    """Per group (a few keys, e.g. reps): the customers' amounts summed under their key."""
+    totals: dict[Any, list[int]] = {}
+    for column, sums in ((0, now), (1, prior)):
+        keys = keys_of(sums.ids)
+        codes: dict[Any, int] = {}
+        where = np.fromiter((codes.setdefault(k, len(codes)) for k in keys), dtype=np.int64, count=len(keys))
+        summed = np.zeros(len(codes), dtype=np.int64)
+        np.add.at(summed, where, sums.amount)
+        for k, cents in zip(codes, summed.tolist()):
+            totals.setdefault(k, [0, 0])[column] += cents
+    rows = [Performance(k, now_cents, prior_cents) for k, (now_cents, prior_cents) in totals.items()]
     rows.sort(key=lambda p: (-p.total_cents, str(p.key)))
     growth = sorted((p for p in rows if p.change_cents > 0), key=lambda p: (-p.change_cents, str(p.key)))
     decline = sorted((p for p in rows if p.change_cents < 0), key=lambda p: (p.change_cents, str(p.key)))
-    return PerformanceReport(rows, rows[:top], growth[:top], decline[:top])
+    return PerformanceReport(rows, rows[:top], growth[:top], decline[:top], int(prior.amount.sum()))
+
+
+def _top(values: np.ndarray, tiebreak: tuple[np.ndarray, np.ndarray], top: int, among: np.ndarray | None = None
+         ) -> np.ndarray:
+    """Indexes of the `top` largest values (among those where `among` holds), the largest first; equal values
+    by the tie-break keys (least first)."""
+    candidates = np.arange(values.size) if among is None else np.flatnonzero(among)
+    if candidates.size > top:
+        cut = np.partition(values[candidates], candidates.size - top)[candidates.size - top]
+        candidates = candidates[values[candidates] >= cut]  # the top ones and everything tied with the last
+    chosen = candidates[np.lexsort((tiebreak[1][candidates], tiebreak[0][candidates], -values[candidates]))]
+    return chosen[:top]
+
+
+def performance_of(now: Sums, prior: Sums, top: int = 5) -> PerformanceReport:
+    """Sales performance per customer over columns: every customer who bought in the period or a year
+    earlier; rows by amount, then by the customer id as text (str(key), as for any key); growth and
+    decline by the change, ties the same way."""
+    ids = np.union1d(now.ids, prior.ids)
+    position, found = now.at(ids)
+    totals = np.where(found, now.amount[position] if now.size else 0, 0)
+    position, found = prior.at(ids)
+    priors = np.where(found, prior.amount[position] if prior.size else 0, 0)
+    change = totals - priors
+    text_order = _digit_order(ids)
+
+    def make(i: int) -> Performance:
+        return Performance(int(ids[i]), int(totals[i]), int(priors[i]))
+    made = lambda indexes: [make(i) for i in indexes.tolist()]  # noqa: E731
+    rows = LazyRows(int(ids.size), make, lambda: np.lexsort((text_order[1], text_order[0], -totals)))
+    return PerformanceReport(rows, made(_top(totals, text_order, top)), made(_top(change, text_order, top, change > 0)),
+                             made(_top(-change, text_order, top, change < 0)), int(priors.sum()))
 
 
 # ---------------------------------------------------------------------------------------------- complaints
@@ -373,25 +783,59 @@ class ActivityReport:
         return done / total if total else None
 
 
-def team_activity(contacts: list[Contact], customers: list[CustomerInfo], period: Period, as_of: date) -> ActivityReport:
-    per_rep_week: dict[int | None, Counter] = defaultdict(Counter)
-    reps_by_week: dict[tuple[int, tuple[int, int]], set[int]] = defaultdict(set)
-    for contact in contacts:
-        if contact.day in period:
-            week = contact.day.isocalendar()[:2]
-            per_rep_week[contact.user_id][week] += 1
-            if contact.user_id is not None:
-                reps_by_week[(contact.customer_id, week)].add(contact.user_id)
-    within: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    for customer in customers:
-        if customer.owner_id is None or not customer.cycle_days:
-            continue
-        within[customer.owner_id][1] += 1
-        if customer.last_contact is not None and (as_of - customer.last_contact).days <= customer.cycle_days:
-            within[customer.owner_id][0] += 1
-    crowded = sorted(((cid, week, reps) for (cid, week), reps in reps_by_week.items() if len(reps) >= 2),
-                     key=lambda x: (x[1], x[0]))
-    return ActivityReport(dict(per_rep_week), {k: tuple(v) for k, v in within.items()}, crowded)
+class Contacts(NamedTuple):
+    """Interactions as columns: customer, rep (-1: none), local day (date.toordinal())."""
+
+    customer: np.ndarray
+    user: np.ndarray
+    day: np.ndarray
+
+    @staticmethod
+    def of(contacts: Iterable[Contact]) -> Contacts:
+        rows = list(contacts)
+        column = lambda values: np.fromiter(values, dtype=np.int64, count=len(rows))  # noqa: E731
+        return Contacts(column(c.customer_id for c in rows), column(-1 if c.user_id is None else c.user_id for c in rows),
+                        column(c.day.toordinal() for c in rows))
+
+
+def team_activity(contacts: list[Contact] | Contacts, customers: list[CustomerInfo] | CustomerTable, period: Period,
+                  as_of: date) -> ActivityReport:
+    contacts = contacts if isinstance(contacts, Contacts) else Contacts.of(contacts)
+    table = _customer_table(customers)
+    inside = (contacts.day >= period.start.toordinal()) & (contacts.day <= period.end.toordinal())
+    customer, user, day = contacts.customer[inside], contacts.user[inside], contacts.day[inside]
+    # ISO weeks of the (few) distinct days, as one number year * 100 + week.
+    days, day_index = np.unique(day, return_inverse=True)
+    week_of_day = np.fromiter((y * 100 + w for y, w, _ in (date.fromordinal(d).isocalendar() for d in days.tolist())),
+                              dtype=np.int64, count=days.size)
+    week = week_of_day[day_index.reshape(-1)] if days.size else _EMPTY
+    per_rep_week: dict[int | None, Counter] = {}
+    pairs, counts = np.unique(np.stack([user, week]), axis=1, return_counts=True) if week.size else (
+        np.zeros((2, 0), dtype=np.int64), _EMPTY)
+    for rep, w, n in zip(pairs[0].tolist(), pairs[1].tolist(), counts.tolist()):
+        per_rep_week.setdefault(None if rep == -1 else rep, Counter())[(w // 100, w % 100)] = n
+    # Customers contacted by two or more different reps in one ISO week.
+    named = user != -1
+    triples = np.unique(np.stack([customer[named], week[named], user[named]]), axis=1) if named.any() else \
+        np.zeros((3, 0), dtype=np.int64)
+    crowded = []
+    if triples.shape[1]:
+        starts = np.flatnonzero(np.concatenate([[True], (triples[0, 1:] != triples[0, :-1])
+                                                | (triples[1, 1:] != triples[1, :-1])]))
+        sizes = np.diff(np.append(starts, triples.shape[1]))
+        for start, size in zip(starts[sizes >= 2].tolist(), sizes[sizes >= 2].tolist()):
+            w = int(triples[1, start])
+            crowded.append((int(triples[0, start]), (w // 100, w % 100), set(triples[2, start:start + size].tolist())))
+        crowded.sort(key=lambda x: (x[1], x[0]))
+    # Per rep: customers with a contact strategy, and those contacted within its cycle as of the day.
+    with_cycle = (table.owner != -1) & (table.cycle != -1) & (table.cycle != 0)
+    owners, owner_index = np.unique(table.owner[with_cycle], return_inverse=True)
+    last = table.last_contact[with_cycle]
+    done = (last != -1) & (as_of.toordinal() - last <= table.cycle[with_cycle])
+    totals = np.bincount(owner_index.reshape(-1), minlength=owners.size)
+    dones = np.bincount(owner_index.reshape(-1), weights=done, minlength=owners.size).astype(np.int64)
+    within = {rep: (d, n) for rep, d, n in zip(owners.tolist(), dones.tolist(), totals.tolist())}
+    return ActivityReport(per_rep_week, within, crowded)
 
 
 # ---------------------------------------------------------------------------------------------- satisfaction

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, func, or_, select, true, type_coerce
+import numpy as np
+from sqlalchemy import BigInteger, Integer, cast, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import (
@@ -38,10 +39,10 @@ from models import (
 )
 from services import analytics
 from services.access import Viewer
-from services.analytics import Aggregate, Contact, CustomerInfo, FeedbackInfo, Period, Sale
+from services.analytics import Contacts, CustomerTable, FeedbackInfo, Period, Sums
 from services.messages import N_, DomainError
 from services.rfm import RFM_DAYS
-from services.sql import collector_paused, raw_rows
+from services.sql import collector_paused, columns
 
 PERIODS = {"week": 7, "month": 30, "quarter": 91, "year": 365}
 RFM_WINDOWS = (90, 180, 365, 730)  # the windows a manager can choose for RFM
@@ -70,12 +71,12 @@ class PeriodMonth:
 class Report:
     period: Period
     kind: str
-    customers: dict[int, CustomerInfo]
+    customers: CustomerTable  # a mapping id → analytics.CustomerInfo
     reps: dict[int, str]
     rfm: analytics.RfmReport
     rfm_window: Period
     churn: list[analytics.ChurnRisk]
-    key_accounts: list[analytics.KeyAccount]
+    key_accounts: analytics.LazyRows  # of analytics.KeyAccount
     total_cents: int
     distribution: dict[str, list[analytics.Share]]
     performance: analytics.PerformanceReport
@@ -132,107 +133,160 @@ def _purchase_scope(viewer: Viewer):
 async def purchase_scope(session: AsyncSession, viewer: Viewer):
     """The purchase scope, worked out once per report: for everyone, the (usually few) archived customers
     are listed once instead of looked up again in every query."""
+    return await customer_scope(session, viewer, Purchase.customer_id)
+
+
+async def customer_scope(session: AsyncSession, viewer: Viewer, customer_id: Any):
+    """Which rows (purchases, interactions) count for the viewer, by their customer id column, without
+    joining every row to its customer: the team's (not archived) customers as an IN list the database
+    builds once; for everyone, all but the (usually few) archived ones, listed once."""
     if viewer.owners is not None:
-        return _purchase_scope(viewer)
+        return customer_id.in_(select(Customer.id).where(Customer.owner_id.in_(viewer.owners),
+                                                         Customer.archived_at.is_(None)))
     archived = list((await session.execute(select(Customer.id).where(Customer.archived_at.is_not(None))
                                             .limit(5001))).scalars())
     if not archived:
         return true()
-    return Purchase.customer_id.not_in(archived) if len(archived) <= 5000 else _purchase_scope(viewer)
+    if len(archived) <= 5000:
+        return customer_id.not_in(archived)
+    return customer_id.not_in(select(Customer.id).where(Customer.archived_at.is_not(None)))
 
 
-async def _aggregates(session: AsyncSession, viewer: Viewer, period: Period, scope=None) -> dict[int, Aggregate]:
-    """Per-customer aggregates for one window: a plain GROUP BY over the covering date index."""
+def _day_number(session: AsyncSession, day: Any) -> Any:
+    """A date (or the text of one) as date.toordinal(), worked out by the database: numbers are read as
+    columns (services.sql.columns), never a date object per row."""
+    if session.get_bind().dialect.name == "sqlite":
+        return cast(func.julianday(day) - 1721424.5, Integer)  # julianday('0001-01-01') = 1721425.5
+    return cast(func.to_char(day, "J"), Integer) - 1721425  # Julian day number of 0001-01-01: 1721426
+
+
+async def _aggregates(session: AsyncSession, viewer: Viewer, period: Period, scope=None) -> Sums:
+    """Per-customer sums for one window: a plain GROUP BY over a covering index, read as columns."""
     if period.start > period.end:
-        return {}
-    # The last day as the database's text (parsed below with the fast date.fromisoformat, not per row by
-    # the ORM's date type): 100k customers' worth of rows per window.
-    last = type_coerce(func.max(Purchase.purchased_on), String)
+        return Sums.empty()
     # A long window holds most purchases: reading the per-customer index in customer order (the day
     # wrapped so the date index is not chosen) beats sorting a date range for the GROUP BY.
     day = func.coalesce(Purchase.purchased_on, Purchase.purchased_on) if period.days >= LONG_WINDOW_DAYS \
         else Purchase.purchased_on
-    query = select(Purchase.customer_id, last, func.count(), func.sum(Purchase.amount_cents)).where(
+    query = select(Purchase.customer_id, _day_number(session, func.max(Purchase.purchased_on)), func.count(),
+                   func.sum(Purchase.amount_cents)).where(
         Purchase.voided_at.is_(None), day.between(period.start, period.end),
         _purchase_scope(viewer) if scope is None else scope).group_by(Purchase.customer_id)
-    out = {}
-    days: dict[Any, date] = {}  # few distinct days: each parsed once
-    make = Aggregate._make
-    for cid, last_day, count, amount in await raw_rows(session, query):
-        day = days.get(last_day)
-        if day is None:
-            day = days[last_day] = date.fromisoformat(last_day[:10]) if isinstance(last_day, str) else last_day
-        out[cid] = make((cid, day, count, int(amount)))
-    return out
+    return Sums.of(*await columns(session, query))
 
 
-def _merge(*parts: dict[int, Aggregate]) -> dict[int, Aggregate]:
-    """Aggregates of adjoining windows combined into those of their union."""
-    out = dict(parts[0])
-    for part in parts[1:]:
-        for cid, a in part.items():
-            b = out.get(cid)
-            out[cid] = a if b is None else Aggregate(cid, max(a.last_day, b.last_day), a.count + b.count,
-                                                     a.amount_cents + b.amount_cents)
-    return out
-
-
-async def window_aggregates(session: AsyncSession, start: date, end: date) -> dict[int, Aggregate]:
-    """Every active customer's aggregates over one window: the RFM population (services.rfm)."""
+async def window_aggregates(session: AsyncSession, start: date, end: date) -> Sums:
+    """Every active customer's sums over one window: the RFM population (services.rfm)."""
     everyone = Viewer.everyone()
     return await _aggregates(session, everyone, Period(start, end), await purchase_scope(session, everyone))
 
 
 async def _rfm_windows(session: AsyncSession, viewer: Viewer, period: Period, window: Period, previous: Period,
-                       customers: dict[int, CustomerInfo]):
+                       customers: CustomerTable) -> tuple[Sums, Sums, Sums, Sums]:
     """The RFM window and the previous one (shifted back by the period) over the whole company (RFM's
     population, services.rfm), then the period and a year before it for the viewer's customers, reading
-    the long stretch the two RFM windows share only once."""
+    the long stretch the two RFM windows share only once, and a window the RFM read already (a year's
+    period is the RFM window; the year before it, usually the previous one) not again."""
     year_before = period.year_before()
     everyone = Viewer.everyone()
     scope = await purchase_scope(session, everyone)
     mine = await purchase_scope(session, viewer) if viewer.owners is not None else scope
+    read = {}
+
+    def reuse(part: Period) -> Sums | None:
+        """A window already read for everyone, kept to the viewer's customers."""
+        sums = read.get(part)
+        return None if sums is None else sums if viewer.owners is None else sums.within(customers.ids)
+
     if previous.end < window.start:  # no overlap (a year-long period): read each
-        now = await _aggregates(session, everyone, window, scope)
-        before = await _aggregates(session, everyone, previous, scope)
-        return (now, before, await _aggregates(session, viewer, period, mine),
-                await _aggregates(session, viewer, year_before, mine))
+        now = read[window] = await _aggregates(session, everyone, window, scope)
+        before = read[previous] = await _aggregates(session, everyone, previous, scope)
+        in_period = reuse(period)
+        if in_period is None:
+            in_period = await _aggregates(session, viewer, period, mine)
+        last_year = reuse(year_before)
+        if last_year is None:
+            last_year = await _aggregates(session, viewer, year_before, mine)
+        return now, before, in_period, last_year
     shared = await _aggregates(session, everyone, Period(window.start, previous.end), scope)
     head = await _aggregates(session, everyone, Period(previous.start, window.start - timedelta(days=1)), scope)
-    tail = await _aggregates(session, everyone, Period(previous.end + timedelta(days=1), window.end), scope)
-    if (previous.end + timedelta(days=1), window.end) == (period.start, period.end):
-        in_period = tail if viewer.owners is None else {c: a for c, a in tail.items() if c in customers}
-    else:
+    tail = read[Period(previous.end + timedelta(days=1), window.end)] = await _aggregates(
+        session, everyone, Period(previous.end + timedelta(days=1), window.end), scope)
+    in_period = reuse(period)
+    if in_period is None:
         in_period = await _aggregates(session, viewer, period, mine)
-    return (_merge(shared, tail), _merge(head, shared), in_period,
+    return (Sums.merge(shared, tail), Sums.merge(head, shared), in_period,
             await _aggregates(session, viewer, year_before, mine))
 
 
-def _sales(aggregates: dict[int, Aggregate]) -> list[Sale]:
-    """One summed sale per customer on its last day: enough for analyses that sum within the period."""
-    return [Sale(a.customer_id, a.last_day, a.amount_cents) for a in aggregates.values()]
-
-
-async def load_customers(session: AsyncSession, viewer: Viewer, language: str) -> dict[int, CustomerInfo]:
+async def load_customers(session: AsyncSession, viewer: Viewer, language: str) -> CustomerTable:
+    """The viewer's customers (not archived) as columns, with the labels of their dictionary entries in
+    `language` and their contact strategy's cycle."""
     labels = {e.id: e.label(language) for e in (await session.execute(select(DictionaryEntry))).scalars()}
     cycles = dict((await session.execute(select(ContactStrategy.id, ContactStrategy.cycle_days))).all())
-    # The day of the last contact as text (cheaper than a datetime per row for 100k customers).
+    # The day of the last contact (its date as stored: UTC on SQLite).
     contact_day = func.substr(Customer.last_contact_at, 1, 10) if session.get_bind().dialect.name == "sqlite" \
-        else func.to_char(Customer.last_contact_at, "YYYY-MM-DD")
-    query = _scope(select(Customer.id, Customer.name, Customer.owner_id, Customer.region_id, Customer.scale_id,
-                          Customer.nature_id, Customer.industry_id, Customer.contact_strategy_id, contact_day,
-                          Customer.external_id), viewer)
-    customers = {}
-    days: dict[str, date] = {}
-    for cid, name, owner, region, scale, nature, industry, strategy, last_contact, code in await raw_rows(session, query):
-        day = None
-        if last_contact:
-            day = days.get(last_contact)
-            if day is None:
-                day = days[last_contact] = date.fromisoformat(last_contact)
-        customers[cid] = CustomerInfo(cid, name, owner, labels.get(region), labels.get(scale), labels.get(nature),
-                                      labels.get(industry), cycles.get(strategy), day, code)
-    return customers
+        else Customer.last_contact_at
+    query = _scope(select(Customer.id, Customer.owner_id, Customer.region_id, Customer.scale_id, Customer.nature_id,
+                          Customer.industry_id, Customer.contact_strategy_id, _day_number(session, contact_day),
+                          Customer.name, Customer.external_id), viewer)
+    ids, owner, region, scale, nature, industry, strategy, last_contact, names, codes = await columns(
+        session, query, text=(8, 9))
+    if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+        order = np.argsort(ids, kind="stable")
+        ids, owner, region, scale, nature, industry, strategy, last_contact = (
+            a[order] for a in (ids, owner, region, scale, nature, industry, strategy, last_contact))
+        names, codes = [names[i] for i in order.tolist()], [codes[i] for i in order.tolist()]
+
+    def coded(entries: np.ndarray, value: dict) -> tuple[np.ndarray, list]:
+        """Each customer's entry id (-1: none) as a code into the list of the distinct values it stands for."""
+        distinct, where = np.unique(entries, return_inverse=True)
+        index: dict[Any, int] = {}
+        code_of = np.fromiter((index.setdefault(value.get(e), len(index)) for e in distinct.tolist()), dtype=np.int64,
+                              count=distinct.size)
+        return (code_of[where.reshape(-1)] if distinct.size else where.astype(np.int64)), list(index)
+    cycle_codes, cycle_values = coded(strategy, cycles)
+    cycle = np.array([-1 if c is None else c for c in cycle_values], dtype=np.int64)[cycle_codes] if ids.size \
+        else np.zeros(0, dtype=np.int64)
+    dimensions = {name: coded(entries, labels) for name, entries in zip(CustomerTable.DIMENSIONS,
+                                                                        (region, scale, nature, industry))}
+    return CustomerTable(ids, names, owner, dimensions, cycle, last_contact, codes)
+
+
+async def load_contacts(session: AsyncSession, viewer: Viewer, period: Period, zone: ZoneInfo) -> Contacts:
+    """The interactions with the viewer's customers during the period's local days, each on its local day."""
+    start, end = _utc_bounds(period, zone)
+    if session.get_bind().dialect.name == "sqlite":
+        seconds = cast(func.strftime("%s", Interaction.occurred_at), Integer)
+    else:
+        seconds = cast(func.floor(func.extract("epoch", Interaction.occurred_at)), BigInteger)
+    customer, user, at = await columns(session, select(Interaction.customer_id, Interaction.user_id, seconds).where(
+        Interaction.occurred_at >= start, Interaction.occurred_at < end,
+        await customer_scope(session, viewer, Interaction.customer_id)))
+    return Contacts(customer, user, local_days(at, zone, start, end))
+
+
+def local_days(seconds: np.ndarray, zone: ZoneInfo, start: datetime, end: datetime) -> np.ndarray:
+    """The local day (date.toordinal()) in `zone` of each instant (Unix seconds) between start and end: the
+    zone's UTC offset is found at every hour of the stretch and, where it changes, to the second; each
+    instant then gets the offset in force (zones change their offset at most once an hour)."""
+    first, last = int(start.timestamp()) - 3600, int(end.timestamp()) + 3600
+
+    def offset(at: int) -> int:
+        return int(datetime.fromtimestamp(at, zone).utcoffset().total_seconds())
+    changes, offsets = [first], [offset(first)]
+    for hour in range(first + 3600, last + 3600, 3600):
+        now = offset(hour)
+        if now != offsets[-1]:
+            low, high = hour - 3600, hour  # offset(low) is the old one, offset(high) the new one
+            while high - low > 1:
+                middle = (low + high) // 2
+                low, high = (middle, high) if offset(middle) == offsets[-1] else (low, middle)
+            changes.append(high)
+            offsets.append(now)
+    in_force = np.asarray(offsets, dtype=np.int64)[np.searchsorted(np.asarray(changes, dtype=np.int64), seconds,
+                                                                   side="right") - 1]
+    return (seconds + in_force) // 86400 + date(1970, 1, 1).toordinal()
 
 
 async def build_apart(sessions: async_sessionmaker[AsyncSession], viewer: Viewer, **options) -> Report:
@@ -266,19 +320,11 @@ async def _build(session: AsyncSession, viewer: Viewer, *, kind: str, today: dat
                                                                        customers)
     # CPU-heavy analyses run in a worker thread, so the bot's event loop keeps answering others meanwhile.
     rfm = await asyncio.to_thread(analytics.rfm_report, now_aggs, before_aggs, window, previous, within=customers)
-    sales = _sales(in_period) + _sales(year_before)
-    accounts, total = analytics.key_accounts(sales, period)
-    infos = list(customers.values())
-    distribution = {dimension: analytics.distribution(infos, sales, period, lambda c, d=dimension: getattr(c, d))
-                    for dimension in ("region", "scale", "nature", "industry")}
-    owner = {cid: info.owner_id for cid, info in customers.items()}
-
+    accounts, total = analytics.key_accounts_of(in_period, year_before)
+    distribution = {dimension: analytics.distribution_of(customers.ids, *customers.dimensions[dimension], in_period)
+                    for dimension in CustomerTable.DIMENSIONS}
+    contacts = await load_contacts(session, viewer, period, zone)
     start, end = _utc_bounds(period, zone)
-    contact_rows = (await session.execute(_scope(
-        select(Interaction.customer_id, Interaction.user_id, Interaction.occurred_at)
-        .join(Customer, Customer.id == Interaction.customer_id)
-        .where(Interaction.occurred_at >= start, Interaction.occurred_at < end), viewer))).all()
-    contacts = [Contact(cid, uid, as_utc(at).astimezone(zone).date()) for cid, uid, at in contact_rows]
     feedback_rows = (await session.execute(_scope(
         select(Feedback).join(Customer, Customer.id == Feedback.customer_id)
         .where(or_((Feedback.created_at >= start) & (Feedback.created_at < end), Feedback.status == "open")),
@@ -290,10 +336,10 @@ async def _build(session: AsyncSession, viewer: Viewer, *, kind: str, today: dat
     return Report(
         period=period, kind=kind, customers=customers, reps=reps, rfm=rfm, rfm_window=window,
         churn=analytics.churn_priority(rfm, before_aggs), key_accounts=accounts, total_cents=total,
-        distribution=distribution, performance=analytics.sales_performance(sales, period),
-        rep_performance=analytics.sales_performance(sales, period, by=owner.get),
+        distribution=distribution, performance=analytics.performance_of(in_period, year_before),
+        rep_performance=analytics.performance_by(in_period, year_before, customers),
         complaints=analytics.complaints(feedback, customers, local_period),
-        activity=analytics.team_activity(contacts, infos, period, period.end),
+        activity=analytics.team_activity(contacts, customers, period, period.end),
         satisfaction=analytics.satisfaction(feedback, customers, local_period),
         trend=await monthly_trend(session, viewer, period.end, trend_months,
                                   await purchase_scope(session, viewer)),

@@ -26,7 +26,6 @@ One definition everywhere (the card, /today, the digests, the reports and the wo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import date, timedelta
 
 import numpy as np
@@ -96,18 +95,12 @@ def segment_codes(r: np.ndarray, f: np.ndarray, m: np.ndarray, purchases: np.nda
     return np.select(conditions, range(len(conditions)), default=SEGMENTS.index("lost"))
 
 
-def score(rows: Iterable[tuple[int, date, int, int]]) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray,
-                                                               np.ndarray]:
-    """Score one population at once. `rows` are (customer id, last purchase day, purchases, amount in
-    cents) in the window; returns the ids and, in the same order, R, F, M and the segment codes (indexes
-    into SEGMENTS)."""
-    rows = list(rows)
-    ids = [row[0] for row in rows]
-    last = np.fromiter((row[1].toordinal() for row in rows), dtype=np.int64, count=len(rows))
-    count = np.fromiter((row[2] for row in rows), dtype=np.int64, count=len(rows))
-    amount = np.fromiter((row[3] for row in rows), dtype=np.float64, count=len(rows))
-    r, f, m = quintile_array(last), quintile_array(count), quintile_array(amount)
-    return ids, r, f, m, segment_codes(r, f, m, count)
+def score_columns(last: np.ndarray, count: np.ndarray, amount: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                                   np.ndarray, np.ndarray]:
+    """`score` over columns (one population): the last purchase days (ordinals), purchase counts and amounts
+    in cents, each one value per customer; returns R, F, M and the segment codes in the same order."""
+    r, f, m = quintile_array(last), quintile_array(count), quintile_array(np.asarray(amount, dtype=np.float64))
+    return r, f, m, segment_codes(r, f, m, count)
 
 
 def window_ending(day: date, days: int = RFM_DAYS) -> tuple[date, date]:
@@ -131,8 +124,9 @@ async def score_all(session: AsyncSession, today: date, *, batch: int = 5000, ag
     as_of = today - timedelta(days=1)
     if not again and await session.scalar(select(func.max(Customer.rfm_scored_on))) == as_of:
         return 0
-    aggregates = await window_aggregates(session, *window_ending(as_of))
-    ids, r, f, m, codes = score(aggregates.values())
+    sums = await window_aggregates(session, *window_ending(as_of))
+    ids = sums.ids.tolist()
+    r, f, m, codes = score_columns(sums.last, sums.count, sums.amount)
     scored_before = set((await session.execute(select(Customer.id).where(Customer.rfm_r.is_not(None)))).scalars())
     gone = sorted(scored_before.difference(ids))
     if commit_each:

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
+from sqlalchemy import String, cast, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -28,6 +30,50 @@ async def raw_rows(session: AsyncSession, query: Any) -> list[Any]:
         return result.cursor.fetchall()
     finally:
         result.close()
+
+
+_TEXT_SEPARATOR, _PRESENT = "\x1f", "\x1e"  # unit separator between texts; record separator before a non-null text
+
+
+async def columns(session: AsyncSession, query: Any, *, text: tuple[int, ...] = ()) -> list[Any]:
+    """The result of a column query as columns: a numpy int64 array per integer column (NULL read as -1),
+    a list of str | None per column whose index is in `text`. For a million rows this is several times
+    faster than rows: the database joins each column into one string (SQLite group_concat, PostgreSQL
+    string_agg, fed the rows in one order) and numpy parses the numbers, instead of a Python tuple per row.
+    The query must have at least one integer column; a text containing the separator is read as rows."""
+    dialect = session.get_bind().dialect.name
+    sub = query.subquery()
+    names = list(sub.c)
+    if dialect not in ("sqlite", "postgresql"):
+        return _from_rows(await raw_rows(session, select(*names)), len(names), text)
+
+    def joined(column: Any, separator: str) -> Any:
+        if dialect == "sqlite":
+            return func.group_concat(column, separator)
+        return func.string_agg(cast(column, String), separator)
+    parts = [joined(func.coalesce(literal(_PRESENT) + cast(c, String), ""), _TEXT_SEPARATOR) if i in text
+             else joined(func.coalesce(c, -1), ",") for i, c in enumerate(names)]
+    [row] = await raw_rows(session, select(*parts).select_from(sub))
+    out: list[Any] = [None if i in text else np.fromstring(joined_text, dtype=np.int64, sep=",") if joined_text
+                      else np.zeros(0, dtype=np.int64) for i, joined_text in enumerate(row)]
+    size = next(column.size for column in out if column is not None)
+    for i in text:
+        values = row[i].split(_TEXT_SEPARATOR) if size else []
+        if len(values) != size:  # a text holds the separator
+            return _from_rows(await raw_rows(session, select(*names)), len(names), text)
+        out[i] = [v[1:] if v else None for v in values]
+    return out
+
+
+def _from_rows(rows: list[Any], width: int, text: tuple[int, ...]) -> list[Any]:
+    out: list[Any] = []
+    for i in range(width):
+        if i in text:
+            out.append([row[i] for row in rows])
+        else:
+            out.append(np.fromiter((-1 if row[i] is None else row[i] for row in rows), dtype=np.int64,
+                                   count=len(rows)))
+    return out
 
 
 @contextmanager
