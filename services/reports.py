@@ -333,6 +333,8 @@ async def _build(session: AsyncSession, viewer: Viewer, *, kind: str, today: dat
                              as_utc(f.created_at).astimezone(zone), as_utc(f.resolved_at).astimezone(zone)
                              if f.resolved_at else None, f.user_id) for f in feedback_rows]
     local_period = period  # feedback dates were turned to local time above
+    scope = await purchase_scope(session, viewer)
+    range_sums: dict[tuple[date, date], int] = {}  # the trend's months and the period's are mostly the same
     return Report(
         period=period, kind=kind, customers=customers, reps=reps, rfm=rfm, rfm_window=window,
         churn=analytics.churn_priority(rfm, before_aggs), key_accounts=accounts, total_cents=total,
@@ -341,21 +343,33 @@ async def _build(session: AsyncSession, viewer: Viewer, *, kind: str, today: dat
         complaints=analytics.complaints(feedback, customers, local_period),
         activity=analytics.team_activity(contacts, customers, period, period.end),
         satisfaction=analytics.satisfaction(feedback, customers, local_period),
-        trend=await monthly_trend(session, viewer, period.end, trend_months,
-                                  await purchase_scope(session, viewer)),
-        months=await period_months(session, viewer, period),
+        trend=await monthly_trend(session, viewer, period.end, trend_months, scope, sums=range_sums),
+        months=await period_months(session, viewer, period, scope, sums=range_sums),
     )
 
 
-async def period_months(session: AsyncSession, viewer: Viewer, period: Period) -> list[PeriodMonth]:
+async def _range_sum(session: AsyncSession, scope, start: date, end: date,
+                     sums: dict[tuple[date, date], int] | None = None) -> int:
+    """The amount of the purchases in scope from start to end (days, inclusive), over the covering date
+    index; remembered in `sums` (one report asks for the same month more than once)."""
+    if sums is not None and (start, end) in sums:
+        return sums[(start, end)]
+    total = int(await session.scalar(select(func.coalesce(func.sum(Purchase.amount_cents), 0)).where(
+        Purchase.voided_at.is_(None), Purchase.purchased_on.between(start, end), scope)) or 0)
+    if sums is not None:
+        sums[(start, end)] = total
+    return total
+
+
+async def period_months(session: AsyncSession, viewer: Viewer, period: Period, scope=None, *,
+                        sums: dict[tuple[date, date], int] | None = None) -> list[PeriodMonth]:
     """Rule "monthly sales follow the period": the calendar months the period touches, each cut to the
     days inside the period (so they add up to the period's total), with the same days a year earlier; a
     month only partly inside is marked partial."""
-    scope = await purchase_scope(session, viewer)
+    scope = scope if scope is not None else await purchase_scope(session, viewer)
 
     async def total(part: Period) -> int:
-        return int(await session.scalar(select(func.coalesce(func.sum(Purchase.amount_cents), 0)).where(
-            Purchase.voided_at.is_(None), Purchase.purchased_on.between(part.start, part.end), scope)) or 0)
+        return await _range_sum(session, scope, part.start, part.end, sums)
 
     out = []
     start = period.start
@@ -368,7 +382,7 @@ async def period_months(session: AsyncSession, viewer: Viewer, period: Period) -
 
 
 async def monthly_trend(session: AsyncSession, viewer: Viewer, end: date, months: int,
-                        scope=None) -> list[tuple[str, int, int]]:
+                        scope=None, *, sums: dict[tuple[date, date], int] | None = None) -> list[tuple[str, int, int]]:
     """Sales per calendar month for the `months` months up to `end`, with the same month a year earlier
     (a range sum per month over the covering date index: cheaper than grouping every purchase by month)."""
     first = date(end.year, end.month, 1)
@@ -381,8 +395,7 @@ async def monthly_trend(session: AsyncSession, viewer: Viewer, end: date, months
 
     async def month_sum(start: date, cap: date) -> int:
         last = (start.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
-        return int(await session.scalar(select(func.coalesce(func.sum(Purchase.amount_cents), 0)).where(
-            Purchase.voided_at.is_(None), Purchase.purchased_on.between(start, min(last, cap)), scope)) or 0)
+        return await _range_sum(session, scope, start, min(last, cap), sums)
     a_year_back = Period(end, end).year_before().end  # the current month is compared up to the same day
     if viewer.owners is not None:  # a team: one grouped pass (the team's customers are looked up once)
         month = func.strftime("%Y-%m", Purchase.purchased_on) if session.get_bind().dialect.name == "sqlite" \
