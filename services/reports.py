@@ -153,8 +153,8 @@ async def customer_scope(session: AsyncSession, viewer: Viewer, customer_id: Any
 
 
 def _day_number(session: AsyncSession, day: Any) -> Any:
-    """A date (or the text of one) as date.toordinal(), worked out by the database: numbers are read as
-    columns (services.sql.columns), never a date object per row."""
+    """The day of a date or timestamp (or the text of one) as date.toordinal(), worked out by the database:
+    numbers are read as columns (services.sql.columns), never a date object per row."""
     if session.get_bind().dialect.name == "sqlite":
         return cast(func.julianday(day) - 1721424.5, Integer)  # julianday('0001-01-01') = 1721425.5
     return cast(func.to_char(day, "J"), Integer) - 1721425  # Julian day number of 0001-01-01: 1721426
@@ -224,9 +224,8 @@ async def load_customers(session: AsyncSession, viewer: Viewer, language: str) -
     `language` and their contact strategy's cycle."""
     labels = {e.id: e.label(language) for e in (await session.execute(select(DictionaryEntry))).scalars()}
     cycles = dict((await session.execute(select(ContactStrategy.id, ContactStrategy.cycle_days))).all())
-    # The day of the last contact (its date as stored: UTC on SQLite).
-    contact_day = func.substr(Customer.last_contact_at, 1, 10) if session.get_bind().dialect.name == "sqlite" \
-        else Customer.last_contact_at
+    # The day of the last contact (its date as stored: UTC on SQLite; julianday's fraction is the time of day).
+    contact_day = Customer.last_contact_at
     query = _scope(select(Customer.id, Customer.owner_id, Customer.region_id, Customer.scale_id, Customer.nature_id,
                           Customer.industry_id, Customer.contact_strategy_id, _day_number(session, contact_day),
                           Customer.name, Customer.external_id), viewer)
@@ -256,14 +255,14 @@ async def load_customers(session: AsyncSession, viewer: Viewer, language: str) -
 async def load_contacts(session: AsyncSession, viewer: Viewer, period: Period, zone: ZoneInfo) -> Contacts:
     """The interactions with the viewer's customers during the period's local days, each on its local day."""
     start, end = _utc_bounds(period, zone)
-    if session.get_bind().dialect.name == "sqlite":
-        seconds = cast(func.strftime("%s", Interaction.occurred_at), Integer)
+    if session.get_bind().dialect.name == "sqlite":  # julianday counts whole milliseconds: exact when rounded
+        millis = cast(func.round(func.julianday(Interaction.occurred_at) * 86_400_000), BigInteger) - 210_866_760_000_000
     else:
-        seconds = cast(func.floor(func.extract("epoch", Interaction.occurred_at)), BigInteger)
-    customer, user, at = await columns(session, select(Interaction.customer_id, Interaction.user_id, seconds).where(
+        millis = cast(func.floor(func.extract("epoch", Interaction.occurred_at) * 1000), BigInteger)
+    customer, user, at = await columns(session, select(Interaction.customer_id, Interaction.user_id, millis).where(
         Interaction.occurred_at >= start, Interaction.occurred_at < end,
         await customer_scope(session, viewer, Interaction.customer_id)))
-    return Contacts(customer, user, local_days(at, zone, start, end))
+    return Contacts(customer, user, local_days(at // 1000, zone, start, end))
 
 
 def local_days(seconds: np.ndarray, zone: ZoneInfo, start: datetime, end: datetime) -> np.ndarray:
