@@ -233,6 +233,20 @@ def _member(ids: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
     return _lookup(sorted_ids, ids)[1]
 
 
+def distinct_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(values, return_inverse=True) for integer columns: the distinct values in order and each
+    value's index among them — counted over the range when it is narrow (days, reps, dictionary entries),
+    instead of sorting a million values."""
+    values = np.asarray(values, dtype=np.int64)
+    if values.size and int(values.max()) - int(values.min()) <= 4 * values.size + 1024:
+        offsets = values - values.min()
+        present = np.bincount(offsets) > 0
+        code_of = np.cumsum(present) - 1
+        return np.flatnonzero(present) + values.min(), code_of[offsets]
+    distinct, codes = np.unique(values, return_inverse=True)
+    return distinct, codes.reshape(-1)
+
+
 def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The sorted union of two sorted id arrays (a merge of two sorted runs, cheaper than np.union1d)."""
     return np.sort(np.concatenate([a, b[~_member(b, a)]]), kind="stable")
@@ -684,9 +698,9 @@ def performance_by(now: Sums, prior: Sums, customers: CustomerTable, top: int = 
     """Sales performance per rep: each customer's sums under their owner (None: no owner)."""
     totals: dict[int | None, list[int]] = {}
     for column, sums in ((0, now), (1, prior)):
-        owners, where = np.unique(customers.owners_of(sums.ids), return_inverse=True)
+        owners, where = distinct_codes(customers.owners_of(sums.ids))
         summed = np.zeros(owners.size, dtype=np.int64)
-        np.add.at(summed, where.reshape(-1), sums.amount)
+        np.add.at(summed, where, sums.amount)
         for owner, cents in zip(owners.tolist(), summed.tolist()):
             totals.setdefault(None if owner == -1 else owner, [0, 0])[column] += cents
     return _performance_rows(totals, int(prior.amount.sum()), top)
@@ -815,14 +829,13 @@ def team_activity(contacts: list[Contact] | Contacts, customers: list[CustomerIn
     inside = (contacts.day >= period.start.toordinal()) & (contacts.day <= period.end.toordinal())
     customer, user, day = contacts.customer[inside], contacts.user[inside], contacts.day[inside]
     # ISO weeks of the (few) distinct days, as one number year * 100 + week.
-    days, day_index = np.unique(day, return_inverse=True)
+    days, day_index = distinct_codes(day)
     week_of_day = np.fromiter((y * 100 + w for y, w, _ in (date.fromordinal(d).isocalendar() for d in days.tolist())),
                               dtype=np.int64, count=days.size)
-    week = week_of_day[day_index.reshape(-1)] if days.size else _EMPTY
+    week = week_of_day[day_index] if days.size else _EMPTY
     weeks = np.unique(week_of_day)  # week codes in order
-    reps, rep_index = np.unique(user, return_inverse=True)
+    reps, rep_index = distinct_codes(user)
     week_index = np.searchsorted(weeks, week)
-    rep_index = rep_index.reshape(-1)
     per_rep_week: dict[int | None, Counter] = {}
     if day.size:
         counts = np.bincount(rep_index * weeks.size + week_index, minlength=reps.size * weeks.size)
@@ -832,7 +845,8 @@ def team_activity(contacts: list[Contact] | Contacts, customers: list[CustomerIn
     # Customers contacted by two or more different reps in one ISO week: the distinct (customer, week, rep)
     # as one number each, sorted, so a (customer, week) is one run.
     named = user != -1
-    triples = np.unique((customer[named] * weeks.size + week_index[named]) * reps.size + rep_index[named])
+    triples = np.sort((customer[named] * weeks.size + week_index[named]) * reps.size + rep_index[named])
+    triples = triples[np.concatenate([[True], triples[1:] != triples[:-1]])] if triples.size else triples
     pair = triples // reps.size
     crowded = []
     if triples.size:
@@ -846,11 +860,11 @@ def team_activity(contacts: list[Contact] | Contacts, customers: list[CustomerIn
         crowded.sort(key=lambda x: (x[1], x[0]))
     # Per rep: customers with a contact strategy, and those contacted within its cycle as of the day.
     with_cycle = (table.owner != -1) & (table.cycle != -1) & (table.cycle != 0)
-    owners, owner_index = np.unique(table.owner[with_cycle], return_inverse=True)
+    owners, owner_index = distinct_codes(table.owner[with_cycle])
     last = table.last_contact[with_cycle]
     done = (last != -1) & (as_of.toordinal() - last <= table.cycle[with_cycle])
-    totals = np.bincount(owner_index.reshape(-1), minlength=owners.size)
-    dones = np.bincount(owner_index.reshape(-1), weights=done, minlength=owners.size).astype(np.int64)
+    totals = np.bincount(owner_index, minlength=owners.size)
+    dones = np.bincount(owner_index[done], minlength=owners.size)
     within = {rep: (d, n) for rep, d, n in zip(owners.tolist(), dones.tolist(), totals.tolist())}
     return ActivityReport(per_rep_week, within, crowded)
 
