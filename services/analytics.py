@@ -204,15 +204,18 @@ class Sums(NamedTuple):
             return Sums.empty()
         if len(parts) == 1:
             return parts[0]
-        ids = np.concatenate([p.ids for p in parts])
-        unique, where = np.unique(ids, return_inverse=True)
-        last = np.full(unique.size, np.iinfo(np.int64).min, dtype=np.int64)
-        count = np.zeros(unique.size, dtype=np.int64)
-        amount = np.zeros(unique.size, dtype=np.int64)
-        np.maximum.at(last, where, np.concatenate([p.last for p in parts]))
-        np.add.at(count, where, np.concatenate([p.count for p in parts]))
-        np.add.at(amount, where, np.concatenate([p.amount for p in parts]))
-        return Sums(unique, last, count, amount)
+        merged = parts[0]
+        for part in parts[1:]:  # each part has every customer once: positions in the union never repeat
+            ids = _union(merged.ids, part.ids)
+            last = np.full(ids.size, np.iinfo(np.int64).min, dtype=np.int64)
+            count, amount = np.zeros(ids.size, dtype=np.int64), np.zeros(ids.size, dtype=np.int64)
+            for sums in (merged, part):
+                at = np.searchsorted(ids, sums.ids)
+                last[at] = np.maximum(last[at], sums.last)
+                count[at] += sums.count
+                amount[at] += sums.amount
+            merged = Sums(ids, last, count, amount)
+        return merged
 
 
 def _as_sums(aggregates: Sums | Mapping[int, Aggregate] | Iterable[Aggregate]) -> Sums:
