@@ -40,6 +40,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -272,7 +273,9 @@ def _digit_order(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 class LazyRows(Sequence):
     """A read-only list whose items are made from columns only when read (`make(i)` makes the i-th);
-    `order` (a function giving the row order as indexes) is worked out on first use."""
+    `order` (a function giving the row order as indexes) is worked out on first use. A report crosses
+    processes pickled (bot.background), so the product's `make` and `order` are module-level functions
+    bound to their columns with functools.partial."""
 
     def __init__(self, size: int, make: Callable[[int], Any], order: Callable[[], np.ndarray] | None = None):
         self._size, self._make, self._order_of, self._order = size, make, order, None
@@ -613,12 +616,14 @@ def key_accounts_of(now: Sums, prior: Sums, share: float = 0.8) -> tuple[LazyRow
     position, found = prior.at(ids)
     prior_amounts = np.where(found, prior.amount[position] if prior.size else 0, 0)
     prior_ranks = np.where(found, prior_rank[position] if prior.size else 0, 0)
+    return LazyRows(chosen, partial(_key_account, ids, amounts, prior_amounts, prior_ranks, total)), total
 
-    def make(i: int) -> KeyAccount:
-        amount, before, was = int(amounts[i]), int(prior_amounts[i]), int(prior_ranks[i])
-        return KeyAccount(int(ids[i]), amount, amount / total if total else 0.0, before,
-                          (amount - before) / before if before else None, i + 1, was or None)
-    return LazyRows(chosen, make), total
+
+def _key_account(ids: np.ndarray, amounts: np.ndarray, prior_amounts: np.ndarray, prior_ranks: np.ndarray, total: int,
+                 i: int) -> KeyAccount:
+    amount, before, was = int(amounts[i]), int(prior_amounts[i]), int(prior_ranks[i])
+    return KeyAccount(int(ids[i]), amount, amount / total if total else 0.0, before,
+                      (amount - before) / before if before else None, i + 1, was or None)
 
 
 # ---------------------------------------------------------------------------------------------- distribution
@@ -749,13 +754,20 @@ def performance_of(now: Sums, prior: Sums, top: int = 5) -> PerformanceReport:
     priors = np.where(found, prior.amount[position] if prior.size else 0, 0)
     change = totals - priors
     text_order = _digit_order(ids)
-
-    def make(i: int) -> Performance:
-        return Performance(int(ids[i]), int(totals[i]), int(priors[i]))
+    make = partial(_performance, ids, totals, priors)
     made = lambda indexes: [make(i) for i in indexes.tolist()]  # noqa: E731
-    rows = LazyRows(int(ids.size), make, lambda: np.lexsort((text_order[1], text_order[0], -totals)))
+    rows = LazyRows(int(ids.size), make, partial(_performance_order, totals, *text_order))
     return PerformanceReport(rows, made(_top(totals, text_order, top)), made(_top(change, text_order, top, change > 0)),
                              made(_top(-change, text_order, top, change < 0)), int(priors.sum()))
+
+
+def _performance(ids: np.ndarray, totals: np.ndarray, priors: np.ndarray, i: int) -> Performance:
+    return Performance(int(ids[i]), int(totals[i]), int(priors[i]))
+
+
+def _performance_order(totals: np.ndarray, padded: np.ndarray, digits: np.ndarray) -> np.ndarray:
+    """Rows by amount, then by the key as text (see _digit_order)."""
+    return np.lexsort((digits, padded, -totals))
 
 
 # ---------------------------------------------------------------------------------------------- complaints

@@ -5,6 +5,7 @@ reading columns from the database, local days across clock changes, the lazy vie
 
 from __future__ import annotations
 
+import pickle
 import random
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
@@ -225,3 +226,7 @@ async def test_a_report_gives_what_the_row_by_row_analyses_give_over_the_same_da
             activity = reference.team_activity(local, infos, period, period.end)
             assert (report.activity.per_rep_week, report.activity.crowded) == (activity.per_rep_week, activity.crowded)
             assert Counter(report.rfm.segments) == rfm.segments
+            # The bot gets its report from its worker process pickled (bot.background): the lazy views too.
+            copy = pickle.loads(pickle.dumps(report))
+            assert (list(copy.key_accounts), list(copy.performance.rows), dict(copy.rfm.scores.items()),
+                    dict(copy.customers.items())) == (accounts, old.rows, rfm.scores, dict(report.customers.items()))
