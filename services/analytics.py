@@ -183,11 +183,6 @@ class Sums(NamedTuple):
     def size(self) -> int:
         return int(self.ids.size)
 
-    def aggregates(self) -> dict[int, Aggregate]:
-        """The same as Aggregate rows (small sets: tests, a team's few customers)."""
-        return {cid: Aggregate(cid, date.fromordinal(last), count, amount) for cid, last, count, amount
-                in zip(self.ids.tolist(), self.last.tolist(), self.count.tolist(), self.amount.tolist())}
-
     def within(self, ids: np.ndarray) -> Sums:
         """Only the customers in `ids` (a sorted id array)."""
         keep = _member(self.ids, ids)
