@@ -28,6 +28,7 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
 from typing import TypeVar
 
@@ -52,8 +53,13 @@ _ENGINES: dict[str, tuple[AsyncEngine, async_sessionmaker[AsyncSession]]] = {}
 def _start_worker(level: int, fmt: str) -> None:
     """The worker's set-up: logging like the bot's, its own event loop (kept between pieces of work)."""
     global _LOOP
+    import signal
+
     from bot.logs import configure
 
+    # Ctrl+C in a terminal reaches the whole process group: the bot's process stops the worker itself
+    # (close_all), after letting the jobs under way finish.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure(logging.getLevelName(level), fmt)
     _LOOP = asyncio.new_event_loop()
     asyncio.set_event_loop(_LOOP)
@@ -99,6 +105,14 @@ def _pool() -> ProcessPoolExecutor:
         return _POOL
 
 
+def _discard(pool: ProcessPoolExecutor) -> None:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is pool:
+            _POOL = None
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 class Background:
     """Where this database's long work runs (see the module's docstring)."""
 
@@ -119,8 +133,19 @@ class Background:
         self.used = True
         self.busy += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                _pool(), _work_in_worker, self._url, work, CLOCK.offset)
+            for attempt in (1, 2):
+                pool = _pool()
+                try:
+                    return await asyncio.get_running_loop().run_in_executor(
+                        pool, _work_in_worker, self._url, work, CLOCK.offset)
+                except BrokenProcessPool:
+                    # The worker died (killed, out of memory): a new one is started and the work tried once
+                    # more — every piece of work here reads, or writes keyed rows, so a repeat is harmless.
+                    # Not after a shutdown (close_all), which ends the worker on purpose.
+                    _discard(pool)
+                    if attempt == 2 or getattr(pool, "stopped_on_purpose", False):
+                        raise
+                    log.error("the background worker process died; starting a new one and trying again")
         finally:
             self.busy -= 1
 
@@ -156,6 +181,7 @@ async def close_all(*, stop_worker: bool = False) -> None:
         with _POOL_LOCK:
             pool, _POOL = _POOL, None
         if pool is not None:
+            pool.stopped_on_purpose = True
             processes = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
             for process in processes:

@@ -128,7 +128,7 @@ def launch(data: Path):
                LOG_LEVEL="WARNING", SANDBOX_START=quiet_moment().isoformat())
     log = (data / "process.log").open("a")
     process = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "run"], cwd=data, env=env, stdout=subprocess.PIPE,
-                               stderr=log, text=True)
+                               stderr=log, text=True, start_new_session=True)  # its own group, as in a terminal
     url = None
     deadline = time.monotonic() + 120
     lines = []
@@ -187,13 +187,14 @@ async def test_a_restarted_sandbox_answers_the_first_message_and_ctrl_c_ends_it_
     await asyncio.sleep(1)
     assert not open_page.done()
     began = time.monotonic()
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl+C reaches the whole group: the bot and its worker process
     code = await asyncio.to_thread(process.wait, 30)
     took = time.monotonic() - began
     log.close()
     open_page.cancel()
     await asyncio.gather(open_page, return_exceptions=True)
     assert code == 0 and took < 8, f"exit {code} after {took:.1f} s"
+    assert "Traceback" not in (tmp_path / "process.log").read_text()  # the worker did not die of the Ctrl+C
 
 
 async def test_an_admin_invites_a_newcomer_who_gets_in(sandbox):

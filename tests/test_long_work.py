@@ -291,3 +291,18 @@ async def test_the_scheduled_rfm_scoring_writes_in_short_transactions_with_the_s
         batched = sorted((await session.execute(select(Customer.id, Customer.rfm_r, Customer.rfm_f, Customer.rfm_m,
                                                        Customer.rfm_segment))).all())
     assert batched == single and all(row[1] for row in batched)
+
+
+async def test_a_worker_killed_by_the_system_is_replaced_and_the_work_done(engine):
+    """The worker process killed from outside (out of memory, an operator's kill -9): the next piece of
+    work starts a new worker instead of failing for ever."""
+    import signal
+
+    place = Background(make_sessionmaker(engine))
+    assert await place.run(counting) == 0
+    first = worker_pid()
+    os.kill(first, signal.SIGKILL)
+    await asyncio.sleep(0.5)
+    assert await place.run(counting) == 0
+    assert worker_pid() not in (None, first)
+    await place.close()

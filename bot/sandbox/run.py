@@ -117,6 +117,7 @@ async def run(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
         try:
             await run_polling(bot, dispatcher, sessions, bot_settings, index, runtime=runtime)
         finally:
+            await api.close()  # the page's long poll answers now, before the server stops
             clock.offset = timedelta()  # the process's clock is real again
             building.cancel()
             with contextlib.suppress(asyncio.CancelledError):

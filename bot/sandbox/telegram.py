@@ -243,6 +243,7 @@ class BotApi:
         self.updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(first_update_id)  # after a restart: past what the bot handled
         self._new_update = asyncio.Condition()
+        self.closing = False  # set by `close`: long polls answer at once
         self._global_window: deque = deque()
         self.files: dict[str, StoredFile] = {}
         self.callback_queries: dict[str, dict[str, Any]] = {}  # id → {chat_id, answered}
@@ -356,12 +357,21 @@ class BotApi:
         async with self._feed_changed:
             self._feed_changed.notify_all()
 
+    async def close(self) -> None:
+        """Answer every long poll now (the page's feed, getUpdates): the process is stopping, and a request
+        left waiting would be cut off by the server with an error in the log."""
+        self.closing = True
+        for condition in (self._new_update, self._feed_changed):
+            async with condition:
+                condition.notify_all()
+
     async def wait_feed(self, after: int, timeout: float) -> list[dict[str, Any]]:
         """Events after `after` (for the page's long polling)."""
         if len(self.feed) <= after:
             async with self._feed_changed:
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._feed_changed.wait_for(lambda: len(self.feed) > after), timeout)
+                    await asyncio.wait_for(self._feed_changed.wait_for(
+                        lambda: len(self.feed) > after or self.closing), timeout)
         return self.feed[after:]
 
     # ------------------------------------------------------------------ limits
@@ -436,7 +446,7 @@ class BotApi:
         if not pending() and timeout:
             async with self._new_update:
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._new_update.wait_for(lambda: bool(pending())), timeout)
+                    await asyncio.wait_for(self._new_update.wait_for(lambda: bool(pending()) or self.closing), timeout)
         return pending()
 
     async def m_setwebhook(self, params: dict, files: dict) -> bool:
