@@ -61,6 +61,7 @@ def _start_worker(level: int, fmt: str) -> None:
     # (close_all), after letting the jobs under way finish.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure(logging.getLevelName(level), fmt)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its import-time set-up lines are noise here
     _LOOP = asyncio.new_event_loop()
     asyncio.set_event_loop(_LOOP)
 
