@@ -172,7 +172,7 @@ def plan_day(stops: list[Stop], start: tuple[float, float] | None, begin: dateti
     params.first_solution_strategy = routing_enums_pb2.FirstSolutionStrategy.PATH_CHEAPEST_ARC
     params.local_search_metaheuristic = routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH
     # Guided local search runs until the limit; small days need far less than 20-stop ones.
-    params.time_limit.FromMilliseconds(max(1, int(min(solve_seconds, 0.1 + 0.05 * n) * 1000)))
+    params.time_limit.FromMilliseconds(max(1, int(solve_seconds * min(1.0, 0.1 + n / 20) * 1000)))
     routing.CloseModelWithParameters(params)
     initial = routing.ReadAssignmentFromRoutes([baseline], True) if baseline else None
     solution = routing.SolveFromAssignmentWithParameters(initial, params) if initial else None
