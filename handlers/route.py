@@ -12,6 +12,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import (
     BufferedInputFile,
+    CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     KeyboardButton,
@@ -22,6 +23,7 @@ from aiogram.types import (
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.callbacks import RouteCallback
 from bot.filters import Registered
 from bot.settings import Settings
 from models import User, utcnow
@@ -140,10 +142,19 @@ async def from_text(message: Message, state: FSMContext, session: AsyncSession, 
             button=_first_visit_button()))
 
 
+async def from_button(callback: CallbackQuery, state: FSMContext, session: AsyncSession, user: User) -> None:
+    """"🗺 Plan my route" under /today or the morning digest."""
+    await callback.answer()
+    if callback.message is not None:
+        await ask(callback.message, state, session, user)
+
+
 def create_router() -> Router:
     router = Router(name="route")
     router.message.filter(Registered())
+    router.callback_query.filter(Registered())
     router.message.register(ask, Command("route"))
     router.message.register(from_location, StateFilter(RouteAsk.start), F.location)
     router.message.register(from_text, StateFilter(RouteAsk.start), ~F.text.startswith("/") | ~F.text)
+    router.callback_query.register(from_button, RouteCallback.filter())
     return router

@@ -9,11 +9,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from aiogram.methods import SendPhoto
 from aiogram.types import ReplyKeyboardMarkup, ReplyKeyboardRemove
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from models import Reminder, User
+from bot.callbacks import RouteCallback
+from bot.notify import render_agenda
+from models import Customer, Reminder, User
 from services.customers import create_customer
 from services.nearby import distance_km
+from services.reminders import agenda as agenda_items
 from services.route import (
     Stop,
     navigation_url,
@@ -26,7 +29,7 @@ from services.route import (
     working_window,
 )
 from services.users import add_user
-from tests.botkit import location_update, make_app, person, sticker_update, text_update
+from tests.botkit import button_update, location_update, make_app, person, sticker_update, text_update
 
 DAY = date(2026, 12, 7)
 BEGIN, END = datetime(2026, 12, 7, 9, 0, tzinfo=UTC), datetime(2026, 12, 7, 18, 0, tzinfo=UTC)
@@ -133,9 +136,16 @@ REP, IDLE = 7100, 7101
 HERE = (23.1291, 113.2644)
 
 
+def _reminder(key: str, user, customer, due_on: date, kind: str = "contact_due") -> Reminder:
+    """A weekly contact reminder as services.reminders writes it: due `due_on`, last contact a cycle before."""
+    since = due_on - timedelta(days=7)
+    return Reminder(key=key, user_id=user.id, customer_id=customer.id, kind=kind, due_on=due_on,
+                    detail={"since": since.isoformat(), "cycle": 7, "days": 7})
+
+
 async def _due(session, user, customer, *, days_late: int, kind: str = "contact_due") -> None:
-    session.add(Reminder(key=f"test:{user.id}:{customer.id}:{kind}", user_id=user.id, customer_id=customer.id,
-                         kind=kind, due_on=DAY - timedelta(days=days_late)))
+    session.add(_reminder(f"test:{user.id}:{customer.id}:{kind}", user, customer, DAY - timedelta(days=days_late),
+                          kind))
 
 
 async def _world(session, language: str = "en"):
@@ -152,7 +162,7 @@ async def _world(session, language: str = "en"):
     await _due(session, rep, far, days_late=9)
     await _due(session, rep, mid, days_late=3)
     await _due(session, rep, near, days_late=1)
-    await _due(session, rep, near, days_late=0, kind="birthday")  # one stop per customer
+    await _due(session, rep, near, days_late=0, kind="contact_overdue")  # one stop per customer
     await _due(session, rep, nowhere, days_late=5)
     await session.commit()
     return rep
@@ -220,3 +230,21 @@ async def test_route_can_start_at_the_first_visit_and_chinese_reps_get_amap_link
 async def test_a_rep_with_nothing_due_is_told_so_without_being_asked_for_a_location(app):
     [reply] = (await app.send(text_update(person(IDLE, language="en"), "/route"))).sent()
     assert "Nothing to visit today" in reply.text and reply.reply_markup is None
+
+
+async def test_today_and_the_morning_digest_carry_a_plan_my_route_button_that_starts_route(app):
+    async with app.sessions() as session:
+        lee = await session.scalar(select(User).where(User.telegram_id == REP))
+        near = await session.scalar(select(Customer).where(Customer.name == "Near Co"))
+        session.add(_reminder("test:today", lee, near, datetime.now(UTC).date() - timedelta(days=2)))
+        await session.commit()
+    [agenda] = (await app.send(text_update(rep, "/today"))).sent()
+    [plan] = agenda.reply_markup.inline_keyboard[-1]
+    assert plan.text == "🗺 Plan my route" and plan.callback_data == RouteCallback(action="plan").pack()
+    [ask] = (await app.send(button_update(rep, plan.callback_data, on=agenda))).sent()
+    assert isinstance(ask.reply_markup, ReplyKeyboardMarkup) and "to visit today" in ask.text
+    # The morning digest is drawn by the same function: the same button.
+    async with app.sessions() as session:
+        items = await agenda_items(session, lee, NOW)
+    _text, markup = render_agenda(items, len(items), lee, DAY, digest=True)
+    assert markup.inline_keyboard[-1][0].callback_data == plan.callback_data
