@@ -78,6 +78,7 @@ def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSess
         order,
         reminders,
         report,
+        route,
         start,
         team_chat,
         visit,
@@ -110,7 +111,7 @@ def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSess
                                card.create_router(),
                                visit.create_router(), order.create_router(), feedback.create_router(),
                                reminders.create_router(), history.create_router(), new_customer.create_router(),
-                               edit.create_router(), contacts.create_router(), nearby.create_router(),
+                               edit.create_router(), contacts.create_router(), nearby.create_router(), route.create_router(),
                                inline.create_router(), report.create_router(), team_chat.create_router(),
                                audit.create_router(),
                                find.create_router())

@@ -131,3 +131,9 @@ class TeamChatCallback(CallbackData, prefix="team"):
 
 class AuditCallback(CallbackData, prefix="audit"):
     id: DbId  # customer
+
+
+class RouteCallback(CallbackData, prefix="route"):
+    """"🗺 Plan my route" under /today and the morning digest: starts /route."""
+
+    action: Literal["plan"]

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.callbacks import AgendaCallback, CustomerCallback, LogCallback, ReassignCallback, ReminderCallback
+from bot.callbacks import (
+    AgendaCallback,
+    CustomerCallback,
+    LogCallback,
+    ReassignCallback,
+    ReminderCallback,
+    RouteCallback,
+)
 from bot.formatting import day
 from bot.formatting import days as n_days
 from bot.i18n import gettext_for
@@ -150,6 +157,8 @@ def render_agenda(items: list[AgendaItem], total: int, user: User, today: date, 
         if page < pages - 1:
             nav.append(InlineKeyboardButton(text="▶", callback_data=AgendaCallback(action="page", page=page + 1).pack()))
         rows.append(nav)
+    if any(i.customer is not None and i.reminder.kind != ReminderKind.escalation for i in items):
+        rows.append([InlineKeyboardButton(text=_("🗺 Plan my route"), callback_data=RouteCallback(action="plan").pack())])
     return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=rows)
 
 

@@ -32,6 +32,7 @@ def commands(language: str, role: str) -> list[BotCommand]:
         BotCommand(command="today", description=_("what to do today")),
         BotCommand(command="find", description=_("find a customer")),
         BotCommand(command="nearby", description=_("my customers near me")),
+        BotCommand(command="route", description=_("plan my day: a route through today's visits")),
         BotCommand(command="new", description=_("add a customer")),
         BotCommand(command="history", description=_("a customer's history")),
         BotCommand(command="settings", description=_("time zone, working hours, language")),

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     default_timezone: str = Field(default="Asia/Shanghai", description="IANA time zone for new users")
     currency: str = Field(default="CNY", description="ISO currency code amounts are recorded in")
     reps_see_unassigned: bool = Field(default=True, description="Reps may see and take unassigned customers")
+    route_visit_minutes: int = Field(default=30, ge=5, le=480, description="/route: minutes planned per customer visit")
+    route_speed_kmh: float = Field(default=30.0, gt=0, le=130, description="/route: average driving speed between "
+                                   "visits (km/h; straight-line distance × 1.3 for roads)")
     http_host: str = Field(default="127.0.0.1")
     http_port: int = Field(default=8080)
     log_level: str = Field(default="INFO")

@@ -60,8 +60,8 @@ async def test_today_lists_what_is_due_most_urgent_first_with_a_number_per_item(
     assert lines[2].startswith("1. 🔴 Acme Trading: never contacted, added 30 days ago (cycle 7 days) — overdue")
     assert lines[3].startswith("2. 🟡 Beta Foods")
     [overdue, due] = await open_reminders(app, app.rep.id)
-    # One row of number buttons: each opens its item's actions (a phone row holds them).
-    assert [[b.text for b in row] for row in agenda.reply_markup.inline_keyboard] == [["1", "2"]]
+    # One row of number buttons: each opens its item's actions (a phone row holds them); then /route's.
+    assert [[b.text for b in row] for row in agenda.reply_markup.inline_keyboard] == [["1", "2"], ["🗺 Plan my route"]]
     sent = await app.send(button_update(rep, AgendaCallback(action="item", id=overdue.id).pack(), on=agenda))
     [actions] = [r for r in sent.requests if isinstance(r, EditMessageReplyMarkup)]
     assert AgendaCallback(action="snooze", id=overdue.id, days=3).pack() in buttons(actions)
