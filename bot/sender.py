@@ -165,8 +165,8 @@ class Sender:
         self.request_timeout, self.horizon, self.fresh = request_timeout, horizon, fresh
         # The latest moment (seconds after the claim) a send may start: it ends, or times out, in the lease.
         self.start_within = lease.total_seconds() - request_timeout - 5
-        if self.start_within <= 0:
-            raise ValueError("the lease must be longer than request_timeout + 5 s")
+        if self.start_within < horizon + fresh + 1:
+            raise ValueError("the lease must be longer than request_timeout + horizon + 6 s")
         self.in_flight: set[asyncio.Task] = set()
         self.held: dict[int, Claimed] = {}  # claimed, waiting for a send slot
         self.waiting: dict[int, float] = {}  # chat → until when (monotonic) it is not claimed: its limits
@@ -218,6 +218,8 @@ class Sender:
         async with self.sessions() as session, session.begin():
             rows = await outbox.claim(session, now, limit=room, skip_chats=skip, lease=self.lease)
         self.last_claim = time.monotonic()
+        if rows:
+            log.debug("claimed %s", [(row.id, row.chat_id) for row in rows])
         for row in rows:
             self.held[row.id] = Claimed(row, now + self.lease, mono)
         return len(rows)
@@ -228,8 +230,8 @@ class Sender:
         progressed, give_back, asks = 0, [], []
         for claimed in sorted(self.held.values(), key=lambda c: c.row.id):
             mono = time.monotonic()
-            if mono - claimed.at > self.start_within:
-                give_back.append(claimed)
+            if mono - claimed.at > self.start_within - self.horizon - self.fresh:
+                give_back.append(claimed)  # a slot it got now might come after its lease allows a send
                 continue
             if claimed.ask_at > mono:
                 asks.append(claimed.ask_at - mono)
@@ -240,6 +242,7 @@ class Sender:
             reservation = await self.limiter.reserve(claimed.row.chat_id, self.horizon)
             if not reservation.granted:
                 self.slots.release()
+                log.debug("no slot for %s: %s", claimed.row.id, reservation)
                 retry_in = max(0.005, reservation.retry_in)
                 asks.append(retry_in)
                 if reservation.chat and retry_in > HOLD_SECONDS:
@@ -266,6 +269,7 @@ class Sender:
             by_until.setdefault(claimed.until, []).append(claimed.row.id)
         if not by_until:
             return
+        log.debug("giving back %s", [(c.row.id, c.row.chat_id) for c in items])
         try:
             async with self.sessions() as session, session.begin():
                 for until, ids in by_until.items():
