@@ -111,10 +111,16 @@ class RateLimiter:
         chat_wait = self.chat_wait(chat_id)
         if chat_wait > 0:
             return Reservation(False, retry_in=chat_wait)
-        wait = self.global_wait()
-        if wait > horizon:
-            return Reservation(False, retry_in=wait - horizon, chat=False)
-        at = self.clock() + wait
+        now = self.clock()
+        while self.recent and self.recent[0] <= now - 1 - self.margin:
+            self.recent.popleft()
+        at = max(now, self.next_at)  # the even cadence
+        # and the sliding window: fewer than per_second sends (reserved ones included) in the second up to `at`
+        window = sorted(t for t in self.recent if t > at - 1 - self.margin)
+        if len(window) >= self.per_second:
+            at = window[len(window) - self.per_second] + 1 + self.margin
+        if at - now > horizon:
+            return Reservation(False, retry_in=at - now - horizon, chat=False)
         self._record_at(chat_id, at)
         return Reservation(True, at=at)
 
