@@ -179,6 +179,7 @@ class Sender:
         self.retry_soon: dict[int, float] = {}  # chat → when (monotonic) its message held by a 429 comes due
         self.last_claim = -1e9
         self.started = 0  # sends started (a slot missed and taken again is one send)
+        self.finished = 0  # deliveries ended (sent, rescheduled, failed or given back)
 
     async def drain(self, *, until_idle: bool = True, max_seconds: float | None = None) -> int:
         """Send what is ready; with until_idle, keep going while rows are ready (and not just rate-limited).
@@ -188,25 +189,27 @@ class Sender:
         try:
             while True:
                 over = deadline is not None and time.monotonic() > deadline
+                finished = self.finished
                 claimed = 0 if over else await self._claim()
                 progressed, pause = await self._start_held()
                 if not until_idle or over:
                     await self.wait_in_flight()
                     await self._release(list(self.held.values()))
                     return self.started - first
-                if claimed or progressed:
-                    continue
+                if claimed or progressed or self.finished != finished:
+                    continue  # (a send that ended meanwhile may have made its chat's next message claimable)
                 if self.in_flight:
                     await asyncio.wait(self.in_flight, timeout=pause, return_when=asyncio.FIRST_COMPLETED)
                 elif self.held:
                     await asyncio.sleep(pause)
                 else:
+                    # A chat held by a short 429 is waited for (until claimed, or half a second past due).
                     now = time.monotonic()
-                    soon = [at - now for at in self.retry_soon.values() if at > now]
-                    self.retry_soon = {c: at for c, at in self.retry_soon.items() if at > now}
-                    if not soon:
+                    self.retry_soon = {c: at for c, at in self.retry_soon.items() if at + 0.5 > now}
+                    if not self.retry_soon:
+                        log.debug("drained: nothing ready")
                         return self.started - first
-                    await asyncio.sleep(min(soon) + 0.01)
+                    await asyncio.sleep(max(0.02, min(self.retry_soon.values()) - now + 0.01))
         except asyncio.CancelledError:
             await self.wait_in_flight()
             await self._release(list(self.held.values()))
@@ -224,10 +227,10 @@ class Sender:
         async with self.sessions() as session, session.begin():
             rows = await outbox.claim(session, now, limit=room, skip_chats=skip, lease=self.lease)
         self.last_claim = time.monotonic()
-        if rows:
-            log.debug("claimed %s", [(row.id, row.chat_id) for row in rows])
+        log.debug("claimed %s", [(row.id, row.chat_id) for row in rows])
         for row in rows:
             self.held[row.id] = Claimed(row, now + self.lease, mono)
+            self.retry_soon.pop(row.chat_id, None)
         return len(rows)
 
     async def _start_held(self) -> tuple[int, float]:
@@ -309,6 +312,7 @@ class Sender:
         except Exception:  # a bug or a database hiccup: the lease expires and the row is tried again
             log.exception("delivering outbox message %s failed", row.id)
         finally:
+            self.finished += 1
             self.slots.release()
 
     async def _send_and_record(self, row: OutboxMessage) -> None:
