@@ -23,8 +23,9 @@ When Redis cannot be reached the sender sends nothing (every reservation is refu
 sends unpaced. Direct replies (bot.retry) are never held back by these limits, a person is waiting — they
 are counted (`record`), so the outbox leaves room around them.
 
-Keys: `fieldcrm:limits:{bot id}:slots` (a sorted set of slot numbers, a minute's worth), and
-`fieldcrm:limits:{bot id}:chat:{chat id}` (the chat's next free moment, expiring soon after).
+Keys: `fieldcrm:limits:{<bot id>}:slots` (a sorted set of slot numbers, a few seconds' worth), and
+`fieldcrm:limits:{<bot id>}:chat:<chat id>` (the chat's next free moment, expiring soon after); the braces
+are a hash tag, so the keys a script touches live together on a Redis Cluster.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class SharedLimits:
                  group_gap: float = 3.1, prefix: str = "fieldcrm:limits") -> None:
         self.redis, self.spacing = redis, 1.0 / per_second
         self.private_gap, self.group_gap = private_gap, group_gap
-        self.prefix = f"{prefix}:{bot_id}"
+        self.prefix = f"{prefix}:{{{bot_id}}}"  # a hash tag: one script's keys share a Redis Cluster slot
         self._reserve = redis.register_script(RESERVE)
         self._block = redis.register_script(BLOCK)
         self.local = RateLimiter(per_second=int(per_second), private_gap=private_gap)  # what chat_wait answers

@@ -223,7 +223,7 @@ class Logged(AiohttpSession):
         return result
 
 
-if os.environ.get("SCALE_OUT_DEBUG"):
+if os.environ.get("SCALE_OUT_DEBUG"):  # each sender's claims and refusals in SENDER.log.debug (--basetemp)
     import logging
     logging.basicConfig(level=logging.DEBUG, filename=log_path + ".debug", format="%(created).3f %(message)s")
     logging.getLogger("fieldcrm.sender").setLevel(logging.DEBUG)
@@ -416,7 +416,7 @@ async def _run_two_senders(db_url: str, redis_url: str, tmp_path: Path, *, kill_
     found["on the wire when killed"] = len(on_the_wire)
     found["duplicated"] = len(duplicated)
     print(found)
-    if os.environ.get("SCALE_OUT_DEBUG"):
+    if os.environ.get("SCALE_OUT_DEBUG"):  # each sender's claims and refusals in SENDER.log.debug (--basetemp)
         t0 = min(a for a, _ in arrivals)
         print(Counter(int(a - t0) for a, _ in arrivals))
         print(sorted((round(a - t0, 2), c, t) for a, c, t, _ in api.arrivals)[-20:])
