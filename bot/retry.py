@@ -28,8 +28,9 @@ UPDATE_SESSION: ContextVar = ContextVar("update_session", default=None)
 
 
 def limiter_for(bot: Bot):
-    """The one RateLimiter (bot.sender) of this bot: the outbox sender paces by it, and direct replies are
-    recorded in it, so a digest burst waits for a chat a person is talking to instead of racing the reply."""
+    """The one limiter of this bot: the outbox sender paces by it, and direct replies are recorded in it, so
+    a digest burst waits for a chat a person is talking to instead of racing the reply. The in-process
+    RateLimiter (bot.sender), unless bot.shared_limits.install gave the bot the one shared through Redis."""
     limiter = getattr(bot, "_fieldcrm_limiter", None)
     if limiter is None:
         from bot.sender import RateLimiter

@@ -9,15 +9,22 @@ Rules:
   to them until they write to the bot again.
 - Rows are claimed for a short lease before sending, so two senders never send the same row; a send
   that failed for a passing reason is retried with exponential backoff, a permanent failure recorded.
+- Several senders (issue 16, one per process) share the outbox: `claim` takes a batch at once, with
+  `FOR UPDATE SKIP LOCKED` on PostgreSQL (on SQLite its single writer makes the claim atomic), each row for a
+  lease. A sender that dies leaves its rows claimed until the lease ends; then they come back to any sender.
+- Per-chat order: a chat's messages go out in the order they were queued (among those whose time has come):
+  only a chat's oldest pending message that is due may be claimed, so a later message never overtakes an
+  earlier one — not one another sender is sending, not one waiting for a retry.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import OutboxMessage, OutboxStatus, User, utcnow
@@ -83,14 +90,64 @@ async def ready(session: AsyncSession, now: datetime, limit: int = 200) -> list[
         .order_by(OutboxMessage.id).limit(limit))).scalars())
 
 
-async def claim(session: AsyncSession, message_id: int, now: datetime) -> bool:
-    """Take a row for LEASE; False if another sender has it or it is no longer pending."""
-    result = await session.execute(
-        update(OutboxMessage).where(
-            OutboxMessage.id == message_id, OutboxMessage.status == OutboxStatus.pending,
-            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now))
-        .values(claimed_until=now + LEASE).execution_options(synchronize_session=False))
-    return result.rowcount == 1
+def _free(now: datetime):
+    return or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now)
+
+
+async def claim(session: AsyncSession, now: datetime, *, limit: int, skip_chats: Collection[int] = (),
+                lease: timedelta = LEASE) -> list[OutboxMessage]:
+    """Rules "several senders" and "per-chat order": claim up to `limit` rows for `lease` (their
+    `claimed_until` is `now + lease`, the claim's token for `release`), oldest first, at most one per chat —
+    each chat's oldest pending message whose time has come (`not_before`), and only when that message is
+    due (`next_attempt_at`) and no live lease holds it. A chat whose oldest message waits for a retry or is
+    being sent by another sender gives nothing, so its later messages wait behind it. `skip_chats`: chats
+    the caller cannot send to soon (its rate limits).
+
+    PostgreSQL: the heads are read once (a MATERIALIZED CTE) and the rows locked `FOR UPDATE SKIP LOCKED`,
+    their status, due time and lease checked again on the locked row version — two senders claiming at the
+    same moment get disjoint rows, and a head another sender claimed (or sent) since this statement's
+    snapshot is left out. SQLite: the one statement runs under the database's single write lock.
+    Commit the session to make the claim visible; the rows come back (expire_on_commit=False) for sending."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    pending = OutboxMessage.status == OutboxStatus.pending
+    heads = (select(func.min(OutboxMessage.id).label("id"))
+             .where(pending, OutboxMessage.not_before <= now)
+             .group_by(OutboxMessage.chat_id))
+    if postgres:
+        heads = heads.cte("heads").prefix_with("MATERIALIZED")
+        head_ids = select(heads.c.id)
+    else:
+        head_ids = heads
+    picked = (select(OutboxMessage.id)
+              .where(OutboxMessage.id.in_(head_ids), pending, OutboxMessage.next_attempt_at <= now, _free(now))
+              .order_by(OutboxMessage.id).limit(limit))
+    if skip_chats:
+        picked = picked.where(OutboxMessage.chat_id.not_in(list(skip_chats)))
+    if postgres:
+        picked = picked.with_for_update(skip_locked=True, of=OutboxMessage)
+    rows = (await session.scalars(
+        update(OutboxMessage).where(OutboxMessage.id.in_(picked.scalar_subquery()))
+        .values(claimed_until=now + lease).returning(OutboxMessage)
+        .execution_options(synchronize_session=False, populate_existing=True))).all()
+    return sorted(rows, key=lambda row: row.id)
+
+
+async def release(session: AsyncSession, message_ids: Collection[int], until: datetime) -> int:
+    """Give back rows claimed (by `claim`, whose lease ends at `until`) and not sent, so any sender may take
+    them at once; a row whose lease ran out and that another sender claimed since is left alone."""
+    if not message_ids:
+        return 0
+    result = await session.execute(update(OutboxMessage).where(
+        OutboxMessage.id.in_(list(message_ids)), OutboxMessage.status == OutboxStatus.pending,
+        OutboxMessage.claimed_until == until).values(claimed_until=None)
+        .execution_options(synchronize_session=False))
+    return result.rowcount
+
+
+async def next_attempt(session: AsyncSession, now: datetime) -> datetime | None:
+    """When the next pending row that is not due yet comes due (a retry, a message for working hours)."""
+    return await session.scalar(select(func.min(OutboxMessage.next_attempt_at)).where(
+        OutboxMessage.status == OutboxStatus.pending, OutboxMessage.next_attempt_at > now))
 
 
 async def mark_sent(session: AsyncSession, message_id: int, telegram_message_id: int | None, now: datetime) -> None:

@@ -6,7 +6,7 @@ SQLite variants run everywhere):
   TAKEOVER_BOUND seconds (retry every RETRY s in the test; the product's default is jobs.leader.RETRY_EVERY = 5 s,
   so ≤ about 6 s after a crash). PostgreSQL: advisory lock; SQLite: file lock. A leader whose lock is lost
   (its PostgreSQL session terminated, its lock file removed) stops its scheduler within CHECK + 2 s.
-- Several senders sharing Telegram's limits in Redis: on branch wip/scale-out, not finished.
+- Several senders sharing the outbox and Telegram's limits in Redis: tests/test_scale_out.py.
 """
 
 from __future__ import annotations
