@@ -272,7 +272,8 @@ async def serving_if_free(app, host: str, port: int):
         await context.__aexit__(None, None, None)
 
 
-def _scheduler_for(bot: Bot, sessions: async_sessionmaker[AsyncSession], settings: Settings, runtime=None):
+def _scheduler_for(bot: Bot, sessions: async_sessionmaker[AsyncSession], settings: Settings, runtime=None, *,
+                   drain: bool = True):
     from bot.retry import limiter_for
     from bot.sender import Sender
     from jobs.scheduler import create_scheduler
@@ -283,7 +284,7 @@ def _scheduler_for(bot: Bot, sessions: async_sessionmaker[AsyncSession], setting
     runtime.sender = runtime.sender or Sender(bot, sessions, now=runtime.now, limiter=limiter_for(bot))
     from bot.metrics import job_listener
 
-    scheduler = create_scheduler(runtime)
+    scheduler = create_scheduler(runtime, drain=drain)
     job_listener(scheduler)
     return scheduler
 
@@ -393,20 +394,32 @@ async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSessi
     process leads (jobs.leader: a PostgreSQL advisory lock, or a file lock beside the SQLite file) — a
     second worker waits and takes over when the first dies; /healthz on HTTP_PORT when it is free."""
     from bot.app import create_bot
-    from jobs.scheduler import run_as_leader
+    from bot.sender import Sender
+    from bot.shared_limits import close, install
+    from jobs.scheduler import keep_draining, run_as_leader
 
     stop = stop or asyncio.Event()
     _stop_on_signals(stop)
     bot = create_bot(settings)
+    limiter = install(bot, settings.redis_url)  # Telegram's limits shared through Redis when REDIS_URL is set
+    runtime = jobs_runtime(sessions, settings)
+    runtime.sender = Sender(bot, sessions, now=runtime.now, limiter=limiter)
     current: dict = {"scheduler": None}
+    draining = None
     try:
         await wait_for_telegram(bot)
+        draining = asyncio.create_task(keep_draining(runtime, stop))  # every worker sends the outbox
         log.info("role worker: waiting to lead the scheduler (one worker runs it at a time)")
         app = web_app(settings, sessions, index=None, role="worker", scheduler=_Leading(current))
         async with serving_if_free(app, settings.http_host, settings.http_port):
-            await run_as_leader(lambda: _scheduler_for(bot, sessions, settings), sessions.kw["bind"], stop,
+            await run_as_leader(lambda: _scheduler_for(bot, sessions, settings, runtime, drain=False),
+                                sessions.kw["bind"], stop,
                                 on_change=lambda scheduler: current.update(scheduler=scheduler))
     finally:
+        stop.set()
+        if draining is not None:
+            await draining  # finishes the sends in flight and gives back the rows it claimed
+        await close(bot)
         await bot.session.close()
         await close_all(stop_worker=True)
 
@@ -422,8 +435,11 @@ async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession], 
     if role == "api":
         await run_api(settings, sessions)
         return
+    from bot.shared_limits import close, install
+
     index, building = await open_index(sessions)
     bot = create_bot(settings)
+    install(bot, settings.redis_url)  # the outbox (role all) and direct replies count in the shared limits
     dispatcher = create_dispatcher(settings, sessions, index)
     schedule = role == "all"
     try:
@@ -435,5 +451,6 @@ async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession], 
         building.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await building
+        await close(bot)
         await bot.session.close()
         await close_all(stop_worker=True)

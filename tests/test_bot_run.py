@@ -35,7 +35,7 @@ async def test_polling_starts_with_a_menu_per_language_and_role_and_stops_cleanl
                                        app.index), timeout=20)
     menus = [r for r in app.recorder.requests if isinstance(r, SetMyCommands)]
     by_language = {m.language_code: [c.command for c in m.commands] for m in menus if m.scope.type == "default"}
-    rep_menu = ["today", "find", "nearby", "new", "history", "settings", "cancel", "lang"]
+    rep_menu = ["today", "find", "nearby", "route", "new", "history", "settings", "cancel", "lang"]
     assert by_language == {None: rep_menu, "zh": rep_menu, "en": rep_menu}
     zh = next(m for m in menus if m.language_code == "zh")
     assert [c.description for c in zh.commands[:2]] == ["今天要做的事", "查找客户"]
