@@ -306,3 +306,15 @@ async def test_a_worker_killed_by_the_system_is_replaced_and_the_work_done(engin
     assert await place.run(counting) == 0
     assert worker_pid() not in (None, first)
     await place.close()
+
+
+async def test_the_worker_runs_at_a_lower_priority_than_the_bot(engine):
+    """A person waits for a reply; nobody waits to the second for a scan: when both want the processor,
+    the system prefers the bot's process."""
+    from bot.background import WORKER_NICENESS
+
+    place = Background(make_sessionmaker(engine))
+    assert await place.run(counting) == 0
+    assert os.getpriority(os.PRIO_PROCESS, worker_pid()) >= os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS \
+        or os.getpriority(os.PRIO_PROCESS, worker_pid()) == 19
+    await place.close()
