@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -44,6 +45,9 @@ def _sender(update: Update):
 
 class _HandledMeanwhile(Exception):
     """Another instance committed the same update while this one handled it: this copy is rolled back."""
+
+
+SLOW_RECORD = 1.0  # s: an update that waits longer than this to write its id is logged (issue 18)
 
 
 class DatabaseMiddleware(BaseMiddleware):
@@ -80,8 +84,13 @@ class DatabaseMiddleware(BaseMiddleware):
                         UPDATE_SESSION.reset(replies)
                     # Recorded last, so an update that only reads never takes SQLite's write lock; a copy
                     # handled meanwhile by another instance makes this insert find the id: roll back.
+                    recording = time.perf_counter()
                     if update_id is not None and not await first_time(session, update_id):
                         raise _HandledMeanwhile
+                    waited = time.perf_counter() - recording
+                    if waited > SLOW_RECORD:  # the database's write lock was held elsewhere that long
+                        log.warning("update %s waited %.1f s to record itself (the database was busy writing)",
+                                    update_id, waited)
             except _HandledMeanwhile:
                 log.info("update %s was handled meanwhile elsewhere: rolled back", update_id)
                 return UNHANDLED

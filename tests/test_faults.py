@@ -153,3 +153,32 @@ async def test_a_reply_held_up_a_minute_by_flood_control_is_queued_with_the_note
     assert queued.chat_id == REP and queued.kind == "reply" and queued.text.startswith("已儲存")
     assert 59 <= (queued.not_before - queued.created_at).total_seconds() <= 61
     assert limiter_for(app.bot).chat_wait(REP) > 50  # the outbox holds that chat until then, too
+
+
+async def test_an_update_kept_waiting_for_the_write_lock_is_logged_and_still_answered(app, caplog):
+    """Issue 18's load bench: replies stopped for seconds while a job wrote. Every update records its id at
+    its end, so it waits for SQLite's write lock; a wait over a second is logged with the update's id."""
+    import asyncio
+    import contextlib
+    import logging
+    import sqlite3
+    import threading
+    import time
+
+    if app.engine.url.get_backend_name() != "sqlite":
+        return  # PostgreSQL locks rows: nobody else holds the handled-update row
+
+    def another_writer() -> None:
+        with contextlib.closing(sqlite3.connect(app.engine.url.database, timeout=30, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            time.sleep(1.5)
+            other.execute("COMMIT")
+
+    writer = threading.Thread(target=another_writer)
+    writer.start()
+    await asyncio.sleep(0.1)
+    with caplog.at_level(logging.WARNING, logger="fieldcrm"):
+        replies = (await app.send(text_update(person(REP), "永豐資訊"))).sent()
+    await asyncio.to_thread(writer.join)
+    assert replies and "永豐" in replies[0].text  # the card, once the lock was free
+    assert any("to record itself" in r.getMessage() for r in caplog.records)
