@@ -130,7 +130,6 @@ class Background:
         engine = sessions.kw["bind"]
         self.inline = in_memory(engine)
         self._url = engine.url.render_as_string(hide_password=False)
-        self.busy = 0  # pieces of work under way
         self.used = False
 
     async def run(self, work: Work[T]) -> T:
@@ -140,23 +139,20 @@ class Background:
         from models.common import CLOCK
 
         self.used = True
-        self.busy += 1
+        pool = _pool()
         try:
-            for attempt in (1, 2):
-                pool = _pool()
-                try:
-                    return await asyncio.get_running_loop().run_in_executor(
-                        pool, _work_in_worker, self._url, work, CLOCK.offset)
-                except BrokenProcessPool:
-                    # The worker died (killed, out of memory): a new one is started and the work tried once
-                    # more — every piece of work here reads, or writes keyed rows, so a repeat is harmless.
-                    # Not after a shutdown (close_all), which ends the worker on purpose.
-                    _discard(pool)
-                    if attempt == 2 or getattr(pool, "stopped_on_purpose", False):
-                        raise
-                    log.error("the background worker process died; starting a new one and trying again")
-        finally:
-            self.busy -= 1
+            return await asyncio.get_running_loop().run_in_executor(pool, _work_in_worker, self._url, work,
+                                                                    CLOCK.offset)
+        except BrokenProcessPool:
+            # The worker died (killed, out of memory): a new one is started and the work tried once more —
+            # every piece of work here reads, or writes keyed rows, so a repeat is harmless. Not after a
+            # shutdown (close_all), which ends the worker on purpose.
+            _discard(pool)
+            if getattr(pool, "stopped_on_purpose", False):
+                raise
+            log.error("the background worker process died; starting a new one and trying again")
+        return await asyncio.get_running_loop().run_in_executor(_pool(), _work_in_worker, self._url, work,
+                                                                CLOCK.offset)
 
     async def close(self) -> None:
         """Let the worker close its connections to this database."""

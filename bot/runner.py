@@ -11,7 +11,7 @@ from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefaul
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.background import close_all
+from bot.background import close_all, in_memory
 from bot.i18n import gettext_for
 from bot.memory import settle
 from bot.settings import Settings
@@ -154,11 +154,11 @@ async def complete_index(index: LookupIndex, sessions: async_sessionmaker[AsyncS
     (services.lookup rule 6). A failed build (a database hiccup) is logged and tried again."""
     engine = sessions.kw["bind"]
     url = engine.url
-    in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+    only_here = in_memory(engine)
     while True:
         started = asyncio.get_running_loop().time()
         try:
-            if in_memory:  # a database only this engine sees (tests): build on this loop
+            if only_here:  # a database only this engine sees (tests): build on this loop
                 async with sessions() as session:
                     built = await build_index(session, workers=workers, collect=False)
             else:

@@ -81,15 +81,6 @@ async def enqueue(session: AsyncSession, *, key: str, chat_id: int, kind: str, t
     return (await session.execute(statement)).scalar() is not None
 
 
-async def ready(session: AsyncSession, now: datetime, limit: int = 200) -> list[OutboxMessage]:
-    """Pending rows whose time has come and that no live sender holds, oldest first."""
-    return list((await session.execute(
-        select(OutboxMessage).where(
-            OutboxMessage.status == OutboxStatus.pending, OutboxMessage.next_attempt_at <= now,
-            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now))
-        .order_by(OutboxMessage.id).limit(limit))).scalars())
-
-
 def _free(now: datetime):
     return or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now)
 

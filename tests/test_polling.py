@@ -32,14 +32,12 @@ class FakeTelegram(BaseSession):
         self.transit = transit
         self.polls = 0
         self._ids = itertools.count(1)
-        self.sent_at: dict[int, float] = {}
 
     def push(self, text: str, chat: int = 1) -> int:
         update_id = next(self._ids)
         message = Message(message_id=update_id, date=datetime.now(UTC), chat=Chat(id=chat, type="private"),
                           from_user=person(chat), text=text)
         self.pending.append(Update(update_id=update_id, message=message))
-        self.sent_at[update_id] = time.perf_counter()
         self.arrived.set()
         return update_id
 
@@ -68,7 +66,7 @@ class FakeTelegram(BaseSession):
         return answer
 
 
-def polling(handler) -> tuple[Dispatcher, Router]:
+def polling(handler) -> Dispatcher:
     dispatcher = Dispatcher()
     router = Router()
     router.message.register(handler, F.text)
