@@ -31,10 +31,11 @@ IDS = st.one_of(st.integers(-5, 50), HUGE)
 PREFIXES = ["cust:card", "log:visit", "log:call", "next", "order:start", "order:day", "order:skip_products", "lang",
             "fb:start", "fb:kind", "fb:rating", "fb:resolve", "rem:snooze", "rem:done", "reas", "set:tz", "set:zone",
             "set:hours", "set:day", "hist", "new:start", "new:region", "edit", "stage", "cp:list", "cp:add",
-            "cp:key", "cp:field", "near", "rep", "team", "x", ""]
+            "cp:key", "cp:field", "near", "rep", "team", "route:plan", "route", "x", ""]
 WORDS = ["/start", "/start bogus-code", "/invite", "/invite admin", "/invite 🦄", "/today", "/find", "/find 恒达",
          "/nearby", "/new", "/new " + "长" * 300, "/history", "/history 恒达", "/settings", "/cancel", "/lang",
-         "/report", "/bindteam", "/unbindteam", "取消", "恒达", "hengda", "hd", "138", "12,800", "1.2万", "-5", "0",
+         "/report", "/route", "▶️ Start at my first visit", "/bindteam", "/unbindteam", "取消", "恒达", "hengda", "hd",
+         "138", "12,800", "1.2万", "-5", "0",
          "9-18", "25:00-99", "Mars/Olympus", "Asia/Shanghai", "明天", "2026-02-30", "3.15", "99999999999999999999",
          "", " ", "\u200b", "<b>bold</b>", "a" * 5000, "😀" * 50]
 
