@@ -152,8 +152,10 @@ def cli_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str
 
 
 # One Redis database per pytest-xdist worker (gw0 → 15, gw1 → 14, …): tests empty theirs before and after.
+# TEST_REDIS_DB_BASE moves the range down, so that two test runs on one machine do not share a database.
 _WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{15 - _WORKER}")
+_REDIS_BASE = int(os.environ.get("TEST_REDIS_DB_BASE", "15"))
+REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_REDIS_BASE - _WORKER}")
 
 
 def redis_reachable() -> bool:

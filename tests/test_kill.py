@@ -28,7 +28,7 @@ from bot.sandbox.telegram import BotApi, Limits
 from models import Interaction
 from services.customers import create_customer
 from services.users import add_user
-from tests.conftest import require_redis
+from tests.conftest import REDIS_URL, require_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "424242:kill-test-token"
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.e2e
 
 def start_bot(tmp_path: Path, api_url: str, db_url: str, log) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("WEBHOOK_URL", "ADMIN_IDS", "DATABASE_URL")}
-    env.update(BOT_TOKEN=TOKEN, BOT_API_URL=api_url, DATABASE_URL=db_url, REDIS_URL="redis://127.0.0.1:6379/7",
+    env.update(BOT_TOKEN=TOKEN, BOT_API_URL=api_url, DATABASE_URL=db_url, REDIS_URL=REDIS_URL,
                DATA_DIR=str(tmp_path / "data"), LOG_LEVEL=os.environ.get("KILL_TEST_LOG", "WARNING"),
                FIELDCRM_NO_BOOTSTRAP="1", PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, str(ROOT / "main.py"), "run"], cwd=tmp_path, env=env,
@@ -51,7 +51,7 @@ async def test_kill_9_mid_stream_loses_and_doubles_nothing(tmp_path):
     require_redis()
     import redis.asyncio as aioredis
 
-    fsm = aioredis.from_url("redis://127.0.0.1:6379/7")
+    fsm = aioredis.from_url(REDIS_URL)
     await fsm.flushdb()
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'crm.sqlite3'}"
     engine = make_engine(db_url)
