@@ -427,7 +427,7 @@ async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSessi
 async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession], role: str = "all") -> None:
     """Run this process's role: all (bot, scheduler and HTTP app in one process — the default), bot (chat
     and HTTP app; several may run), api (HTTP app only), worker (scheduler and outbox sender)."""
-    from bot.app import create_bot, create_dispatcher
+    from bot.app import close_dispatcher, create_bot, create_dispatcher
 
     if role == "worker":
         await run_worker(settings, sessions)
@@ -448,6 +448,7 @@ async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession], 
         else:
             await run_polling(bot, dispatcher, sessions, settings, index, schedule=schedule, http=True, role=role)
     finally:
+        await close_dispatcher(dispatcher)
         building.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await building
