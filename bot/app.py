@@ -60,8 +60,15 @@ def events_isolation(storage: BaseStorage) -> BaseEventIsolation:
     return OrderedIsolation()
 
 
+DETACHED_GRACE = 5.0  # s a report being made gets at shutdown
+
+
 async def close_dispatcher(dispatcher: Dispatcher) -> None:
-    """At shutdown: write the ids of handled updates still waiting (bot.ledger)."""
+    """At shutdown: give detached work (reports being made) a few seconds, then write the ids of handled
+    updates still waiting (bot.ledger)."""
+    from bot.detached import settle
+
+    await settle(timeout=DETACHED_GRACE)
     deferred = dispatcher.workflow_data.get("deferred_ids")
     if deferred is not None:
         await deferred.close()
