@@ -24,6 +24,7 @@ from aiogram.utils.i18n import I18nMiddleware
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import index_feed
 from bot.db import wrote
 from bot.fsm import PENDING, write_pending
 from bot.i18n import pick_language
@@ -32,7 +33,7 @@ from bot.logs import UPDATE_ID, USER_ID
 from bot.retry import UPDATE_SESSION
 from models import User
 from services.access import viewer_for
-from services.lookup import LookupIndex, refresh
+from services.lookup import CHANGED, LookupIndex, refresh
 from services.outbox import clear_unreachable
 from services.updates import first_time, handled_before
 
@@ -104,10 +105,12 @@ class DatabaseMiddleware(BaseMiddleware):
                 return UNHANDLED
             if defer:
                 self.deferred.add(update_id)
+            changed = set(session.info.get(CHANGED, ()))
             try:
                 await refresh(self.index, session)
             except Exception:
                 log.exception("lookup index refresh after update %s failed", update_id)
+            await index_feed.publish(changed)  # the other instances' indexes (with REDIS_URL)
             return result
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 
 from aiogram import Bot, Dispatcher
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
@@ -19,7 +20,7 @@ from models import Role, User
 from services.lookup import LookupIndex, build_index, finish_loading, start_index, sync
 
 log = logging.getLogger("fieldcrm")
-SYNC_SECONDS = 30
+SYNC_SECONDS = float(os.environ.get("FIELDCRM_LOOKUP_SYNC_SECONDS", "30"))  # the poll (tests may lengthen it)
 MENU_RETRY_SECONDS = 600  # menus that failed at start are tried again every 10 minutes, for a day
 MENU_TRIES = 144
 # Telegram knows languages by two-letter code: Chinese clients get the Simplified menu.
@@ -199,8 +200,22 @@ async def open_index(sessions: async_sessionmaker[AsyncSession], *,
 
 
 async def keep_in_sync(index: LookupIndex, sessions: async_sessionmaker[AsyncSession],
-                       every: float = SYNC_SECONDS) -> None:
-    """Pick up customers other processes changed (a CLI import, another instance), forever."""
+                       every: float | None = None, redis_url: str | None = None) -> None:
+    """Pick up customers other processes changed (a CLI import, another instance), forever: by a poll every
+    SYNC_SECONDS and, with REDIS_URL, at once when another instance announces them (bot.index_feed)."""
+    every = every or SYNC_SECONDS
+    if redis_url:
+        from bot import index_feed
+
+        index_feed.configure(redis_url)
+        listening = asyncio.create_task(index_feed.listen(index, sessions, redis_url))
+        try:
+            await keep_in_sync(index, sessions, every)
+        finally:
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
+            await index_feed.close()
     while True:
         await asyncio.sleep(every)
         if index.loading:  # the build under way reads them; its watermark is where sync goes on from
@@ -299,7 +314,7 @@ async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
     await wait_for_telegram(bot)
     menus = asyncio.create_task(keep_menus(bot, sessions, settings) if await set_commands(bot, sessions, settings)
                                 else asyncio.sleep(0))
-    syncing = asyncio.create_task(keep_in_sync(index, sessions))
+    syncing = asyncio.create_task(keep_in_sync(index, sessions, redis_url=settings.redis_url))
     scheduler = _scheduler_for(bot, sessions, settings, runtime) if schedule else None
     if scheduler is not None:
         scheduler.start()
@@ -338,7 +353,7 @@ async def run_webhook(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
     scheduler = _scheduler_for(bot, sessions, settings) if schedule else None
     app = web_app(settings, sessions, index=index, role=role, bot=bot, dispatcher=dispatcher, secret=secret,
                   scheduler=scheduler)
-    syncing = asyncio.create_task(keep_in_sync(index, sessions))
+    syncing = asyncio.create_task(keep_in_sync(index, sessions, redis_url=settings.redis_url))
     async with serving(app, settings.http_host, settings.http_port):
         await bot.set_webhook(settings.webhook_url, secret_token=secret,
                               allowed_updates=dispatcher.resolve_used_update_types())
@@ -364,7 +379,7 @@ async def run_api(settings: Settings, sessions: async_sessionmaker[AsyncSession]
     stop = stop or asyncio.Event()
     _stop_on_signals(stop)
     index, building = await open_index(sessions)
-    syncing = asyncio.create_task(keep_in_sync(index, sessions))
+    syncing = asyncio.create_task(keep_in_sync(index, sessions, redis_url=settings.redis_url))
     try:
         async with serving(web_app(settings, sessions, index=index, role="api"), settings.http_host,
                            settings.http_port) as url:
