@@ -309,25 +309,21 @@ async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
                       http: bool = False, role: str = "all") -> None:
     """Long polling; with `schedule`, this process also runs the scheduler (role all); with `http`, it serves
     the HTTP app (ERP API, /healthz) on HTTP_HOST:HTTP_PORT when that port is free."""
-    from jobs.scheduler import stop
-
     await wait_for_telegram(bot)
     menus = asyncio.create_task(keep_menus(bot, sessions, settings) if await set_commands(bot, sessions, settings)
                                 else asyncio.sleep(0))
     syncing = asyncio.create_task(keep_in_sync(index, sessions, redis_url=settings.redis_url))
-    scheduler = _scheduler_for(bot, sessions, settings, runtime) if schedule else None
-    if scheduler is not None:
-        scheduler.start()
+    scheduling = _Scheduling(bot, sessions, settings, runtime) if schedule else None
     try:
         if http:
-            app = web_app(settings, sessions, index=index, role=role, scheduler=scheduler)
+            app = web_app(settings, sessions, index=index, role=role, scheduler=scheduling and scheduling.view)
             async with serving_if_free(app, settings.http_host, settings.http_port):
                 await dispatcher.start_polling(bot, handle_signals=True)
         else:
             await dispatcher.start_polling(bot, handle_signals=True)
     finally:
-        if scheduler is not None:
-            await stop(scheduler)
+        if scheduling is not None:
+            await scheduling.stop()
         for task in (syncing, menus):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -342,7 +338,6 @@ async def run_webhook(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
     import secrets
 
     from bot.sandbox.server import serving
-    from jobs.scheduler import stop as stop_scheduler
 
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_urlsafe(32)
     stop = stop or asyncio.Event()
@@ -350,21 +345,22 @@ async def run_webhook(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
     await wait_for_telegram(bot)
     menus = asyncio.create_task(keep_menus(bot, sessions, settings) if await set_commands(bot, sessions, settings)
                                 else asyncio.sleep(0))
-    scheduler = _scheduler_for(bot, sessions, settings) if schedule else None
+    scheduling = None
+    view = _Leading({"scheduler": None}) if schedule else None
     app = web_app(settings, sessions, index=index, role=role, bot=bot, dispatcher=dispatcher, secret=secret,
-                  scheduler=scheduler)
+                  scheduler=view)
     syncing = asyncio.create_task(keep_in_sync(index, sessions, redis_url=settings.redis_url))
     async with serving(app, settings.http_host, settings.http_port):
         await bot.set_webhook(settings.webhook_url, secret_token=secret,
                               allowed_updates=dispatcher.resolve_used_update_types())
-        if scheduler is not None:
-            scheduler.start()
+        if schedule:
+            scheduling = _Scheduling(bot, sessions, settings, view=view)
         log.info("webhook mode: Telegram posts to %s", settings.webhook_url)
         try:
             await stop.wait()
         finally:
-            if scheduler is not None:
-                await stop_scheduler(scheduler)
+            if scheduling is not None:
+                await scheduling.stop()
             for task in (syncing, menus):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -390,6 +386,25 @@ async def run_api(settings: Settings, sessions: async_sessionmaker[AsyncSession]
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+class _Scheduling:
+    """Role all's scheduler, run only while this process leads (jobs.leader), as a worker's is: two
+    `run` processes on one database (or `run` beside a `run --role worker`) never both schedule."""
+
+    def __init__(self, bot: Bot, sessions: async_sessionmaker[AsyncSession], settings: Settings, runtime=None, *,
+                 view: _Leading | None = None) -> None:
+        from jobs.scheduler import run_as_leader
+
+        self.view = view or _Leading({"scheduler": None})
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(run_as_leader(
+            lambda: _scheduler_for(bot, sessions, settings, runtime), sessions.kw["bind"], self._stop,
+            on_change=lambda scheduler: self.view.current.update(scheduler=scheduler)))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await self._task
 
 
 class _Leading:
