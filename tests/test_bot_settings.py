@@ -40,8 +40,9 @@ async def test_settings_show_what_reminders_follow(app):
     assert "Time zone: Asia/Shanghai (UTC+08:00)" in shown.text
     assert "Working hours: 09:00–18:00" in shown.text
     assert "Work days: Mon Tue Wed Thu Fri" in shown.text
-    days = [b.text for row in shown.reply_markup.inline_keyboard[1:] for b in row]
+    days = [b.text for row in shown.reply_markup.inline_keyboard[1:3] for b in row]
     assert days == ["✅Mon", "✅Tue", "✅Wed", "✅Thu", "✅Fri", "▫️Sat", "▫️Sun"]
+    assert [b.text for b in shown.reply_markup.inline_keyboard[3]] == ["🗺 Map app"]
 
 
 async def test_pick_a_time_zone_from_buttons_or_type_one(app):
