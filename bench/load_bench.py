@@ -152,6 +152,7 @@ def watch_stalls(path: Path, loop: asyncio.AbstractEventLoop, *, over: float = 0
     import traceback
 
     beat = [time.monotonic()]
+    depth = int(os.environ.get("LOAD_BENCH_STALL_FRAMES", "8"))  # frames written per stack
 
     def tick() -> None:
         beat[0] = time.monotonic()
@@ -170,7 +171,8 @@ def watch_stalls(path: Path, loop: asyncio.AbstractEventLoop, *, over: float = 0
                     for thread in threading.enumerate():
                         if thread.ident in frames and thread.name in ("MainThread", "fieldcrm-background"):
                             out.write(f"  [{thread.name}]\n")
-                            out.writelines("    " + line for line in traceback.format_stack(frames[thread.ident])[-int(os.environ.get("LOAD_BENCH_STALL_FRAMES", "8")):])
+                            stack = traceback.format_stack(frames[thread.ident])[-depth:]
+                            out.writelines("    " + line for line in stack)
                     out.flush()
 
     loop.call_soon(tick)
