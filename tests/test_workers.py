@@ -6,6 +6,7 @@ order, without a per-chat 429; both stop cleanly on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -39,10 +41,6 @@ async def test_two_workers_share_the_outbox_and_telegrams_limits(pg_url, tmp_pat
     engine = make_engine(pg_url)
     sessions = make_sessionmaker(engine)
     chats = [8_000_000 + i for i in range(40)]
-    async with sessions() as session, session.begin():
-        for n in range(3):
-            for chat in chats:
-                await outbox.enqueue(session, key=f"{chat}:{n}", chat_id=chat, kind="notice", text=f"{chat}:{n}")
     api = BotApi(TOKEN, limits=Limits(global_per_second=30, private_burst=1))
     for chat in chats:
         api.add_person(chat, "Rep")
@@ -61,14 +59,31 @@ async def test_two_workers_share_the_outbox_and_telegrams_limits(pg_url, tmp_pat
     pending, leaders = None, []
     try:
         async with serving(create_app(api)) as api_url:
+            ports = [free_port(), free_port()]
             for n in range(2):
                 env = {k: v for k, v in os.environ.items() if k not in ("WEBHOOK_URL", "ADMIN_IDS")}
                 env.update(DATABASE_URL=pg_url, REDIS_URL=REDIS_URL, BOT_TOKEN=TOKEN, BOT_API_URL=api_url,
-                           HTTP_HOST="127.0.0.1", HTTP_PORT=str(free_port()), DATA_DIR=str(tmp_path / f"w{n}"),
+                           HTTP_HOST="127.0.0.1", HTTP_PORT=str(ports[n]), DATA_DIR=str(tmp_path / f"w{n}"),
                            FIELDCRM_NO_BOOTSTRAP="1", LOG_LEVEL="DEBUG", PYTHONUNBUFFERED="1")
                 processes.append(subprocess.Popen([sys.executable, str(ROOT / "main.py"), "run", "--role", "worker"],
                                                   cwd=tmp_path, env=env, stderr=subprocess.STDOUT,
                                                   stdout=(tmp_path / f"worker{n}.log").open("w")))
+            # Both running before the messages are queued (on a busy machine one may start seconds after the
+            # other, and the first would send everything before the second looked).
+            async with httpx.AsyncClient(timeout=2) as http:
+                up, deadline = set(), time.monotonic() + 120
+                while len(up) < 2 and time.monotonic() < deadline:
+                    for n, port in enumerate(ports):
+                        with contextlib.suppress(httpx.HTTPError):
+                            if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                                up.add(n)
+                    await asyncio.sleep(0.2)
+            assert len(up) == 2, "the workers did not start"
+            async with sessions() as session, session.begin():
+                for n in range(3):
+                    for chat in chats:
+                        await outbox.enqueue(session, key=f"{chat}:{n}", chat_id=chat, kind="notice",
+                                             text=f"{chat}:{n}")
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.5)
