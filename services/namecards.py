@@ -193,8 +193,14 @@ def _is_mobile(number: phonenumbers.PhoneNumber) -> bool:
 
 
 def _fix_digits(text: str) -> str:
-    """In a labelled phone: letters the recogniser mistakes for digits (O → 0, l / I → 1)."""
-    return re.sub(r"(?<=[\d\s-])[Oo](?=[\d\s-])", "0", re.sub(r"(?<=[\d\s-])[lI|](?=[\d\s-])", "1", text))
+    """In a labelled phone: letters the recogniser mistakes for digits (O → 0, l / I → 1), in a run of what is
+    otherwise digits."""
+    def fix(run: re.Match) -> str:
+        return run[0].translate(_DIGIT_LOOKALIKES) if re.search(r"\d", run[0]) else run[0]
+    return re.sub(r"[\dOoIl|][\dOoIl|\s\-]*[\dOoIl|]", fix, text)
+
+
+_DIGIT_LOOKALIKES = str.maketrans({"O": "0", "o": "0", "I": "1", "l": "1", "|": "1"})
 
 
 def _is_company(text: str) -> int:
@@ -412,7 +418,8 @@ def card_matches(index, card: CardFields) -> list[Duplicate]:
     return list(found.values())
 
 
-def _check_card(card: CardFields) -> None:
+def check_ready(card: CardFields) -> None:
+    """A card can be saved once it has a person's name and no field over its limit."""
     if not (card.name or "").strip():
         raise DomainError(N_("The card has no person's name yet: fix the name first."))
     for field in FIELDS:
@@ -424,7 +431,7 @@ def _check_card(card: CardFields) -> None:
 async def save_to_customer(session: AsyncSession, viewer: Viewer, card: CardFields, customer_id: int, *,
                            user_id: int | None = None, origin_key: str | None = None) -> ContactPerson:
     """The card's person as a new contact at an existing customer (one the rep may see)."""
-    _check_card(card)
+    check_ready(card)
     return await add_contact(session, viewer, customer_id, name=card.name, title=card.title, mobile=card.mobile,
                              office_phone=card.office, email=card.email, user_id=user_id, origin_key=origin_key)
 
@@ -432,7 +439,7 @@ async def save_to_customer(session: AsyncSession, viewer: Viewer, card: CardFiel
 async def save_as_new_customer(session: AsyncSession, viewer: Viewer, card: CardFields, *, stage: str,
                                user_id: int, origin_key: str | None = None) -> tuple[Customer, ContactPerson]:
     """A new customer from the card's company (owned by the rep), with the card's person as its contact."""
-    _check_card(card)
+    check_ready(card)
     if not (card.company or "").strip():
         raise DomainError(N_("The card has no company yet: fix the company first."))
     customer = await create_customer(session, user_id=user_id, name=card.company.strip(), phone=card.office,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import threading
+import warnings
 from dataclasses import dataclass
 
 from services.messages import N_, DomainError
@@ -78,7 +79,11 @@ def open_image(data: bytes):
         raise DomainError(N_("That image is too large ({size} MB); send a photo of up to {limit} MB."),
                           size=round(len(data) / 1024 / 1024, 1), limit=MAX_BYTES // 1024 // 1024)
     try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
+        with warnings.catch_warnings():  # Pillow's own bomb warning: the pixel rule below says it in words
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))  # reads the header only
+    except Image.DecompressionBombError:
+        raise DomainError(N_("That image is too large; send an ordinary photo of the card.")) from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise DomainError(N_("That file is not a picture I can read. Send a photo (JPEG or PNG) of the "
                              "card.")) from None
