@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import socket
 import time
 from functools import partial
 from pathlib import Path
@@ -55,9 +56,31 @@ def same_phone(drawn: str, read: str | None) -> bool:
     return read is not None and key(drawn) == key(read)
 
 
+@pytest.fixture
+def offline(monkeypatch):
+    """No network: any connection attempt fails the test (the models are files of the installed package)."""
+    attempts: list[object] = []
+
+    def refuse(self, address, *args):
+        attempts.append(address)
+        raise OSError("no network in this test")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    yield attempts
+    assert attempts == [], f"reading a card tried to connect to {attempts}"
+
+
+def test_the_models_are_files_of_the_installed_package():
+    import rapidocr_onnxruntime
+
+    models = Path(rapidocr_onnxruntime.__file__).parent / "models"
+    names = sorted(p.name for p in models.glob("*.onnx"))
+    assert "ch_PP-OCRv4_det_infer.onnx" in names and "ch_PP-OCRv4_rec_infer.onnx" in names
+
+
 @pytest.mark.parametrize("spec", [ZH_LEFT, EN_CENTRED, ZH_TWO_COLUMN, EN_LOGO, ZH_NOISY],
                          ids=["zh-left", "en-centred-tilted", "zh-two-columns-tilted", "en-logo-icons", "zh-noisy"])
-def test_a_drawn_card_is_read_field_for_field(spec):
+def test_a_drawn_card_is_read_field_for_field(spec, offline):
     card = read_card(draw(spec, seed=7))
     assert (card.name, card.company, card.title) == (spec.name, spec.company, spec.title)
     assert card.email == spec.email
