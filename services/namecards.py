@@ -341,10 +341,13 @@ def read_card(data: bytes, *, threads: int = 0) -> CardFields:
     lines = read_lines(data, threads=threads)
     card = extract(lines)
     if not lines or not (card.name or card.company or card.mobile or card.office or card.email):
-        raise DomainError(N_("I found no business card in that photo{found}. Take the photo straight above the "
-                             "card, in good light, with the card filling most of the picture — or type the "
-                             "customer's name to find them."),
-                          found="" if not lines else " (only some words)")
+        if not lines:
+            raise DomainError(N_("I found no text in that photo. Take the photo straight above the card, in good "
+                                 "light, with the card filling most of the picture — or type the customer's name to "
+                                 "find them."))
+        raise DomainError(N_("I found no business card in that photo: no name, company, phone or e-mail. Take the "
+                             "photo straight above the card, in good light, with the card filling most of the "
+                             "picture — or type the customer's name to find them."))
     return card
 
 

@@ -132,7 +132,7 @@ def test_a_photo_without_a_card_is_refused_with_what_to_do():
     Image.new("RGB", (800, 500), (250, 250, 250)).save(blank, "JPEG")
     with pytest.raises(DomainError) as refused:
         read_card(blank.getvalue())
-    assert "no business card" in str(refused.value) and "straight above the card" in str(refused.value)
+    assert "no text" in str(refused.value) and "straight above the card" in str(refused.value)
 
 
 def test_huge_and_broken_pictures_are_refused_before_they_are_decoded():
@@ -265,7 +265,7 @@ async def test_refusals_change_nothing_and_say_what_to_do(app):
     Image.new("RGB", (900, 600), (200, 200, 210)).save(blank, "JPEG")
     app.recorder.files["blank"] = blank.getvalue()
     _reading, none = (await app.send(photo_update(rep, file_id="blank"))).sent()
-    assert "no business card" in none.text
+    assert "no text in that photo" in none.text
     # A "JPEG" that is not one; a photo Telegram no longer has.
     app.recorder.files["broken"] = b"not really a jpeg"
     _reading, broken = (await app.send(document_update(rep, "broken"))).sent()
