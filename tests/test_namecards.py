@@ -135,6 +135,31 @@ def test_a_photo_without_a_card_is_refused_with_what_to_do():
     assert "no text" in str(refused.value) and "straight above the card" in str(refused.value)
 
 
+def test_a_photo_of_words_that_are_no_card_is_refused_too():
+    from PIL import ImageDraw, ImageFont
+
+    from services.charts import font_path
+
+    page = Image.new("RGB", (1000, 300), "white")
+    ImageDraw.Draw(page).text((40, 100), "今天下午开会讨论季度计划", font=ImageFont.truetype(str(font_path()), 48),
+                              fill="black")
+    out = io.BytesIO()
+    page.save(out, "JPEG")
+    with pytest.raises(DomainError, match="no business card in that photo: no name, company, phone or e-mail"):
+        read_card(out.getvalue())
+
+
+def test_a_picture_sent_as_a_file_is_read_the_way_up_the_phone_meant(offline):
+    """A phone stores a portrait shot sideways with an EXIF orientation; sent as a file, it arrives so."""
+    sideways = Image.open(io.BytesIO(draw(ZH_TWO_COLUMN, seed=9))).rotate(90, expand=True)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # orientation: turn 90° clockwise to view
+    out = io.BytesIO()
+    sideways.save(out, "JPEG", exif=exif)
+    card = read_card(out.getvalue())
+    assert (card.name, card.company, card.email) == (ZH_TWO_COLUMN.name, ZH_TWO_COLUMN.company, ZH_TWO_COLUMN.email)
+
+
 def test_huge_and_broken_pictures_are_refused_before_they_are_decoded():
     bomb = io.BytesIO()  # 100 megapixels of one colour: a tiny PNG that unpacks to 300 MB
     Image.new("1", (10_000, 10_000)).save(bomb, "PNG")
@@ -195,7 +220,7 @@ async def count(app, model) -> int:
         return await session.scalar(select(func.count()).select_from(model))
 
 
-async def test_a_rep_photographs_a_new_customers_card_fixes_a_field_and_saves_it(app):
+async def test_a_rep_photographs_a_new_customers_card_fixes_two_fields_and_saves_it(app):
     app.recorder.files["card-1"] = draw(ZH_LEFT, seed=3)
     reading, summary = (await app.send(photo_update(rep, file_id="card-1"))).sent()
     assert "Reading the card" in reading.text
@@ -205,16 +230,14 @@ async def test_a_rep_photographs_a_new_customers_card_fixes_a_field_and_saves_it
     [ask] = (await app.send(button_update(rep, buttons(fields)["📱 Mobile"], on=fields))).sent()
     assert "138 0013 8000" in ask.text
     [refused] = (await app.send(text_update(rep, "call me later"))).sent()
-    assert "not a phone number" in refused.text and "Try again" in refused.text
-    [cancelled] = (await app.send(text_update(rep, "/cancel"))).sent()  # leaves the card: nothing saved
-    assert "Cancelled" in cancelled.text
-    assert await count(app, ContactPerson) == 0
-    # Again, and this time fix the title and save.
-    reading, summary = (await app.send(photo_update(rep, file_id="card-1"))).sent()
-    [fields] = (await app.send(button_update(rep, buttons(summary)["✏️ Fix a field"], on=summary))).sent()
+    assert "not a phone number" in refused.text and "Try again" in refused.text  # … and the card is unchanged
+    [shown] = (await app.send(text_update(rep, "+86 139-0000-1111"))).sent()
+    assert "139 0000 1111" in shown.text and "138 0013 8000" not in shown.text
+    [fields] = (await app.send(button_update(rep, buttons(shown)["✏️ Fix a field"], on=shown))).sent()
     await app.send(button_update(rep, buttons(fields)["💼 Title"], on=fields))
     [fixed] = (await app.send(text_update(rep, "华南区采购经理"))).sent()
-    assert "华南区采购经理" in fixed.text
+    assert "华南区采购经理" in fixed.text and "139 0000 1111" in fixed.text
+    assert await count(app, ContactPerson) == 0  # nothing is saved before ✅
     [stages] = (await app.send(button_update(rep, buttons(fixed)["✅ Save"], on=fixed))).sent()
     assert "New customer “广州市人易软件技术有限公司”" in stages.text
     tap = button_update(rep, buttons(stages)["interested"], on=stages)
@@ -231,7 +254,7 @@ async def test_a_rep_photographs_a_new_customers_card_fixes_a_field_and_saves_it
         app.rep_id, Stage.interested, "020 8888 1234 ext. 806", "020 8888 1299")
     assert (customer.website, customer.address) == ("www.renyi.com.cn", "广州市天河区体育西路103号维多利广场18楼")
     assert (contact.customer_id, contact.name, contact.title, contact.mobile, contact.email) == (
-        customer.id, "王芳", "华南区采购经理", "138 0013 8000", "wangfang@renyi.com.cn")
+        customer.id, "王芳", "华南区采购经理", "139 0000 1111", "wangfang@renyi.com.cn")
     assert logged >= 2  # the customer and the contact, audited
     [found] = (await app.send(text_update(rep, "王芳"))).sent()  # the lookup knows the new contact at once
     assert "广州市人易软件技术有限公司" in found.text
@@ -320,3 +343,30 @@ async def test_a_lookup_is_answered_while_a_card_is_being_read(app, monkeypatch,
 def test_card_fields_survive_the_conversation_state():
     card = CardFields(name="王芳", mobile="138 0013 8000")
     assert CardFields.from_dict(card.as_dict()) == card
+
+
+async def test_one_input_saves_one_customer_and_one_contact_however_often_it_arrives(engine):
+    from bot.db import make_sessionmaker
+    from services.access import viewer_for
+    from services.namecards import save_as_new_customer
+
+    sessions = make_sessionmaker(engine)
+    card = CardFields(company="恒达贸易有限公司", name="李明", title="经理", mobile="138 0013 8000",
+                      office="020 8888 1234", email="li@hengda.cn")
+    async with sessions() as session, session.begin():
+        lee = await add_user(session, name="Lee", telegram_id=REP, language="en")
+        viewer = await viewer_for(session, lee)
+        first = await save_as_new_customer(session, viewer, card, stage="interested", user_id=lee.id,
+                                           origin_key="tg:1:2:abc")
+        again = await save_as_new_customer(session, viewer, card, stage="interested", user_id=lee.id,
+                                           origin_key="tg:1:2:abc")
+        assert (again[0].id, again[1].id) == (first[0].id, first[1].id)
+        with pytest.raises(DomainError, match="no person's name"):
+            await save_as_new_customer(session, viewer, CardFields(company="远东有限公司"), stage="interested",
+                                       user_id=lee.id)
+    assert await count_rows(sessions, Customer) == 1 and await count_rows(sessions, ContactPerson) == 1
+
+
+async def count_rows(sessions, model) -> int:
+    async with sessions() as session:
+        return await session.scalar(select(func.count()).select_from(model))
