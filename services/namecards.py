@@ -203,6 +203,12 @@ def _fix_digits(text: str) -> str:
 _DIGIT_LOOKALIKES = str.maketrans({"O": "0", "o": "0", "I": "1", "l": "1", "|": "1"})
 
 
+def _mostly_number(text: str) -> bool:
+    """An unlabelled line that is a phone number: digits and their punctuation, at most a few other letters
+    (an icon read as a character, "ext")."""
+    return bool(re.search(r"\d{3}", text)) and len(re.sub(r"[\d\s()+\-.]|ext", "", text)) <= 3
+
+
 def _is_company(text: str) -> int:
     """How surely a line is a company's name: 0 (not), 1 (a weak word), 2 (a company form)."""
     if any(word in text for word in _COMPANY_ZH[:4]) or re.search(r"co\.?,?\s*ltd|limited|inc\b|llc|gmbh", text, re.I):
@@ -264,8 +270,8 @@ def extract(lines: list[TextLine]) -> CardFields:
             elif kind == "other":
                 used.add(i)
             else:
-                found = _phones(text) if re.search(r"\d{3}", text) and not _is_address(text) else []
-                if found and len(re.sub(r"[\d\s()+\-.ext]", "", text)) <= 4:
+                found = _phones(text) if _mostly_number(text) and not _is_address(text) else []
+                if found:
                     phones += [(None, n) for n in found]
                     used.add(i)
     # An address may go on over the next line (without a label): the line just below it, in the same type.
@@ -302,16 +308,17 @@ def extract(lines: list[TextLine]) -> CardFields:
                 titles.append((i, head[2]))
         if _name_like(candidate) and not _is_title(candidate):
             names.append((lines[i].height, i, respace(candidate)))
+    name_line = None
     if names:
-        _height, i, card.name = max(names)
-        used.add(i)
+        _height, name_line, card.name = max(names)
     script = _script(card.name or "")
     if companies:
         def rank(item: tuple[int, str]) -> tuple:
             i, text = item
             return (_script(text) == script, _is_company(text), lines[i].height, len(text))
         card.company = respace(max(companies, key=rank)[1])[:200]
-    titles = [(i, text) for i, text in titles if i not in used or text != respace(fold_width(lines[i].text).strip())]
+    # The name's line is no title, unless it was "王芳 采购经理" read as one line (its tail was added above).
+    titles = [(i, text) for i, text in titles if i != name_line or card.name not in text]
     if titles:
         matching = [t for t in titles if _script(t[1]) == script] or titles
         card.title = respace(matching[0][1])[:100]
