@@ -301,6 +301,25 @@ async def test_refusals_change_nothing_and_say_what_to_do(app):
     assert await count(app, ContactPerson) == 0 and await count(app, Customer) == 1
 
 
+async def napping(data: bytes, sessions=None):
+    """A reading that takes a second (module-level: the worker process runs it)."""
+    await asyncio.sleep(1)
+    return CardFields(name="王芳")
+
+
+async def test_a_reading_that_takes_too_long_is_given_up_with_what_to_do(app, monkeypatch):
+    import handlers.namecard as namecard
+
+    monkeypatch.setattr(namecard, "read_card_work", napping)
+    monkeypatch.setattr(namecard, "READ_SECONDS", 0.2)
+    app.recorder.files["slow"] = b"whatever"
+    _reading, late = (await app.send(photo_update(rep, file_id="slow"))).sent()
+    assert "took too long" in late.text
+    [nothing] = (await app.send(text_update(rep, "/cancel"))).sent()
+    assert "nothing to cancel" in nothing.text.lower()  # no half-open card is left behind
+    await asyncio.sleep(1)  # the worker finishes the nap before the next test uses it
+
+
 SLOW = 1.5
 
 
