@@ -18,6 +18,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
+from aiohttp import ClientError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.background import Background
@@ -104,7 +105,7 @@ async def card_photo(message: Message, bot: Bot, state: FSMContext, background: 
             await message.answer(_too_large())
             return
         data = (await bot.download_file(file.file_path, timeout=30)).getvalue() if file.file_path else b""
-    except (TelegramAPIError, TimeoutError, OSError) as failed:
+    except (TelegramAPIError, ClientError, TimeoutError, OSError) as failed:  # Telegram's answer, the download
         log.warning("a card photo could not be downloaded: %s", failed)
         data = b""
     if not data:
