@@ -170,7 +170,7 @@ def watch_stalls(path: Path, loop: asyncio.AbstractEventLoop, *, over: float = 0
                     for thread in threading.enumerate():
                         if thread.ident in frames and thread.name in ("MainThread", "fieldcrm-background"):
                             out.write(f"  [{thread.name}]\n")
-                            out.writelines("    " + line for line in traceback.format_stack(frames[thread.ident])[-8:])
+                            out.writelines("    " + line for line in traceback.format_stack(frames[thread.ident])[-int(os.environ.get("LOAD_BENCH_STALL_FRAMES", "8")):])
                     out.flush()
 
     loop.call_soon(tick)

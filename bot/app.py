@@ -60,6 +60,20 @@ def events_isolation(storage: BaseStorage) -> BaseEventIsolation:
     return OrderedIsolation()
 
 
+DETACHED_GRACE = 5.0  # s a report being made gets at shutdown
+
+
+async def close_dispatcher(dispatcher: Dispatcher) -> None:
+    """At shutdown: give detached work (reports being made) a few seconds, then write the ids of handled
+    updates still waiting (bot.ledger)."""
+    from bot.detached import settle
+
+    await settle(timeout=DETACHED_GRACE)
+    deferred = dispatcher.workflow_data.get("deferred_ids")
+    if deferred is not None:
+        await deferred.close()
+
+
 def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSession], index: LookupIndex) -> Dispatcher:
     from bot.background import for_sessions
     from bot.metrics import HandlerMetrics, UnhandledMetrics
@@ -98,7 +112,8 @@ def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSess
     outer(ErrorsMiddleware(settings.default_language))
     for middleware in builtin:
         outer(middleware)
-    dispatcher.update.outer_middleware(DatabaseMiddleware(sessions, index))
+    database = dispatcher.update.outer_middleware(DatabaseMiddleware(sessions, index))
+    dispatcher["deferred_ids"] = database.deferred  # written at shutdown (close_dispatcher)
     dispatcher.update.outer_middleware(UnhandledMetrics())
     for observer in ("message", "edited_message", "callback_query", "inline_query", "chosen_inline_result",
                      "my_chat_member"):

@@ -181,7 +181,10 @@ async def close_all(*, stop_worker: bool = False) -> None:
     (work still under way there is cut off: its transaction rolls back)."""
     global _POOL
     for place in list(_PLACES.values()):
-        await place.close()
+        if stop_worker:  # the worker's end closes them (asking would wait behind the work under way)
+            place.used = False
+        else:
+            await place.close()
     if stop_worker:
         with _POOL_LOCK:
             pool, _POOL = _POOL, None

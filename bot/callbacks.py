@@ -78,7 +78,8 @@ class ReassignCallback(CallbackData, prefix="reas"):
 
 
 class SettingsCallback(CallbackData, prefix="set"):
-    action: Literal["lang", "tz", "zone", "tz_other", "hours", "day"]  # zone: value is an IANA name; day: ISO weekday
+    # zone: value is an IANA name; day: ISO weekday; map: value is a navigator ("" = by language)
+    action: Literal["lang", "tz", "zone", "tz_other", "hours", "day", "maps", "map"]
     value: str = ""
 
 

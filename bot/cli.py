@@ -471,7 +471,8 @@ def cmd_test(args: list[str]) -> int:
     workers = min(os.cpu_count() or 1, 4)
     chosen = any(a.startswith(("-n", "--numprocesses", "--dist")) for a in args) or "no:xdist" in " ".join(args)
     if workers > 1 and not chosen:
-        args = ["-n", str(workers), *args]
+        # loadgroup: tests marked xdist_group run in one process (a count kept across tests, in the fuzz).
+        args = ["-n", str(workers), "--dist", "loadgroup", *args]
     env = dict(os.environ)
     code = subprocess.call([sys.executable, "-m", "pytest", *args], cwd=ROOT, env=env)
     if code == 5:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from pathlib import Path
 
 from alembic import command
@@ -35,8 +38,55 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             cursor.execute("PRAGMA cache_size=-65536")
             cursor.close()
 
+        _note_writes(engine)
+        hold = float(os.environ.get("SQLITE_LOCK_LOG_MS", "0") or 0)
+        if hold > 0:
+            _log_write_holds(engine, hold / 1000)
         return engine
     return create_async_engine(url, echo=echo, pool_pre_ping=True)
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+def _note_writes(engine: AsyncEngine) -> None:
+    """Mark each connection's transaction that wrote something (`wrote`)."""
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _began(conn) -> None:
+        conn.info["wrote"] = False
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _statement(conn, _cursor, statement, _params, _context, _many) -> None:
+        if not conn.info.get("wrote") and statement.lstrip()[:7].upper().startswith(_WRITES):
+            conn.info["wrote"] = True
+
+
+async def wrote(session: AsyncSession) -> bool:
+    """True when the session's transaction wrote (or will write: pending changes are flushed first)."""
+    await session.flush()
+    connection = await session.connection()
+    return connection.sync_connection.info.get("wrote", True)
+
+
+def _log_write_holds(engine: AsyncEngine, longer_than: float) -> None:
+    """Diagnostics (SQLITE_LOCK_LOG_MS=N): log each transaction that held SQLite's write lock over N ms.
+
+    The lock is taken by a transaction's first write and kept to its commit or rollback; the line names
+    the process and that first statement, so the writes that make others wait can be found."""
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")  # after: the lock is held from here
+    def _first_write(conn, _cursor, statement, _params, _context, _many) -> None:
+        if "write_since" not in conn.info and statement.lstrip()[:7].upper().startswith(_WRITES):
+            conn.info["write_since"] = (time.perf_counter(), " ".join(statement.split())[:120])
+
+    def _ended(conn) -> None:
+        started = conn.info.pop("write_since", None)
+        if started is not None and time.perf_counter() - started[0] > longer_than:
+            logging.getLogger("fieldcrm.db").warning("pid %s held the write lock %.0f ms from: %s", os.getpid(),
+                                                     (time.perf_counter() - started[0]) * 1000, started[1])
+
+    event.listen(engine.sync_engine, "commit", _ended)
+    event.listen(engine.sync_engine, "rollback", _ended)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -50,3 +50,8 @@ def rfm_segment_label(segment: str) -> str:
     from bot.report_view import segment_names
 
     return segment_names(_).get(segment, segment)
+
+
+def map_app_name(navigator: str) -> str:
+    """The map app /route's links open (services.route.NAVIGATORS), by its name in the user's language."""
+    return {"amap": _("Amap"), "apple": _("Apple Maps"), "google": _("Google Maps")}.get(navigator, navigator)

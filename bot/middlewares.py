@@ -3,8 +3,9 @@
 1. DatabaseMiddleware — one session and one transaction per update: a handler's changes are committed
    together when it returns, or rolled back together when it fails; afterwards the lookup index takes
    in the customers the update changed. The update's id is recorded in the same transaction, so a
-   redelivered update is skipped (services.updates). Conversation state changes are held back and
-   written after the commit (bot.fsm).
+   redelivered update is skipped (services.updates); on SQLite an update that wrote nothing has its id
+   recorded a moment later with others' (bot.ledger), so looking up never waits for the write lock.
+   Conversation state changes are held back and written after the commit (bot.fsm).
 2. UserMiddleware — who is writing: their account (or None for strangers) and what they may see.
 3. LocaleMiddleware — their language: the account's, else Telegram's, else DEFAULT_LANGUAGE.
 """
@@ -23,13 +24,16 @@ from aiogram.utils.i18n import I18nMiddleware
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import index_feed
+from bot.db import wrote
 from bot.fsm import PENDING, write_pending
 from bot.i18n import pick_language
+from bot.ledger import DeferredIds
 from bot.logs import UPDATE_ID, USER_ID
 from bot.retry import UPDATE_SESSION
 from models import User
 from services.access import viewer_for
-from services.lookup import LookupIndex, refresh
+from services.lookup import CHANGED, LookupIndex, refresh
 from services.outbox import clear_unreachable
 from services.updates import first_time, handled_before
 
@@ -54,6 +58,8 @@ class DatabaseMiddleware(BaseMiddleware):
     def __init__(self, sessions: async_sessionmaker[AsyncSession], index: LookupIndex) -> None:
         self.sessions = sessions
         self.index = index
+        sqlite = sessions.kw["bind"].dialect.name == "sqlite"
+        self.deferred = DeferredIds(sessions) if sqlite else None
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         pending: dict = {}
@@ -72,7 +78,8 @@ class DatabaseMiddleware(BaseMiddleware):
         async with self.sessions() as session:
             try:
                 async with session.begin():
-                    if update_id is not None and await handled_before(session, update_id):
+                    if update_id is not None and (update_id in (self.deferred or ())
+                                                  or await handled_before(session, update_id)):
                         log.info("update %s was handled before: skipped", update_id)
                         return UNHANDLED
                     data["session"] = session
@@ -84,8 +91,10 @@ class DatabaseMiddleware(BaseMiddleware):
                         UPDATE_SESSION.reset(replies)
                     # Recorded last, so an update that only reads never takes SQLite's write lock; a copy
                     # handled meanwhile by another instance makes this insert find the id: roll back.
+                    # On SQLite an update that wrote nothing is recorded after the commit, with others.
                     recording = time.perf_counter()
-                    if update_id is not None and not await first_time(session, update_id):
+                    defer = update_id is not None and self.deferred is not None and not await wrote(session)
+                    if update_id is not None and not defer and not await first_time(session, update_id):
                         raise _HandledMeanwhile
                     waited = time.perf_counter() - recording
                     if waited > SLOW_RECORD:  # the database's write lock was held elsewhere that long
@@ -94,10 +103,14 @@ class DatabaseMiddleware(BaseMiddleware):
             except _HandledMeanwhile:
                 log.info("update %s was handled meanwhile elsewhere: rolled back", update_id)
                 return UNHANDLED
+            if defer:
+                self.deferred.add(update_id)
+            changed = set(session.info.get(CHANGED, ()))
             try:
                 await refresh(self.index, session)
             except Exception:
                 log.exception("lookup index refresh after update %s failed", update_id)
+            await index_feed.publish(changed)  # the other instances' indexes (with REDIS_URL)
             return result
 
 

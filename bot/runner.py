@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 
 from aiogram import Bot, Dispatcher
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
@@ -19,7 +20,7 @@ from models import Role, User
 from services.lookup import LookupIndex, build_index, finish_loading, start_index, sync
 
 log = logging.getLogger("fieldcrm")
-SYNC_SECONDS = 30
+SYNC_SECONDS = float(os.environ.get("FIELDCRM_LOOKUP_SYNC_SECONDS", "30"))  # the poll (tests may lengthen it)
 MENU_RETRY_SECONDS = 600  # menus that failed at start are tried again every 10 minutes, for a day
 MENU_TRIES = 144
 # Telegram knows languages by two-letter code: Chinese clients get the Simplified menu.
@@ -199,8 +200,22 @@ async def open_index(sessions: async_sessionmaker[AsyncSession], *,
 
 
 async def keep_in_sync(index: LookupIndex, sessions: async_sessionmaker[AsyncSession],
-                       every: float = SYNC_SECONDS) -> None:
-    """Pick up customers other processes changed (a CLI import, another instance), forever."""
+                       every: float | None = None, redis_url: str | None = None) -> None:
+    """Pick up customers other processes changed (a CLI import, another instance), forever: by a poll every
+    SYNC_SECONDS and, with REDIS_URL, at once when another instance announces them (bot.index_feed)."""
+    every = every or SYNC_SECONDS
+    if redis_url:
+        from bot import index_feed
+
+        index_feed.configure(redis_url)
+        listening = asyncio.create_task(index_feed.listen(index, sessions, redis_url))
+        try:
+            await keep_in_sync(index, sessions, every)
+        finally:
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
+            await index_feed.close()
     while True:
         await asyncio.sleep(every)
         if index.loading:  # the build under way reads them; its watermark is where sync goes on from
@@ -294,25 +309,21 @@ async def run_polling(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
                       http: bool = False, role: str = "all") -> None:
     """Long polling; with `schedule`, this process also runs the scheduler (role all); with `http`, it serves
     the HTTP app (ERP API, /healthz) on HTTP_HOST:HTTP_PORT when that port is free."""
-    from jobs.scheduler import stop
-
     await wait_for_telegram(bot)
     menus = asyncio.create_task(keep_menus(bot, sessions, settings) if await set_commands(bot, sessions, settings)
                                 else asyncio.sleep(0))
-    syncing = asyncio.create_task(keep_in_sync(index, sessions))
-    scheduler = _scheduler_for(bot, sessions, settings, runtime) if schedule else None
-    if scheduler is not None:
-        scheduler.start()
+    syncing = asyncio.create_task(keep_in_sync(index, sessions, redis_url=settings.redis_url))
+    scheduling = _Scheduling(bot, sessions, settings, runtime) if schedule else None
     try:
         if http:
-            app = web_app(settings, sessions, index=index, role=role, scheduler=scheduler)
+            app = web_app(settings, sessions, index=index, role=role, scheduler=scheduling and scheduling.view)
             async with serving_if_free(app, settings.http_host, settings.http_port):
                 await dispatcher.start_polling(bot, handle_signals=True)
         else:
             await dispatcher.start_polling(bot, handle_signals=True)
     finally:
-        if scheduler is not None:
-            await stop(scheduler)
+        if scheduling is not None:
+            await scheduling.stop()
         for task in (syncing, menus):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -327,7 +338,6 @@ async def run_webhook(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
     import secrets
 
     from bot.sandbox.server import serving
-    from jobs.scheduler import stop as stop_scheduler
 
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_urlsafe(32)
     stop = stop or asyncio.Event()
@@ -335,21 +345,22 @@ async def run_webhook(bot: Bot, dispatcher: Dispatcher, sessions: async_sessionm
     await wait_for_telegram(bot)
     menus = asyncio.create_task(keep_menus(bot, sessions, settings) if await set_commands(bot, sessions, settings)
                                 else asyncio.sleep(0))
-    scheduler = _scheduler_for(bot, sessions, settings) if schedule else None
+    scheduling = None
+    view = _Leading({"scheduler": None}) if schedule else None
     app = web_app(settings, sessions, index=index, role=role, bot=bot, dispatcher=dispatcher, secret=secret,
-                  scheduler=scheduler)
-    syncing = asyncio.create_task(keep_in_sync(index, sessions))
+                  scheduler=view)
+    syncing = asyncio.create_task(keep_in_sync(index, sessions, redis_url=settings.redis_url))
     async with serving(app, settings.http_host, settings.http_port):
         await bot.set_webhook(settings.webhook_url, secret_token=secret,
                               allowed_updates=dispatcher.resolve_used_update_types())
-        if scheduler is not None:
-            scheduler.start()
+        if schedule:
+            scheduling = _Scheduling(bot, sessions, settings, view=view)
         log.info("webhook mode: Telegram posts to %s", settings.webhook_url)
         try:
             await stop.wait()
         finally:
-            if scheduler is not None:
-                await stop_scheduler(scheduler)
+            if scheduling is not None:
+                await scheduling.stop()
             for task in (syncing, menus):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -364,7 +375,7 @@ async def run_api(settings: Settings, sessions: async_sessionmaker[AsyncSession]
     stop = stop or asyncio.Event()
     _stop_on_signals(stop)
     index, building = await open_index(sessions)
-    syncing = asyncio.create_task(keep_in_sync(index, sessions))
+    syncing = asyncio.create_task(keep_in_sync(index, sessions, redis_url=settings.redis_url))
     try:
         async with serving(web_app(settings, sessions, index=index, role="api"), settings.http_host,
                            settings.http_port) as url:
@@ -375,6 +386,25 @@ async def run_api(settings: Settings, sessions: async_sessionmaker[AsyncSession]
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+class _Scheduling:
+    """Role all's scheduler, run only while this process leads (jobs.leader), as a worker's is: two
+    `run` processes on one database (or `run` beside a `run --role worker`) never both schedule."""
+
+    def __init__(self, bot: Bot, sessions: async_sessionmaker[AsyncSession], settings: Settings, runtime=None, *,
+                 view: _Leading | None = None) -> None:
+        from jobs.scheduler import run_as_leader
+
+        self.view = view or _Leading({"scheduler": None})
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(run_as_leader(
+            lambda: _scheduler_for(bot, sessions, settings, runtime), sessions.kw["bind"], self._stop,
+            on_change=lambda scheduler: self.view.current.update(scheduler=scheduler)))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await self._task
 
 
 class _Leading:
@@ -427,7 +457,7 @@ async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSessi
 async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession], role: str = "all") -> None:
     """Run this process's role: all (bot, scheduler and HTTP app in one process — the default), bot (chat
     and HTTP app; several may run), api (HTTP app only), worker (scheduler and outbox sender)."""
-    from bot.app import create_bot, create_dispatcher
+    from bot.app import close_dispatcher, create_bot, create_dispatcher
 
     if role == "worker":
         await run_worker(settings, sessions)
@@ -448,6 +478,7 @@ async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession], 
         else:
             await run_polling(bot, dispatcher, sessions, settings, index, schedule=schedule, http=True, role=role)
     finally:
+        await close_dispatcher(dispatcher)
         building.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await building

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.background import Background
 from bot.callbacks import ReportCallback
+from bot.detached import detach
 from bot.filters import Registered
 from bot.report_view import detail, period_name, report_with_charts, report_workbook, summary
 from bot.settings import Settings
@@ -79,28 +80,34 @@ async def on_report(callback: CallbackQuery, callback_data: ReportCallback, sess
         await callback.message.answer(_("Whose customers?"), reply_markup=InlineKeyboardMarkup(inline_keyboard=rows))
         return
     await callback.answer(_("Working on it…"))
-    # Built (and drawn, and written) in the bot's worker process: seconds at 100k customers, while the other
-    # users keep their replies (bot.background).
     options = dict(viewer=scope, kind=period, today=_today(user), language=user.language, timezone=user.timezone,
                    rfm_days=window)
+    # Seconds at 100k customers: the update ends now and the report follows (bot.detached), built, drawn and
+    # written in the bot's worker process (bot.background) while the other users keep their replies.
+    detach(partial(_send_report, callback.message, background, options, show=show, period=period, rep=rep,
+                   window=window, user=user, currency=settings.currency, scope_name=scope_name),
+           chat=callback.message, what="report")
+
+
+async def _send_report(message: Message, background: Background, options: dict, *, show: str, period: str,
+                       rep: int, window: int, user: User, currency: str, scope_name: str | None) -> None:
     if show == "summary":
         report, pictures = await background.run(partial(report_with_charts, **options))
-        await callback.message.answer(summary(report, user, settings.currency, scope=scope_name, _=_),
-                                      reply_markup=report_keyboard(period, rep, user, window))
+        await message.answer(summary(report, user, currency, scope=scope_name, _=_),
+                             reply_markup=report_keyboard(period, rep, user, window))
         for name, png in pictures:
-            await callback.message.answer_photo(BufferedInputFile(png, name))
+            await message.answer_photo(BufferedInputFile(png, name))
     elif show == "xlsx":
         with tempfile.TemporaryDirectory() as folder:  # nothing is left behind on the server
             name, data = await background.run(partial(
                 report_workbook, folder=folder, scope_name=scope_name, by=user.name,
                 generated=utcnow().astimezone(ZoneInfo(user.timezone)), **options))
-        await callback.message.answer_document(BufferedInputFile(data, name),
-                                               caption=html.escape(_("Report for the last {period}").format(
-                                                   period=period_name(period, _))))
+        await message.answer_document(BufferedInputFile(data, name), caption=html.escape(
+            _("Report for the last {period}").format(period=period_name(period, _))))
     else:
         report = await background.run(partial(build_apart, **options))
-        await callback.message.answer(detail(report, show, user, settings.currency, _=_) or _("Nothing to show."),
-                                      reply_markup=report_keyboard(period, rep, user, window, windows=show == "rfm"))
+        await message.answer(detail(report, show, user, currency, _=_) or _("Nothing to show."),
+                             reply_markup=report_keyboard(period, rep, user, window, windows=show == "rfm"))
 
 
 def create_router() -> Router:

@@ -25,16 +25,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.callbacks import RouteCallback
 from bot.filters import Registered
+from bot.labels import map_app_name
 from bot.settings import Settings
 from models import User, utcnow
 from services.route import (
     Plan,
     Today,
     navigation_url,
-    navigator_for,
     plan_day,
     route_map,
     todays_stops,
+    users_navigator,
     working_window,
 )
 
@@ -82,8 +83,8 @@ async def ask(message: Message, state: FSMContext, session: AsyncSession, user: 
 
 
 def _reply(plan: Plan, today: Today, user: User, end_text: str) -> tuple[str, InlineKeyboardMarkup | None]:
-    navigator = navigator_for(user.language)
-    app = {"amap": _("Amap"), "apple": _("Apple Maps"), "google": _("Google Maps")}[navigator]
+    navigator = users_navigator(user)
+    app = map_app_name(navigator)
     lines = []
     if plan.visits:
         lines.append(_("🗺 Your route for today: {count} visits, {km} km of driving, done by {end}.").format(

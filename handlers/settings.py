@@ -19,11 +19,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.callbacks import LanguageCallback, SettingsCallback
 from bot.filters import Registered
 from bot.formatting import locale
+from bot.labels import map_app_name
 from bot.runner import set_chat_menu
 from handlers.common import text_please
 from models import User
 from services.messages import DomainError
-from services.users import parse_working_hours, set_language, set_timezone, set_working_hours, toggle_work_day
+from services.route import NAVIGATORS, users_navigator
+from services.users import (
+    parse_working_hours,
+    set_language,
+    set_navigator,
+    set_timezone,
+    set_working_hours,
+    toggle_work_day,
+)
 
 NAMES = {"zh_Hans": "简体中文", "zh_Hant": "繁體中文", "en": "English"}
 ZONES = ("Asia/Shanghai", "Asia/Hong_Kong", "Asia/Taipei", "Asia/Singapore", "Asia/Tokyo", "Europe/London",
@@ -61,8 +70,15 @@ def summary(user: User) -> str:
         _("Working hours: {start}–{end}").format(start=user.work_start.strftime("%H:%M"),
                                                  end=user.work_end.strftime("%H:%M")),
         _("Work days: {days}").format(days=days),
+        _("Map app for /route: {app}").format(app=_map_choice(user)),
         _("Reminders and digests reach you on work days, inside your working hours, in your time zone."),
     ])
+
+
+def _map_choice(user: User) -> str:
+    if user.navigator is None:
+        return _("by language ({app})").format(app=map_app_name(users_navigator(user)))
+    return map_app_name(user.navigator)
 
 
 def settings_keyboard(user: User) -> InlineKeyboardMarkup:
@@ -71,6 +87,7 @@ def settings_keyboard(user: User) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[
         [_button(_("🌐 Language"), "lang"), _button(_("🕒 Time zone"), "tz"), _button(_("⏰ Working hours"), "hours")],
         days[:4], days[4:],
+        [_button(_("🗺 Map app"), "maps")],
     ])
 
 
@@ -125,6 +142,20 @@ async def settings_button(callback: CallbackQuery, callback_data: SettingsCallba
         await state.set_state(EditSettings.hours)
         await callback.message.answer(_("Send your working hours as start-end, e.g. 9-18 or 08:30-17:30. "
                                         "/cancel to stop."))
+    elif action == "maps":
+        await callback.answer()
+        rows = [[_button(map_app_name(navigator), "map", navigator)] for navigator in NAVIGATORS]
+        rows.append([_button(_("By my language"), "map", "")])
+        await callback.message.answer(_("Which app should /route's links open?"),
+                                      reply_markup=InlineKeyboardMarkup(inline_keyboard=rows))
+    elif action == "map":
+        try:
+            await set_navigator(session, user.id, value or None)
+        except DomainError:
+            await callback.answer()
+            return
+        await callback.answer()
+        await callback.message.edit_text(_("Map app for /route: {app}").format(app=_map_choice(user)))
     elif action == "day" and value.isdigit():
         await toggle_work_day(session, user.id, int(value))
         await callback.answer()

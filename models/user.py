@@ -25,6 +25,8 @@ class User(SQLModel, table=True):
     work_end: time = Field(default=time(18, 0))
     # ISO weekdays the user works, e.g. "12345" = Monday to Friday.
     work_days: str = Field(default="12345", max_length=7)
+    # The map app /route's links open ("amap", "apple", "google"); None: by language (services.route).
+    navigator: str | None = Field(default=None, max_length=8)
     active: bool = Field(default=True)
     # A team group chat an admin bound to this manager: their weekly report goes there (not to them).
     team_chat_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))

@@ -238,9 +238,13 @@ def working_window(user: User, now: datetime | None = None) -> tuple[datetime, d
 
 
 def navigator_for(language: str) -> str:
-    """Which map app the links open: Amap (高德) for Chinese, Google Maps otherwise. There is no per-user
-    setting yet."""
+    """The map app a user who chose none gets: Amap (高德) for Chinese, Google Maps otherwise."""
     return "amap" if language.lower().startswith("zh") else "google"
+
+
+def users_navigator(user: User) -> str:
+    """Map-app rule: the app the user chose in /settings, else the one for their language."""
+    return user.navigator if user.navigator in NAVIGATORS else navigator_for(user.language)
 
 
 def navigation_url(stop: Stop, navigator: str) -> str:

@@ -3,8 +3,10 @@
 Telegram delivers an update again when the bot did not confirm it: after a crash in long polling (the
 offset is confirmed only once the update's transaction committed, bot.polling) or when a webhook call
 failed. Inside the update's own transaction, `handled_before` skips a redelivered id at the start and
-`first_time` records the id at the end (so an update that only reads takes no write lock). Rows are
-kept `KEEP` (Telegram redelivers for 24 hours); `forget_old` drops older ones.
+`first_time` records the id at the end (so an update that only reads takes no write lock). On SQLite an
+update that wrote nothing has its id recorded a moment later with others (`record_many`, by
+bot.ledger): nothing is lost with it but a repeated reply. Rows are kept `KEEP` (Telegram redelivers for
+24 hours); `forget_old` drops older ones.
 """
 
 from __future__ import annotations
@@ -44,6 +46,19 @@ async def first_time(session: AsyncSession, update_id: int) -> bool:
     statement = (insert(HandledUpdate).values(update_id=update_id, handled_at=utcnow())
                  .on_conflict_do_nothing().returning(HandledUpdate.update_id))
     return (await session.execute(statement)).scalar() is not None
+
+
+async def record_many(session: AsyncSession, update_ids: set[int]) -> None:
+    """Record ids of updates that wrote nothing, handled a moment ago (bot.ledger), in one statement."""
+    if not update_ids:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    now = utcnow()
+    await session.execute(insert(HandledUpdate).on_conflict_do_nothing(),
+                          [{"update_id": update_id, "handled_at": now} for update_id in sorted(update_ids)])
 
 
 async def forget_old(session: AsyncSession, now: datetime | None = None) -> int:

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import Role, User
 from services import audit
 from services.messages import N_, DomainError
+from services.route import NAVIGATORS
 
 LANGUAGES = ("zh_Hans", "zh_Hant", "en")
 
@@ -145,6 +146,17 @@ async def set_language(session: AsyncSession, user_id: int, language: str) -> Us
     audit.record(session, action="update", entity="user", entity_id=user.id, user_id=user.id,
                  changes={"language": [user.language, language]})
     user.language = language
+    return user
+
+
+async def set_navigator(session: AsyncSession, user_id: int, navigator: str | None) -> User:
+    """The map app /route's links open for this user (services.route.NAVIGATORS); None: by language."""
+    if navigator is not None and navigator not in NAVIGATORS:
+        raise DomainError(N_("no such map app"))
+    user = await _own(session, user_id)
+    audit.record(session, action="update", entity="user", entity_id=user.id, user_id=user.id,
+                 changes={"navigator": [user.navigator, navigator]})
+    user.navigator = navigator
     return user
 
 

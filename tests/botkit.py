@@ -128,8 +128,11 @@ class App:
         self.dispatcher, self.bot, self.recorder, self.sessions, self.index = dispatcher, bot, recorder, sessions, index
 
     async def send(self, update: Update) -> RecordingSession:
+        from bot.detached import settle
+
         self.recorder.clear()
         await self.dispatcher.feed_update(self.bot, update)
+        await settle()  # what the update left running (a report being made) answers too
         return self.recorder
 
     async def sync(self) -> None:

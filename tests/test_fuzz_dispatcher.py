@@ -158,6 +158,8 @@ async def snapshot(app, customer_id: int) -> tuple:
 
 
 FED: dict[str, int] = {}
+# The count test reads FED: every test of this file runs in one process (pytest-xdist's loadgroup).
+pytestmark = pytest.mark.xdist_group("fuzz")
 
 
 @pytest.fixture

@@ -208,3 +208,38 @@ GROUP_LIMIT, GROUP_WINDOW = 4, 2.0  # a group's window, scaled down from 20 per 
 SLOW_EVERY, SLOW = 9, 1.3  # every 9th message takes 1.3 s to be accepted: longer than a private chat's gap
 FLOODED = {"m0005", "m0123"}  # answered 429 retry_after=1 on their first try
 _ids = itertools.count(10_000)
+
+
+async def test_two_role_all_processes_on_one_database_never_both_schedule(db_url):
+    """`run` (role all) schedules only while it leads, like a worker: a second `run` on the same database
+    (by mistake, or beside a worker) waits, and takes over when the first stops."""
+    from bot.app import create_bot
+    from bot.db import make_sessionmaker
+    from bot.runner import _Scheduling
+    from bot.settings import Settings
+
+    engine = make_engine(db_url)
+    sessions = make_sessionmaker(engine)
+    settings = Settings(bot_token="123:fake", database_url=db_url)
+    bot = create_bot(settings)
+    first = _Scheduling(bot, sessions, settings)
+    for _ in range(100):
+        if first.view.get_jobs():
+            break
+        await asyncio.sleep(0.05)
+    second = _Scheduling(bot, sessions, settings)
+    await asyncio.sleep(1.0)
+    try:
+        assert first.view.get_jobs(), "the first process leads and schedules"
+        assert second.view.get_jobs() == [], "the second waits: nothing scheduled twice"
+        await first.stop()
+        for _ in range(200):  # a waiting process tries every 5 s (jobs.leader.RETRY_EVERY)
+            if second.view.get_jobs():
+                break
+            await asyncio.sleep(0.05)
+        assert second.view.get_jobs(), "the second took over"
+    finally:
+        await first.stop()
+        await second.stop()
+        await bot.session.close()
+        await engine.dispose()

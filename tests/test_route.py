@@ -7,13 +7,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from aiogram.methods import SendPhoto
+from aiogram.methods import EditMessageText, SendPhoto
 from aiogram.types import ReplyKeyboardMarkup, ReplyKeyboardRemove
 from sqlalchemy import select, update
 
-from bot.callbacks import RouteCallback
+from bot.callbacks import RouteCallback, SettingsCallback
 from bot.notify import render_agenda
-from models import Customer, Reminder, User
+from models import AuditLog, Customer, Reminder, User
 from services.customers import create_customer
 from services.nearby import distance_km
 from services.reminders import agenda as agenda_items
@@ -225,6 +225,46 @@ async def test_route_can_start_at_the_first_visit_and_chinese_reps_get_amap_link
     assert [b.text for b in buttons] == ["1. Far Corp", "2. Mid Ltd", "3. Near Co"]
     assert all(b.url.startswith("https://uri.amap.com/marker?position=") for b in buttons)
     assert "09:00" in route.text.splitlines()[1]
+
+
+async def test_a_rep_chooses_apple_maps_in_settings_and_routes_then_open_apple_maps_until_back_to_by_language(app):
+    rep = person(REP, language="en")
+    [shown] = (await app.send(text_update(rep, "/settings"))).sent()
+    assert "Map app for /route: by language (Google Maps)" in shown.text
+    maps = next(b for row in shown.reply_markup.inline_keyboard for b in row if b.text == "🗺 Map app")
+    [choices] = (await app.send(button_update(rep, maps.callback_data, on=shown))).sent()
+    apps = {b.text: b.callback_data for row in choices.reply_markup.inline_keyboard for b in row}
+    assert list(apps) == ["Amap", "Apple Maps", "Google Maps", "By my language"]
+    def edited(recorder) -> EditMessageText:
+        [edit] = [r for r in recorder.requests if isinstance(r, EditMessageText)]
+        return edit
+
+    chosen = edited(await app.send(button_update(rep, apps["Apple Maps"], on=choices)))
+    assert chosen.text == "Map app for /route: Apple Maps"
+
+    async def route_links() -> list[str]:
+        await app.send(text_update(rep, "/route"))
+        route = (await app.send(location_update(rep, *HERE))).sent()[-1]
+        assert route.text.startswith("🗺 Your route for today: 3 visits")
+        app_line = next(line for line in route.text.splitlines() if line.startswith("The buttons open"))
+        urls = [row[0].url for row in route.reply_markup.inline_keyboard]
+        return [app_line, *urls]
+
+    line, *links = await route_links()
+    assert line == "The buttons open Apple Maps at each customer."
+    assert len(links) == 3 and all(url.startswith("https://maps.apple.com/?daddr=") for url in links)
+    async with app.sessions() as session:
+        entry = await session.scalar(select(AuditLog).where(AuditLog.entity == "user").order_by(AuditLog.id.desc()))
+        assert entry.changes == {"navigator": [None, "apple"]}
+
+    # A forged choice changes nothing; "by my language" goes back to the default.
+    await app.send(button_update(rep, SettingsCallback(action="map", value="waze").pack(), on=choices))
+    assert all(url.startswith("https://maps.apple.com/") for url in (await route_links())[1:])
+    back = edited(await app.send(button_update(rep, apps["By my language"], on=choices)))
+    assert back.text == "Map app for /route: by language (Google Maps)"
+    line, *links = await route_links()
+    assert line == "The buttons open Google Maps at each customer."
+    assert all(url.startswith("https://www.google.com/maps/") for url in links)
 
 
 async def test_a_rep_with_nothing_due_is_told_so_without_being_asked_for_a_location(app):

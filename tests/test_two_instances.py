@@ -2,7 +2,8 @@
 (`main.py run --role bot`, webhook mode) over the same PostgreSQL and Redis; the Bot API stand-in (in this
 test's process) delivers each step of a rep's "/new customer" conversation to the other instance. The
 conversation's state lives in Redis (aiogram's RedisStorage, with Redis event isolation), so each step
-lands where the last one left off, and the customer is created once."""
+lands where the last one left off, and the customer is created once; the other instance's lookup index
+hears of the new customer through Redis (bot.index_feed) and finds it by part of its name at once."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def _instance(port: int, api_url: str, db_url: str, data: Path) -> subprocess.Po
     env.update(BOT_TOKEN=TOKEN, BOT_API_URL=api_url, DATABASE_URL=db_url, REDIS_URL=REDIS_URL,
                WEBHOOK_URL=f"http://127.0.0.1:{port}/hooks/telegram", WEBHOOK_SECRET=SECRET, HTTP_HOST="127.0.0.1",
                HTTP_PORT=str(port), DATA_DIR=str(data), FIELDCRM_NO_BOOTSTRAP="1", LOG_LEVEL="WARNING",
-               DEFAULT_LANGUAGE="en", PYTHONUNBUFFERED="1")
+               DEFAULT_LANGUAGE="en", PYTHONUNBUFFERED="1",
+               FIELDCRM_LOOKUP_SYNC_SECONDS="3600")  # no poll in the test's time: only Redis can tell the other
     data.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen([sys.executable, str(ROOT / "main.py"), "run", "--role", "bot"], cwd=data, env=env,
                             stdout=(data / "out.log").open("w"), stderr=subprocess.STDOUT)
@@ -113,6 +115,10 @@ async def test_a_conversation_hops_between_two_bot_instances(pg_url, tmp_path):
                     and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)  # the update's transaction commits just after its last reply
+            # Instance 0 created it; instance 1 finds it by a typo'd part of the name at once (it was told
+            # through Redis; its own poll would take up to 30 s — set to an hour here).
+            found = await step(1, text="双实例贸")
+            assert "双实例贸易有限公司" in found["text"], found
     finally:
         for process in processes:
             process.terminate()

@@ -70,7 +70,7 @@ async def prepare(sessions: async_sessionmaker[AsyncSession], *, customers: int 
 
 async def run(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
               announce: Callable[[str], None] = print, ready: asyncio.Event | None = None) -> None:
-    from bot.app import create_bot, create_dispatcher
+    from bot.app import close_dispatcher, create_bot, create_dispatcher
     from bot.background import close_all
     from bot.runner import jobs_runtime, open_index, run_polling
     from bot.sandbox.app import Controls, create_app
@@ -119,6 +119,7 @@ async def run(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
         finally:
             await api.close()  # the page's long poll answers now, before the server stops
             clock.offset = timedelta()  # the process's clock is real again
+            await close_dispatcher(dispatcher)
             building.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await building
