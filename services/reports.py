@@ -15,6 +15,9 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import pickle
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -22,7 +25,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import BigInteger, Integer, cast, func, or_, select, true
+from sqlalchemy import BigInteger, Integer, cast, delete, func, or_, select, text, true
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import (
@@ -34,10 +39,13 @@ from models import (
     Purchase,
     ReminderKind,
     ReminderStatus,
+    ReportChange,
+    ReportSnapshot,
     User,
     as_utc,
+    utcnow,
 )
-from services import analytics
+from services import analytics, rfm
 from services.access import Viewer
 from services.analytics import Contacts, CustomerTable, FeedbackInfo, Period, Sums, distinct_codes
 from services.messages import N_, DomainError
@@ -293,9 +301,93 @@ def local_days(seconds: np.ndarray, zone: ZoneInfo, start: datetime, end: dateti
 
 
 async def build_apart(sessions: async_sessionmaker[AsyncSession], viewer: Viewer, **options) -> Report:
-    """`build` in a session of its own from `sessions` (bot.background runs it beside the bot's loop)."""
+    """`prepared` in a session of its own from `sessions` (bot.background runs it beside the bot's loop)."""
     async with sessions() as session:
-        return await build(session, viewer, **options)
+        return await prepared(session, viewer, **options)
+
+
+# ------------------------------------------------------------------------------------------ prepared reports
+
+# The code a report is made by: a prepared report made by other code (an update) is never served.
+_CODE = hashlib.sha256(b"".join(Path(module).read_bytes() for module in (
+    __file__, analytics.__file__, rfm.__file__))).hexdigest()[:16]
+_TRIGGERS = 21  # report_change_<table>_<insert|update|delete> for 7 tables (migration 0013)
+
+
+def snapshot_key(viewer: Viewer, *, kind: str, today: date, language: str, timezone: str, trend_months: int = 12,
+                 rfm_days: int = RFM_DAYS) -> str:
+    """Which prepared report answers a request: the viewer's scope and every option, and the code."""
+    scope = None if viewer.owners is None else sorted(viewer.owners)
+    return hashlib.sha256(repr((_CODE, scope, viewer.unassigned, kind, today.isoformat(), language, timezone,
+                                trend_months, rfm_days)).encode()).hexdigest()
+
+
+async def data_version(session: AsyncSession, period_end: date) -> str | None:
+    """How often the data a report of the period ending `period_end` reads has changed (models.report: the
+    triggers count purchases per purchase day and every other change in one count); None when the triggers
+    are not all in place (a migration rebuilt a table and dropped its triggers): then nothing can be told
+    and no prepared report is served."""
+    if session.get_bind().dialect.name == "sqlite":
+        triggers = await session.scalar(text(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'report_change_%'"))
+    else:
+        triggers = await session.scalar(text(
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'report_change_%' AND tgenabled <> 'D'"))
+    if triggers != _TRIGGERS:
+        return None
+    other = await session.scalar(select(func.coalesce(func.sum(ReportChange.n), 0)).where(
+        ReportChange.part == "other"))
+    purchases = await session.scalar(select(func.coalesce(func.sum(ReportChange.n), 0)).where(
+        ReportChange.part == "purchase", ReportChange.day <= period_end))
+    return f"{int(other)}:{int(purchases)}"
+
+
+async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week", today: date,
+                   language: str = "zh_Hans", timezone: str = "Asia/Shanghai", trend_months: int = 12,
+                   rfm_days: int = RFM_DAYS) -> Report:
+    """Rule "a prepared report is never stale": the report `build` makes, served from the one prepared for
+    the same scope, options and day when nothing it reads has changed since it was built (`data_version`
+    read before the build, so a change during the build also counts as a change); otherwise built now and
+    kept for the next request (the next tap of the same report, or another manager with the same scope).
+    A purchase recorded today does not touch a report whose period ends yesterday; any change to the
+    purchases of its days, to customers' report columns, interactions, feedback, names, dictionaries or
+    contact strategies makes it be built again."""
+    period = period_for(kind, today)
+    if rfm_days not in RFM_WINDOWS:
+        raise DomainError(N_("the RFM window must be 90, 180, 365 or 730 days"))
+    options = dict(kind=kind, today=today, language=language, timezone=timezone, trend_months=trend_months,
+                   rfm_days=rfm_days)
+    key = snapshot_key(viewer, **options)
+    version = await data_version(session, period.end)
+    if version is not None:
+        data = await session.scalar(select(ReportSnapshot.data).where(ReportSnapshot.key == key,
+                                                                      ReportSnapshot.version == version))
+        if data is not None:
+            with collector_paused():
+                return pickle.loads(zlib.decompress(data))
+    report = await build(session, viewer, **options)
+    if version is not None:
+        await _keep(session, key, today, version, report)
+    return report
+
+
+async def _keep(session: AsyncSession, key: str, today: date, version: str, report: Report) -> None:
+    """Store a report as prepared (one row per key, replaced), in a short transaction of its own; the
+    reports of days before yesterday go."""
+    data = await asyncio.to_thread(lambda: zlib.compress(pickle.dumps(report, protocol=5), 1))
+    await session.commit()  # the reads' transaction ends before the write
+    values = dict(key=key, made_for=today, version=version, made_at=utcnow(), data=data)
+    insert = (sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert)(ReportSnapshot)
+    await session.execute(insert.values(**values).on_conflict_do_update(
+        index_elements=[ReportSnapshot.key], set_={k: v for k, v in values.items() if k != "key"}))
+    await session.execute(delete(ReportSnapshot).where(ReportSnapshot.made_for < today - timedelta(days=1)))
+    await session.commit()
+
+
+async def is_prepared(session: AsyncSession, viewer: Viewer, **options) -> bool:
+    """Whether a report with these options was prepared for this day (still valid or not)."""
+    return await session.scalar(select(func.count()).select_from(ReportSnapshot).where(
+        ReportSnapshot.key == snapshot_key(viewer, **options))) > 0
 
 
 async def build(session: AsyncSession, viewer: Viewer, *, kind: str = "week", today: date,
