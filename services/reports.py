@@ -21,6 +21,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -371,17 +372,19 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
     return report
 
 
-async def _keep(session: AsyncSession, key: str, today: date, version: str, report: Report) -> None:
+async def _keep(session: AsyncSession, key: str, today: date, version: str, report: Report) -> tuple[int, float]:
     """Store a report as prepared (one row per key, replaced), in a short transaction of its own; the
-    reports of days before yesterday go."""
+    reports of days before yesterday go. Returns the stored size and how long the write took (seconds)."""
     data = await asyncio.to_thread(lambda: zlib.compress(pickle.dumps(report, protocol=5), 1))
     await session.commit()  # the reads' transaction ends before the write
+    started = perf_counter()
     values = dict(key=key, made_for=today, version=version, made_at=utcnow(), data=data)
     insert = (sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert)(ReportSnapshot)
     await session.execute(insert.values(**values).on_conflict_do_update(
         index_elements=[ReportSnapshot.key], set_={k: v for k, v in values.items() if k != "key"}))
     await session.execute(delete(ReportSnapshot).where(ReportSnapshot.made_for < today - timedelta(days=1)))
     await session.commit()
+    return len(data), perf_counter() - started
 
 
 async def is_prepared(session: AsyncSession, viewer: Viewer, **options) -> bool:
