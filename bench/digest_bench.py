@@ -121,11 +121,11 @@ async def prepared_year(sessions, manager: User, today, runs: int) -> None:
             started = time.perf_counter()
             served = await reports.prepared(session, everyone, **options)
             read = time.perf_counter()
-            summary(served, manager, "CNY")
+            text = summary(served, manager, "CNY")
             pictures = report_charts(served, manager)
             drawn = time.perf_counter()
-            # bot.background hands the report and charts back from the worker process pickled
-            pickle.loads(pickle.dumps((served, pictures), protocol=pickle.HIGHEST_PROTOCOL))
+            # bot.background hands the text and charts back from the worker process pickled (bot.report_view)
+            pickle.loads(pickle.dumps((text, pictures), protocol=pickle.HIGHEST_PROTOCOL))
             times.append((read - started, drawn - read, time.perf_counter() - drawn))
     best = min(times, key=sum)
     print(f"/report for a year, all customers, prepared: {sum(best):.2f} s (read, check and unpickle {best[0]:.2f} s"

@@ -223,3 +223,20 @@ async def test_prepared_reports_of_days_before_yesterday_are_dropped(world):
             await reports.prepared(session, viewer, kind="week", today=day, language="en", timezone="UTC")
         kept = (await session.execute(select(reports.ReportSnapshot.made_for))).scalars().all()
     assert kept == [TODAY]
+
+
+def test_a_stored_report_reads_back_exactly_whatever_its_numbers():
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(18)
+    columns = {"codes": rng.integers(-1, 5, 1000), "days": rng.integers(700_000, 740_000, 1000),
+               "edges": np.array([-128, 127] * 300), "wide": np.array([-129, 128] * 300),
+               "ids": rng.integers(1, 2**31 - 1, 1000), "cents": np.array([2**31, -1] * 300),
+               "huge": np.array([2**62, -(2**62)] * 300), "shares": rng.random(1000), "few": np.arange(5),
+               "view": np.arange(2000)[::2]}
+    back = pickle.loads(reports._dumps(columns))
+    for name, array in columns.items():
+        assert back[name].dtype == array.dtype and np.array_equal(back[name], array), name
+    assert len(reports._dumps(columns["days"])) < columns["days"].nbytes / 1.9  # stored narrower
