@@ -27,6 +27,7 @@ import pickle
 import sys
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -104,7 +105,7 @@ async def prepared_year(sessions, manager: User, today, runs: int) -> None:
     options = dict(kind="year", today=today, language=manager.language, timezone=manager.timezone)
     period = reports.period_for("year", today)
     async with sessions() as session:
-        version = await reports.data_version(session, period.end)
+        version = await reports.data_version(session, period, ZoneInfo(manager.timezone))
         if version is None:
             print("prepared /report: the report_change triggers are missing (run the migrations)")
             return

@@ -2,11 +2,14 @@
 
 `ReportChange` counts the changes of the data a manager's report reads; database triggers (migration 0013)
 keep it, so no writer — the bot, the importer, the API, a restore, a hand-made SQL statement — can change
-that data without moving the count. Purchases are counted per purchase day (a report only reads purchases
-up to the end of its period, so today's orders leave yesterday's reports valid); everything else a report
-reads (customers' report columns, interactions, feedback, people's names, dictionaries, contact
-strategies) in one count, `part="other"`. On PostgreSQL each count is split over 8 rows (`shard`) so that concurrent
-writers seldom wait for one another's row; the count is the sum.
+that data without moving the count. Purchases are counted per purchase day (`part="purchase"`: a report
+only reads purchases up to the end of its period, so today's orders leave yesterday's reports valid),
+interactions per UTC day and hour (`part="contact"`, the hour in `shard // 8`: a report reads those of
+its period's local days); everything else a report reads (customers' report columns but their last
+contact — read afresh for a prepared report —, feedback, people's names, dictionaries, contact
+strategies) in one count, `part="other"`. On PostgreSQL each count is also spread over 8 rows by the
+writing transaction's id (`shard % 8`) so that concurrent writers seldom wait for one another's row; a
+count is the sum of its rows.
 
 `ReportSnapshot` is one report built for one scope and options, with the counts it was built at.
 """
@@ -24,9 +27,9 @@ from models.common import utcnow
 class ReportChange(SQLModel, table=True):
     __tablename__ = "report_change"
 
-    part: str = Field(primary_key=True, max_length=8)  # "purchase" (per purchase day) or "other"
-    day: date = Field(primary_key=True)  # the purchase day; 0001-01-01 for "other"
-    shard: int = Field(default=0, primary_key=True)  # PostgreSQL: the writing transaction's id modulo 8
+    part: str = Field(primary_key=True, max_length=8)  # "purchase", "contact" or "other"
+    day: date = Field(primary_key=True)  # the purchase day, the interaction's UTC day; 0001-01-01 for "other"
+    shard: int = Field(default=0, primary_key=True)  # contact: UTC hour × 8; + on PostgreSQL the transaction id % 8
     n: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
 
 

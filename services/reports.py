@@ -15,6 +15,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import io
 import pickle
@@ -324,11 +325,12 @@ def snapshot_key(viewer: Viewer, *, kind: str, today: date, language: str, timez
                                 trend_months, rfm_days)).encode()).hexdigest()
 
 
-async def data_version(session: AsyncSession, period_end: date) -> str | None:
-    """How often the data a report of the period ending `period_end` reads has changed (models.report: the
-    triggers count purchases per purchase day and every other change in one count); None when the triggers
-    are not all in place (a migration rebuilt a table and dropped its triggers): then nothing can be told
-    and no prepared report is served."""
+async def data_version(session: AsyncSession, period: Period, zone: ZoneInfo) -> str | None:
+    """How often the data a report of `period` (local days in `zone`) reads has changed (models.report: the
+    triggers count purchases per purchase day, interactions per UTC hour and every other change in one
+    count; only purchases up to the period's end and interactions before its last local midnight count);
+    None when the triggers are not all in place (a migration rebuilt a table and dropped its triggers):
+    then nothing can be told and no prepared report is served."""
     if session.get_bind().dialect.name == "sqlite":
         triggers = await session.scalar(text(
             "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'report_change_%'"))
@@ -340,8 +342,13 @@ async def data_version(session: AsyncSession, period_end: date) -> str | None:
     other = await session.scalar(select(func.coalesce(func.sum(ReportChange.n), 0)).where(
         ReportChange.part == "other"))
     purchases = await session.scalar(select(func.coalesce(func.sum(ReportChange.n), 0)).where(
-        ReportChange.part == "purchase", ReportChange.day <= period_end))
-    return f"{int(other)}:{int(purchases)}"
+        ReportChange.part == "purchase", ReportChange.day <= period.end))
+    end = _utc_bounds(period, zone)[1]  # the hours (shard // 8) that begin before it
+    hours = end.hour + (1 if (end.minute, end.second, end.microsecond) != (0, 0, 0) else 0)
+    contacts = await session.scalar(select(func.coalesce(func.sum(ReportChange.n), 0)).where(
+        ReportChange.part == "contact", or_(ReportChange.day < end.date(),
+                                            (ReportChange.day == end.date()) & (ReportChange.shard < hours * 8))))
+    return f"{int(other)}:{int(purchases)}:{int(contacts)}"
 
 
 async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week", today: date,
@@ -351,22 +358,25 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
     the same scope, options and day when nothing it reads has changed since it was built (`data_version`
     read before the build, so a change during the build also counts as a change); otherwise built now and
     kept for the next request (the next tap of the same report, or another manager with the same scope).
-    A purchase recorded today does not touch a report whose period ends yesterday; any change to the
-    purchases of its days, to customers' report columns, interactions, feedback, names, dictionaries or
-    contact strategies makes it be built again."""
+    A purchase or contact recorded today does not touch a report whose period ends yesterday (the
+    customers' last contacts are read afresh: `_with_current_contacts`); any change to the purchases or
+    interactions of its days, to customers' other report columns, feedback, names, dictionaries or contact
+    strategies makes it be built again."""
     period = period_for(kind, today)
     if rfm_days not in RFM_WINDOWS:
         raise DomainError(N_("the RFM window must be 90, 180, 365 or 730 days"))
     options = dict(kind=kind, today=today, language=language, timezone=timezone, trend_months=trend_months,
                    rfm_days=rfm_days)
     key = snapshot_key(viewer, **options)
-    version = await data_version(session, period.end)
+    version = await data_version(session, period, ZoneInfo(timezone))
     if version is not None:
         data = await session.scalar(select(ReportSnapshot.data).where(ReportSnapshot.key == key,
                                                                       ReportSnapshot.version == version))
         if data is not None:
             with collector_paused():
-                return pickle.loads(zlib.decompress(data))
+                report = await _with_current_contacts(session, viewer, pickle.loads(zlib.decompress(data)))
+            if report is not None:
+                return report
     report = await build(session, viewer, **options)
     if version is not None:
         await _keep(session, key, today, version, report)
@@ -396,6 +406,27 @@ def _dumps(report: Report) -> bytes:
     out = io.BytesIO()
     _NarrowPickler(out, protocol=5).dump(report)
     return out.getvalue()
+
+
+async def _with_current_contacts(session: AsyncSession, viewer: Viewer, report: Report) -> Report | None:
+    """A prepared report with its customers' last contacts as they are now: the one thing it reads that
+    moves on after its period (a contact logged today moves the customer's last contact, which team
+    activity reads as of the period's end), read afresh instead of building the report again for every
+    contact of the day. None if the customers are not the ones it was made for (never expected: any change
+    to them is counted)."""
+    ids, last = await columns(session, _scope(select(Customer.id, _day_number(session, Customer.last_contact_at)),
+                                              viewer))
+    if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+        order = np.argsort(ids, kind="stable")
+        ids, last = ids[order], last[order]
+    table = report.customers
+    if not np.array_equal(ids, table.ids):
+        return None
+    if not np.array_equal(last, table.last_contact):
+        table.last_contact = last
+        report.activity = dataclasses.replace(report.activity,
+                                              within_cycle=analytics.within_cycle(table, report.period.end))
+    return report
 
 
 async def _keep(session: AsyncSession, key: str, today: date, version: str, report: Report) -> tuple[int, float]:

@@ -14,7 +14,7 @@ import services.reports as reports
 from bot.callbacks import ReportCallback
 from bot.db import make_sessionmaker
 from jobs.reminders import Runtime, prepare_reports
-from models import Customer, Feedback, User
+from models import ContactStrategy, Customer, Feedback, User
 from services.access import viewer_for
 from services.customers import archive_customer
 from services.feedback import resolve_complaint
@@ -118,9 +118,9 @@ async def _archive(session, ctx):
     await archive_customer(session, ctx["small"].id, user_id=ctx["rep"].id)
 
 
-async def _visit(session, ctx):
+async def _visit_logged_late(session, ctx):  # a visit of two days ago, logged after the report was prepared
     await log_interaction(session, customer_id=ctx["small"].id, kind="visit", user_id=ctx["rep"].id,
-                          occurred_at=datetime.now(UTC))
+                          occurred_at=datetime.now(UTC) - timedelta(days=2))
 
 
 async def _complaint_resolved(session, ctx):
@@ -136,7 +136,7 @@ async def _reassigned(session, ctx):
     await session.execute(update(Customer).where(Customer.id == ctx["theirs"].id).values(owner_id=ctx["rep"].id))
 
 
-@pytest.mark.parametrize("change", [_rename, _archive, _visit, _complaint_resolved, _rep_renamed, _reassigned])
+@pytest.mark.parametrize("change", [_rename, _archive, _visit_logged_late, _complaint_resolved, _rep_renamed, _reassigned])
 async def test_any_change_a_report_reads_makes_it_be_built_again(world, monkeypatch, change):
     sessions, boss, rep, big, small, theirs = world
     builds = Builds(monkeypatch)
@@ -149,6 +149,29 @@ async def test_any_change_a_report_reads_makes_it_be_built_again(world, monkeypa
     expected = await fresh(sessions, boss)
     assert figures(after) == figures(expected) and after.reps == expected.reps
     assert figures(after) != figures(before) or after.reps != before.reps
+
+
+async def test_a_contact_logged_today_keeps_the_report_prepared_with_the_last_contacts_as_they_are(world,
+                                                                                                  monkeypatch):
+    sessions, boss, rep, big, small, theirs = world
+    async with sessions() as session:  # small has a 7-day contact cycle and was last contacted 20 days ago
+        weekly = ContactStrategy(code="c7", cycle_days=7, label_zh_hans="7天", label_zh_hant="7天", label_en="7 days")
+        session.add(weekly)
+        await session.flush()
+        await session.execute(update(Customer).where(Customer.id == small.id).values(contact_strategy_id=weekly.id))
+        await log_interaction(session, customer_id=small.id, kind="call", user_id=rep.id,
+                              occurred_at=datetime.now(UTC) - timedelta(days=20))
+        await session.commit()
+    builds = Builds(monkeypatch)
+    before = await year(sessions, boss)
+    assert before.activity.within_cycle[rep.id] == (0, 1)
+    async with sessions() as session:
+        await log_interaction(session, customer_id=small.id, kind="visit", user_id=rep.id, occurred_at=datetime.now(UTC))
+        await session.commit()
+    after = await year(sessions, boss)
+    assert builds.count == 1  # served prepared
+    assert after.activity.within_cycle[rep.id] == (1, 1) and after.customers[small.id].last_contact == TODAY
+    assert figures(after) == figures(await fresh(sessions, boss))
 
 
 async def test_what_a_report_does_not_read_leaves_it_prepared(world, monkeypatch):

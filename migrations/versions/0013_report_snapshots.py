@@ -17,13 +17,13 @@ branch_labels = None
 depends_on = None
 
 # What a report reads, by table (services.reports): every change of these bumps report_change. A change of
-# any other column (roll-ups, RFM scores, stage, notes …) leaves the prepared reports valid.
+# any other column (roll-ups, RFM scores, stage, notes …) leaves the prepared reports valid. The customer's
+# last contact is not counted: services.reports.prepared reads it afresh for a prepared report.
 CUSTOMER_COLUMNS = ("owner_id", "region_id", "scale_id", "nature_id", "industry_id", "contact_strategy_id",
-                    "last_contact_at", "name", "external_id", "archived_at")
-OTHER_TABLES = ("interaction", "feedback", "dictionary_entry", "contact_strategy")
-TRIGGERS_SQLITE = [f"report_change_{t}_{op_}" for t in ("customer", "app_user", *OTHER_TABLES)
-                   for op_ in ("insert", "update", "delete")] + \
-    [f"report_change_purchase_{op_}" for op_ in ("insert", "update", "delete")]
+                    "name", "external_id", "archived_at")
+OTHER_TABLES = ("feedback", "dictionary_entry", "contact_strategy")
+TRIGGERS_SQLITE = [f"report_change_{t}_{op_}" for t in ("customer", "app_user", *OTHER_TABLES, "purchase", "interaction")
+                   for op_ in ("insert", "update", "delete")]
 
 _OTHER_SQLITE = ("INSERT INTO report_change (part, day, shard, n) VALUES ('other', '0001-01-01', 0, 1) "
                  "ON CONFLICT (part, day, shard) DO UPDATE SET n = n + 1;")
@@ -31,6 +31,13 @@ _OTHER_SQLITE = ("INSERT INTO report_change (part, day, shard, n) VALUES ('other
 
 def _purchase_sqlite(row: str) -> str:
     return (f"INSERT INTO report_change (part, day, shard, n) VALUES ('purchase', {row}.purchased_on, 0, 1) "
+            "ON CONFLICT (part, day, shard) DO UPDATE SET n = n + 1;")
+
+
+def _contact_sqlite(row: str) -> str:
+    """An interaction counts in its UTC day and hour (shard = hour × 8)."""
+    return (f"INSERT INTO report_change (part, day, shard, n) VALUES ('contact', date({row}.occurred_at), "
+            f"CAST(strftime('%H', {row}.occurred_at) AS INTEGER) * 8, 1) "
             "ON CONFLICT (part, day, shard) DO UPDATE SET n = n + 1;")
 
 
@@ -47,6 +54,12 @@ def _sqlite() -> None:
     op.execute(f"CREATE TRIGGER report_change_purchase_delete AFTER DELETE ON purchase BEGIN {_purchase_sqlite('OLD')} END")
     op.execute("CREATE TRIGGER report_change_purchase_update AFTER UPDATE ON purchase BEGIN "
                f"{_purchase_sqlite('OLD')} {_purchase_sqlite('NEW')} END")
+    op.execute("CREATE TRIGGER report_change_interaction_insert AFTER INSERT ON interaction BEGIN "
+               f"{_contact_sqlite('NEW')} END")
+    op.execute("CREATE TRIGGER report_change_interaction_delete AFTER DELETE ON interaction BEGIN "
+               f"{_contact_sqlite('OLD')} END")
+    op.execute("CREATE TRIGGER report_change_interaction_update AFTER UPDATE ON interaction BEGIN "
+               f"{_contact_sqlite('OLD')} {_contact_sqlite('NEW')} END")
 
 
 _SHARD_PG = "(txid_current() % 8)::int"
@@ -69,13 +82,24 @@ BEGIN
   ON CONFLICT (part, day, shard) DO UPDATE SET n = report_change.n + EXCLUDED.n;
   RETURN NULL;
 END $$""")
-    op.execute("CREATE TRIGGER report_change_purchase_insert AFTER INSERT ON purchase REFERENCING NEW TABLE AS added "
-               "FOR EACH STATEMENT EXECUTE FUNCTION report_change_purchase_added()")
-    op.execute("CREATE TRIGGER report_change_purchase_delete AFTER DELETE ON purchase REFERENCING OLD TABLE AS removed "
-               "FOR EACH STATEMENT EXECUTE FUNCTION report_change_purchase_removed()")
-    op.execute("CREATE TRIGGER report_change_purchase_update AFTER UPDATE ON purchase "
-               "REFERENCING OLD TABLE AS removed NEW TABLE AS added "
-               "FOR EACH STATEMENT EXECUTE FUNCTION report_change_purchase_changed()")
+        # an interaction counts in its UTC day and hour (shard = hour × 8 + the transaction's shard)
+        op.execute(f"""CREATE FUNCTION report_change_contact_{name}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO report_change (part, day, shard, n)
+  SELECT 'contact', (occurred_at AT TIME ZONE 'UTC')::date,
+         extract(hour FROM occurred_at AT TIME ZONE 'UTC')::int * 8 + {_SHARD_PG}, count(*)
+  FROM (SELECT * FROM {rows}) AS rows GROUP BY 2, 3
+  ON CONFLICT (part, day, shard) DO UPDATE SET n = report_change.n + EXCLUDED.n;
+  RETURN NULL;
+END $$""")
+    for table, kind in (("purchase", "purchase"), ("interaction", "contact")):
+        op.execute(f"CREATE TRIGGER report_change_{table}_insert AFTER INSERT ON {table} "
+                   f"REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION report_change_{kind}_added()")
+        op.execute(f"CREATE TRIGGER report_change_{table}_delete AFTER DELETE ON {table} "
+                   f"REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION report_change_{kind}_removed()")
+        op.execute(f"CREATE TRIGGER report_change_{table}_update AFTER UPDATE ON {table} "
+                   "REFERENCING OLD TABLE AS removed NEW TABLE AS added "
+                   f"FOR EACH STATEMENT EXECUTE FUNCTION report_change_{kind}_changed()")
     for table in ("customer", "app_user", *OTHER_TABLES):
         columns = CUSTOMER_COLUMNS if table == "customer" else ("name",) if table == "app_user" else None
         op.execute(f"CREATE TRIGGER report_change_{table}_insert AFTER INSERT ON {table} "
@@ -115,10 +139,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        for table in ("purchase", "customer", "app_user", *OTHER_TABLES):
+        for table in ("purchase", "interaction", "customer", "app_user", *OTHER_TABLES):
             for op_ in ("insert", "update", "delete"):
                 op.execute(f"DROP TRIGGER IF EXISTS report_change_{table}_{op_} ON {table}")
-        for name in ("other", "purchase_added", "purchase_removed", "purchase_changed"):
+        for name in ("other", *(f"{kind}_{change}" for kind in ("purchase", "contact")
+                                for change in ("added", "removed", "changed"))):
             op.execute(f"DROP FUNCTION IF EXISTS report_change_{name}()")
     else:
         for name in TRIGGERS_SQLITE:
