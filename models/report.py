@@ -6,10 +6,14 @@ that data without moving the count. Purchases are counted per purchase day (`par
 only reads purchases up to the end of its period, so today's orders leave yesterday's reports valid),
 interactions per UTC day and hour (`part="contact"`, the hour in `shard // 8`: a report reads those of
 its period's local days); everything else a report reads (customers' report columns but their last
-contact — read afresh for a prepared report —, feedback, people's names, dictionaries, contact
+contact —, feedback, people's names, dictionaries, contact
 strategies) in one count, `part="other"`. On PostgreSQL each count is also spread over 8 rows by the
 writing transaction's id (`shard % 8`) so that concurrent writers seldom wait for one another's row; a
 count is the sum of its rows.
+
+`ReportContactChange` lists the customers whose last contact changed, and on which (UTC) day: a prepared
+report reads those customers' last contacts afresh (a contact logged today moves it; team activity reads
+it), so the day's contacts do not make every report be built again. Rows older than a few days go.
 
 `ReportSnapshot` is one report built for one scope and options, with the counts it was built at.
 """
@@ -31,6 +35,13 @@ class ReportChange(SQLModel, table=True):
     day: date = Field(primary_key=True)  # the purchase day, the interaction's UTC day; 0001-01-01 for "other"
     shard: int = Field(default=0, primary_key=True)  # contact: UTC hour × 8; + on PostgreSQL the transaction id % 8
     n: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+
+
+class ReportContactChange(SQLModel, table=True):
+    __tablename__ = "report_contact_change"
+
+    customer_id: int = Field(primary_key=True)  # no foreign key: a log kept by a trigger, pruned by date
+    changed_on: date = Field(index=True)  # UTC day of the last change
 
 
 class ReportSnapshot(SQLModel, table=True):

@@ -43,6 +43,7 @@ from models import (
     ReminderKind,
     ReminderStatus,
     ReportChange,
+    ReportContactChange,
     ReportSnapshot,
     User,
     as_utc,
@@ -314,7 +315,7 @@ async def build_apart(sessions: async_sessionmaker[AsyncSession], viewer: Viewer
 # The code a report is made by: a prepared report made by other code (an update) is never served.
 _CODE = hashlib.sha256(b"".join(Path(module).read_bytes() for module in (
     __file__, analytics.__file__, rfm.__file__))).hexdigest()[:16]
-_TRIGGERS = 21  # report_change_<table>_<insert|update|delete> for 7 tables (migration 0013)
+_TRIGGERS = 22  # report_change_<table>_<insert|update|delete> for 7 tables and _customer_contact (migration 0013)
 
 
 def snapshot_key(viewer: Viewer, *, kind: str, today: date, language: str, timezone: str, trend_months: int = 12,
@@ -370,11 +371,12 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
     key = snapshot_key(viewer, **options)
     version = await data_version(session, period, ZoneInfo(timezone))
     if version is not None:
-        data = await session.scalar(select(ReportSnapshot.data).where(ReportSnapshot.key == key,
-                                                                      ReportSnapshot.version == version))
-        if data is not None:
+        row = (await session.execute(select(ReportSnapshot.data, ReportSnapshot.made_at).where(
+            ReportSnapshot.key == key, ReportSnapshot.version == version))).first()
+        if row is not None:
             with collector_paused():
-                report = await _with_current_contacts(session, viewer, pickle.loads(zlib.decompress(data)))
+                report = await _with_current_contacts(session, viewer, pickle.loads(zlib.decompress(row.data)),
+                                                      as_utc(row.made_at))
             if report is not None:
                 return report
     report = await build(session, viewer, **options)
@@ -408,20 +410,46 @@ def _dumps(report: Report) -> bytes:
     return out.getvalue()
 
 
-async def _with_current_contacts(session: AsyncSession, viewer: Viewer, report: Report) -> Report | None:
+CONTACT_LOG_DAYS = 4  # how long report_contact_change keeps a customer (longer than a report is served)
+_FEW_CONTACTS = 20_000  # more changed customers than this: their column is read whole instead
+
+
+async def _with_current_contacts(session: AsyncSession, viewer: Viewer, report: Report,
+                                 made_at: datetime) -> Report | None:
     """A prepared report with its customers' last contacts as they are now: the one thing it reads that
     moves on after its period (a contact logged today moves the customer's last contact, which team
     activity reads as of the period's end), read afresh instead of building the report again for every
-    contact of the day. None if the customers are not the ones it was made for (never expected: any change
-    to them is counted)."""
-    ids, last = await columns(session, _scope(select(Customer.id, _day_number(session, Customer.last_contact_at)),
-                                              viewer))
-    if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
-        order = np.argsort(ids, kind="stable")
-        ids, last = ids[order], last[order]
+    contact of the day — for the customers whose last contact changed since the day before it was made
+    (report_contact_change, kept by a trigger; the day before covers a change committed while it was being
+    built), or, when very many did, for all. None if the customers are not the ones it was made for
+    (never expected: any change to them is counted)."""
     table = report.customers
-    if not np.array_equal(ids, table.ids):
-        return None
+    changed = list((await session.execute(select(ReportContactChange.customer_id).where(
+        ReportContactChange.changed_on >= made_at.date() - timedelta(days=1)))).scalars())
+    if not changed:
+        return report
+    if len(changed) > _FEW_CONTACTS:
+        ids, last = await columns(session, _scope(select(Customer.id, _day_number(session, Customer.last_contact_at)),
+                                                  viewer))
+        if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+            order = np.argsort(ids, kind="stable")
+            ids, last = ids[order], last[order]
+        if not np.array_equal(ids, table.ids):
+            return None
+    else:
+        wanted = np.unique(np.asarray(changed, dtype=np.int64))
+        where = np.searchsorted(table.ids, wanted)
+        present = where < table.ids.size
+        present[present] = table.ids[where[present]] == wanted[present]
+        wanted, where = wanted[present], where[present]
+        last = table.last_contact.copy()
+        for start in range(0, wanted.size, 500):
+            chunk = wanted[start:start + 500]
+            found, days = await columns(session, select(Customer.id, _day_number(session, Customer.last_contact_at))
+                                        .where(Customer.id.in_(chunk.tolist()), Customer.archived_at.is_(None)))
+            if found.size != chunk.size:
+                return None
+            last[where[start:start + 500]] = days[np.argsort(found)]
     if not np.array_equal(last, table.last_contact):
         table.last_contact = last
         report.activity = dataclasses.replace(report.activity,
@@ -440,6 +468,8 @@ async def _keep(session: AsyncSession, key: str, today: date, version: str, repo
     await session.execute(insert.values(**values).on_conflict_do_update(
         index_elements=[ReportSnapshot.key], set_={k: v for k, v in values.items() if k != "key"}))
     await session.execute(delete(ReportSnapshot).where(ReportSnapshot.made_for < today - timedelta(days=1)))
+    await session.execute(delete(ReportContactChange).where(
+        ReportContactChange.changed_on < today - timedelta(days=CONTACT_LOG_DAYS)))
     await session.commit()
     return len(data), perf_counter() - started
 

@@ -151,9 +151,11 @@ async def test_any_change_a_report_reads_makes_it_be_built_again(world, monkeypa
     assert figures(after) != figures(before) or after.reps != before.reps
 
 
+@pytest.mark.parametrize("few", [20_000, 0])  # the changed customers read one by one, or the whole column
 async def test_a_contact_logged_today_keeps_the_report_prepared_with_the_last_contacts_as_they_are(world,
-                                                                                                  monkeypatch):
+                                                                                                  monkeypatch, few):
     sessions, boss, rep, big, small, theirs = world
+    monkeypatch.setattr(reports, "_FEW_CONTACTS", few)
     async with sessions() as session:  # small has a 7-day contact cycle and was last contacted 20 days ago
         weekly = ContactStrategy(code="c7", cycle_days=7, label_zh_hans="7天", label_zh_hant="7天", label_en="7 days")
         session.add(weekly)

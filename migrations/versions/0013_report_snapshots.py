@@ -1,5 +1,6 @@
-"""prepared reports: report_change (kept by triggers: what a manager's report reads changed) and
-report_snapshot (reports built once, served while nothing they read has changed)
+"""prepared reports: report_change (kept by triggers: what a manager's report reads changed),
+report_contact_change (kept by a trigger: whose last contact changed) and report_snapshot (reports built
+once, served while nothing they read has changed)
 
 Revision ID: 0013
 Revises: 0012
@@ -23,7 +24,7 @@ CUSTOMER_COLUMNS = ("owner_id", "region_id", "scale_id", "nature_id", "industry_
                     "name", "external_id", "archived_at")
 OTHER_TABLES = ("feedback", "dictionary_entry", "contact_strategy")
 TRIGGERS_SQLITE = [f"report_change_{t}_{op_}" for t in ("customer", "app_user", *OTHER_TABLES, "purchase", "interaction")
-                   for op_ in ("insert", "update", "delete")]
+                   for op_ in ("insert", "update", "delete")] + ["report_change_customer_contact"]
 
 _OTHER_SQLITE = ("INSERT INTO report_change (part, day, shard, n) VALUES ('other', '0001-01-01', 0, 1) "
                  "ON CONFLICT (part, day, shard) DO UPDATE SET n = n + 1;")
@@ -42,6 +43,10 @@ def _contact_sqlite(row: str) -> str:
 
 
 def _sqlite() -> None:
+    op.execute("CREATE TRIGGER report_change_customer_contact AFTER UPDATE OF last_contact_at ON customer "
+               "WHEN OLD.last_contact_at IS NOT NEW.last_contact_at BEGIN "
+               "INSERT INTO report_contact_change (customer_id, changed_on) VALUES (NEW.id, date('now')) "
+               "ON CONFLICT (customer_id) DO UPDATE SET changed_on = excluded.changed_on; END")
     for table in ("customer", "app_user", *OTHER_TABLES):
         columns = CUSTOMER_COLUMNS if table == "customer" else ("name",) if table == "app_user" else None
         when = (" WHEN " + " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in columns)) if columns else ""
@@ -92,6 +97,15 @@ BEGIN
   ON CONFLICT (part, day, shard) DO UPDATE SET n = report_change.n + EXCLUDED.n;
   RETURN NULL;
 END $$""")
+    op.execute("""CREATE FUNCTION report_change_customer_contact() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO report_contact_change (customer_id, changed_on) VALUES (NEW.id, (now() AT TIME ZONE 'UTC')::date)
+  ON CONFLICT (customer_id) DO UPDATE SET changed_on = EXCLUDED.changed_on;
+  RETURN NULL;
+END $$""")
+    op.execute("CREATE TRIGGER report_change_customer_contact AFTER UPDATE OF last_contact_at ON customer FOR EACH ROW "
+               "WHEN (OLD.last_contact_at IS DISTINCT FROM NEW.last_contact_at) "
+               "EXECUTE FUNCTION report_change_customer_contact()")
     for table, kind in (("purchase", "purchase"), ("interaction", "contact")):
         op.execute(f"CREATE TRIGGER report_change_{table}_insert AFTER INSERT ON {table} "
                    f"REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION report_change_{kind}_added()")
@@ -123,6 +137,12 @@ def upgrade() -> None:
     sa.Column('n', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('part', 'day', 'shard', name=op.f('pk_report_change'))
     )
+    op.create_table('report_contact_change',
+    sa.Column('customer_id', sa.Integer(), nullable=False),
+    sa.Column('changed_on', sa.Date(), nullable=False),
+    sa.PrimaryKeyConstraint('customer_id', name=op.f('pk_report_contact_change'))
+    )
+    op.create_index(op.f('ix_report_contact_change_changed_on'), 'report_contact_change', ['changed_on'], unique=False)
     op.create_table('report_snapshot',
     sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('made_for', sa.Date(), nullable=False),
@@ -142,11 +162,14 @@ def downgrade() -> None:
         for table in ("purchase", "interaction", "customer", "app_user", *OTHER_TABLES):
             for op_ in ("insert", "update", "delete"):
                 op.execute(f"DROP TRIGGER IF EXISTS report_change_{table}_{op_} ON {table}")
-        for name in ("other", *(f"{kind}_{change}" for kind in ("purchase", "contact")
+        op.execute("DROP TRIGGER IF EXISTS report_change_customer_contact ON customer")
+        for name in ("other", "customer_contact", *(f"{kind}_{change}" for kind in ("purchase", "contact")
                                 for change in ("added", "removed", "changed"))):
             op.execute(f"DROP FUNCTION IF EXISTS report_change_{name}()")
     else:
         for name in TRIGGERS_SQLITE:
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
     op.drop_table('report_snapshot')
+    op.drop_index(op.f('ix_report_contact_change_changed_on'), table_name='report_contact_change')
+    op.drop_table('report_contact_change')
     op.drop_table('report_change')
