@@ -1,6 +1,6 @@
 """Prepared reports (services.reports, rule "a prepared report is never stale").
 
-`ReportChange` counts the changes of the data a manager's report reads; database triggers (migration 0013)
+`ReportChange` counts the changes of the data a manager's report reads; database triggers (migration 0014)
 keep it, so no writer — the bot, the importer, the API, a restore, a hand-made SQL statement — can change
 that data without moving the count. Purchases are counted per purchase day (`part="purchase"`: a report
 only reads purchases up to the end of its period, so today's orders leave yesterday's reports valid),

@@ -315,7 +315,7 @@ async def build_apart(sessions: async_sessionmaker[AsyncSession], viewer: Viewer
 # The code a report is made by: a prepared report made by other code (an update) is never served.
 _CODE = hashlib.sha256(b"".join(Path(module).read_bytes() for module in (
     __file__, analytics.__file__, rfm.__file__))).hexdigest()[:16]
-_TRIGGERS = 22  # report_change_<table>_<insert|update|delete> for 7 tables and _customer_contact (migration 0013)
+_TRIGGERS = 22  # report_change_<table>_<insert|update|delete> for 7 tables and _customer_contact (migration 0014)
 
 
 def snapshot_key(viewer: Viewer, *, kind: str, today: date, language: str, timezone: str, trend_months: int = 12,
