@@ -128,7 +128,7 @@ async def test_a_report_that_fails_tells_the_manager_in_their_language(engine, m
 
     app = await make_app(engine)
     await _team(app)
-    monkeypatch.setattr(report_handlers, "build_apart", failing)
+    monkeypatch.setattr(report_handlers, "report_detail", failing)
     recorder = await app.send(button_update(person(BOSS, language="en"),
                                             ReportCallback(period="year", show="key_accounts").pack()))
     assert [m.text for m in recorder.sent()] == ["Sorry, that did not work. Please try again in a moment."]
