@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select, text, update
@@ -265,3 +266,12 @@ def test_a_stored_report_reads_back_exactly_whatever_its_numbers():
     for name, array in columns.items():
         assert back[name].dtype == array.dtype and np.array_equal(back[name], array), name
     assert len(reports._dumps(columns["days"])) < columns["days"].nbytes / 1.9  # stored narrower
+
+
+async def test_the_migrations_leave_every_report_trigger_in_place(world):
+    """A migration that rebuilds one of the tables a report reads (SQLite's batch_alter_table) drops its
+    triggers: it must create them again (migration 0014), or no report is ever served prepared."""
+    sessions, *_ = world
+    async with sessions() as session:
+        version = await reports.data_version(session, reports.period_for("week", TODAY), ZoneInfo("UTC"))
+    assert version is not None
