@@ -114,7 +114,7 @@ async def card_photo(message: Message, bot: Bot, state: FSMContext, background: 
     try:
         # Read in the worker process (bot.background): seconds of work that would otherwise hold every
         # other user's replies.
-        card = await asyncio.wait_for(background.run(partial(read_card_work, data)), READ_SECONDS)
+        card = await asyncio.wait_for(background.run(partial(read_card_work, data), lane="cards"), READ_SECONDS)
     except TimeoutError:
         await message.answer(_("Reading that photo took too long. Send a sharper photo taken closer to the card."))
         return

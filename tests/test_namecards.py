@@ -389,3 +389,30 @@ async def test_one_input_saves_one_customer_and_one_contact_however_often_it_arr
 async def count_rows(sessions, model) -> int:
     async with sessions() as session:
         return await session.scalar(select(func.count()).select_from(model))
+
+
+async def holding(seconds: float, sessions) -> int:
+    """Long work in the reports' and jobs' lane: `seconds` of Python; the process it ran in."""
+    _busy(seconds)
+    return os.getpid()
+
+
+async def test_a_card_is_read_at_once_while_a_managers_report_keeps_the_other_worker_busy(app, tmp_path, monkeypatch):
+    """Cards have a worker process of their own (bot.background's "cards" lane): a card waiting behind a
+    twenty-second workbook would hold its update open, and long polling with it."""
+    import handlers.namecard as namecard
+    from bot.background import for_sessions
+
+    pid_file = tmp_path / "read-by"
+    monkeypatch.setattr(namecard, "read_card_work", partial(slow_read, str(pid_file)))
+    background = for_sessions(app.sessions)
+    report = asyncio.create_task(background.run(partial(holding, 8 * SLOW)))  # a workbook under way
+    await asyncio.sleep(1.0)
+    app.recorder.files["card-4"] = draw(EN_LOGO, seed=5)
+    began = time.perf_counter()
+    await app.send(photo_update(rep, file_id="card-4"))
+    took = time.perf_counter() - began
+    assert not report.done(), "the long work should still be running"
+    assert any("Grace Lim" in m.text for m in app.recorder.sent())
+    assert took < 6 * SLOW, f"the card waited {took:.1f} s behind the other work"
+    assert int(pid_file.read_text()) != await report  # read in another process than the long work
