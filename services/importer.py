@@ -39,6 +39,7 @@ from services.fields import FIELDS_BY_KIND, FieldSpec, header_key, header_map, i
 from services.messages import N_, DomainError, Problem
 from services.parsing import DATE_ORDERS, AmbiguousDate, date_order_shown, fold_width
 from services.safecells import Verbatim, restore_csv
+from services.sql import among, value_chunks
 
 KINDS = tuple(FIELDS_BY_KIND)
 BATCH = 2000
@@ -465,6 +466,8 @@ class Context:
     orders_seen: dict[str, set[str]] = field(default_factory=dict)  # field → orders its d/m/y dates prove
     pending: dict[str, list[tuple[int, str, PendingDate]]] = field(default_factory=dict)
     resolved: dict[str, str] = field(default_factory=dict)  # field → the order its ambiguous dates follow
+    # customer → (day, amount) of the live purchases this import added: roll-ups brought forward from them
+    added: dict[int, list[tuple[date, int]]] = field(default_factory=dict)
 
 
 async def _load_context(session: AsyncSession, kind: str, tz: ZoneInfo, today: date,
@@ -484,8 +487,8 @@ async def _load_context(session: AsyncSession, kind: str, tz: ZoneInfo, today: d
         queries = [query]
     else:  # a customer named by code or by name (a name shared by several must be seen as shared)
         codes, names = sorted(wanted[0]), sorted(wanted[1])
-        queries = [query.where(Customer.external_id.in_(codes[i:i + 2000])) for i in range(0, len(codes), 2000)]
-        queries += [query.where(Customer.name.in_(names[i:i + 2000])) for i in range(0, len(names), 2000)]
+        queries = [query.where(among(session, Customer.external_id, part)) for part in value_chunks(session, codes, 2000)]
+        queries += [query.where(among(session, Customer.name, part)) for part in value_chunks(session, names, 2000)]
     seen: set[int] = set()
     for part in queries:
         rows = await session.stream(part.order_by(Customer.id).execution_options(yield_per=10000))
@@ -915,7 +918,7 @@ async def _apply_purchases(session: AsyncSession, ctx: Context, batch: list[dict
         table = Purchase.__table__
         columns = sorted({k for r in numbered for k in r} - {"order_no"})
         result = await session.execute(select(table.c.order_no, table.c.id, *[table.c[c] for c in columns])
-                                       .where(table.c.order_no.in_([r["order_no"] for r in numbered])))
+                                       .where(among(session, table.c.order_no, [r["order_no"] for r in numbered])))
         for order_no, pid, *values in result.all():
             stored[pid] = dict(zip(columns, values, strict=True))
             by_order[order_no] = (pid, stored[pid]["customer_id"])
@@ -925,7 +928,7 @@ async def _apply_purchases(session: AsyncSession, ctx: Context, batch: list[dict
         lo, hi = min(r["purchased_on"] for r in plain), max(r["purchased_on"] for r in plain)
         result = await session.execute(
             select(Purchase.customer_id, Purchase.purchased_on, Purchase.amount_cents, Purchase.products)
-            .where(Purchase.customer_id.in_({r["customer_id"] for r in plain}))
+            .where(among(session, Purchase.customer_id, sorted({r["customer_id"] for r in plain})))
             .where(Purchase.purchased_on.between(lo, hi), Purchase.order_no.is_(None), Purchase.voided_at.is_(None)))
         known_plain = {tuple(r) for r in result.all()}
     touched: set[int] = set()
@@ -938,7 +941,7 @@ async def _apply_purchases(session: AsyncSession, ctx: Context, batch: list[dict
                                           row.get("products")) in known_plain:
             report.unchanged += 1
         else:
-            touched.add(row["customer_id"])
+            ctx.added.setdefault(row["customer_id"], []).append((row["purchased_on"], row["amount_cents"]))
             # A new order without a payment status is taken as paid; an existing one keeps its status.
             inserts.append({"products": None, "quantity": None, "payment_method": None, "order_no": None,
                             "payment_status": "paid", **row, "source": ctx.channel})
@@ -1055,13 +1058,16 @@ APPLY = {
 }
 
 
-async def _refresh_rollups(session: AsyncSession, touched: set[int]) -> None:
+async def _refresh_rollups(session: AsyncSession, touched: set[int], added: dict[int, list[tuple[date, int]]]) -> None:
+    """Roll-ups of the customers whose purchases were only added are brought forward from the new rows
+    (rollups.add_purchases); those whose purchases were corrected or moved are recomputed (refresh)."""
+    await rollups.add_purchases(session, {cid: rows for cid, rows in added.items() if cid not in touched})
     if not touched:
         return
     await rollups.refresh(session, touched)
-    for start in range(0, len(ids := sorted(touched)), 500):
+    for ids in value_chunks(session, sorted(touched)):
         await session.execute(
-            update(Customer).where(Customer.id.in_(ids[start:start + 500]))
+            update(Customer).where(among(session, Customer.id, ids))
             .where(Customer.txn_count > 0, Customer.stage != Stage.customer)
             .values(stage=Stage.customer).execution_options(synchronize_session=False))
 
@@ -1189,7 +1195,7 @@ async def _import_table(session: AsyncSession, kind: str, table: Table, *, timez
             if progress:
                 progress("importing", done, report.rows)
     await session.flush()
-    await _refresh_rollups(session, touched)
+    await _refresh_rollups(session, touched, ctx.added)
     audit.record(session, action="import", entity=kind, entity_id=None, user_id=user_id, actor=actor,
                  changes={**source, "rows": applied.rows, "created": applied.created,
                           "updated": applied.updated, "unchanged": applied.unchanged})
