@@ -491,7 +491,8 @@ async def _load_context(session: AsyncSession, kind: str, tz: ZoneInfo, today: d
         queries += [query.where(among(session, Customer.name, part)) for part in value_chunks(session, names, 2000)]
     seen: set[int] = set()
     for part in queries:
-        rows = await session.stream(part.order_by(Customer.id).execution_options(yield_per=10000))
+        # Through the connection: plain rows, no ORM loading for a column query.
+        rows = await (await session.connection()).stream(part.order_by(Customer.id).execution_options(yield_per=10000))
         async for cid, code, name in rows:
             if cid in seen:
                 continue
@@ -1135,16 +1136,18 @@ def _named_customers(kind: str, records: list[dict[str, Any]], known: dict[str, 
                                                                                   "customer_name")
     codes: set[str] = set()
     names: set[str] = set()
-    for record in records:
-        for key, value in record.items():
-            spec = known.get(header_key(key))
-            if spec is None or spec.name not in (code_field, name_field) or value in (None, ""):
+    wanted = {key: spec for key in {key for record in records for key in record}
+              if (spec := known.get(header_key(key))) is not None and spec.name in (code_field, name_field)}
+    for key, spec in wanted.items():
+        found = codes if spec.name == code_field else names
+        for record in records:
+            value = record.get(key)
+            if value is None or value == "":
                 continue
             try:
-                text = parse_value(spec, value, tz=UTC)
+                found.add(parse_value(spec, value, tz=UTC))
             except DomainError:
                 continue  # refused when the row is read
-            (codes if spec.name == code_field else names).add(text)
     return codes, names
 
 
