@@ -492,15 +492,17 @@ async def _load_context(session: AsyncSession, kind: str, tz: ZoneInfo, today: d
     seen: set[int] = set()
     for part in queries:
         # Through the connection: plain rows, no ORM loading for a column query.
+        # Through the connection: plain rows, no ORM loading for a column query; a partition at a time.
         rows = await (await session.connection()).stream(part.order_by(Customer.id).execution_options(yield_per=10000))
-        async for cid, code, name in rows:
-            if cid in seen:
-                continue
-            seen.add(cid)
-            if code:
-                by_code[code] = cid
-            by_name[name] = -1 if name in by_name else cid
-            code_of[cid] = code
+        async for partition in rows.partitions():
+            for cid, code, name in partition:
+                if cid in seen:
+                    continue
+                seen.add(cid)
+                if code:
+                    by_code[code] = cid
+                by_name[name] = -1 if name in by_name else cid
+                code_of[cid] = code
     if kind != "customers":
         code_of = {}
     return Context(kind, await load_vocabulary(session), tz, today, users, by_code, by_name, code_of)
