@@ -89,11 +89,11 @@ async def add_purchases(session: AsyncSession, added: dict[int, list[tuple[date,
         return
     await session.flush()
     table = Customer.__table__
-    writes = []
+    writes: dict[bool, list[dict]] = {False: [], True: []}  # by whether the customer becomes a customer
     for chunk in value_chunks(session, ids):
         current = (await session.execute(
             select(Customer.id, Customer.txn_count, Customer.txn_amount_cents, Customer.first_txn_on,
-                   Customer.last_txn_on).where(among(session, Customer.id, chunk)))).all()
+                   Customer.last_txn_on, Customer.stage).where(among(session, Customer.id, chunk)))).all()
         rhythm = [cid for cid, count, *_ in current if count + len(added[cid]) >= RHYTHM_MIN_PURCHASES]
         days: dict[int, list[date]] = {cid: [] for cid in rhythm}
         for part in value_chunks(session, rhythm):
@@ -101,17 +101,21 @@ async def add_purchases(session: AsyncSession, added: dict[int, list[tuple[date,
                     select(Purchase.customer_id, Purchase.purchased_on).where(
                         among(session, Purchase.customer_id, part), Purchase.voided_at.is_(None)))).all():
                 days[customer_id].append(purchased_on)
-        for cid, count, amount, first, last in current:
+        for cid, count, amount, first, last, stage in current:
             rows = added[cid]
             count += len(rows)
             new_first, new_last = min(day for day, _ in rows), max(day for day, _ in rows)
-            writes.append({"cid": cid, "v_txn_count": count, "v_txn_amount_cents": amount + sum(a for _, a in rows),
-                           "v_first_txn_on": new_first if first is None else min(first, new_first),
-                           "v_last_txn_on": new_last if last is None else max(last, new_last),
-                           "v_purchase_gap_days": median_gap(days[cid], count) if cid in days else None})
-    if writes:
-        await session.execute(update(table).where(table.c.id == bindparam("cid")).values(
-            {**{c: bindparam(f"v_{c}") for c in PURCHASE_COLUMNS}, "stage": Stage.customer}), writes)
+            writes[stage != Stage.customer].append({
+                "cid": cid, "v_txn_count": count, "v_txn_amount_cents": amount + sum(a for _, a in rows),
+                "v_first_txn_on": new_first if first is None else min(first, new_first),
+                "v_last_txn_on": new_last if last is None else max(last, new_last),
+                "v_purchase_gap_days": median_gap(days[cid], count) if cid in days else None})
+    # The stage only where it changes (an index on it is then touched only for new customers).
+    for becomes_customer, rows in writes.items():
+        if rows:
+            await session.execute(update(table).where(table.c.id == bindparam("cid")).values(
+                {c: bindparam(f"v_{c}") for c in PURCHASE_COLUMNS} | ({"stage": Stage.customer} if becomes_customer else {})),
+                rows)
     await _reload(session, set(ids), [*PURCHASE_COLUMNS, "stage"])
 
 
