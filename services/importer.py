@@ -466,8 +466,8 @@ class Context:
     orders_seen: dict[str, set[str]] = field(default_factory=dict)  # field → orders its d/m/y dates prove
     pending: dict[str, list[tuple[int, str, PendingDate]]] = field(default_factory=dict)
     resolved: dict[str, str] = field(default_factory=dict)  # field → the order its ambiguous dates follow
-    # customer → (day, amount) of the live purchases this import added: roll-ups brought forward from them
-    added: dict[int, list[tuple[date, int]]] = field(default_factory=dict)
+    # customer → what the live purchases this import added sum up to: roll-ups brought forward from them
+    added: dict[int, rollups.Added] = field(default_factory=dict)
 
 
 async def _load_context(session: AsyncSession, kind: str, tz: ZoneInfo, today: date,
@@ -944,7 +944,9 @@ async def _apply_purchases(session: AsyncSession, ctx: Context, batch: list[dict
                                           row.get("products")) in known_plain:
             report.unchanged += 1
         else:
-            ctx.added.setdefault(row["customer_id"], []).append((row["purchased_on"], row["amount_cents"]))
+            if (new := ctx.added.get(row["customer_id"])) is None:
+                new = ctx.added[row["customer_id"]] = rollups.Added()
+            new.add(row["purchased_on"], row["amount_cents"])
             # A new order without a payment status is taken as paid; an existing one keeps its status.
             inserts.append({"products": None, "quantity": None, "payment_method": None, "order_no": None,
                             "payment_status": "paid", **row, "source": ctx.channel})
@@ -1066,10 +1068,10 @@ APPLY = {
 }
 
 
-async def _refresh_rollups(session: AsyncSession, touched: set[int], added: dict[int, list[tuple[date, int]]]) -> None:
+async def _refresh_rollups(session: AsyncSession, touched: set[int], added: dict[int, rollups.Added]) -> None:
     """Roll-ups of the customers whose purchases were only added are brought forward from the new rows
     (rollups.add_purchases); those whose purchases were corrected or moved are recomputed (refresh)."""
-    await rollups.add_purchases(session, {cid: rows for cid, rows in added.items() if cid not in touched})
+    await rollups.add_purchases(session, {cid: new for cid, new in added.items() if cid not in touched})
     if not touched:
         return
     await rollups.refresh(session, touched)

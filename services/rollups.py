@@ -78,13 +78,33 @@ async def _reload(session: AsyncSession, ids: set[int], columns: list[str]) -> N
             await session.refresh(obj, columns)
 
 
-async def add_purchases(session: AsyncSession, added: dict[int, list[tuple[date, int]]]) -> None:
-    """Bring the roll-ups of these customers forward by the live purchases (day, amount in cents) just
+class Added:
+    """What a customer's new live purchases add up to: how many, their amount in cents, their first and last
+    day — a few numbers per customer, however many rows an import adds."""
+
+    __slots__ = ("count", "amount", "first", "last")
+
+    def __init__(self) -> None:
+        self.count, self.amount = 0, 0
+        self.first: date | None = None
+        self.last: date | None = None
+
+    def add(self, day: date, amount: int) -> None:
+        self.count += 1
+        self.amount += amount
+        if self.first is None or day < self.first:
+            self.first = day
+        if self.last is None or day > self.last:
+            self.last = day
+
+
+async def add_purchases(session: AsyncSession, added: dict[int, Added]) -> None:
+    """Bring the roll-ups of these customers forward by the live purchases (`Added`) just
     written for them — written, not only planned: the rhythm reads them back with the older ones — when
     these are the customers' only purchase changes since their roll-ups were last right (see the module
     rule). Such a customer has bought, so a prospect among them becomes a customer (as after `refresh`,
     services.importer). In the caller's transaction."""
-    ids = sorted(cid for cid, rows in added.items() if rows)
+    ids = sorted(cid for cid, new in added.items() if new.count)
     if not ids:
         return
     await session.flush()
@@ -94,7 +114,7 @@ async def add_purchases(session: AsyncSession, added: dict[int, list[tuple[date,
         current = (await session.execute(
             select(Customer.id, Customer.txn_count, Customer.txn_amount_cents, Customer.first_txn_on,
                    Customer.last_txn_on, Customer.stage).where(among(session, Customer.id, chunk)))).all()
-        rhythm = [cid for cid, count, *_ in current if count + len(added[cid]) >= RHYTHM_MIN_PURCHASES]
+        rhythm = [cid for cid, count, *_ in current if count + added[cid].count >= RHYTHM_MIN_PURCHASES]
         days: dict[int, list[date]] = {cid: [] for cid in rhythm}
         for part in value_chunks(session, rhythm):
             for customer_id, purchased_on in (await session.execute(
@@ -102,13 +122,12 @@ async def add_purchases(session: AsyncSession, added: dict[int, list[tuple[date,
                         among(session, Purchase.customer_id, part), Purchase.voided_at.is_(None)))).all():
                 days[customer_id].append(purchased_on)
         for cid, count, amount, first, last, stage in current:
-            rows = added[cid]
-            count += len(rows)
-            new_first, new_last = min(day for day, _ in rows), max(day for day, _ in rows)
+            new = added[cid]
+            count += new.count
             writes[stage != Stage.customer].append({
-                "cid": cid, "v_txn_count": count, "v_txn_amount_cents": amount + sum(a for _, a in rows),
-                "v_first_txn_on": new_first if first is None else min(first, new_first),
-                "v_last_txn_on": new_last if last is None else max(last, new_last),
+                "cid": cid, "v_txn_count": count, "v_txn_amount_cents": amount + new.amount,
+                "v_first_txn_on": new.first if first is None else min(first, new.first),
+                "v_last_txn_on": new.last if last is None else max(last, new.last),
                 "v_purchase_gap_days": median_gap(days[cid], count) if cid in days else None})
     # The stage only where it changes (an index on it is then touched only for new customers).
     for becomes_customer, rows in writes.items():
