@@ -10,7 +10,8 @@ Rules:
   the same file adds nothing); interactions by customer + time + channel.
 - Blank cells leave existing values unchanged. Dictionary values match any locale's label or the code.
 - Streaming: rows are read, checked and written in batches, so memory does not grow with the file.
-- Roll-ups of every touched customer are refreshed before the transaction ends.
+- Roll-ups of every touched customer are brought forward (new orders only) or refreshed before the
+  transaction ends (services.rollups).
 """
 
 from __future__ import annotations
