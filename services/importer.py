@@ -492,7 +492,6 @@ async def _load_context(session: AsyncSession, kind: str, tz: ZoneInfo, today: d
         queries += [query.where(among(session, Customer.name, part)) for part in value_chunks(session, names, 2000)]
     seen: set[int] = set()
     for part in queries:
-        # Through the connection: plain rows, no ORM loading for a column query.
         # Through the connection: plain rows, no ORM loading for a column query; a partition at a time.
         rows = await (await session.connection()).stream(part.order_by(Customer.id).execution_options(yield_per=10000))
         async for partition in rows.partitions():

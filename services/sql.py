@@ -19,7 +19,7 @@ def value_chunks(session: AsyncSession, values: Any, size: int = IN_LIST) -> Ite
     """`values` in the parts a statement filters on with `among`: all at once on PostgreSQL (one array,
     one round trip), in lists of `size` elsewhere (SQLite limits the parameters of a statement)."""
     values = list(values)
-    step = len(values) or 1 if session.get_bind().dialect.name == "postgresql" else size
+    step = (len(values) or 1) if session.get_bind().dialect.name == "postgresql" else size
     for start in range(0, len(values), step):
         yield values[start:start + step]
 
