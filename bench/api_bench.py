@@ -2,10 +2,12 @@
 
     .venv/bin/python bench/api_bench.py [--customers 100000] [--purchases 200000] [--reads 1000]
                                         [--url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]
+                                        [--keep-customers]
 
 Makes a fresh database `fieldcrm_api_bench` on that server (dropped first), migrates it, adds the
-customers (with ERP codes, through services.importer.import_records), then serves the real API app with
-uvicorn on 127.0.0.1 and, over HTTP from this process:
+customers (with ERP codes, through services.importer.import_records) — or, with --keep-customers, copies
+the customers a previous run with that option kept (`fieldcrm_api_bench_<N>`, made once, migrations at
+the time) — then serves the real API app with uvicorn on 127.0.0.1 and, over HTTP from this process:
 - POSTs the purchases to /api/v1/purchases/batch, 5,000 a request (new orders), and prints purchases/s;
   then the same batches again (every one already present: the idempotent replay) and prints that too;
 - the baseline in the same run: the same purchases (other order numbers) as one CSV file through
@@ -48,13 +50,35 @@ def percentile(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p * len(values)))]
 
 
-async def fresh_database(admin_url: str) -> str:
+async def fresh_database(admin_url: str, template: str | None = None) -> tuple[str, bool]:
+    """(URL of a fresh bench database, whether it was copied from `template` — which then exists)."""
     admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
         await conn.execute(text(f"DROP DATABASE IF EXISTS {DB}"))
-        await conn.execute(text(f"CREATE DATABASE {DB}"))
+        copied = template is not None and bool(await conn.scalar(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": template}))
+        await conn.execute(text(f"CREATE DATABASE {DB}" + (f" TEMPLATE {template}" if copied else "")))
     await admin.dispose()
-    return admin_url.rsplit("/", 1)[0] + "/" + DB
+    return admin_url.rsplit("/", 1)[0] + "/" + DB, copied
+
+
+async def keep_as_template(admin_url: str, template: str) -> None:
+    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f"DROP DATABASE IF EXISTS {template}"))
+        await conn.execute(text(f"CREATE DATABASE {template} TEMPLATE {DB}"))
+    await admin.dispose()
+
+
+async def add_customers(sessions, count: int) -> None:
+    started = time.perf_counter()
+    for first in range(0, count, 5000):
+        records = [{"external_id": f"C{n:07d}", "name": f"客户{n:07d}贸易有限公司", "phone": f"0591-{n % 10**8:08d}"}
+                   for n in range(first, min(count, first + 5000))]
+        async with sessions() as session, session.begin():
+            report = await import_records(session, "customers", records, source={"bench": "api"})
+            assert report.ok, report.errors[:3]
+    print(f"{count:,} customers added in {time.perf_counter() - started:.0f} s", flush=True)
 
 
 def purchases(count: int, customers: int, prefix: str, rng: random.Random) -> list[dict]:
@@ -71,19 +95,21 @@ async def main() -> None:
     parser.add_argument("--purchases", type=int, default=200_000)
     parser.add_argument("--reads", type=int, default=1000)
     parser.add_argument("--url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--keep-customers", action="store_true",
+                        help="keep the customers in a template database and start from a copy next time")
     args = parser.parse_args()
-    url = await fresh_database(args.url)
+    template = f"{DB}_{args.customers}" if args.keep_customers else None
+    url, copied = await fresh_database(args.url, template)
     engine = make_engine(url)
     await upgrade(engine)
     sessions = make_sessionmaker(engine)
-    started = time.perf_counter()
-    for first in range(0, args.customers, 5000):
-        records = [{"external_id": f"C{n:07d}", "name": f"客户{n:07d}贸易有限公司", "phone": f"0591-{n % 10**8:08d}"}
-                   for n in range(first, min(args.customers, first + 5000))]
-        async with sessions() as session, session.begin():
-            report = await import_records(session, "customers", records, source={"bench": "api"})
-            assert report.ok, report.errors[:3]
-    print(f"{args.customers:,} customers added in {time.perf_counter() - started:.0f} s", flush=True)
+    if copied:
+        print(f"{args.customers:,} customers copied from {template}", flush=True)
+    else:
+        await add_customers(sessions, args.customers)
+        if template is not None:
+            await engine.dispose()  # a template must have no connections
+            await keep_as_template(args.url, template)
     async with sessions() as session:
         _row, token = await create_token(session, SECRET, "bench", scope="write")
         await session.commit()
@@ -94,12 +120,16 @@ async def main() -> None:
     async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=600, headers=headers) as client:
         for label in ("new orders", "the same again (replay)"):
             started = time.perf_counter()
+            each = []
             for first in range(0, len(rows), 5000):
+                began = time.perf_counter()
                 response = await client.post("/api/v1/purchases/batch", json={"records": rows[first:first + 5000]})
                 assert response.status_code == 200, response.text[:500]
+                each.append(time.perf_counter() - began)
             took = time.perf_counter() - started
             print(f"API batches of 5,000, {label}: {len(rows):,} purchases in {took:.1f} s = "
-                  f"{len(rows) / took:,.0f} purchases/s (target >= 5,000)", flush=True)
+                  f"{len(rows) / took:,.0f} purchases/s (target >= 5,000); a batch: first {each[0]:.2f} s, "
+                  f"median {percentile(each, 0.5):.2f} s, last {each[-1]:.2f} s, slowest {max(each):.2f} s", flush=True)
         codes = [f"C{rng.randrange(args.customers):07d}" for _ in range(args.reads)]
         for code in codes[:50]:
             await client.get(f"/api/v1/customers/{code}")

@@ -87,6 +87,7 @@ def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSess
         find,
         history,
         inline,
+        namecard,
         nearby,
         new_customer,
         order,
@@ -128,6 +129,6 @@ def create_dispatcher(settings: Settings, sessions: async_sessionmaker[AsyncSess
                                reminders.create_router(), history.create_router(), new_customer.create_router(),
                                edit.create_router(), contacts.create_router(), nearby.create_router(), route.create_router(),
                                inline.create_router(), report.create_router(), team_chat.create_router(),
-                               audit.create_router(),
+                               audit.create_router(), namecard.create_router(),
                                find.create_router())
     return dispatcher

@@ -15,6 +15,10 @@ count). The sandbox's clock offset (models.CLOCK) is carried with each call, so 
 bot's. Cancelling the wait does not stop work already under way in the worker (it finishes there; every
 job writes keyed rows in short transactions, so a repeat is harmless); `close` ends the worker.
 
+Work goes to a lane: "work" (reports, jobs) or "cards" (business-card reading, bot.namecard): each lane is
+a worker process of its own, so a rep's card is read in a second or two even while a manager's workbook
+takes twenty — a card waiting behind a report held its update, and long polling with it (bot.detached).
+
 A database only the caller's engine can see (SQLite in memory, some tests) cannot be opened from
 another process: then the work simply runs on the caller's loop, as before.
 """
@@ -98,27 +102,27 @@ def _forget_in_worker(url: str) -> None:
 
 # ------------------------------------------------------------------------------------ in the bot's process
 
-_POOL: ProcessPoolExecutor | None = None
+LANES = ("work", "cards")
+_POOLS: dict[str, ProcessPoolExecutor] = {}
 _POOL_LOCK = threading.Lock()
 
 
-def _pool() -> ProcessPoolExecutor:
-    global _POOL
+def _pool(lane: str = "work") -> ProcessPoolExecutor:
     with _POOL_LOCK:
-        if _POOL is None:
+        if lane not in _POOLS:
             root = logging.getLogger()
             fmt = "json" if any(type(h.formatter).__name__ == "JsonFormatter" for h in root.handlers) else "text"
-            _POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_start_worker, initargs=(root.level, fmt))
-            log.info("background worker process starting (long work runs there, beside the bot)")
-        return _POOL
+            _POOLS[lane] = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                               initializer=_start_worker, initargs=(root.level, fmt))
+            log.info("background worker process starting for %s (long work runs there, beside the bot)", lane)
+        return _POOLS[lane]
 
 
 def _discard(pool: ProcessPoolExecutor) -> None:
-    global _POOL
     with _POOL_LOCK:
-        if _POOL is pool:
-            _POOL = None
+        for lane, known in list(_POOLS.items()):
+            if known is pool:
+                del _POOLS[lane]
     pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -130,16 +134,16 @@ class Background:
         engine = sessions.kw["bind"]
         self.inline = in_memory(engine)
         self._url = engine.url.render_as_string(hide_password=False)
-        self.used = False
+        self.used: set[str] = set()  # the lanes that opened this database
 
-    async def run(self, work: Work[T]) -> T:
-        """Do `work` in the worker process and wait for its result (its exception is raised here)."""
+    async def run(self, work: Work[T], *, lane: str = "work") -> T:
+        """Do `work` in the lane's worker process and wait for its result (its exception is raised here)."""
         if self.inline:
             return await work(self.caller_sessions)
         from models.common import CLOCK
 
-        self.used = True
-        pool = _pool()
+        self.used.add(lane)
+        pool = _pool(lane)
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, _work_in_worker, self._url, work,
                                                                     CLOCK.offset)
@@ -151,18 +155,21 @@ class Background:
             if getattr(pool, "stopped_on_purpose", False):
                 raise
             log.error("the background worker process died; starting a new one and trying again")
-        return await asyncio.get_running_loop().run_in_executor(_pool(), _work_in_worker, self._url, work,
+        return await asyncio.get_running_loop().run_in_executor(_pool(lane), _work_in_worker, self._url, work,
                                                                 CLOCK.offset)
 
     async def close(self) -> None:
-        """Let the worker close its connections to this database."""
-        if self.used and _POOL is not None:
-            self.used = False
+        """Let the workers close their connections to this database."""
+        lanes, self.used = self.used, set()
+        for lane in lanes:
+            pool = _POOLS.get(lane)
+            if pool is None:
+                continue
             try:
                 await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
-                    _POOL, _forget_in_worker, self._url), 10)
+                    pool, _forget_in_worker, self._url), 10)
             except Exception:  # a worker that is gone or stuck: nothing left to close
-                log.warning("the background worker did not close its database connections")
+                log.warning("the background worker (%s) did not close its database connections", lane)
 
 
 _PLACES: weakref.WeakKeyDictionary[async_sessionmaker, Background] = weakref.WeakKeyDictionary()
@@ -177,30 +184,31 @@ def for_sessions(sessions: async_sessionmaker[AsyncSession]) -> Background:
 
 
 async def close_all(*, stop_worker: bool = False) -> None:
-    """Close the worker's database connections; with `stop_worker` (shutdown), end the worker process too
+    """Close the workers' database connections; with `stop_worker` (shutdown), end the worker processes too
     (work still under way there is cut off: its transaction rolls back)."""
-    global _POOL
     for place in list(_PLACES.values()):
         if stop_worker:  # the worker's end closes them (asking would wait behind the work under way)
-            place.used = False
+            place.used = set()
         else:
             await place.close()
     if stop_worker:
         with _POOL_LOCK:
-            pool, _POOL = _POOL, None
-        if pool is not None:
+            pools = list(_POOLS.values())
+            _POOLS.clear()
+        processes = []
+        for pool in pools:
             pool.stopped_on_purpose = True
-            processes = list((getattr(pool, "_processes", None) or {}).values())
+            processes += list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
-            for process in processes:
-                if process.is_alive():
-                    process.terminate()
-            for process in processes:
-                await asyncio.to_thread(process.join, 5)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            await asyncio.to_thread(process.join, 5)
 
 
-def worker_pid() -> int | None:
-    """The worker process's id (tests, /healthz), None before it started."""
-    processes = list((getattr(_POOL, "_processes", None) or {}).keys()) if _POOL is not None else []
+def worker_pid(lane: str = "work") -> int | None:
+    """The lane's worker process id (tests, /healthz), None before it started."""
+    pool = _POOLS.get(lane)
+    processes = list((getattr(pool, "_processes", None) or {}).keys()) if pool is not None else []
     return processes[0] if processes else None
-

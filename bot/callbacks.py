@@ -138,3 +138,13 @@ class RouteCallback(CallbackData, prefix="route"):
     """"🗺 Plan my route" under /today and the morning digest: starts /route."""
 
     action: Literal["plan"]
+
+
+class NameCardCallback(CallbackData, prefix="nc"):
+    """Under a business card's summary (handlers.namecard): save, fix a field, pick the customer, the stage."""
+
+    action: Literal["save", "fix", "field", "back", "cancel", "to", "new", "stage"]
+    field: Literal["", "company", "name", "title", "mobile", "office", "fax", "email", "website", "address"] = ""
+    id: DbId = 0  # customer (to)
+    stage: STAGES = ""
+    anyway: bool = False  # to: add even though a contact of that name or number is there

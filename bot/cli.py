@@ -599,14 +599,15 @@ COMMANDS = {
 def _preflight(settings: Settings, command: str, role: str = "all") -> list[Any]:
     """Every command needs a writable DATA_DIR and a reachable database; `run` also needs its HTTP port
     (sandbox, webhook, role api) and a token Telegram accepts (not role api). Checked before anything is
-    written. (Beside a polling bot the HTTP app is optional: a taken port is a warning when it starts.)"""
+    written. (Beside a polling bot the HTTP app is optional: a taken port is a warning when it starts; so is
+    a role bot or worker without REDIS_URL.)"""
     from bot.preflight import check
 
     running = command == "run"
     serves_http = running and (role == "api" or (role != "worker" and (settings.bot_token is None
                                                                        or bool(settings.webhook_url))))
     asks = running and role != "api" and settings.bot_token is not None
-    return asyncio.run(check(settings, serves_http=serves_http, asks_telegram=asks,
+    return asyncio.run(check(settings, serves_http=serves_http, asks_telegram=asks, role=role if running else None,
                              warn=lambda problem: print(problem.render(_), file=sys.stderr, flush=True)))
 
 

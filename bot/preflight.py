@@ -162,9 +162,19 @@ async def _token_problem(settings: Settings, warn: Callable[[Problem], None]) ->
     return None
 
 
-async def check(settings: Settings, *, serves_http: bool, asks_telegram: bool,
+SPLIT_ROLES = ("bot", "worker")  # roles meant to run beside other processes (README, "Scale-out")
+
+
+async def check(settings: Settings, *, serves_http: bool, asks_telegram: bool, role: str | None = None,
                 warn: Callable[[Problem], None] = lambda problem: None) -> list[Problem]:
-    """What stops this configuration from running here, checked before anything is written."""
+    """What stops this configuration from running here, checked before anything is written. `role`: the
+    role `run` starts (None for other commands); a split role without REDIS_URL is warned about — its
+    sends would keep Telegram's limits alone, not together with the other processes'."""
+    if role in SPLIT_ROLES and not settings.redis_url:
+        warn(Problem(N_("REDIS_URL is not set: this {role} process keeps Telegram's rate limits on its own, not "
+                        "together with other processes, so several of them can exceed the limits. Set REDIS_URL "
+                        "for several processes (roles bot and worker), or run one process (role all)."),
+                     {"role": role}))
     problems = [p for p in (_data_dir_problem(settings),) if p]
     if serves_http and (port := _port_problem(settings)):
         problems.append(port)

@@ -204,14 +204,30 @@ def daily_text(d: Daily, user: User, currency: str, _: Gettext | None = None) ->
 # The report's heavy parts, as the bot's worker process runs them (bot.background): building the report
 # over every customer, drawing its charts and writing its workbook are seconds of Python at 100k customers.
 
-async def report_with_charts(sessions, *, language: str, **options) -> tuple[Report, list[tuple[str, bytes]]]:
-    """The report (services.reports.build_apart) and its summary's charts, in the worker process."""
+# Only the text and pictures go back to the bot's process: at 1M customers the report itself is ~200 MB
+# of objects, and pickling it over to the bot took 1.4 s of a prepared report's 2.7 s (bench/digest_bench.py).
+
+async def report_summary(sessions, *, language: str, currency: str, scope_name: str | None = None,
+                         **options) -> tuple[str, list[tuple[str, bytes]]]:
+    """The report's summary text and its charts (services.reports.build_apart: prepared or built), in the
+    worker process."""
     from types import SimpleNamespace
 
     from services.reports import build_apart
 
     report = await build_apart(sessions, language=language, **options)
-    return report, report_charts(report, SimpleNamespace(language=language), _=gettext_for(language))
+    reader, _ = SimpleNamespace(language=language), gettext_for(language)
+    return summary(report, reader, currency, scope=scope_name, _=_), report_charts(report, reader, _=_)
+
+
+async def report_detail(sessions, *, analysis: str, language: str, currency: str, **options) -> str | None:
+    """One analysis of the report as text (None: nothing to show), in the worker process."""
+    from types import SimpleNamespace
+
+    from services.reports import build_apart
+
+    report = await build_apart(sessions, language=language, **options)
+    return detail(report, analysis, SimpleNamespace(language=language), currency, _=gettext_for(language))
 
 
 async def report_workbook(sessions, folder: str, *, language: str, scope_name: str | None, by: str,

@@ -18,11 +18,11 @@ from bot.background import Background
 from bot.callbacks import ReportCallback
 from bot.detached import detach
 from bot.filters import Registered
-from bot.report_view import detail, period_name, report_with_charts, report_workbook, summary
+from bot.report_view import period_name, report_detail, report_summary, report_workbook
 from bot.settings import Settings
 from models import Role, User, today_in, utcnow
 from services.access import Viewer, narrowed_to, team_members
-from services.reports import ANALYSES, PERIODS, RFM_DAYS, RFM_WINDOWS, build_apart
+from services.reports import ANALYSES, PERIODS, RFM_DAYS, RFM_WINDOWS
 
 
 def analysis_label(analysis: str) -> str:
@@ -82,8 +82,9 @@ async def on_report(callback: CallbackQuery, callback_data: ReportCallback, sess
     await callback.answer(_("Working on it…"))
     options = dict(viewer=scope, kind=period, today=_today(user), language=user.language, timezone=user.timezone,
                    rfm_days=window)
-    # Seconds at 100k customers: the update ends now and the report follows (bot.detached), built, drawn and
-    # written in the bot's worker process (bot.background) while the other users keep their replies.
+    # Seconds at 100k customers when built: the update ends now and the report follows (bot.detached), read
+    # prepared or built (services.reports.prepared), drawn, worded and written in the bot's worker process
+    # (bot.background) while the other users keep their replies; only the text, pictures or file come back.
     detach(partial(_send_report, callback.message, background, options, show=show, period=period, rep=rep,
                    window=window, user=user, currency=settings.currency, scope_name=scope_name),
            chat=callback.message, what="report")
@@ -92,9 +93,9 @@ async def on_report(callback: CallbackQuery, callback_data: ReportCallback, sess
 async def _send_report(message: Message, background: Background, options: dict, *, show: str, period: str,
                        rep: int, window: int, user: User, currency: str, scope_name: str | None) -> None:
     if show == "summary":
-        report, pictures = await background.run(partial(report_with_charts, **options))
-        await message.answer(summary(report, user, currency, scope=scope_name, _=_),
-                             reply_markup=report_keyboard(period, rep, user, window))
+        text, pictures = await background.run(partial(report_summary, currency=currency, scope_name=scope_name,
+                                                      **options))
+        await message.answer(text, reply_markup=report_keyboard(period, rep, user, window))
         for name, png in pictures:
             await message.answer_photo(BufferedInputFile(png, name))
     elif show == "xlsx":
@@ -105,8 +106,8 @@ async def _send_report(message: Message, background: Background, options: dict, 
         await message.answer_document(BufferedInputFile(data, name), caption=html.escape(
             _("Report for the last {period}").format(period=period_name(period, _))))
     else:
-        report = await background.run(partial(build_apart, **options))
-        await message.answer(detail(report, show, user, currency, _=_) or _("Nothing to show."),
+        text = await background.run(partial(report_detail, analysis=show, currency=currency, **options))
+        await message.answer(text or _("Nothing to show."),
                              reply_markup=report_keyboard(period, rep, user, window, windows=show == "rfm"))
 
 

@@ -323,6 +323,34 @@ async def score_rfm(runtime: Runtime) -> int:
                                batch=2000, commit_each=True)
 
 
+async def prepare_reports(runtime: Runtime) -> int:
+    """Hourly, after the RFM scoring: rule "the day's reports are prepared" — each active manager's and
+    admin's /report for each standard period (week, month, quarter, year; the 365-day RFM window) as asked
+    on their current local day, for their scope, in their language and time zone, built once (at most once
+    per person, period and day; services.reports.prepared serves it while nothing it reads has changed and
+    builds it again on the first request after a change). Returns how many reports were built."""
+    from services.access import viewer_for
+    from services.reports import PERIODS, is_prepared, prepared
+
+    async with runtime.sessions() as session:
+        leaders = list((await session.execute(select(User).where(
+            User.active.is_(True), User.role.in_(["manager", "admin"])).order_by(User.id))).scalars())
+    built = 0
+    for leader in leaders:
+        for kind in PERIODS:
+            async with runtime.sessions() as session:
+                viewer = await viewer_for(session, leader)
+                options = dict(kind=kind, today=reminders.local_today(leader, runtime.now()),
+                               language=leader.language, timezone=leader.timezone)
+                if await is_prepared(session, viewer, **options):
+                    continue
+                await prepared(session, viewer, **options)
+                built += 1
+    if built:
+        log.info("reports prepared: %d", built)
+    return built
+
+
 async def forget_handled_updates(runtime: Runtime) -> int:
     """Daily: drop the ids of Telegram updates handled more than services.updates.KEEP ago."""
     from services.updates import forget_old

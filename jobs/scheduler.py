@@ -68,6 +68,7 @@ run_scan, run_digests = _tracked(jobs.scan), _tracked(jobs.plan_digests)
 run_drain = _tracked(jobs.drain, long=False)
 run_rfm, run_reports = _tracked(jobs.score_rfm), _tracked(jobs.plan_manager_reports)
 run_forget = _tracked(jobs.forget_handled_updates)
+run_prepare = _tracked(jobs.prepare_reports)
 RFM_SECONDS = 24 * 3600
 
 
@@ -109,6 +110,7 @@ def create_scheduler(runtime: jobs.Runtime, runtime_id: str = "main", *, scan_se
                                        ("digests.plan", run_digests, digest_seconds, 5),
                                        ("outbox.drain", run_drain, drain_seconds, 1),
                                        ("rfm.score", run_rfm, 3600, 30),  # does the work once a day
+                                       ("reports.prepare", run_prepare, 3600, 120),  # once a day per leader
                                        ("updates.forget", run_forget, RFM_SECONDS, 60),
                                        ("reports.weekly", run_reports, digest_seconds, 10)):
         if job_id == "outbox.drain" and not drain:

@@ -868,15 +868,19 @@ def team_activity(contacts: list[Contact] | Contacts, customers: list[CustomerIn
             crowded.append((cid, (w // 100, w % 100), {int(reps[r]) for r in (triples[start:start + size]
                                                                                % reps.size).tolist()}))
         crowded.sort(key=lambda x: (x[1], x[0]))
-    # Per rep: customers with a contact strategy, and those contacted within its cycle as of the day.
+    return ActivityReport(per_rep_week, within_cycle(table, as_of), crowded)
+
+
+def within_cycle(table: CustomerTable, as_of: date) -> dict[int, tuple[int, int]]:
+    """Per rep: customers with a contact strategy, and those contacted within its cycle as of the day (by
+    their last contact)."""
     with_cycle = (table.owner != -1) & (table.cycle != -1) & (table.cycle != 0)
     owners, owner_index = distinct_codes(table.owner[with_cycle])
     last = table.last_contact[with_cycle]
     done = (last != -1) & (as_of.toordinal() - last <= table.cycle[with_cycle])
     totals = np.bincount(owner_index, minlength=owners.size)
     dones = np.bincount(owner_index[done], minlength=owners.size)
-    within = {rep: (d, n) for rep, d, n in zip(owners.tolist(), dones.tolist(), totals.tolist())}
-    return ActivityReport(per_rep_week, within, crowded)
+    return {rep: (d, n) for rep, d, n in zip(owners.tolist(), dones.tolist(), totals.tolist())}
 
 
 # ---------------------------------------------------------------------------------------------- satisfaction

@@ -57,6 +57,14 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_length(value: str | None, limit: int) -> str | None:
+    """A free text field: stripped, empty is None, longer than `limit` refused."""
+    value = (value or "").strip()
+    if len(value) > limit:
+        raise DomainError(N_("too long: at most {limit} characters"), limit=limit)
+    return value or None
+
+
 def check_mobile(mobile: str) -> str:
     mobile = fold_width(mobile or "").strip()
     digits = phone_digits(mobile)
@@ -67,8 +75,8 @@ def check_mobile(mobile: str) -> str:
 
 async def add_contact(session: AsyncSession, viewer: Viewer, customer_id: int, *, name: str,
                       title: str | None = None, mobile: str | None = None, birthday: date | None = None,
-                      is_key: bool = False, user_id: int | None = None,
-                      origin_key: str | None = None) -> ContactPerson:
+                      is_key: bool = False, office_phone: str | None = None, email: str | None = None,
+                      user_id: int | None = None, origin_key: str | None = None) -> ContactPerson:
     """A new contact person; the same input (`origin_key`) adding it again returns the first one."""
     if (earlier := await replayed(session, ContactPerson, origin_key)) is not None:
         return earlier
@@ -78,7 +86,8 @@ async def add_contact(session: AsyncSession, viewer: Viewer, customer_id: int, *
         raise DomainError(N_("too long: at most {limit} characters"), limit=100)
     person = ContactPerson(customer_id=customer.id, name=name, title=(title or "").strip() or None,
                            mobile=check_mobile(mobile) if mobile else None, birthday=birthday, is_key=is_key,
-                           origin_key=origin_key)
+                           office_phone=check_mobile(office_phone) if office_phone else None,
+                           email=check_length(email, 200), origin_key=origin_key)
     session.add(person)
     await session.flush()
     track_change(session, customer.id)

@@ -10,7 +10,8 @@ Rules:
   the same file adds nothing); interactions by customer + time + channel.
 - Blank cells leave existing values unchanged. Dictionary values match any locale's label or the code.
 - Streaming: rows are read, checked and written in batches, so memory does not grow with the file.
-- Roll-ups of every touched customer are refreshed before the transaction ends.
+- Roll-ups of every touched customer are brought forward (new orders only) or refreshed before the
+  transaction ends (services.rollups).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from services.fields import FIELDS_BY_KIND, FieldSpec, header_key, header_map, i
 from services.messages import N_, DomainError, Problem
 from services.parsing import DATE_ORDERS, AmbiguousDate, date_order_shown, fold_width
 from services.safecells import Verbatim, restore_csv
+from services.sql import among, value_chunks
 
 KINDS = tuple(FIELDS_BY_KIND)
 BATCH = 2000
@@ -465,6 +467,8 @@ class Context:
     orders_seen: dict[str, set[str]] = field(default_factory=dict)  # field → orders its d/m/y dates prove
     pending: dict[str, list[tuple[int, str, PendingDate]]] = field(default_factory=dict)
     resolved: dict[str, str] = field(default_factory=dict)  # field → the order its ambiguous dates follow
+    # customer → what the live purchases this import added sum up to: roll-ups brought forward from them
+    added: dict[int, rollups.Added] = field(default_factory=dict)
 
 
 async def _load_context(session: AsyncSession, kind: str, tz: ZoneInfo, today: date,
@@ -484,19 +488,21 @@ async def _load_context(session: AsyncSession, kind: str, tz: ZoneInfo, today: d
         queries = [query]
     else:  # a customer named by code or by name (a name shared by several must be seen as shared)
         codes, names = sorted(wanted[0]), sorted(wanted[1])
-        queries = [query.where(Customer.external_id.in_(codes[i:i + 2000])) for i in range(0, len(codes), 2000)]
-        queries += [query.where(Customer.name.in_(names[i:i + 2000])) for i in range(0, len(names), 2000)]
+        queries = [query.where(among(session, Customer.external_id, part)) for part in value_chunks(session, codes, 2000)]
+        queries += [query.where(among(session, Customer.name, part)) for part in value_chunks(session, names, 2000)]
     seen: set[int] = set()
     for part in queries:
-        rows = await session.stream(part.order_by(Customer.id).execution_options(yield_per=10000))
-        async for cid, code, name in rows:
-            if cid in seen:
-                continue
-            seen.add(cid)
-            if code:
-                by_code[code] = cid
-            by_name[name] = -1 if name in by_name else cid
-            code_of[cid] = code
+        # Through the connection: plain rows, no ORM loading for a column query; a partition at a time.
+        rows = await (await session.connection()).stream(part.order_by(Customer.id).execution_options(yield_per=10000))
+        async for partition in rows.partitions():
+            for cid, code, name in partition:
+                if cid in seen:
+                    continue
+                seen.add(cid)
+                if code:
+                    by_code[code] = cid
+                by_name[name] = -1 if name in by_name else cid
+                code_of[cid] = code
     if kind != "customers":
         code_of = {}
     return Context(kind, await load_vocabulary(session), tz, today, users, by_code, by_name, code_of)
@@ -915,7 +921,7 @@ async def _apply_purchases(session: AsyncSession, ctx: Context, batch: list[dict
         table = Purchase.__table__
         columns = sorted({k for r in numbered for k in r} - {"order_no"})
         result = await session.execute(select(table.c.order_no, table.c.id, *[table.c[c] for c in columns])
-                                       .where(table.c.order_no.in_([r["order_no"] for r in numbered])))
+                                       .where(among(session, table.c.order_no, [r["order_no"] for r in numbered])))
         for order_no, pid, *values in result.all():
             stored[pid] = dict(zip(columns, values, strict=True))
             by_order[order_no] = (pid, stored[pid]["customer_id"])
@@ -925,7 +931,7 @@ async def _apply_purchases(session: AsyncSession, ctx: Context, batch: list[dict
         lo, hi = min(r["purchased_on"] for r in plain), max(r["purchased_on"] for r in plain)
         result = await session.execute(
             select(Purchase.customer_id, Purchase.purchased_on, Purchase.amount_cents, Purchase.products)
-            .where(Purchase.customer_id.in_({r["customer_id"] for r in plain}))
+            .where(among(session, Purchase.customer_id, sorted({r["customer_id"] for r in plain})))
             .where(Purchase.purchased_on.between(lo, hi), Purchase.order_no.is_(None), Purchase.voided_at.is_(None)))
         known_plain = {tuple(r) for r in result.all()}
     touched: set[int] = set()
@@ -938,12 +944,19 @@ async def _apply_purchases(session: AsyncSession, ctx: Context, batch: list[dict
                                           row.get("products")) in known_plain:
             report.unchanged += 1
         else:
-            touched.add(row["customer_id"])
+            if (new := ctx.added.get(row["customer_id"])) is None:
+                new = ctx.added[row["customer_id"]] = rollups.Added()
+            new.add(row["purchased_on"], row["amount_cents"])
             # A new order without a payment status is taken as paid; an existing one keeps its status.
             inserts.append({"products": None, "quantity": None, "payment_method": None, "order_no": None,
                             "payment_status": "paid", **row, "source": ctx.channel})
     if inserts:
-        await (await session.connection()).execute(_bulk_insert(Purchase, frozenset(inserts[0])), inserts)
+        statement = _bulk_insert(Purchase, frozenset(inserts[0]))
+        if session.get_bind().dialect.name == "postgresql":
+            # With RETURNING, SQLAlchemy sends multi-row VALUES (1,000 rows a statement) instead of asyncpg's
+            # one execution per row: about a fifth less time for a batch of 5,000 (the ids are not needed).
+            statement = statement.returning(Purchase.__table__.c.id)
+        await (await session.connection()).execute(statement, inserts)
         report.created += len(inserts)
     grouped: dict[frozenset[str], list[dict[str, Any]]] = {}
     for row in corrections:
@@ -1055,13 +1068,16 @@ APPLY = {
 }
 
 
-async def _refresh_rollups(session: AsyncSession, touched: set[int]) -> None:
+async def _refresh_rollups(session: AsyncSession, touched: set[int], added: dict[int, rollups.Added]) -> None:
+    """Roll-ups of the customers whose purchases were only added are brought forward from the new rows
+    (rollups.add_purchases); those whose purchases were corrected or moved are recomputed (refresh)."""
+    await rollups.add_purchases(session, {cid: new for cid, new in added.items() if cid not in touched})
     if not touched:
         return
     await rollups.refresh(session, touched)
-    for start in range(0, len(ids := sorted(touched)), 500):
+    for ids in value_chunks(session, sorted(touched)):
         await session.execute(
-            update(Customer).where(Customer.id.in_(ids[start:start + 500]))
+            update(Customer).where(among(session, Customer.id, ids))
             .where(Customer.txn_count > 0, Customer.stage != Stage.customer)
             .values(stage=Stage.customer).execution_options(synchronize_session=False))
 
@@ -1129,16 +1145,18 @@ def _named_customers(kind: str, records: list[dict[str, Any]], known: dict[str, 
                                                                                   "customer_name")
     codes: set[str] = set()
     names: set[str] = set()
-    for record in records:
-        for key, value in record.items():
-            spec = known.get(header_key(key))
-            if spec is None or spec.name not in (code_field, name_field) or value in (None, ""):
+    wanted = {key: spec for key in {key for record in records for key in record}
+              if (spec := known.get(header_key(key))) is not None and spec.name in (code_field, name_field)}
+    for key, spec in wanted.items():
+        found = codes if spec.name == code_field else names
+        for record in records:
+            value = record.get(key)
+            if value is None or value == "":
                 continue
             try:
-                text = parse_value(spec, value, tz=UTC)
+                found.add(parse_value(spec, value, tz=UTC))
             except DomainError:
                 continue  # refused when the row is read
-            (codes if spec.name == code_field else names).add(text)
     return codes, names
 
 
@@ -1189,7 +1207,7 @@ async def _import_table(session: AsyncSession, kind: str, table: Table, *, timez
             if progress:
                 progress("importing", done, report.rows)
     await session.flush()
-    await _refresh_rollups(session, touched)
+    await _refresh_rollups(session, touched, ctx.added)
     audit.record(session, action="import", entity=kind, entity_id=None, user_id=user_id, actor=actor,
                  changes={**source, "rows": applied.rows, "created": applied.created,
                           "updated": applied.updated, "unchanged": applied.unchanged})

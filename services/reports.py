@@ -15,14 +15,22 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
+import io
+import pickle
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import BigInteger, Integer, cast, func, or_, select, true
+from sqlalchemy import BigInteger, Integer, cast, delete, func, or_, select, text, true
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import (
@@ -34,10 +42,14 @@ from models import (
     Purchase,
     ReminderKind,
     ReminderStatus,
+    ReportChange,
+    ReportContactChange,
+    ReportSnapshot,
     User,
     as_utc,
+    utcnow,
 )
-from services import analytics
+from services import analytics, rfm
 from services.access import Viewer
 from services.analytics import Contacts, CustomerTable, FeedbackInfo, Period, Sums, distinct_codes
 from services.messages import N_, DomainError
@@ -293,9 +305,179 @@ def local_days(seconds: np.ndarray, zone: ZoneInfo, start: datetime, end: dateti
 
 
 async def build_apart(sessions: async_sessionmaker[AsyncSession], viewer: Viewer, **options) -> Report:
-    """`build` in a session of its own from `sessions` (bot.background runs it beside the bot's loop)."""
+    """`prepared` in a session of its own from `sessions` (bot.background runs it beside the bot's loop)."""
     async with sessions() as session:
-        return await build(session, viewer, **options)
+        return await prepared(session, viewer, **options)
+
+
+# ------------------------------------------------------------------------------------------ prepared reports
+
+# The code a report is made by: a prepared report made by other code (an update) is never served.
+_CODE = hashlib.sha256(b"".join(Path(module).read_bytes() for module in (
+    __file__, analytics.__file__, rfm.__file__))).hexdigest()[:16]
+_TRIGGERS = 22  # report_change_<table>_<insert|update|delete> for 7 tables and _customer_contact (migration 0014)
+
+
+def snapshot_key(viewer: Viewer, *, kind: str, today: date, language: str, timezone: str, trend_months: int = 12,
+                 rfm_days: int = RFM_DAYS) -> str:
+    """Which prepared report answers a request: the viewer's scope and every option, and the code."""
+    scope = None if viewer.owners is None else sorted(viewer.owners)
+    return hashlib.sha256(repr((_CODE, scope, viewer.unassigned, kind, today.isoformat(), language, timezone,
+                                trend_months, rfm_days)).encode()).hexdigest()
+
+
+async def data_version(session: AsyncSession, period: Period, zone: ZoneInfo) -> str | None:
+    """How often the data a report of `period` (local days in `zone`) reads has changed (models.report: the
+    triggers count purchases per purchase day, interactions per UTC hour and every other change in one
+    count; only purchases up to the period's end and interactions before its last local midnight count);
+    None when the triggers are not all in place (a migration rebuilt a table and dropped its triggers):
+    then nothing can be told and no prepared report is served."""
+    if session.get_bind().dialect.name == "sqlite":
+        triggers = await session.scalar(text(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'report_change_%'"))
+    else:
+        triggers = await session.scalar(text(
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'report_change_%' AND tgenabled <> 'D'"))
+    if triggers != _TRIGGERS:
+        return None
+    other = await session.scalar(select(func.coalesce(func.sum(ReportChange.n), 0)).where(
+        ReportChange.part == "other"))
+    purchases = await session.scalar(select(func.coalesce(func.sum(ReportChange.n), 0)).where(
+        ReportChange.part == "purchase", ReportChange.day <= period.end))
+    end = _utc_bounds(period, zone)[1]  # the hours (shard // 8) that begin before it
+    hours = end.hour + (1 if (end.minute, end.second, end.microsecond) != (0, 0, 0) else 0)
+    contacts = await session.scalar(select(func.coalesce(func.sum(ReportChange.n), 0)).where(
+        ReportChange.part == "contact", or_(ReportChange.day < end.date(),
+                                            (ReportChange.day == end.date()) & (ReportChange.shard < hours * 8))))
+    return f"{int(other)}:{int(purchases)}:{int(contacts)}"
+
+
+async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week", today: date,
+                   language: str = "zh_Hans", timezone: str = "Asia/Shanghai", trend_months: int = 12,
+                   rfm_days: int = RFM_DAYS) -> Report:
+    """Rule "a prepared report is never stale": the report `build` makes, served from the one prepared for
+    the same scope, options and day when nothing it reads has changed since it was built (`data_version`
+    read before the build, so a change during the build also counts as a change); otherwise built now and
+    kept for the next request (the next tap of the same report, or another manager with the same scope).
+    A purchase or contact recorded today does not touch a report whose period ends yesterday (the
+    customers' last contacts are read afresh: `_with_current_contacts`); any change to the purchases or
+    interactions of its days, to customers' other report columns, feedback, names, dictionaries or contact
+    strategies makes it be built again."""
+    period = period_for(kind, today)
+    if rfm_days not in RFM_WINDOWS:
+        raise DomainError(N_("the RFM window must be 90, 180, 365 or 730 days"))
+    options = dict(kind=kind, today=today, language=language, timezone=timezone, trend_months=trend_months,
+                   rfm_days=rfm_days)
+    key = snapshot_key(viewer, **options)
+    version = await data_version(session, period, ZoneInfo(timezone))
+    if version is not None:
+        row = (await session.execute(select(ReportSnapshot.data, ReportSnapshot.made_at).where(
+            ReportSnapshot.key == key, ReportSnapshot.version == version))).first()
+        if row is not None:
+            with collector_paused():
+                report = await _with_current_contacts(session, viewer, pickle.loads(zlib.decompress(row.data)),
+                                                      as_utc(row.made_at))
+            if report is not None:
+                return report
+    report = await build(session, viewer, **options)
+    if version is not None:
+        await _keep(session, key, today, version, report)
+    return report
+
+
+def _widened(array: np.ndarray, dtype: str) -> np.ndarray:
+    return array.astype(dtype)
+
+
+class _NarrowPickler(pickle.Pickler):
+    """Pickles the report's whole-number columns (int64: ids, days, codes, counts, cents) in the smallest
+    integer type that holds their values, widened back to int64 when loaded: at 1M customers the stored
+    report shrinks from 201 MB to 70 MB before compression, and reading it back from 3.2 s to 0.9 s."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is np.ndarray and obj.dtype == np.int64 and obj.size > 256:
+            low, high = int(obj.min()), int(obj.max())
+            for narrow in (np.int8, np.int16, np.int32):
+                info = np.iinfo(narrow)
+                if info.min <= low and high <= info.max:
+                    return _widened, (obj.astype(narrow), "int64")
+        return NotImplemented
+
+
+def _dumps(report: Report) -> bytes:
+    out = io.BytesIO()
+    _NarrowPickler(out, protocol=5).dump(report)
+    return out.getvalue()
+
+
+CONTACT_LOG_DAYS = 4  # how long report_contact_change keeps a customer (longer than a report is served)
+_FEW_CONTACTS = 20_000  # more changed customers than this: their column is read whole instead
+
+
+async def _with_current_contacts(session: AsyncSession, viewer: Viewer, report: Report,
+                                 made_at: datetime) -> Report | None:
+    """A prepared report with its customers' last contacts as they are now: the one thing it reads that
+    moves on after its period (a contact logged today moves the customer's last contact, which team
+    activity reads as of the period's end), read afresh instead of building the report again for every
+    contact of the day — for the customers whose last contact changed since the day before it was made
+    (report_contact_change, kept by a trigger; the day before covers a change committed while it was being
+    built), or, when very many did, for all. None if the customers are not the ones it was made for
+    (never expected: any change to them is counted)."""
+    table = report.customers
+    changed = list((await session.execute(select(ReportContactChange.customer_id).where(
+        ReportContactChange.changed_on >= made_at.date() - timedelta(days=1)))).scalars())
+    if not changed:
+        return report
+    if len(changed) > _FEW_CONTACTS:
+        ids, last = await columns(session, _scope(select(Customer.id, _day_number(session, Customer.last_contact_at)),
+                                                  viewer))
+        if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+            order = np.argsort(ids, kind="stable")
+            ids, last = ids[order], last[order]
+        if not np.array_equal(ids, table.ids):
+            return None
+    else:
+        wanted = np.unique(np.asarray(changed, dtype=np.int64))
+        where = np.searchsorted(table.ids, wanted)
+        present = where < table.ids.size
+        present[present] = table.ids[where[present]] == wanted[present]
+        wanted, where = wanted[present], where[present]
+        last = table.last_contact.copy()
+        for start in range(0, wanted.size, 500):
+            chunk = wanted[start:start + 500]
+            found, days = await columns(session, select(Customer.id, _day_number(session, Customer.last_contact_at))
+                                        .where(Customer.id.in_(chunk.tolist()), Customer.archived_at.is_(None)))
+            if found.size != chunk.size:
+                return None
+            last[where[start:start + 500]] = days[np.argsort(found)]
+    if not np.array_equal(last, table.last_contact):
+        table.last_contact = last
+        report.activity = dataclasses.replace(report.activity,
+                                              within_cycle=analytics.within_cycle(table, report.period.end))
+    return report
+
+
+async def _keep(session: AsyncSession, key: str, today: date, version: str, report: Report) -> tuple[int, float]:
+    """Store a report as prepared (one row per key, replaced), in a short transaction of its own; the
+    reports of days before yesterday go. Returns the stored size and how long the write took (seconds)."""
+    data = await asyncio.to_thread(lambda: zlib.compress(_dumps(report), 1))
+    await session.commit()  # the reads' transaction ends before the write
+    started = perf_counter()
+    values = dict(key=key, made_for=today, version=version, made_at=utcnow(), data=data)
+    insert = (sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert)(ReportSnapshot)
+    await session.execute(insert.values(**values).on_conflict_do_update(
+        index_elements=[ReportSnapshot.key], set_={k: v for k, v in values.items() if k != "key"}))
+    await session.execute(delete(ReportSnapshot).where(ReportSnapshot.made_for < today - timedelta(days=1)))
+    await session.execute(delete(ReportContactChange).where(
+        ReportContactChange.changed_on < today - timedelta(days=CONTACT_LOG_DAYS)))
+    await session.commit()
+    return len(data), perf_counter() - started
+
+
+async def is_prepared(session: AsyncSession, viewer: Viewer, **options) -> bool:
+    """Whether a report with these options was prepared for this day (still valid or not)."""
+    return await session.scalar(select(func.count()).select_from(ReportSnapshot).where(
+        ReportSnapshot.key == snapshot_key(viewer, **options))) > 0
 
 
 async def build(session: AsyncSession, viewer: Viewer, *, kind: str = "week", today: date,

@@ -8,8 +8,28 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from sqlalchemy import String, cast, func, literal, select
+from sqlalchemy import String, any_, bindparam, cast, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import ARRAY
+
+IN_LIST = 500  # values per IN (...) list where a statement cannot take them as one array (SQLite)
+
+
+def value_chunks(session: AsyncSession, values: Any, size: int = IN_LIST) -> Iterator[list[Any]]:
+    """`values` in the parts a statement filters on with `among`: all at once on PostgreSQL (one array,
+    one round trip), in lists of `size` elsewhere (SQLite limits the parameters of a statement)."""
+    values = list(values)
+    step = (len(values) or 1) if session.get_bind().dialect.name == "postgresql" else size
+    for start in range(0, len(values), step):
+        yield values[start:start + step]
+
+
+def among(session: AsyncSession, column: Any, values: list[Any]) -> Any:
+    """`column IN values`, on PostgreSQL as `column = ANY(:array)`: one parameter whatever the number of
+    values, so neither SQLAlchemy nor the server compiles and plans a statement with thousands of them."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 async def replayed(session: AsyncSession, model: Any, origin_key: str | None) -> Any:

@@ -9,8 +9,8 @@ from typing import Any
 
 from aiogram import Bot
 from aiogram.client.session.base import BaseSession
-from aiogram.methods import AnswerCallbackQuery, GetMe, SendMessage, TelegramMethod
-from aiogram.types import CallbackQuery, Chat, InlineKeyboardMarkup, Message, Update, User
+from aiogram.methods import AnswerCallbackQuery, GetFile, GetMe, SendMessage, TelegramMethod
+from aiogram.types import CallbackQuery, Chat, File, InlineKeyboardMarkup, Message, Update, User
 
 BOT_USER = User(id=4242, is_bot=True, first_name="FieldCRM", username="fieldcrm_test_bot")
 _ids = itertools.count(1)
@@ -20,17 +20,27 @@ class RecordingSession(BaseSession):
     def __init__(self) -> None:
         super().__init__()
         self.requests: list[TelegramMethod[Any]] = []
+        self.files: dict[str, bytes] = {}  # file_id → what getFile and the file download give (photos people send)
 
     async def close(self) -> None:
         pass
 
-    async def stream_content(self, *args: Any, **kwargs: Any):
-        yield b""
+    async def stream_content(self, url: str, *args: Any, **kwargs: Any):
+        data = self.files.get(url.rsplit("/", 1)[-1], b"")
+        for start in range(0, len(data), 65536):
+            yield data[start:start + 65536]
 
     async def make_request(self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None) -> Any:
         self.requests.append(method)
         if isinstance(method, GetMe):
             return BOT_USER
+        if isinstance(method, GetFile):
+            if method.file_id not in self.files:
+                from aiogram.exceptions import TelegramBadRequest
+
+                raise TelegramBadRequest(method=method, message="Bad Request: invalid file_id")
+            return File(file_id=method.file_id, file_unique_id="u" + method.file_id,
+                        file_size=len(self.files[method.file_id]), file_path=f"photos/{method.file_id}")
         if isinstance(method, SendMessage):
             # Telegram echoes only an inline keyboard in the sent message (a reply keyboard stays client-side).
             inline = method.reply_markup if isinstance(method.reply_markup, InlineKeyboardMarkup) else None
@@ -87,14 +97,27 @@ def location_update(sender: User, latitude: float, longitude: float) -> Update:
     return Update(update_id=next(_ids), message=message)
 
 
-def photo_update(sender: User, caption: str | None = None) -> Update:
+def photo_update(sender: User, caption: str | None = None, file_id: str = "big-photo-id",
+                 file_size: int | None = None) -> Update:
     from aiogram.types import PhotoSize
 
     chat = Chat(id=sender.id, type="private")
     photo = [PhotoSize(file_id="small", file_unique_id="s", width=90, height=90),
-             PhotoSize(file_id="big-photo-id", file_unique_id="b", width=1280, height=960)]
+             PhotoSize(file_id=file_id, file_unique_id="b", width=1280, height=960, file_size=file_size)]
     message = Message(message_id=next(_ids), date=datetime.now(UTC), chat=chat, from_user=sender, photo=photo,
                       caption=caption)
+    return Update(update_id=next(_ids), message=message)
+
+
+def document_update(sender: User, file_id: str, *, mime_type: str = "image/jpeg", file_name: str = "card.jpg",
+                    file_size: int | None = None) -> Update:
+    """A file sent as a document (uncompressed), e.g. a photo of a card sent "as a file"."""
+    from aiogram.types import Document
+
+    chat = Chat(id=sender.id, type="private")
+    document = Document(file_id=file_id, file_unique_id="d" + file_id, file_name=file_name, mime_type=mime_type,
+                        file_size=file_size)
+    message = Message(message_id=next(_ids), date=datetime.now(UTC), chat=chat, from_user=sender, document=document)
     return Update(update_id=next(_ids), message=message)
 
 

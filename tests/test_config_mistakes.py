@@ -118,3 +118,25 @@ def test_a_token_telegram_refuses_is_one_line(tmp_path):
     message = one_line_error(result)
     assert "BOT_TOKEN" in message and "401" in message
     assert not list((tmp_path / "data").glob("*.sqlite3"))
+
+
+def test_a_worker_or_bot_started_without_redis_is_told_its_limits_are_its_own(tmp_path, capsys):
+    """Several processes without REDIS_URL would each keep Telegram's limits alone (together they can exceed
+    them): `run --role worker` or `--role bot` without it starts, with a warning naming REDIS_URL."""
+    from bot.cli import _preflight
+    from bot.settings import Settings
+
+    with socket.socket() as probe:  # role bot without a token serves the sandbox: a free port for it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    alone = Settings(_env_file=None, data_dir=tmp_path / "data", bot_token=None, database_url=None, redis_url=None,
+                     http_port=port)
+    for role in ("worker", "bot"):
+        assert _preflight(alone, "run", role) == []  # a warning, not a refusal
+        warning = capsys.readouterr().err
+        assert "REDIS_URL" in warning and f"this {role} process" in warning and "role all" in warning
+    assert _preflight(alone, "run", "all") == [] and capsys.readouterr().err == ""  # one process: nothing to share
+    shared = Settings(_env_file=None, data_dir=tmp_path / "data", bot_token=None, database_url=None,
+                      redis_url="redis://127.0.0.1:6379/0")
+    assert _preflight(shared, "run", "worker") == [] and capsys.readouterr().err == ""
+    assert _preflight(alone, "user", "admin") == [] and capsys.readouterr().err == ""  # `user add --role admin`

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from bot.callbacks import FeedbackCallback, LogCallback, OrderCallback
+from bot.callbacks import FeedbackCallback, LogCallback, NameCardCallback, OrderCallback
 from services.lookup import name_cores
 from services.textnorm import pinyin
 
@@ -273,6 +273,28 @@ async def test_a_complaint_reaches_the_manager_in_working_hours_and_is_resolved(
     assert "解决" in text(done)
     await sandbox.settled("SELECT status, resolution FROM feedback WHERE id = ?", complaint_id,
                           expected=[("resolved", "已安排加急补发并致歉")])
+
+
+async def test_a_rep_sends_a_business_card_photo_from_the_page_and_saves_the_new_customer(sandbox):
+    """The page's 📷 (a multipart upload), the stand-in's photo sizes, getFile and the file download, the
+    reading in the product's worker process, the summary, ✅ and the stage — all in the real process."""
+    from tests.cardmaker import CardSpec, draw
+
+    spec = CardSpec(name="欧阳澜", company="珠海澳德曼精密仪器有限公司", title="采购总监", mobile="139 2233 8866",
+                    office="0756-3322 1188", email="ouyang@audeman.cn", layout="logo", rotation=2.5)
+    await sandbox.events(REP)
+    async with httpx.AsyncClient(timeout=30) as http:
+        sent = (await http.post(sandbox.url + "/sandbox/file", data={"user": str(REP), "as": "photo"},
+                                files={"file": ("card.jpg", draw(spec), "image/jpeg")})).json()
+    assert sent["ok"], sent
+    summary = await sandbox.wait_for(REP, "名片识别结果", timeout=120)  # the worker may start and load the models
+    assert "欧阳澜" in text(summary) and "珠海澳德曼精密仪器有限公司" in text(summary) and "139 2233 8866" in text(summary)
+    [stages] = await sandbox.tap(REP, summary, NameCardCallback(action="save").pack())
+    assert "新客户“珠海澳德曼精密仪器有限公司”" in text(stages)
+    await sandbox.tap(REP, stages, NameCardCallback(action="stage", stage="interested").pack(), replies=2)
+    await sandbox.settled("SELECT p.name, p.mobile, p.email FROM contact_person p JOIN customer c "
+                          "ON c.id = p.customer_id WHERE c.name = ?", "珠海澳德曼精密仪器有限公司",
+                          expected=[("欧阳澜", "139 2233 8866", "ouyang@audeman.cn")])
 
 
 async def _move_clock_to_working_hours(sandbox: Sandbox) -> None:

@@ -40,13 +40,13 @@ def _busy(seconds: float) -> None:
         sum(range(1000))
 
 
-async def slow_build_apart(pid_file: str, sessions, **options):
-    """services.reports.build_apart, after SLOW seconds of Python; notes which process built it."""
-    from services.reports import build_apart
+async def slow_report_detail(pid_file: str, sessions, **options):
+    """bot.report_view.report_detail, after SLOW seconds of Python; notes which process built it."""
+    from bot.report_view import report_detail
 
     Path(pid_file).write_text(str(os.getpid()))
     _busy(SLOW)
-    return await build_apart(sessions, **options)
+    return await report_detail(sessions, **options)
 
 
 async def noting_pid(real: str, pid_file: str, sessions, **options):
@@ -102,7 +102,7 @@ async def test_a_lookup_is_answered_while_a_year_report_is_being_built(engine, m
     app = await make_app(engine)
     await _team(app)
     pid_file = tmp_path / "built-by"
-    monkeypatch.setattr(report_handlers, "build_apart", functools.partial(slow_build_apart, str(pid_file)))
+    monkeypatch.setattr(report_handlers, "report_detail", functools.partial(slow_report_detail, str(pid_file)))
     boss, rep = person(BOSS, language="en"), person(REP, language="en")
     began = time.perf_counter()
     await app.dispatcher.feed_update(app.bot, button_update(boss, ReportCallback(period="year",
@@ -128,7 +128,7 @@ async def test_a_report_that_fails_tells_the_manager_in_their_language(engine, m
 
     app = await make_app(engine)
     await _team(app)
-    monkeypatch.setattr(report_handlers, "build_apart", failing)
+    monkeypatch.setattr(report_handlers, "report_detail", failing)
     recorder = await app.send(button_update(person(BOSS, language="en"),
                                             ReportCallback(period="year", show="key_accounts").pack()))
     assert [m.text for m in recorder.sent()] == ["Sorry, that did not work. Please try again in a moment."]
@@ -142,7 +142,7 @@ async def test_the_summary_charts_and_the_workbook_are_made_in_the_worker_proces
     app = await make_app(engine)
     await _team(app)
     boss = person(BOSS, language="en")
-    for real, show, sent in (("report_with_charts", "summary", SendPhoto), ("report_workbook", "xlsx", SendDocument)):
+    for real, show, sent in (("report_summary", "summary", SendPhoto), ("report_workbook", "xlsx", SendDocument)):
         pid_file = tmp_path / real
         monkeypatch.setattr(report_handlers, real, functools.partial(noting_pid, real, str(pid_file)))
         recorder = await app.send(button_update(boss, ReportCallback(period="month", show=show).pack()))

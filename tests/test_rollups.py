@@ -6,8 +6,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from models import AuditLog, Customer, Purchase, Stage
+from models import AuditLog, Customer, Purchase, Stage, utcnow
+from services import rollups
 from services.customers import create_customer
+from services.importer import import_records
 from services.interactions import log_interaction
 from services.purchases import correct_purchase, record_purchase, void_purchase
 
@@ -91,6 +93,51 @@ async def test_rollups_match_the_rows_after_any_sequence_of_changes(session, ops
                 await void_purchase(session, target.id)
     for customer in customers:
         assert await actual_rollups(session, customer.id) == await expected_rollups(session, customer.id)
+    await session.rollback()
+
+
+ROLLUP_COLUMNS = (Customer.id, Customer.txn_count, Customer.txn_amount_cents, Customer.first_txn_on,
+                  Customer.last_txn_on, Customer.purchase_gap_days, Customer.last_contact_at, Customer.stage)
+
+# A customer's history: (customer, days before today, amount in cents, voided); then an ERP batch of
+# (customer, days before today, amount, order) where order None has no 订单号, an order below the history's
+# length re-sends that stored order (a correction, maybe moved to another customer or back-dated) and a
+# higher one is a new order number.
+history_rows = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 120), st.integers(1, 10**7), st.booleans()),
+                        max_size=14)
+batch_rows = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 120), st.integers(1, 10**7),
+                                st.one_of(st.none(), st.integers(0, 30))),
+                      min_size=1, max_size=14, unique_by=lambda row: row[3] if row[3] is not None else object())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(history=history_rows, batch=batch_rows)
+async def test_an_erp_batch_leaves_the_rollups_a_full_refresh_would_compute(session, history, batch):
+    """The import brings roll-ups forward from a batch's new orders (rollups.add_purchases) and recomputes
+    only customers whose orders were corrected: on any history, a full refresh afterwards changes nothing."""
+    customers = [await create_customer(session, name=f"批次客户{i}", external_id=f"B{i}",
+                                       stage=Stage.interested if i else Stage.quoted_no_response) for i in range(3)]
+    ids = [c.id for c in customers]
+    for n, (who, days_ago, amount, voided) in enumerate(history):
+        session.add(Purchase(customer_id=ids[who], order_no=f"O{n}", purchased_on=TODAY - timedelta(days=days_ago),
+                             amount_cents=amount, voided_at=utcnow() if voided else None, source="import"))
+    await session.flush()
+    await rollups.refresh(session, ids)  # the stored roll-ups are right before the batch
+    records = [{"customer_external_id": f"B{who}", "purchased_on": (TODAY - timedelta(days=days_ago)).isoformat(),
+                "amount": f"{amount / 100:.2f}",
+                **({} if order is None else {"order_no": f"O{order}" if order < len(history) else f"N{order}"})}
+               for who, days_ago, amount, order in batch]
+    report = await import_records(session, "purchases", records, source={"test": "rollups"}, today=TODAY)
+    assert report.ok and report.applied, report.errors
+    brought_forward = (await session.execute(select(*ROLLUP_COLUMNS).where(Customer.id.in_(ids)).order_by(Customer.id))).all()
+    await rollups.refresh(session, ids)
+    recomputed = (await session.execute(select(*ROLLUP_COLUMNS).where(Customer.id.in_(ids)).order_by(Customer.id))).all()
+    assert brought_forward == recomputed
+    for row in recomputed:  # and the figures are the rows' own
+        assert (row.txn_count, row.txn_amount_cents, row.first_txn_on, row.last_txn_on) == \
+            await expected_rollups(session, row.id)
+    bought = {ids[who] for who, _days, _amount, order in batch if order is None or order >= len(history)}
+    assert all(row.stage == Stage.customer for row in recomputed if row.id in bought)  # a buyer is a customer
     await session.rollback()
 
 

@@ -146,6 +146,41 @@ async def test_photos_documents_files_and_commands(sandbox):
         await bot.set_my_commands([BotCommand(command="Bad Command", description="x")])
 
 
+async def test_a_person_sends_a_photo_or_a_picture_file_from_the_page_and_the_bot_downloads_it(sandbox):
+    import io
+
+    from PIL import Image
+
+    api, bot, url = sandbox
+    picture = io.BytesIO()
+    Image.new("RGB", (2000, 1200), (200, 30, 40)).save(picture, "PNG")
+    async with httpx.AsyncClient() as http:
+        sent = await http.post(f"{url}/sandbox/file", data={"user": str(ALICE), "as": "photo"},
+                               files={"file": ("card.png", picture.getvalue(), "image/png")})
+        assert sent.json()["ok"]
+        as_file = await http.post(f"{url}/sandbox/file", data={"user": str(ALICE), "as": "document"},
+                                  files={"file": ("card.png", picture.getvalue(), "image/png")})
+        assert as_file.json()["ok"]
+        junk = await http.post(f"{url}/sandbox/file", data={"user": str(ALICE), "as": "photo"},
+                               files={"file": ("card.png", b"not a picture", "image/png")})
+        assert junk.status_code == 400 and "IMAGE_PROCESS_FAILED" in junk.json()["description"]
+        nobody = await http.post(f"{url}/sandbox/file", data={"user": "999", "as": "photo"},
+                                 files={"file": ("card.png", picture.getvalue(), "image/png")})
+        assert nobody.status_code == 400
+    [photo_update, file_update] = await bot.get_updates()
+    sizes = photo_update.message.photo
+    assert [max(s.width, s.height) for s in sizes] == [90, 320, 1280]  # as Telegram: re-encoded, biggest last
+    assert (sizes[-1].width, sizes[-1].height) == (1280, 768)
+    data = (await bot.download(sizes[-1].file_id)).getvalue()
+    assert data[:2] == b"\xff\xd8" and Image.open(io.BytesIO(data)).size == (1280, 768)  # a JPEG
+    document = file_update.message.document
+    assert (document.file_name, document.mime_type) == ("card.png", "image/png")
+    assert (await bot.download(document.file_id)).getvalue() == picture.getvalue()  # a file stays as it was
+    api.files[document.file_id].data = b"0" * (20 * 1024 * 1024 + 1)
+    with pytest.raises(TelegramBadRequest, match="file is too big"):  # bots download up to 20 MB
+        await bot.get_file(document.file_id)
+
+
 async def test_rate_limits_answer_429_with_retry_after(sandbox):
     api, bot, _url = sandbox
     api.limits = Limits(private_burst=2, private_interval=1.0)

@@ -7,7 +7,8 @@
 - bot.shared_limits against the real Redis: two limiters of one bot never share a slot, keep the spacing
   and the per-chat gap, and see each other's 429 blocks; without Redis nothing is sent.
 - Two sender processes (`python SENDER_SCRIPT`, each with its own aiogram Bot, engine and limiter) drain
-  one outbox on PostgreSQL with the limits in Redis into the stand-in Bot API (bot.sandbox) on 127.0.0.1,
+  one outbox on PostgreSQL, and on one SQLite file (no SKIP LOCKED there: each claim is one UPDATE under
+  SQLite's single write lock), with the limits in Redis into the stand-in Bot API (bot.sandbox) on 127.0.0.1,
   which records when each request arrives and answers a few 429s on the way. No message lost, none
   duplicated, each chat's order kept, and Telegram's limits held — see `check_limits` for what is
   measured where. A second run kills one sender with SIGKILL halfway: its claimed rows come back after the
@@ -423,8 +424,7 @@ async def _run_two_senders(db_url: str, redis_url: str, tmp_path: Path, *, kill_
     return found
 
 
-@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
-@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 @pytest.mark.redis
 async def test_two_sender_processes_drain_one_outbox_within_telegrams_limits(db_url, redis_url, tmp_path):
     found = await _run_two_senders(db_url, redis_url, tmp_path)

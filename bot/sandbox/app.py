@@ -19,6 +19,7 @@ from bot.i18n import gettext_for
 from bot.sandbox.telegram import ApiError, BotApi, StoredFile
 
 PAGE = Path(__file__).with_name("page.html")
+UPLOAD_LIMIT = 50 * 1024 * 1024  # what Telegram's apps let a person send a bot
 
 
 @dataclass
@@ -53,6 +54,7 @@ def page_texts(language: str, bot: str) -> dict[str, Any]:
         "clock_tip": _("Move the scheduler's clock forward: reminders and digests come due"),
         "share": _("📍 Share location"), "share_tip": _("Share this location (a check-in, or /nearby)"),
         "latlon": _("latitude, longitude"), "commands": _("Commands"), "send": _("Send"),
+        "photo": _("Send a photo (e.g. of a business card)"), "file": _("Send a picture as a file"),
         "no_results": _("No results"),
         "roles": {"rep": _("rep"), "manager": _("manager"), "admin": _("admin"), "guest": _("not invited yet")},
     }
@@ -152,6 +154,27 @@ def create_app(api: BotApi, controls: Controls | None = None) -> FastAPI:
                 raise ApiError(400, "Bad Request: a message has 1 to 4096 characters")
             return (await api.user_message(person(p), text=text))["message_id"]
         return await handle(request, work)
+
+    @app.post("/sandbox/file")
+    async def send_file(request: Request) -> JSONResponse:
+        """The page's 📷 / 📎: a picture from the person's disk, sent as a photo or as a file
+        (multipart form: user, file, as = photo | document)."""
+        try:
+            form = await request.form()
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise ApiError(400, "Bad Request: choose a file")
+            data = await upload.read(UPLOAD_LIMIT + 1)
+            if not data or len(data) > UPLOAD_LIMIT:
+                raise ApiError(400, "Bad Request: a file has 1 byte to 50 MB")
+            as_photo = form.get("as", "photo") == "photo"
+            message = await api.user_file(person({"user": form.get("user")}), data, name=upload.filename,
+                                          mime=upload.content_type, as_photo=as_photo)
+            return _ok(message["message_id"])
+        except ApiError as error:
+            return _error(error)
+        except (KeyError, TypeError, ValueError) as error:
+            return _error(ApiError(400, f"Bad Request: {error}"))
 
     @app.post("/sandbox/location")
     async def location(request: Request) -> JSONResponse:

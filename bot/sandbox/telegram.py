@@ -45,6 +45,8 @@ _ENTITY = re.compile(r"&(lt|gt|amp|quot|#\d{1,7}|#x[0-9a-fA-F]{1,6});")
 _HREF = re.compile(r"""\shref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
 NOT_MODIFIED = ("message is not modified: specified new message content and reply markup are exactly the same as "
                 "a current content and reply markup of the message")
+DOWNLOAD_LIMIT = 20 * 1024 * 1024  # getFile: bots download files of up to 20 MB
+PHOTO_PIXELS = 100_000_000  # a bigger picture is refused as a photo (send it as a file)
 SEND_METHODS = {"sendmessage", "sendphoto", "senddocument", "sendlocation"}
 
 
@@ -302,6 +304,47 @@ class BotApi:
         message = self._store_message(chat, content, html_text=html.escape(text) if text is not None else None)
         await self._push_update({"message": message})
         return message
+
+    async def user_file(self, telegram_id: int, data: bytes, *, name: str | None = None, mime: str | None = None,
+                        as_photo: bool = True, caption: str | None = None) -> dict[str, Any]:
+        """A person sends a picture: as a photo (Telegram re-encodes it as JPEG, at most 1280 px on its long
+        side, plus a 320 px and a 90 px thumbnail, each with its own file id, biggest last) or as a file
+        (kept as it is, a `document` with its name and type)."""
+        chat = self.chats[telegram_id]
+        content: dict[str, Any] = {"from": chat.as_user()}
+        if as_photo:
+            content["photo"] = [self._photo_size(data, side) for side in (90, 320, 1280)]
+        else:
+            file_id = "SB" + secrets.token_urlsafe(24)
+            self.files[file_id] = StoredFile(data, secrets.token_hex(8), name, mime)
+            content["document"] = {"file_id": file_id, "file_unique_id": self.files[file_id].file_unique_id,
+                                   "file_name": name or "file", "mime_type": mime or "application/octet-stream",
+                                   "file_size": len(data)}
+        if caption:
+            content["caption"] = caption
+        message = self._store_message(chat, content, html_text=html.escape(caption) if caption else None)
+        await self._push_update({"message": message})
+        return message
+
+    def _photo_size(self, data: bytes, side: int) -> dict[str, Any]:
+        import io
+
+        from PIL import Image, ImageOps, UnidentifiedImageError
+
+        try:
+            with Image.open(io.BytesIO(data)) as opened:
+                if opened.width * opened.height > PHOTO_PIXELS:
+                    raise bad("PHOTO_INVALID_DIMENSIONS")
+                image = ImageOps.exif_transpose(opened).convert("RGB")
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+            raise bad("IMAGE_PROCESS_FAILED") from None
+        image.thumbnail((side, side))
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=87)
+        file_id = "SB" + secrets.token_urlsafe(24)
+        self.files[file_id] = StoredFile(out.getvalue(), secrets.token_hex(8), f"photo_{side}.jpg", "image/jpeg")
+        return {"file_id": file_id, "file_unique_id": self.files[file_id].file_unique_id, "width": image.width,
+                "height": image.height, "file_size": len(out.getvalue())}
 
     async def user_tap(self, telegram_id: int, message_id: int, data: str) -> str:
         """A person taps an inline button under one of the bot's messages."""
@@ -583,6 +626,8 @@ class BotApi:
         stored = self.files.get(file_id)
         if stored is None:
             raise bad("invalid file_id")
+        if len(stored.data) > DOWNLOAD_LIMIT:
+            raise bad("file is too big")
         return {"file_id": file_id, "file_unique_id": stored.file_unique_id, "file_size": len(stored.data),
                 "file_path": f"files/{file_id}"}
 

@@ -1,0 +1,54 @@
+"""Prepared reports (services.reports, rule "a prepared report is never stale").
+
+`ReportChange` counts the changes of the data a manager's report reads; database triggers (migration 0014)
+keep it, so no writer — the bot, the importer, the API, a restore, a hand-made SQL statement — can change
+that data without moving the count. Purchases are counted per purchase day (`part="purchase"`: a report
+only reads purchases up to the end of its period, so today's orders leave yesterday's reports valid),
+interactions per UTC day and hour (`part="contact"`, the hour in `shard // 8`: a report reads those of
+its period's local days); everything else a report reads (customers' report columns but their last
+contact —, feedback, people's names, dictionaries, contact
+strategies) in one count, `part="other"`. On PostgreSQL each count is also spread over 8 rows by the
+writing transaction's id (`shard % 8`) so that concurrent writers seldom wait for one another's row; a
+count is the sum of its rows.
+
+`ReportContactChange` lists the customers whose last contact changed, and on which (UTC) day: a prepared
+report reads those customers' last contacts afresh (a contact logged today moves it; team activity reads
+it), so the day's contacts do not make every report be built again. Rows older than a few days go.
+
+`ReportSnapshot` is one report built for one scope and options, with the counts it was built at.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Column, LargeBinary
+from sqlmodel import Field, SQLModel
+
+from models.common import utcnow
+
+
+class ReportChange(SQLModel, table=True):
+    __tablename__ = "report_change"
+
+    part: str = Field(primary_key=True, max_length=8)  # "purchase", "contact" or "other"
+    day: date = Field(primary_key=True)  # the purchase day, the interaction's UTC day; 0001-01-01 for "other"
+    shard: int = Field(default=0, primary_key=True)  # contact: UTC hour × 8; + on PostgreSQL the transaction id % 8
+    n: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+
+
+class ReportContactChange(SQLModel, table=True):
+    __tablename__ = "report_contact_change"
+
+    customer_id: int = Field(primary_key=True)  # no foreign key: a log kept by a trigger, pruned by date
+    changed_on: date = Field(index=True)  # UTC day of the last change
+
+
+class ReportSnapshot(SQLModel, table=True):
+    __tablename__ = "report_snapshot"
+
+    key: str = Field(primary_key=True, max_length=64)  # hash of the scope and the options (services.reports)
+    made_for: date  # the day the report was asked on ("today": its period ends the day before)
+    version: str = Field(max_length=64)  # the change counts it was built at
+    made_at: datetime = Field(default_factory=utcnow)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # the pickled Report, compressed

@@ -1,0 +1,277 @@
+"""Prepared reports (services.reports.prepared, jobs.reminders.prepare_reports): a manager's /report is
+served from the one prepared for the day while nothing it reads has changed, and is never stale — a purchase
+recorded or imported after it was prepared shows in the next report."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select, text, update
+
+import services.reports as reports
+from bot.callbacks import ReportCallback
+from bot.db import make_sessionmaker
+from jobs.reminders import Runtime, prepare_reports
+from models import ContactStrategy, Customer, Feedback, User
+from services.access import viewer_for
+from services.customers import archive_customer
+from services.feedback import resolve_complaint
+from services.importer import import_file
+from services.interactions import log_interaction
+from services.purchases import record_purchase, void_purchase
+from services.rfm import score_all
+from tests.botkit import button_update, make_app, person
+from tests.test_reports import BOSS, TODAY, _world
+
+YESTERDAY = TODAY - timedelta(days=1)
+BUILD = reports.build  # the real one (Builds counts the calls through services.reports)
+
+
+class Builds:
+    """Counts the reports actually built (not served prepared)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self.count = 0
+        real = reports.build
+
+        async def counted(*args, **kwargs):
+            self.count += 1
+            return await real(*args, **kwargs)
+        monkeypatch.setattr(reports, "build", counted)
+
+
+@pytest.fixture
+async def world(engine):
+    sessions = make_sessionmaker(engine)
+    async with sessions() as session:
+        boss, rep, big, small, theirs = await _world(session)
+        await session.commit()
+    return sessions, boss, rep, big, small, theirs
+
+
+async def year(sessions, boss, kind: str = "year"):
+    async with sessions() as session:
+        return await reports.prepared(session, await viewer_for(session, boss), kind=kind, today=TODAY, language="en",
+                                      timezone="UTC")
+
+
+async def fresh(sessions, boss, kind: str = "year"):
+    async with sessions() as session:
+        return await BUILD(session, await viewer_for(session, boss), kind=kind, today=TODAY, language="en",
+                                   timezone="UTC")
+
+
+def figures(report) -> tuple:
+    """What a manager reads in a report, to compare a served one with one built from the rows."""
+    return (report.total_cents, dict(report.rfm.segments), [(a.customer_id, a.total_cents) for a in report.key_accounts],
+            report.trend, [(m.month, m.amount_cents, m.year_before_cents) for m in report.months],
+            sorted((i, report.name(i), report.customers[i].last_contact) for i in report.customers), report.complaints,
+            dict(report.activity.per_rep_week), report.activity.within_cycle)
+
+
+async def test_a_prepared_report_is_served_until_purchases_of_its_days_change(world, monkeypatch, tmp_path):
+    sessions, boss, rep, big, small, theirs = world
+    builds = Builds(monkeypatch)
+    first = await year(sessions, boss)
+    assert builds.count == 1 and first.total_cents == 1000_00
+    again = await year(sessions, boss)
+    assert builds.count == 1 and figures(again) == figures(first)  # served: nothing changed
+
+    async with sessions() as session:  # an order of today: not in a period that ends yesterday
+        await record_purchase(session, customer_id=small.id, purchased_on=TODAY, amount_cents=77_00, today=TODAY)
+        await session.commit()
+    assert figures(await year(sessions, boss)) == figures(first) and builds.count == 1
+
+    async with sessions() as session:  # an order of yesterday recorded after the report was prepared
+        late = await record_purchase(session, customer_id=small.id, purchased_on=YESTERDAY, amount_cents=50_00,
+                                     today=TODAY)
+        await session.commit()
+    now = await year(sessions, boss)
+    assert builds.count == 2 and now.total_cents == 1050_00
+    assert figures(now) == figures(await fresh(sessions, boss))
+
+    path = tmp_path / "p.csv"  # the ERP's file with last week's orders, imported after that
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows([["客户名称", "订单号", "日期", "金额"],
+                                  ["大客户", "ERP-1", (TODAY - timedelta(days=3)).isoformat(), "200"]])
+    async with sessions() as session:
+        assert (await import_file(session, "purchases", path, today=TODAY)).created == 1
+        await session.commit()
+    imported = await year(sessions, boss)
+    assert imported.total_cents == 1250_00 and figures(imported) == figures(await fresh(sessions, boss))
+
+    async with sessions() as session:  # voiding an order of the period
+        await void_purchase(session, late.id, user_id=rep.id)
+        await session.commit()
+    voided = await year(sessions, boss)
+    assert voided.total_cents == 1200_00 and figures(voided) == figures(await fresh(sessions, boss))
+    assert builds.count == 4
+
+
+async def _rename(session, ctx):
+    await session.execute(update(Customer).where(Customer.id == ctx["small"].id).values(name="小客户（新）"))
+
+
+async def _archive(session, ctx):
+    await archive_customer(session, ctx["small"].id, user_id=ctx["rep"].id)
+
+
+async def _visit_logged_late(session, ctx):  # a visit of two days ago, logged after the report was prepared
+    await log_interaction(session, customer_id=ctx["small"].id, kind="visit", user_id=ctx["rep"].id,
+                          occurred_at=datetime.now(UTC) - timedelta(days=2))
+
+
+async def _complaint_resolved(session, ctx):
+    [complaint] = (await session.execute(select(Feedback.id).where(Feedback.customer_id == ctx["small"].id))).scalars()
+    await resolve_complaint(session, complaint, resolution="换货", user_id=ctx["rep"].id)
+
+
+async def _rep_renamed(session, ctx):
+    await session.execute(update(User).where(User.id == ctx["rep"].id).values(name="Lee Wei"))
+
+
+async def _reassigned(session, ctx):
+    await session.execute(update(Customer).where(Customer.id == ctx["theirs"].id).values(owner_id=ctx["rep"].id))
+
+
+@pytest.mark.parametrize("change", [_rename, _archive, _visit_logged_late, _complaint_resolved, _rep_renamed, _reassigned])
+async def test_any_change_a_report_reads_makes_it_be_built_again(world, monkeypatch, change):
+    sessions, boss, rep, big, small, theirs = world
+    builds = Builds(monkeypatch)
+    before = await year(sessions, boss)
+    async with sessions() as session:
+        await change(session, dict(rep=rep, big=big, small=small, theirs=theirs))
+        await session.commit()
+    after = await year(sessions, boss)
+    assert builds.count == 2
+    expected = await fresh(sessions, boss)
+    assert figures(after) == figures(expected) and after.reps == expected.reps
+    assert figures(after) != figures(before) or after.reps != before.reps
+
+
+@pytest.mark.parametrize("few", [20_000, 0])  # the changed customers read one by one, or the whole column
+async def test_a_contact_logged_today_keeps_the_report_prepared_with_the_last_contacts_as_they_are(world,
+                                                                                                  monkeypatch, few):
+    sessions, boss, rep, big, small, theirs = world
+    monkeypatch.setattr(reports, "_FEW_CONTACTS", few)
+    async with sessions() as session:  # small has a 7-day contact cycle and was last contacted 20 days ago
+        weekly = ContactStrategy(code="c7", cycle_days=7, label_zh_hans="7天", label_zh_hant="7天", label_en="7 days")
+        session.add(weekly)
+        await session.flush()
+        await session.execute(update(Customer).where(Customer.id == small.id).values(contact_strategy_id=weekly.id))
+        await log_interaction(session, customer_id=small.id, kind="call", user_id=rep.id,
+                              occurred_at=datetime.now(UTC) - timedelta(days=20))
+        await session.commit()
+    builds = Builds(monkeypatch)
+    before = await year(sessions, boss)
+    assert before.activity.within_cycle[rep.id] == (0, 1)
+    async with sessions() as session:
+        await log_interaction(session, customer_id=small.id, kind="visit", user_id=rep.id, occurred_at=datetime.now(UTC))
+        await session.commit()
+    after = await year(sessions, boss)
+    assert builds.count == 1  # served prepared
+    assert after.activity.within_cycle[rep.id] == (1, 1) and after.customers[small.id].last_contact == TODAY
+    assert figures(after) == figures(await fresh(sessions, boss))
+
+
+async def test_what_a_report_does_not_read_leaves_it_prepared(world, monkeypatch):
+    sessions, boss, rep, big, small, theirs = world
+    builds = Builds(monkeypatch)
+    first = await year(sessions, boss)
+    async with sessions() as session:
+        assert await score_all(session, TODAY) == 3  # the nightly scoring writes every card's RFM
+        await session.execute(update(Customer).where(Customer.id == big.id).values(notes="喜欢早上拜访"))
+        await session.commit()
+    assert figures(await year(sessions, boss)) == figures(first) and builds.count == 1
+
+
+async def test_without_its_triggers_no_prepared_report_is_served(world, monkeypatch):
+    sessions, boss, rep, big, small, theirs = world
+    async with sessions() as session:
+        on = "" if session.get_bind().dialect.name == "sqlite" else " ON purchase"
+        # a later migration that rebuilds the purchase table would drop its triggers like this
+        await session.execute(text(f"DROP TRIGGER report_change_purchase_insert{on}"))
+        await session.commit()
+    builds = Builds(monkeypatch)
+    await year(sessions, boss)
+    await year(sessions, boss)
+    assert builds.count == 2  # nothing can tell whether it changed: always built
+    async with sessions() as session:
+        await record_purchase(session, customer_id=small.id, purchased_on=YESTERDAY, amount_cents=50_00, today=TODAY)
+        await session.commit()
+    assert (await year(sessions, boss)).total_cents == 1050_00
+
+
+async def test_the_days_standard_reports_are_prepared_once_per_manager(world, monkeypatch):
+    sessions, boss, rep, big, small, theirs = world
+    builds = Builds(monkeypatch)
+    runtime = Runtime(sessions, clock=lambda: datetime.combine(TODAY, time(12), UTC))
+    assert await prepare_reports(runtime) == 8  # two managers, four periods each
+    assert await prepare_reports(runtime) == 0  # once a day
+    async with sessions() as session:
+        options = dict(today=TODAY, language=boss.language, timezone=boss.timezone)
+        viewer = await viewer_for(session, boss)
+        for kind in reports.PERIODS:
+            report = await reports.prepared(session, viewer, kind=kind, **options)
+            assert figures(report) == figures(await BUILD(session, viewer, kind=kind, **options))
+    assert builds.count == 8  # the four served prepared
+    tomorrow = Runtime(sessions, clock=lambda: datetime.combine(TODAY + timedelta(days=1), time(12), UTC))
+    assert await prepare_reports(tomorrow) == 8
+
+
+async def test_a_manager_sees_an_order_recorded_after_the_report_was_prepared(engine):
+    app = await make_app(engine)
+    async with app.sessions() as session:
+        boss, rep, big, small, theirs = await _world(session)
+        await session.commit()
+    await app.sync()
+    manager = person(BOSS, language="en")
+    assert await prepare_reports(Runtime(app.sessions)) == 8
+    [before] = (await app.send(button_update(manager, ReportCallback(period="year").pack()))).sent()
+    assert "Sales: CN¥1,000.00" in before.text
+    async with app.sessions() as session:
+        await record_purchase(session, customer_id=small.id, purchased_on=YESTERDAY, amount_cents=234_00, today=TODAY)
+        await session.commit()
+    [after] = (await app.send(button_update(manager, ReportCallback(period="year").pack()))).sent()
+    assert "Sales: CN¥1,234.00" in after.text
+    [accounts] = (await app.send(button_update(manager, ReportCallback(period="year", show="key_accounts").pack()))).sent()
+    assert "小客户" in accounts.text
+
+
+async def test_prepared_reports_of_days_before_yesterday_are_dropped(world):
+    sessions, boss, *_ = world
+    async with sessions() as session:
+        viewer = await viewer_for(session, boss)
+        for day in (TODAY - timedelta(days=3), TODAY):
+            await reports.prepared(session, viewer, kind="week", today=day, language="en", timezone="UTC")
+        kept = (await session.execute(select(reports.ReportSnapshot.made_for))).scalars().all()
+    assert kept == [TODAY]
+
+
+def test_a_stored_report_reads_back_exactly_whatever_its_numbers():
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(18)
+    columns = {"codes": rng.integers(-1, 5, 1000), "days": rng.integers(700_000, 740_000, 1000),
+               "edges": np.array([-128, 127] * 300), "wide": np.array([-129, 128] * 300),
+               "ids": rng.integers(1, 2**31 - 1, 1000), "cents": np.array([2**31, -1] * 300),
+               "huge": np.array([2**62, -(2**62)] * 300), "shares": rng.random(1000), "few": np.arange(5),
+               "view": np.arange(2000)[::2]}
+    back = pickle.loads(reports._dumps(columns))
+    for name, array in columns.items():
+        assert back[name].dtype == array.dtype and np.array_equal(back[name], array), name
+    assert len(reports._dumps(columns["days"])) < columns["days"].nbytes / 1.9  # stored narrower
+
+
+async def test_the_migrations_leave_every_report_trigger_in_place(world):
+    """A migration that rebuilds one of the tables a report reads (SQLite's batch_alter_table) drops its
+    triggers: it must create them again (migration 0014), or no report is ever served prepared."""
+    sessions, *_ = world
+    async with sessions() as session:
+        version = await reports.data_version(session, reports.period_for("week", TODAY), ZoneInfo("UTC"))
+    assert version is not None
