@@ -712,6 +712,23 @@ async def _build(chunks: AsyncIterator[list[CustomerText]], workers: int, collec
             pool.shutdown(cancel_futures=True)
 
 
+_TIE = 1e-9  # times a document's length: below any difference between two sums of gram weights
+
+
+def _sum_per_document(every: np.ndarray, weights: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each document named in `every` (postings one after the other) once, with the sum of its
+    occurrences' weights — added in the same order as a bincount over the whole collection would, so the
+    sums are the same to the bit — in time proportional to the postings read, not to the collection
+    (no array of `size` to clear per query)."""
+    position = np.arange(len(every), dtype=np.int32)
+    first = np.empty(size, dtype=np.int32)  # not cleared: only the places written here are read
+    first[every] = position  # a document named twice keeps one of its positions, whichever
+    mine = first[every]  # each occurrence → its document's one position
+    sums = np.bincount(mine, weights=weights, minlength=len(every))
+    chosen = mine == position
+    return every[chosen], sums[chosen]
+
+
 def _workers_for(total: int) -> int:
     return min(os.cpu_count() or 1, 4) if total >= PARALLEL_FROM else 1
 
@@ -809,6 +826,16 @@ class LookupIndex:
             self._later_of[doc.customer_id] = index
         self._live += 1
         return index
+
+    def _length(self, docs: np.ndarray) -> np.ndarray:
+        """The length of these documents' packed texts (bytes; later documents' in characters)."""
+        built = np.minimum(docs, self._built - 1) if self._built else np.zeros_like(docs)
+        lengths = (self._blob_offsets[built + 1] - self._blob_offsets[built]) if self._built else np.zeros(len(docs))
+        later = docs >= self._built
+        if later.any():
+            lengths = lengths.copy()
+            lengths[later] = [len(self._later_text[d - self._built]) for d in docs[later].tolist()]
+        return lengths
 
     def _text(self, index: int) -> str:
         if index < self._built:
@@ -937,20 +964,21 @@ class LookupIndex:
                 break
             budget += length
             ids.append(posting)
-            weights.append(np.full(length, weight * math.log1p(total / length), dtype=np.float32))
-        every = np.concatenate(ids)
-        scores = np.bincount(every, weights=np.concatenate(weights), minlength=self._size)
-        # Only documents some posting named are candidates (no scan over the whole collection). A
-        # document occurs once per gram it matched, so the best k·grams occurrences hold the best k.
-        values = scores[every] * self._mask(viewer)[every]
-        wanted = min(len(every), k * len(ids))
-        if wanted < len(every):
-            every = every[np.argpartition(values, -wanted)[-wanted:]]
-        hits = np.unique(every)
-        hits = hits[scores[hits] * self._mask(viewer)[hits] > 0]
-        if len(hits) > k:
-            hits = hits[np.argpartition(scores[hits], -k)[-k:]]
-        return hits
+            weights.append(weight * math.log1p(total / length))
+        every = np.concatenate(ids) if len(ids) > 1 else ids[0]
+        lengths = np.fromiter((len(p) for p in ids), dtype=np.int64, count=len(ids))
+        docs, scores = _sum_per_document(every, np.repeat(np.asarray(weights, dtype=np.float32), lengths),
+                                         self._size)
+        scores *= self._mask(viewer)[docs]
+        seen = scores > 0
+        docs, scores = docs[seen], scores[seen]
+        if len(docs) > k:
+            # The best k; among equal scores the earlier document (many documents share a score: they
+            # matched the same grams — and argpartition over many equal values is slow, so it is given
+            # none).
+            ranked = scores - self._length(docs) * _TIE
+            docs = docs[np.argpartition(ranked, -k)[-k:]]
+        return docs
 
     def search(self, query: str, viewer: Viewer, limit: int = 10) -> list[Match]:
         """Ranked matches the viewer may see, best first, each with a score and why it matched. A name
@@ -964,6 +992,7 @@ class LookupIndex:
         parts = split(query)
         phoneish = bool(_PHONEISH.match(folded)) and len(re.sub(r"\D", "", folded)) >= 4
         simple = False
+        typos: dict[str, float] = {}
         if phoneish:
             q = parse_query(query)
             grams = query_grams(q) | digit_grams(parts.digits)
@@ -978,6 +1007,10 @@ class LookupIndex:
                 return []
             grams = query_grams(q)
             if q.letters.isalpha() and len(q.letters) >= 5 and not q.han:
+                # A typo may spell other pinyin (kailong → ailong), which the syllable grams alone do not
+                # tell from any other …long: when nothing sure is found, again with the sound trigrams
+                # (which letters that are not pinyin have anyway).
+                typos = {gram: WEIGHT["T"] for gram in _sound_trigrams(q.letters)} | grams
                 # Maybe pinyin with a typo, city and all (a typo can spell other syllables: tai·tuan).
                 def score(packed: str) -> tuple[float, str, str]:
                     best = score_document(q, packed)
@@ -1000,6 +1033,14 @@ class LookupIndex:
                     return best if best[0] >= 90 else max(best, score_parts(parts, packed))
         compact = parts.cleaned.replace(" ", "")
         k = max(limit * 3, 24) if phoneish or simple else max(limit * 5, 48)  # several parts: wider net
+        found = self._rank(grams, score, compact, viewer, k, limit)
+        if len(typos) > len(grams) and (not found or found[0].score < CONFIDENT_SCORE):
+            found = self._rank(typos, score, compact, viewer, k, limit)
+        return found
+
+    def _rank(self, grams: dict[str, float], score, compact: str, viewer: Viewer, k: int,
+              limit: int) -> list[Match]:
+        """The best k candidates of these grams, scored by `score`, the best `limit` of them in order."""
         ranked = []
         for doc in self.candidates(grams, viewer, k).tolist():
             packed = self._text(doc)
