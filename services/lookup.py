@@ -11,7 +11,9 @@ How (rules):
    drown the distinctive part.
 2. Candidates come from an inverted index of grams — hanzi characters and bigrams, pinyin syllable bigrams (every common
    reading of polyphonic characters, so homophones meet), initials bigrams, Latin words and trigrams,
-   the last four digits of phones — weighted by rarity (IDF).
+   the last four digits of phones — weighted by rarity (IDF); the best k by that weight are scored (equal
+   weights: the shorter document first). Single-word pinyin that finds nothing sure is looked up again
+   with its sound trigrams (a typo may spell other pinyin: ailong for kailong).
 3. The viewer's visibility (services.access) is applied to *all* candidates before the top-k cut, so a
    rep never loses their own customer behind others they cannot see.
 4. The best candidates are re-ranked by an exact score per field, which also says why they matched:
