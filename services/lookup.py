@@ -11,7 +11,9 @@ How (rules):
    drown the distinctive part.
 2. Candidates come from an inverted index of grams — hanzi characters and bigrams, pinyin syllable bigrams (every common
    reading of polyphonic characters, so homophones meet), initials bigrams, Latin words and trigrams,
-   the last four digits of phones — weighted by rarity (IDF).
+   the last four digits of phones — weighted by rarity (IDF); the best k by that weight are scored (equal
+   weights: the shorter document first). Single-word pinyin that finds nothing sure is looked up again
+   with its sound trigrams (a typo may spell other pinyin: ailong for kailong).
 3. The viewer's visibility (services.access) is applied to *all* candidates before the top-k cut, so a
    rep never loses their own customer behind others they cannot see.
 4. The best candidates are re-ranked by an exact score per field, which also says why they matched:
@@ -126,11 +128,15 @@ class CustomerText:
 # --------------------------------------------------------------------------- grams
 
 
-def _han_grams(core: str, grams: set[str], *, person: bool) -> None:
-    han = han_only(core)
+def _han_grams(core: str, grams: set[str], *, person: bool, han: str | None = None) -> None:
+    han = han_only(core) if han is None else han
     if not han:
         return
     grams.update("h" + ch for ch in han)
+    if not person:  # a firm's name: every two neighbouring characters, as often as they repeat (cached)
+        for i in range(1, len(han)):
+            grams.update(_pair_grams(han[i - 1:i + 1]))
+        return
     grams.update("H" + han[i - 1:i + 1] for i in range(1, len(han)))
     per_char = [r[:2] for r in char_readings(han, person=person)]
     add = grams.add
@@ -139,6 +145,19 @@ def _han_grams(core: str, grams: set[str], *, person: bool) -> None:
             for b in per_char[i]:
                 add(f"P{a} {b}")
                 add(f"I{a[:1]}{b[:1]}")
+
+
+@lru_cache(maxsize=20_000)
+def _pair_grams(pair: str) -> tuple[str, ...]:
+    """The grams of two neighbouring hanzi of a firm's name: the pair, and its syllable and initials
+    bigrams in every common reading of each."""
+    first, second = (r[:2] for r in char_readings(pair))
+    grams = {"H" + pair}
+    for a in first:
+        for b in second:
+            grams.add(f"P{a} {b}")
+            grams.add(f"I{a[:1]}{b[:1]}")
+    return tuple(grams)
 
 
 def _latin_grams(core: str, grams: set[str]) -> None:
@@ -176,13 +195,14 @@ def document_grams(cores: list[str], people: list[str], phones: list[str],
         if any(core in longer for longer in done):
             continue
         done.append(core)
-        _han_grams(core, grams, person=False)
+        whole = han_only(core)
+        _han_grams(core, grams, person=False, han=whole)
         _latin_grams(core, grams)
-        han = QUALIFIERS.sub("", han_only(core))
+        han = QUALIFIERS.sub("", whole)
         if len(han) >= 2:  # the name's main pinyin as a rep says it, for pinyin typed with a typo
-            grams |= _sound_trigrams(_spell(han))
-            for place in sorted(places)[:1] if core is cores[0] else ():
-                grams |= _sound_trigrams(_spell(place + han))
+            # With the city first when it has one (which holds every trigram of the name alone).
+            place = min(places) if places and core is cores[0] else ""
+            grams |= _sound_trigrams(_spell(place + han))
     for person in people:
         grams |= _person_grams(person)
     for digits in phones:
@@ -587,18 +607,27 @@ def _prepare_chunk(job: tuple[int, list[CustomerText]]) -> tuple[bytes, bytes, d
     postings (global document numbers) per gram."""
     start, docs = job
     texts: list[bytes] = []
-    postings: dict[str, array] = {}
+    every: list[str] = []  # each document's grams, one document after the other
+    counts = array("i")
     with _collector_paused():
-        for offset, doc in enumerate(docs, start=start):
+        for doc in docs:
             packed, grams = doc.prepared()
             texts.append(packed.encode())
-            for gram in grams:
-                posting = postings.get(gram)
-                if posting is None:
-                    postings[gram] = posting = array("i")
-                posting.append(offset)
+            every.extend(grams)
+            counts.append(len(grams))
+        # Postings by sorting, not a list per gram appended to a gram at a time (a quarter of the build).
+        # Grams keep their first-seen order and each posting its document order, as appending gave.
+        numbers = dict.fromkeys(every)
+        for number, gram in enumerate(numbers):
+            numbers[gram] = number
+        codes = np.fromiter(map(numbers.__getitem__, every), dtype=np.int32, count=len(every))
+        del every
+        owners = np.repeat(np.arange(start, start + len(docs), dtype=np.int32), np.frombuffer(counts, dtype=np.int32))
+        data = owners[np.argsort(codes, kind="stable")].tobytes()
+        ends = np.cumsum(np.bincount(codes, minlength=len(numbers)) * 4).tolist()
+        postings = {gram: data[begin:end] for gram, begin, end in zip(numbers, [0, *ends], ends)}
     sizes = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)).tobytes()
-    return b"".join(texts), sizes, {gram: posting.tobytes() for gram, posting in postings.items()}
+    return b"".join(texts), sizes, postings
 
 
 @contextmanager
@@ -678,6 +707,7 @@ class _Builder:
             slot={gram: i for i, gram in enumerate(grams)}, offsets=offsets, postings=postings)
         self.blobs, self.lengths, self.customers, self.owners = [], [], [], []
         _person_grams.cache_clear()  # only useful while building
+        _pair_grams.cache_clear()
         if collect:  # not beside a serving bot: a full collection holds the interpreter for a good while
             gc.collect()
         return built
@@ -710,6 +740,23 @@ async def _build(chunks: AsyncIterator[list[CustomerText]], workers: int, collec
             future.cancel()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+
+
+_TIE = 1e-9  # times a document's length: below any difference between two sums of gram weights
+
+
+def _sum_per_document(every: np.ndarray, weights: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each document named in `every` (postings one after the other) once, with the sum of its
+    occurrences' weights — added in the same order as a bincount over the whole collection would, so the
+    sums are the same to the bit — in time proportional to the postings read, not to the collection
+    (no array of `size` to clear per query)."""
+    position = np.arange(len(every), dtype=np.int32)
+    first = np.empty(size, dtype=np.int32)  # not cleared: only the places written here are read
+    first[every] = position  # a document named twice keeps one of its positions, whichever
+    mine = first[every]  # each occurrence → its document's one position
+    sums = np.bincount(mine, weights=weights, minlength=len(every))
+    chosen = mine == position
+    return every[chosen], sums[chosen]
 
 
 def _workers_for(total: int) -> int:
@@ -809,6 +856,16 @@ class LookupIndex:
             self._later_of[doc.customer_id] = index
         self._live += 1
         return index
+
+    def _length(self, docs: np.ndarray) -> np.ndarray:
+        """The length of these documents' packed texts (bytes; later documents' in characters)."""
+        built = np.minimum(docs, self._built - 1) if self._built else np.zeros_like(docs)
+        lengths = (self._blob_offsets[built + 1] - self._blob_offsets[built]) if self._built else np.zeros(len(docs))
+        later = docs >= self._built
+        if later.any():
+            lengths = lengths.copy()
+            lengths[later] = [len(self._later_text[d - self._built]) for d in docs[later].tolist()]
+        return lengths
 
     def _text(self, index: int) -> str:
         if index < self._built:
@@ -937,20 +994,21 @@ class LookupIndex:
                 break
             budget += length
             ids.append(posting)
-            weights.append(np.full(length, weight * math.log1p(total / length), dtype=np.float32))
-        every = np.concatenate(ids)
-        scores = np.bincount(every, weights=np.concatenate(weights), minlength=self._size)
-        # Only documents some posting named are candidates (no scan over the whole collection). A
-        # document occurs once per gram it matched, so the best k·grams occurrences hold the best k.
-        values = scores[every] * self._mask(viewer)[every]
-        wanted = min(len(every), k * len(ids))
-        if wanted < len(every):
-            every = every[np.argpartition(values, -wanted)[-wanted:]]
-        hits = np.unique(every)
-        hits = hits[scores[hits] * self._mask(viewer)[hits] > 0]
-        if len(hits) > k:
-            hits = hits[np.argpartition(scores[hits], -k)[-k:]]
-        return hits
+            weights.append(weight * math.log1p(total / length))
+        every = np.concatenate(ids) if len(ids) > 1 else ids[0]
+        lengths = np.fromiter((len(p) for p in ids), dtype=np.int64, count=len(ids))
+        docs, scores = _sum_per_document(every, np.repeat(np.asarray(weights, dtype=np.float32), lengths),
+                                         self._size)
+        scores *= self._mask(viewer)[docs]
+        seen = scores > 0
+        docs, scores = docs[seen], scores[seen]
+        if len(docs) > k:
+            # The best k; among equal scores the earlier document (many documents share a score: they
+            # matched the same grams — and argpartition over many equal values is slow, so it is given
+            # none).
+            ranked = scores - self._length(docs) * _TIE
+            docs = docs[np.argpartition(ranked, -k)[-k:]]
+        return docs
 
     def search(self, query: str, viewer: Viewer, limit: int = 10) -> list[Match]:
         """Ranked matches the viewer may see, best first, each with a score and why it matched. A name
@@ -964,6 +1022,7 @@ class LookupIndex:
         parts = split(query)
         phoneish = bool(_PHONEISH.match(folded)) and len(re.sub(r"\D", "", folded)) >= 4
         simple = False
+        typos: dict[str, float] = {}
         if phoneish:
             q = parse_query(query)
             grams = query_grams(q) | digit_grams(parts.digits)
@@ -978,6 +1037,10 @@ class LookupIndex:
                 return []
             grams = query_grams(q)
             if q.letters.isalpha() and len(q.letters) >= 5 and not q.han:
+                # A typo may spell other pinyin (kailong → ailong), which the syllable grams alone do not
+                # tell from any other …long: when nothing sure is found, again with the sound trigrams
+                # (which letters that are not pinyin have anyway).
+                typos = {gram: WEIGHT["T"] for gram in _sound_trigrams(q.letters)} | grams
                 # Maybe pinyin with a typo, city and all (a typo can spell other syllables: tai·tuan).
                 def score(packed: str) -> tuple[float, str, str]:
                     best = score_document(q, packed)
@@ -1000,6 +1063,14 @@ class LookupIndex:
                     return best if best[0] >= 90 else max(best, score_parts(parts, packed))
         compact = parts.cleaned.replace(" ", "")
         k = max(limit * 3, 24) if phoneish or simple else max(limit * 5, 48)  # several parts: wider net
+        found = self._rank(grams, score, compact, viewer, k, limit)
+        if len(typos) > len(grams) and (not found or found[0].score < CONFIDENT_SCORE):
+            found = self._rank(typos, score, compact, viewer, k, limit)
+        return found
+
+    def _rank(self, grams: dict[str, float], score, compact: str, viewer: Viewer, k: int,
+              limit: int) -> list[Match]:
+        """The best k candidates of these grams, scored by `score`, the best `limit` of them in order."""
         ranked = []
         for doc in self.candidates(grams, viewer, k).tolist():
             packed = self._text(doc)

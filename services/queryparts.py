@@ -263,23 +263,31 @@ class Facts:
 
 
 _PLACE_ALT = "|".join(PLACES)  # longest first
-_PLACE_AT_START = re.compile(rf"(?:^| )(?:{_PLACE_ALT})")
-_PLACE_ALONE = re.compile(rf"(?:^| )({_PLACE_ALT})(?= |$)")
 _BRANCH_CITY = re.compile(rf"({_PLACE_ALT})分公司$")
+
+
+_PLACE_SET = frozenset(PLACES)
+_PLACE_SIZES = tuple(sorted({len(place) for place in PLACES}, reverse=True))
 
 
 @lru_cache(maxsize=50_000)
 def facts(full_names: str) -> Facts:
     """Facts of a customer's cleaned full names (FIELD-joined by the caller, one string to cache): the
-    cities at the start of a name or of a part of it, a city standing alone (华星(上海)贸易 → "华星 上海
-    贸易"), and a branch's city (…北京分公司)."""
+    cities at the start of a name or of a part of it — a city standing alone too (华星(上海)贸易 → "华星 上海
+    贸易") — and a branch's city (…北京分公司). The longest city a part starts with, by set look-ups (a
+    regular expression of every city tried each of them at every part: a fifth of the index build)."""
     places: set[str] = set()
     branch_city = None
     is_branch = False
     for name in full_names.split("\x1f"):
-        for found in _PLACE_AT_START.finditer(name):
-            places.add(found.group().strip())
-        places.update(_PLACE_ALONE.findall(name))
+        start = 0
+        while start >= 0:
+            for size in _PLACE_SIZES:
+                if name[start:start + size] in _PLACE_SET:
+                    places.add(name[start:start + size])
+                    break
+            start = name.find(" ", start)
+            start = start + 1 if start >= 0 else -1
         compact = name.replace(" ", "")
         if compact.endswith(BRANCH):
             is_branch = True

@@ -134,3 +134,32 @@ def test_the_query_is_taken_apart_into_what_it_says():
     assert parts.places == ["上海"] and parts.latin == ["huaxing"] and parts.trades == ["贸易"]
     assert split("天津市天亿包装集团有限公司。").cleaned == "天津市天亿包装集团有限公司"
     assert split("heng da wu liu").latin == ["hengdawuliu"]
+
+
+async def test_a_typo_that_spells_other_pinyin_still_finds_the_firm_among_many_namesakes():
+    # kailong → ailong: still pinyin, so its syllable grams fit every …隆包装 equally; more of them than the
+    # lookup scores one by one. The sound trigrams (ail, ilo …) tell 凯隆 apart.
+    firsts = "昌丰宏华金明鹏瑞盛顺天祥新兴鑫永裕振中德恒宇安福广嘉晶力龙荣东方国建"  # none spelled …ai
+    book = [CustomerText(n, None, [f"{city}{first}隆包装有限公司"], [], [])
+            for n, (first, city) in enumerate(((f, c) for f in firsts for c in ("济南", "无锡")), 1)]
+    book.append(CustomerText(len(book) + 1, None, ["东莞凯隆国际包装有限公司"], [], []))
+    index = await LookupIndex.from_documents(book)
+    matches = index.search("ailongbaozhuang", EVERYONE, 5)
+    assert matches[0].name == "东莞凯隆国际包装有限公司", [(m.name, m.score) for m in matches]
+    # Pinyin that finds its firm for sure is not searched again: the same answer, nothing added.
+    assert [m.name for m in index.search("kailongbaozhuang", EVERYONE, 5)][:1] == ["东莞凯隆国际包装有限公司"]
+
+
+def test_each_document_is_counted_once_with_the_sum_its_grams_would_get_over_the_whole_collection():
+    import numpy as np
+
+    from services.lookup import _sum_per_document
+
+    rng = np.random.default_rng(7)
+    postings = [np.sort(rng.choice(5_000, size, replace=False)).astype(np.int32) for size in (3, 40, 700, 2_500)]
+    weights = np.repeat(np.array([2.5, 1.25, 0.5, 0.125], dtype=np.float32), [len(p) for p in postings])
+    every = np.concatenate(postings)
+    docs, sums = _sum_per_document(every, weights, 5_000)
+    dense = np.bincount(every, weights=weights, minlength=5_000)
+    assert sorted(docs.tolist()) == np.flatnonzero(dense).tolist()
+    assert np.array_equal(sums, dense[docs])  # to the bit: the same additions in the same order
