@@ -471,8 +471,7 @@ def cmd_test(args: list[str]) -> int:
     workers = min(os.cpu_count() or 1, 4)
     chosen = any(a.startswith(("-n", "--numprocesses", "--dist")) for a in args) or "no:xdist" in " ".join(args)
     if workers > 1 and not chosen:
-        # loadgroup: tests marked xdist_group run in one process (a count kept across tests, in the fuzz).
-        args = ["-n", str(workers), "--dist", "loadgroup", *args]
+        args = ["-n", str(workers), *args]
     env = dict(os.environ)
     code = subprocess.call([sys.executable, "-m", "pytest", *args], cwd=ROOT, env=env)
     if code == 5:
