@@ -15,9 +15,13 @@ these counters, so together they stay under Telegram's limits:
 A reservation is one Lua script (atomic in Redis): it reads the chat's next free moment and the overall
 slots already taken, takes the first free slot at or after both (at most `horizon` seconds ahead; if there
 is none it takes nothing and says when to ask again), and moves the chat's next free moment past it. Times
-are Redis's clock (TIME), so the senders need not agree on theirs: each process estimates Redis's clock
-against its own monotonic clock from the round trips (the one with the shortest round trip, NTP-style) and
-sleeps until the slot in its own clock.
+are the machines' wall clocks (Unix time, passed by the caller): every sender places its slots on the same
+clock and sleeps until the slot on it, so a sender starved of CPU that reads Redis's answer late still
+starts within `fresh` of its slot or not at all. (Slots used to be on Redis's clock, estimated in each
+process from the round trips: a busy process was off by half the delay and went early into the others'
+slots — 54 starts in one second were seen in a full test run.) Senders on one machine share its clock;
+on several machines their clocks must be kept in step (NTP/chrony: within a millisecond or two): a
+sender whose clock is ahead of Redis's by more than 0.1 s beyond the round trip says so in the log once.
 
 When Redis cannot be reached the sender sends nothing (every reservation is refused for a second): it never
 sends unpaced. Direct replies (bot.retry) are never held back by these limits, a person is waiting — they
@@ -41,21 +45,24 @@ log = logging.getLogger("fieldcrm.sender")
 
 RESERVE = """
 -- KEYS[1] the bot's taken slots (sorted set of slot numbers), KEYS[2] the chat's next free moment
--- ARGV: spacing, chat gap, horizon (seconds), force (1: record a send that already went, never refuse)
+-- ARGV: spacing, chat gap, horizon (seconds), force (1: record a send that already went, never refuse),
+-- the caller's clock (Unix seconds: every sender places slots on the machines' one clock, see the module)
 local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local redis_now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local now = tonumber(ARGV[5])
 local spacing, gap, horizon = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local force = ARGV[4] == '1'
 local earliest = now
 local chat_next = tonumber(redis.call('GET', KEYS[2]) or '0')
 if chat_next > earliest and not force then earliest = chat_next end
 if earliest > now + horizon then
-  return {0, tostring(earliest - now - horizon), tostring(now), 'chat'}
+  return {0, tostring(earliest - now - horizon), tostring(redis_now), 'chat'}
 end
 local first = math.ceil(earliest / spacing)
 local last = math.floor((now + horizon) / spacing)
 if force then last = first + 1000000 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tostring(math.floor(now / spacing) - 1))
+-- slots kept 10 s back: a sender whose clock is a little behind never gets one twice
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tostring(math.floor((now - 10) / spacing)))
 local taken = redis.call('ZRANGEBYSCORE', KEYS[1], tostring(first), tostring(last))
 local k = first
 for _, v in ipairs(taken) do
@@ -63,7 +70,7 @@ for _, v in ipairs(taken) do
   if n == k then k = k + 1 elseif n > k then break end
 end
 if k > last then
-  return {0, tostring((last + 1) * spacing - horizon - now), tostring(now), 'bot'}
+  return {0, tostring((last + 1) * spacing - horizon - now), tostring(redis_now), 'bot'}
 end
 redis.call('ZADD', KEYS[1], k, tostring(k))
 redis.call('PEXPIRE', KEYS[1], 60000)
@@ -72,13 +79,12 @@ local free = slot + gap
 if force then free = now + gap end  -- the reply went now; its slot only keeps the overall count
 if chat_next > free then free = chat_next end
 redis.call('SET', KEYS[2], tostring(free), 'PX', math.ceil((free - now) * 1000) + 1000)
-return {1, tostring(slot), tostring(now), ''}
+return {1, tostring(slot), tostring(redis_now), ''}
 """
 
 BLOCK = """
--- KEYS[1] the chat's next free moment; ARGV[1] seconds from now
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+-- KEYS[1] the chat's next free moment; ARGV[1] seconds from now, ARGV[2] the caller's clock (Unix seconds)
+local now = tonumber(ARGV[2])
 local free = now + tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current < free then
@@ -101,9 +107,10 @@ class SharedLimits:
         self._reserve = redis.register_script(RESERVE)
         self._block = redis.register_script(BLOCK)
         self.local = RateLimiter(per_second=int(per_second), private_gap=private_gap)  # what chat_wait answers
-        self.samples: deque[tuple[float, float]] = deque(maxlen=64)  # (round trip, Redis minus monotonic)
+        self.samples: deque[tuple[float, float]] = deque(maxlen=64)  # (round trip, Redis's clock minus ours)
         self.background: set[asyncio.Task] = set()
         self.unreachable_since: float | None = None
+        self.skew_told = False
 
     @classmethod
     def from_url(cls, url: str, bot_id: int, **kwargs) -> SharedLimits:
@@ -117,18 +124,26 @@ class SharedLimits:
     def _gap(self, chat_id: int) -> float:
         return self.group_gap if chat_id < 0 else self.private_gap
 
-    def _offset(self, sent: float, answered: float, redis_now: float) -> float:
-        """Redis's clock minus time.monotonic(), from the round trip with the shortest time recently."""
+    def _check_clock(self, sent: float, answered: float, redis_now: float) -> None:
+        """Say once if this machine's clock runs ahead of Redis's (by the round trip with the shortest time
+        recently, NTP-style): senders on machines whose clocks disagree would share slots unevenly."""
         self.samples.append((answered - sent, redis_now - (sent + answered) / 2))
-        return min(self.samples)[1]
+        trip, behind = min(self.samples)
+        if -behind > 0.1 + trip / 2 and len(self.samples) >= 8 and not self.skew_told:
+            self.skew_told = True
+            log.warning("this machine's clock is %.2f s ahead of Redis's: senders on several machines need "
+                        "their clocks in step (NTP) to share Telegram's limits evenly", -behind)
 
     async def _call(self, chat_id: int, horizon: float, force: bool) -> tuple[list, float]:
-        sent = time.monotonic()
+        """The script's answer, and time.monotonic() minus the wall clock at the moment it was read."""
+        sent = time.time()
         answer = await self._reserve(keys=[f"{self.prefix}:slots", self._chat_key(chat_id)],
                                      args=[repr(self.spacing), repr(self._gap(chat_id)), repr(horizon),
-                                           "1" if force else "0"])
+                                           "1" if force else "0", repr(sent)])
+        mono, answered = time.monotonic(), time.time()
         answer = [part.decode() if isinstance(part, bytes) else part for part in answer]
-        return answer, self._offset(sent, time.monotonic(), float(answer[2]))
+        self._check_clock(sent, answered, float(answer[2]))
+        return answer, mono - answered
 
     async def reserve(self, chat_id: int, horizon: float = 1.0) -> Reservation:
         """A slot for this chat at most `horizon` seconds ahead, shared with every sender of this bot."""
@@ -145,7 +160,7 @@ class SharedLimits:
             self.unreachable_since = None
         if int(answer[0]) != 1:
             return Reservation(False, retry_in=max(0.0, float(answer[1])), chat=answer[3] == "chat")
-        at = float(answer[1]) - offset
+        at = float(answer[1]) + offset  # the slot on this process's monotonic clock
         self.local._record_at(chat_id, at)
         return Reservation(True, at=at)
 
@@ -162,11 +177,11 @@ class SharedLimits:
     def block(self, chat_id: int, seconds: float) -> None:
         """Telegram said 429 for this chat: no process sends to it for `seconds`."""
         self.local.block(chat_id, seconds)
-        self._later(self._block(keys=[self._chat_key(chat_id)], args=[repr(float(seconds))]))
+        self._later(self._block(keys=[self._chat_key(chat_id)], args=[repr(float(seconds)), repr(time.time())]))
 
     async def block_now(self, chat_id: int, seconds: float) -> None:
         self.local.block(chat_id, seconds)
-        await self._block(keys=[self._chat_key(chat_id)], args=[repr(float(seconds))])
+        await self._block(keys=[self._chat_key(chat_id)], args=[repr(float(seconds)), repr(time.time())])
 
     def record(self, chat_id: int) -> None:
         """A direct reply went to this chat just now: it takes a slot and the chat's gap for every process."""

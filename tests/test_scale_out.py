@@ -177,6 +177,42 @@ async def test_two_shared_limiters_never_share_a_slot_and_keep_the_gaps(redis_ur
             await limiter.aclose()
 
 
+@pytest.mark.redis
+async def test_a_sender_slow_to_read_redis_answers_still_keeps_to_its_own_slots(redis_url):
+    """A sender process starved of CPU reads each Redis answer late. Its slots must still be placed on the
+    machine's one clock where the other senders' are: seen failing in a full CI run, where two busy senders
+    started 54 requests in one second. (The slot used to be placed from an estimate of Redis's clock taken
+    from the round trips, off by half the delay, so a starved sender went early into the others' slots.)"""
+    from bot.shared_limits import SharedLimits
+
+    busy, calm = SharedLimits.from_url(redis_url, 3), SharedLimits.from_url(redis_url, 3)
+    original = busy._reserve
+
+    async def read_late(*args, **kwargs):
+        answer = await original(*args, **kwargs)
+        await asyncio.sleep(0.3)  # the answer was there; this process got to it 0.3 s later
+        return answer
+
+    busy._reserve = read_late
+    try:
+        granted: list[tuple[str, float]] = []
+
+        async def reserve(name, limiter, chats) -> None:
+            for chat in chats:
+                answer = await limiter.reserve(chat, horizon=3.0)
+                if answer.granted:
+                    granted.append((name, answer.at))
+
+        await asyncio.gather(reserve("busy", busy, range(100, 108)), reserve("calm", calm, range(200, 260)))
+        assert {name for name, _ in granted} == {"busy", "calm"}
+        times = sorted(at for _, at in granted)
+        closest = min(b - a for a, b in zip(times, times[1:]))
+        assert closest > 1 / 28 - 0.002, closest  # one slot each, on one clock
+    finally:
+        for limiter in (busy, calm):
+            await limiter.aclose()
+
+
 async def test_without_redis_the_shared_limiter_refuses_every_slot():
     from bot.shared_limits import SharedLimits
 
