@@ -40,9 +40,9 @@ async def refresh(session: AsyncSession, customer_ids: Iterable[int]) -> None:
     table = Customer.__table__
     purchase_columns = PURCHASE_COLUMNS
     for chunk in value_chunks(session, ids):
-        current = {row[0]: row[1:] for row in (await session.execute(
+        current = {row[0]: row[1:] for row in (await session.execute(_locked(
             select(Customer.id, *(getattr(Customer, c) for c in purchase_columns), Customer.last_contact_at)
-            .where(among(session, Customer.id, chunk)))).all()}
+            .where(among(session, Customer.id, chunk))))).all()}
         days: dict[int, list[date]] = {cid: [] for cid in current}
         amounts: dict[int, int] = dict.fromkeys(current, 0)
         for customer_id, purchased_on, amount in (await session.execute(
@@ -69,6 +69,16 @@ async def refresh(session: AsyncSession, customer_ids: Iterable[int]) -> None:
             await session.execute(update(table).where(table.c.id == bindparam("cid")).values(
                 last_contact_at=bindparam("v_last_contact_at")), contacted)
     await _reload(session, set(ids), [*purchase_columns, "last_contact_at"])
+
+
+def _locked(statement):
+    """Rule "no roll-up is written over": the customers' rows are locked (PostgreSQL's FOR NO KEY UPDATE, in
+    id order so two transactions never wait on each other in a circle) before their roll-ups are read, so
+    a second transaction adding to the same customer reads them after the first has committed and adds to
+    that — two ERP requests at once each used to add to the same old count, one's orders lost. It does not
+    wait for transactions that only insert rows referring to the customer (their KEY SHARE lock). SQLite
+    has one writer at a time: there the caller's earlier writes already hold that lock."""
+    return statement.order_by(Customer.id).with_for_update(key_share=True)
 
 
 async def _reload(session: AsyncSession, ids: set[int], columns: list[str]) -> None:
@@ -111,9 +121,9 @@ async def add_purchases(session: AsyncSession, added: dict[int, Added]) -> None:
     table = Customer.__table__
     writes: dict[bool, list[dict]] = {False: [], True: []}  # by whether the customer becomes a customer
     for chunk in value_chunks(session, ids):
-        current = (await session.execute(
+        current = (await session.execute(_locked(
             select(Customer.id, Customer.txn_count, Customer.txn_amount_cents, Customer.first_txn_on,
-                   Customer.last_txn_on, Customer.stage).where(among(session, Customer.id, chunk)))).all()
+                   Customer.last_txn_on, Customer.stage).where(among(session, Customer.id, chunk))))).all()
         rhythm = [cid for cid, count, *_ in current if count + added[cid].count >= RHYTHM_MIN_PURCHASES]
         days: dict[int, list[date]] = {cid: [] for cid in rhythm}
         for part in value_chunks(session, rhythm):

@@ -198,3 +198,32 @@ async def test_run_role_api_serves_the_api_from_its_own_process(db_url, tmp_path
     finally:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(process.wait, 30) == 0
+
+
+async def test_simultaneous_erp_batches_for_one_customer_all_count_in_its_totals(api):
+    """Several ERP jobs (or one job's parallel requests) push orders for the same customer at the same moment:
+    every order counts in the customer's purchase count and amount — none is lost to another request's
+    roll-up written over it (seen on PostgreSQL: two requests read the same count and each added its own)."""
+    import asyncio
+
+    assert (await api.post("/api/v1/customers", CUSTOMER)).status_code in (200, 201)
+
+    def batch(n: int) -> list[dict]:
+        return [{"customer_external_id": "C-1001", "order_no": f"SO-{n}-{i}", "purchased_on": f"2026-11-{1 + n:02d}",
+                 "amount": "100.25"} for i in range(3)]
+
+    answers = await asyncio.gather(*(api.post("/api/v1/purchases/batch", {"records": batch(n)}) for n in range(12)))
+    assert [a.status_code for a in answers] == [200] * 12, [a.text for a in answers if a.status_code != 200]
+    assert await api.count(Purchase) == 36
+    card = (await api.get("/api/v1/customers/C-1001")).json()
+    assert card["txn_count"] == 36 and card["txn_amount"] == "3609.00"
+    assert card["first_txn_on"] == "2026-11-01" and card["last_txn_on"] == "2026-11-12"
+    # … and corrections at the same moment (each customer recomputed from its rows): the same.
+    def corrected(n: int) -> list[dict]:
+        return [{**row, "amount": "200.50"} for row in batch(n)]
+
+    answers = await asyncio.gather(*(api.post("/api/v1/purchases/batch", {"records": corrected(n)})
+                                     for n in range(12)))
+    assert [a.json().get("updated") for a in answers] == [3] * 12, [a.text for a in answers]
+    card = (await api.get("/api/v1/customers/C-1001")).json()
+    assert card["txn_count"] == 36 and card["txn_amount"] == "7218.00"
