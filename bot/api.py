@@ -24,6 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import index_feed
 from bot.i18n import gettext_for, pick_language
 from models import ApiToken, User
 from services.access import Viewer, viewer_for
@@ -125,11 +126,13 @@ def create_api(sessions: async_sessionmaker[AsyncSession], secret: Callable[[], 
             problem = RowProblem(row=0, field="", value="", problem=refused.problem.render(_))
             return JSONResponse(Refused(error_count=1, errors=[problem]).model_dump(), status_code=422)
         if index is not None and report.applied and kind != "purchases":
-            try:  # findable at once here (other processes' indexes follow by their sync)
+            reloaded: set[int] = set()
+            try:  # findable at once here, and at once on the other instances too (told through Redis)
                 async with sessions() as fresh:
-                    await sync(index, fresh)
+                    await sync(index, fresh, reloaded)
             except Exception:  # the index catches up by its sync
                 log.exception("lookup index refresh after an API write failed")
+            await index_feed.publish(reloaded)
         return JSONResponse(Applied(applied=report.applied, rows=report.rows, created=report.created,
                                     updated=report.updated, unchanged=report.unchanged).model_dump())
 

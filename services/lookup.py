@@ -1304,14 +1304,14 @@ async def finish_loading(index: LookupIndex, built: LookupIndex, session: AsyncS
     return len(pending)
 
 
-async def sync(index: LookupIndex, session: AsyncSession) -> int:
+async def sync(index: LookupIndex, session: AsyncSession, reloaded: set[int] | None = None) -> int:
     """Pick up changes other processes committed (a CLI import, another bot instance). Rule: every customer
     whose `updated_at` is at most SYNC_LOOKBACK older than the newest change seen is looked at, and reloaded
     only if its `updated_at` differs from the one loaded — so an import's rows sharing one time are not read
     again every sync (that froze the bot for seconds at 100k), while a transaction that committed late, or
     a database that stores whole seconds, is still caught. A change older than the look-back when it
     commits (an import running longer than SYNC_LOOKBACK) is picked up at the next start. Returns how
-    many customers were reloaded."""
+    many customers were reloaded (their ids are added to `reloaded` when given)."""
     latest = await _latest_change(session)
     if latest is None:
         return 0
@@ -1326,6 +1326,8 @@ async def sync(index: LookupIndex, session: AsyncSession) -> int:
     rows = await _recent(session, since)
     changed = {cid for cid, at in rows if index.recent.get(cid) != at}
     await refresh(index, session, changed)
+    if reloaded is not None:
+        reloaded |= changed
     newest = max((at for _cid, at in rows), default=latest)
     index.watermark = newest if index.watermark is None else max(index.watermark, newest)
     cutoff = index.watermark - SYNC_LOOKBACK

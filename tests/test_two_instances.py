@@ -3,7 +3,8 @@
 test's process) delivers each step of a rep's "/new customer" conversation to the other instance. The
 conversation's state lives in Redis (aiogram's RedisStorage, with Redis event isolation), so each step
 lands where the last one left off, and the customer is created once; the other instance's lookup index
-hears of the new customer through Redis (bot.index_feed) and finds it by part of its name at once."""
+hears of the new customer through Redis (bot.index_feed) and finds it by part of its name at once — and the
+same for a customer an ERP job creates through one instance's API."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from bot.sandbox.app import Controls, Persona, create_app
 from bot.sandbox.server import serving
 from bot.sandbox.telegram import BotApi
 from models import Customer, Role
+from services.tokens import create_token
 from services.users import add_user
 from tests.conftest import REDIS_URL, require_redis
 from tests.test_webhook import free_port
@@ -31,6 +33,7 @@ from tests.test_webhook import free_port
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "777001:two-instances"
 SECRET = "two-Instances-secret"
+API_SECRET = "two-instances-api-secret"
 REP = 601
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -40,7 +43,7 @@ def _instance(port: int, api_url: str, db_url: str, data: Path) -> subprocess.Po
     env.update(BOT_TOKEN=TOKEN, BOT_API_URL=api_url, DATABASE_URL=db_url, REDIS_URL=REDIS_URL,
                WEBHOOK_URL=f"http://127.0.0.1:{port}/hooks/telegram", WEBHOOK_SECRET=SECRET, HTTP_HOST="127.0.0.1",
                HTTP_PORT=str(port), DATA_DIR=str(data), FIELDCRM_NO_BOOTSTRAP="1", LOG_LEVEL="WARNING",
-               DEFAULT_LANGUAGE="en", PYTHONUNBUFFERED="1",
+               DEFAULT_LANGUAGE="en", PYTHONUNBUFFERED="1", API_SECRET=API_SECRET,
                FIELDCRM_LOOKUP_SYNC_SECONDS="3600")  # no poll in the test's time: only Redis can tell the other
     data.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen([sys.executable, str(ROOT / "main.py"), "run", "--role", "bot"], cwd=data, env=env,
@@ -73,6 +76,7 @@ async def test_a_conversation_hops_between_two_bot_instances(pg_url, tmp_path):
     sessions = make_sessionmaker(engine)
     async with sessions() as session:
         await add_user(session, name="Lee", role=Role.rep, telegram_id=REP, language="en")
+        _row, erp_token = await create_token(session, API_SECRET.encode(), "erp", scope="write")
         await session.commit()
     api = BotApi(TOKEN)
     stand_in = create_app(api, Controls(personas=[Persona(REP, "Lee", "rep", "en")]))
@@ -119,6 +123,14 @@ async def test_a_conversation_hops_between_two_bot_instances(pg_url, tmp_path):
             # through Redis; its own poll would take up to 30 s — set to an hour here).
             found = await step(1, text="双实例贸")
             assert "双实例贸易有限公司" in found["text"], found
+            # An ERP job creates a customer through instance 0's API; instance 1 finds it by part of its name.
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[0]}", timeout=30) as http:
+                created = await http.post("/api/v1/customers", headers={"Authorization": f"Bearer {erp_token}"},
+                                          json={"external_id": "ERP-9", "name": "青岛海川仪器有限公司",
+                                                "owner": "Lee"})
+            assert created.status_code == 200, created.text
+            found = await step(1, text="海川仪器")
+            assert "青岛海川仪器有限公司" in found["text"], found
     finally:
         for process in processes:
             process.terminate()
