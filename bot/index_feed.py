@@ -1,11 +1,12 @@
 """Customers changed on one instance, told to the others at once through Redis (issue 16).
 
-Several bot and API instances each keep their own lookup index. Each picks up other processes' changes by
-a poll of `updated_at` every 30 s (bot.runner.keep_in_sync); with REDIS_URL set, an instance that commits
-changes to customers (a bot update, an ERP write through the API) also publishes their ids on CHANNEL, and every instance listening reloads those
-customers within moments — a customer added on one instance is found by pinyin or a typo on the next
-message, whichever instance takes it. The poll stays as the safety net (a message lost while Redis was
-away, a CLI import, a restart): the lag is bounded by it either way. Publishing never fails an update.
+Several bot and API instances each keep their own lookup index. Each picks up other processes' changes by a
+poll of `updated_at` every 30 s (bot.runner.keep_in_sync); with REDIS_URL set, an instance that commits
+changes to customers (a bot update, an ERP write through the API) also publishes their ids on CHANNEL, and
+every instance listening reloads those customers within moments — a customer added on one instance is found
+by pinyin or a typo on the next message, whichever instance takes it. The poll stays as the safety net (a
+message lost while Redis was away, a CLI import, a restart): the lag is bounded by it either way. Publishing
+never fails an update.
 """
 
 from __future__ import annotations
