@@ -380,13 +380,14 @@ def _score_letters(q: Query, text: str, person: bool) -> tuple[float, str]:
             best, how = score, "text"
     if spellings and q.letters.isalpha():
         letters = q.letters
+        syllables = " " + " ".join(q.syllables) if q.syllables and len(q.syllables) > 1 else None
         for rank, spelled in enumerate(spellings):
             alternate = 3 * (rank > 0)  # a less common reading ranks a little lower
             if letters == spelled:
                 return 97.0 - alternate, "pinyin"
             if spelled.startswith(letters):
                 score = 86.0 + 10 * _coverage(len(letters), len(spelled)) - alternate
-            elif q.syllables and len(q.syllables) > 1 and " " + " ".join(q.syllables) in spaced[rank]:
+            elif syllables is not None and syllables in spaced[rank]:
                 score = 80.0 + 10 * _coverage(len(letters), len(spelled)) - alternate
             else:
                 score = 0.0
