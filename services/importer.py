@@ -40,7 +40,7 @@ from services.fields import FIELDS_BY_KIND, FieldSpec, header_key, header_map, i
 from services.messages import N_, DomainError, Problem
 from services.parsing import DATE_ORDERS, AmbiguousDate, date_order_shown, fold_width
 from services.safecells import Verbatim, restore_csv
-from services.sql import among, value_chunks
+from services.sql import among, lock_in_order, value_chunks
 
 KINDS = tuple(FIELDS_BY_KIND)
 BATCH = 2000
@@ -793,7 +793,10 @@ async def _only_changes(session: AsyncSession, table: Any, groups: dict[frozense
     """Rule "re-importing the same file changes nothing": each row aimed at an existing record is compared
     with what is stored; a row that changes nothing counts as already present and is not written (its
     update time stays), a row that does is written with only what changed, and its old and new values go
-    to the audit log. Returns the rows to write, regrouped by the columns they change, and the changes."""
+    to the audit log. Returns the rows to write, regrouped by the columns they change, and the changes.
+    The records are locked first, in id order (services.sql.lock_in_order): two jobs updating the same
+    records in different orders queue instead of deadlocking on PostgreSQL."""
+    await lock_in_order(session, table.c.id, (row["_id"] for rows in groups.values() for row in rows))
     columns = sorted({k for keys in groups for k in keys} - {"_id", "updated_at"})
     ids = [row["_id"] for rows in groups.values() for row in rows] if stored is None else []
     stored = {} if stored is None else stored

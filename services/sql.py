@@ -32,6 +32,19 @@ def among(session: AsyncSession, column: Any, values: list[Any]) -> Any:
     return column.in_(values)
 
 
+async def lock_in_order(session: AsyncSession, column: Any, ids: Any) -> None:
+    """Rule "rows locked in one order": rows a transaction is about to update, locked first in id order
+    (PostgreSQL's FOR NO KEY UPDATE, which inserts referring to them do not wait for), so two transactions
+    updating the same rows in different orders — two ERP jobs, one exporting backwards — queue instead of
+    each holding a row the other needs until PostgreSQL aborts one. SQLite has one writer at a time: nothing
+    to do there."""
+    ids = sorted(set(ids))
+    if not ids or session.get_bind().dialect.name != "postgresql":
+        return
+    await session.execute(select(column).where(among(session, column, ids)).order_by(column)
+                          .with_for_update(key_share=True))
+
+
 async def replayed(session: AsyncSession, model: Any, origin_key: str | None) -> Any:
     """Rule "one input, one record": the row an input (`origin_key`, see models.activity.ORIGIN) already
     created, or None. A double tap or a redelivered update then returns that row instead of adding a second."""
