@@ -794,9 +794,9 @@ async def _only_changes(session: AsyncSession, table: Any, groups: dict[frozense
     with what is stored; a row that changes nothing counts as already present and is not written (its
     update time stays), a row that does is written with only what changed, and its old and new values go
     to the audit log. Returns the rows to write, regrouped by the columns they change, and the changes.
-    The records are locked first, in id order (services.sql.lock_in_order): two jobs updating the same
-    records in different orders queue instead of deadlocking on PostgreSQL."""
-    await lock_in_order(session, table.c.id, (row["_id"] for rows in groups.values() for row in rows))
+    The records to write are locked in id order before they are written (services.sql.lock_in_order): two
+    jobs updating the same records in different orders queue instead of deadlocking on PostgreSQL; records
+    that do not change are not locked (a replayed batch writes nothing and waits for no one)."""
     columns = sorted({k for keys in groups for k in keys} - {"_id", "updated_at"})
     ids = [row["_id"] for rows in groups.values() for row in rows] if stored is None else []
     stored = {} if stored is None else stored
@@ -818,6 +818,7 @@ async def _only_changes(session: AsyncSession, table: Any, groups: dict[frozense
                 write["updated_at"] = now
             changed.setdefault(frozenset(write), []).append(write)
             changes.append((row["_id"], diff))
+    await lock_in_order(session, table.c.id, (write["_id"] for rows in changed.values() for write in rows))
     return changed, changes
 
 
