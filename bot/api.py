@@ -13,6 +13,7 @@ It never imports handlers/ (the chat front end).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -22,6 +23,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import index_feed
@@ -73,6 +75,15 @@ def _language(request: Request) -> Callable[[str], str]:
     return gettext_for(pick_language(first, "en") if first else "en")
 
 
+DEADLOCK_TRIES = 3
+RETRYABLE = {"40P01", "40001"}  # deadlock detected, serialization failure
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+
+
 def create_api(sessions: async_sessionmaker[AsyncSession], secret: Callable[[], bytes], *,
                index: LookupIndex | None = None, timezone: str = "Asia/Shanghai") -> APIRouter:
     """The /api/v1 routes. `index`: the process's lookup index (the bot's, when both run in one process);
@@ -111,12 +122,23 @@ def create_api(sessions: async_sessionmaker[AsyncSession], secret: Callable[[], 
     async def write(request: Request, kind: str, records: list[dict[str, Any]], token: ApiToken, dry_run: bool,
                     session: AsyncSession) -> JSONResponse:
         _ = _language(request)
+        who = token.name  # read now: a rolled-back attempt expires what the session loaded
         try:
-            async with session.begin():
-                report = await import_records(session, kind, records, source={"token": token.name},
-                                              timezone=timezone, dry_run=dry_run)
-                if not report.ok:
-                    raise _Invalid(report)
+            for attempt in range(1, DEADLOCK_TRIES + 1):
+                try:
+                    async with session.begin():
+                        report = await import_records(session, kind, records, source={"token": who},
+                                                      timezone=timezone, dry_run=dry_run)
+                        if not report.ok:
+                            raise _Invalid(report)
+                    break
+                except DBAPIError as exc:
+                    # Two jobs writing the same records at once: PostgreSQL aborted this one to let the other
+                    # go on (services.sql.lock_in_order keeps this rare). Nothing was written: do it again.
+                    if attempt == DEADLOCK_TRIES or _sqlstate(exc) not in RETRYABLE:
+                        raise
+                    log.info("API %s write aborted by the database (%s): trying again", kind, _sqlstate(exc))
+                    await asyncio.sleep(0.05 * attempt)
         except _Invalid as invalid:
             report = invalid.report
             errors = [RowProblem(row=e.row, field=e.column, value=e.value, problem=e.problem.render(_))

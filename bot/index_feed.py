@@ -36,7 +36,7 @@ def configure(redis_url: str | None) -> None:
         return
     import redis.asyncio as aioredis
 
-    _client = aioredis.from_url(redis_url)
+    _client = aioredis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)  # never hold a reply long
 
 
 async def publish(customer_ids: Iterable[int]) -> None:

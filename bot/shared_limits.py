@@ -21,7 +21,7 @@ starts within `fresh` of its slot or not at all. (Slots used to be on Redis's cl
 process from the round trips: a busy process was off by half the delay and went early into the others'
 slots — 54 starts in one second were seen in a full test run.) Senders on one machine share its clock;
 on several machines their clocks must be kept in step (NTP/chrony: within a millisecond or two): a
-sender whose clock is ahead of Redis's by more than 0.1 s beyond the round trip says so in the log once.
+sender whose clock differs from Redis's by more than half a slot beyond the round trip says so in the log once.
 
 When Redis cannot be reached the sender sends nothing (every reservation is refused for a second): it never
 sends unpaced. Direct replies (bot.retry) are never held back by these limits, a person is waiting — they
@@ -61,8 +61,9 @@ end
 local first = math.ceil(earliest / spacing)
 local last = math.floor((now + horizon) / spacing)
 if force then last = first + 1000000 end
--- slots kept 10 s back: a sender whose clock is a little behind never gets one twice
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tostring(math.floor((now - 10) / spacing)))
+-- slots kept 10 s back, by the earlier of the caller's clock and Redis's: a sender whose clock runs ahead
+-- never removes slots the others have yet to use
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tostring(math.floor((math.min(now, redis_now) - 10) / spacing)))
 local taken = redis.call('ZRANGEBYSCORE', KEYS[1], tostring(first), tostring(last))
 local k = first
 for _, v in ipairs(taken) do
@@ -125,14 +126,15 @@ class SharedLimits:
         return self.group_gap if chat_id < 0 else self.private_gap
 
     def _check_clock(self, sent: float, answered: float, redis_now: float) -> None:
-        """Say once if this machine's clock runs ahead of Redis's (by the round trip with the shortest time
-        recently, NTP-style): senders on machines whose clocks disagree would share slots unevenly."""
+        """Say once if this machine's clock and Redis's disagree by more than half a slot beyond what the round
+        trip leaves unknown (the sample with the shortest round trip recently, NTP-style): senders on machines
+        whose clocks disagree would send into each other's slots."""
         self.samples.append((answered - sent, redis_now - (sent + answered) / 2))
-        trip, behind = min(self.samples)
-        if -behind > 0.1 + trip / 2 and len(self.samples) >= 8 and not self.skew_told:
+        trip, skew = min(self.samples)
+        if abs(skew) > self.spacing / 2 + trip / 2 and len(self.samples) >= 8 and not self.skew_told:
             self.skew_told = True
-            log.warning("this machine's clock is %.2f s ahead of Redis's: senders on several machines need "
-                        "their clocks in step (NTP) to share Telegram's limits evenly", -behind)
+            log.warning("this machine's clock is %.3f s %s Redis's: senders on several machines need their "
+                        "clocks in step (NTP) to share Telegram's limits", abs(skew), "behind" if skew > 0 else "ahead of")
 
     async def _call(self, chat_id: int, horizon: float, force: bool) -> tuple[list, float]:
         """The script's answer, and time.monotonic() minus the wall clock at the moment it was read."""

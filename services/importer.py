@@ -40,7 +40,7 @@ from services.fields import FIELDS_BY_KIND, FieldSpec, header_key, header_map, i
 from services.messages import N_, DomainError, Problem
 from services.parsing import DATE_ORDERS, AmbiguousDate, date_order_shown, fold_width
 from services.safecells import Verbatim, restore_csv
-from services.sql import among, lock_in_order, value_chunks
+from services.sql import among, lock_in_order, unique_columns, value_chunks
 
 KINDS = tuple(FIELDS_BY_KIND)
 BATCH = 2000
@@ -818,7 +818,8 @@ async def _only_changes(session: AsyncSession, table: Any, groups: dict[frozense
                 write["updated_at"] = now
             changed.setdefault(frozenset(write), []).append(write)
             changes.append((row["_id"], diff))
-    await lock_in_order(session, table.c.id, (write["_id"] for rows in changed.values() for write in rows))
+    await lock_in_order(session, table.c.id, (write["_id"] for rows in changed.values() for write in rows),
+                        key_change=any(keys & unique_columns(table) for keys in changed))
     return changed, changes
 
 
@@ -1074,7 +1075,10 @@ APPLY = {
 
 async def _refresh_rollups(session: AsyncSession, touched: set[int], added: dict[int, rollups.Added]) -> None:
     """Roll-ups of the customers whose purchases were only added are brought forward from the new rows
-    (rollups.add_purchases); those whose purchases were corrected or moved are recomputed (refresh)."""
+    (rollups.add_purchases); those whose purchases were corrected or moved are recomputed (refresh). All
+    of them are locked first, in one id order (two sweeps, one per kind, could each wait on the other's
+    rows held by another job)."""
+    await lock_in_order(session, Customer.id, set(added) | touched)
     await rollups.add_purchases(session, {cid: new for cid, new in added.items() if cid not in touched})
     if not touched:
         return

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from sqlalchemy import String, any_, bindparam, cast, func, literal, select
+from sqlalchemy import String, UniqueConstraint, any_, bindparam, cast, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import ARRAY
 
@@ -32,17 +32,31 @@ def among(session: AsyncSession, column: Any, values: list[Any]) -> Any:
     return column.in_(values)
 
 
-async def lock_in_order(session: AsyncSession, column: Any, ids: Any) -> None:
-    """Rule "rows locked in one order": rows a transaction is about to update, locked first in id order
-    (PostgreSQL's FOR NO KEY UPDATE, which inserts referring to them do not wait for), so two transactions
-    updating the same rows in different orders — two ERP jobs, one exporting backwards — queue instead of
-    each holding a row the other needs until PostgreSQL aborts one. SQLite has one writer at a time: nothing
-    to do there."""
+async def lock_in_order(session: AsyncSession, column: Any, ids: Any, *, key_change: bool = False) -> None:
+    """Rule "rows locked in one order": rows a transaction is about to update, locked first in id order, so
+    two transactions updating the same rows in different orders — two ERP jobs, one exporting backwards —
+    queue instead of each holding a row the other needs until PostgreSQL aborts one (what is left of that,
+    across the parts of one big request, the API tries again: bot.api). The lock is FOR NO KEY UPDATE, which
+    transactions that inserted rows referring to these (an order for a customer) do not conflict with;
+    `key_change`: the update changes a unique column (a customer's ERP code), which needs FOR UPDATE — taken
+    here at once rather than upgraded later. SQLite has one writer at a time: nothing to do there."""
     ids = sorted(set(ids))
     if not ids or session.get_bind().dialect.name != "postgresql":
         return
     await session.execute(select(column).where(among(session, column, ids)).order_by(column)
-                          .with_for_update(key_share=True))
+                          .with_for_update(key_share=not key_change))
+
+
+def unique_columns(table: Any) -> frozenset[str]:
+    """The columns of `table` in a unique constraint or index (updating one is a key change to PostgreSQL)."""
+    names = {c.name for c in table.columns if c.unique or c.primary_key}
+    for constraint in table.constraints:
+        if isinstance(constraint, UniqueConstraint):
+            names.update(c.name for c in constraint.columns)
+    for index in table.indexes:
+        if index.unique:
+            names.update(getattr(c, "name", "") for c in index.columns)
+    return frozenset(names)
 
 
 async def replayed(session: AsyncSession, model: Any, origin_key: str | None) -> Any:

@@ -251,3 +251,23 @@ async def test_simultaneous_customer_batches_in_different_orders_all_apply(api):
     async with api.sessions() as session:
         phones = (await session.execute(select(Customer.phone).where(Customer.external_id.like("C-0%")))).scalars().all()
     assert len(phones) == 150 and all(p and p.startswith("0591-2") for p in phones)
+
+
+async def test_two_big_customer_batches_in_opposite_orders_both_apply(api):
+    """The same with batches of 4,500 records, which the importer writes in parts of 2,000 within one
+    transaction: the locks are in order within a part only, so PostgreSQL may still abort one request to let
+    the other go on — the API then does it again, and both jobs get their answer."""
+    import asyncio
+
+    base = [{"external_id": f"B-{n:05d}", "name": f"大批量测试客户{n:05d}有限公司", "owner": "李明"} for n in range(4500)]
+    assert (await api.post("/api/v1/customers/batch", {"records": base})).status_code == 200
+
+    for round_ in range(2):
+        jobs = [[{**row, "phone": f"0591-{round_}{job}{n:05d}"} for n, row in enumerate(base)] for job in range(2)]
+        jobs[1].reverse()
+        answers = await asyncio.gather(*(api.post("/api/v1/customers/batch", {"records": rows}) for rows in jobs))
+        assert [a.status_code for a in answers] == [200, 200], [a.text[:300] for a in answers]
+        assert all(a.json()["updated"] == 4500 for a in answers)
+    async with api.sessions() as session:
+        phones = (await session.execute(select(Customer.phone).where(Customer.external_id.like("B-%")))).scalars().all()
+    assert len(phones) == 4500 and all(p.startswith("0591-1") for p in phones)
