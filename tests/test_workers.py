@@ -1,7 +1,9 @@
 """Issue 16, as deployed: two `main.py run --role worker` processes on one PostgreSQL database with
 REDIS_URL. One leads the scheduler; both send the outbox (each claims with SKIP LOCKED and paces by the
-limits they share in Redis). 120 messages to 40 chats reach the Bot API stand-in once each, in each chat's
-order, without a per-chat 429; both stop cleanly on SIGTERM."""
+limits they share in Redis). 300 messages to 100 chats reach the Bot API stand-in once each, in each chat's
+order, without a per-chat 429; both stop cleanly on SIGTERM. (100 chats: more than one sender holds at once
+— 60 — so the other always finds messages to claim; with 40 chats one fast worker could take every chat's
+next message as the last was sent, and the other found none: seen once in a full run.)"""
 
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ async def test_two_workers_share_the_outbox_and_telegrams_limits(pg_url, tmp_pat
     await client.flushdb()
     engine = make_engine(pg_url)
     sessions = make_sessionmaker(engine)
-    chats = [8_000_000 + i for i in range(40)]
+    chats = [8_000_000 + i for i in range(100)]
     api = BotApi(TOKEN, limits=Limits(global_per_second=30, private_burst=1))
     for chat in chats:
         api.add_person(chat, "Rep")
