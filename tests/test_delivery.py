@@ -326,19 +326,24 @@ async def test_a_reply_hit_by_flood_control_arrives_late_not_never_and_holds_the
     assert limiter_for(app.bot).chat_wait(7301) > 0.5  # the outbox gives that chat its second
 
 
+async def _long_uncontacted(engine, count: int, *, telegram_id: int) -> None:
+    """A rep with `count` customers nobody contacted for 400 days: each is due for the scan."""
+    async with make_sessionmaker(engine)() as session:
+        rep = await add_user(session, name="Lee", telegram_id=telegram_id)
+        strategy = (await session.execute(select(ContactStrategy).order_by(ContactStrategy.id))).scalars().first()
+        for n in range(count):
+            customer = await create_customer(session, name=f"久未联系客户{n:02d}", owner_id=rep.id)
+            customer.contact_strategy_id = strategy.id
+            customer.created_at = datetime.now(UTC) - timedelta(days=400)
+        await session.commit()
+
+
 async def test_the_first_big_scan_writes_in_short_transactions_with_the_same_result(engine, monkeypatch):
     """Issue 18: the first scan after a big import held SQLite's write lock for 19-28 s in one transaction.
     Written a few at a time it creates exactly what one transaction did."""
     import jobs.reminders as job
 
-    async with make_sessionmaker(engine)() as session:
-        rep = await add_user(session, name="Lee", telegram_id=7401)
-        strategy = (await session.execute(select(ContactStrategy).order_by(ContactStrategy.id))).scalars().first()
-        for n in range(23):
-            customer = await create_customer(session, name=f"久未联系客户{n:02d}", owner_id=rep.id)
-            customer.contact_strategy_id = strategy.id
-            customer.created_at = datetime.now(UTC) - timedelta(days=400)
-        await session.commit()
+    await _long_uncontacted(engine, 23, telegram_id=7401)
     monkeypatch.setattr(job, "SCAN_BATCH", 5)
     runtime = Runtime(make_sessionmaker(engine))
     transactions = []
@@ -365,14 +370,7 @@ async def test_the_scans_longest_write_transaction_leaves_out_the_collector_pass
 
     import jobs.reminders as job
 
-    async with make_sessionmaker(engine)() as session:
-        rep = await add_user(session, name="Lee", telegram_id=7402)
-        strategy = (await session.execute(select(ContactStrategy).order_by(ContactStrategy.id))).scalars().first()
-        for n in range(6):
-            customer = await create_customer(session, name=f"久未联系客户{n:02d}", owner_id=rep.id)
-            customer.contact_strategy_id = strategy.id
-            customer.created_at = datetime.now(UTC) - timedelta(days=400)
-        await session.commit()
+    await _long_uncontacted(engine, 6, telegram_id=7402)
     monkeypatch.setattr(job, "SCAN_BATCH", 2)
     real_pause, passes = job.collector_paused, []
 
