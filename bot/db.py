@@ -8,6 +8,7 @@ import sqlite3
 import struct
 import threading
 import time
+import weakref
 from pathlib import Path
 
 from alembic import command
@@ -46,7 +47,7 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             cursor.close()
 
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
-            CHECKPOINTS.watch(Path(parsed.database))
+            CHECKPOINTS.watch(Path(parsed.database), engine.sync_engine)
         _note_writes(engine)
         hold = float(os.environ.get("SQLITE_LOCK_LOG_MS", "0") or 0)
         if hold > 0:
@@ -70,14 +71,15 @@ class Checkpointer:
 
     def __init__(self, *, interval: float = 0.25, pages: int = 1000) -> None:
         self.interval, self.pages = interval, pages
-        self._paths: set[Path] = set()
+        self._paths: dict[Path, weakref.WeakSet] = {}  # database → the engines open on it
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.runs = 0  # checkpoints done (diagnostics and tests)
 
-    def watch(self, path: Path) -> None:
+    def watch(self, path: Path, engine: object) -> None:
+        """Look after `path` while `engine` (or another engine on it) exists."""
         with self._lock:
-            self._paths.add(path.resolve())
+            self._paths.setdefault(path.resolve(), weakref.WeakSet()).add(engine)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="sqlite-checkpointer", daemon=True)
                 self._thread.start()
@@ -90,6 +92,8 @@ class Checkpointer:
     def check(self) -> None:
         """One round over the watched databases (the thread's loop; tests call it directly)."""
         with self._lock:
+            for gone in [path for path, engines in self._paths.items() if not engines]:
+                del self._paths[gone]  # no engine on it is left in this process
             paths = list(self._paths)
         for path in paths:
             try:
@@ -97,7 +101,7 @@ class Checkpointer:
             except FileNotFoundError:
                 if not path.exists():  # the database is gone (a test's temporary one): stop watching it
                     with self._lock:
-                        self._paths.discard(path)
+                        self._paths.pop(path, None)
                 continue
             if pending < self.pages:
                 continue

@@ -62,9 +62,21 @@ async def test_the_checkpointer_thread_keeps_the_log_short_while_a_writer_goes_o
         await engine.dispose()
 
 
-def test_a_database_that_is_gone_is_no_longer_watched(tmp_path: Path):
-    path = tmp_path / "gone.sqlite3"
-    checkpointer = db.Checkpointer(interval=3600)
-    checkpointer._paths.add(path.resolve())  # watched, as make_engine does, without starting a thread
+def test_a_database_that_is_gone_or_has_no_engine_left_is_no_longer_watched(tmp_path: Path):
+    import gc
+
+    checkpointer = db.Checkpointer(interval=3600)  # rounds run by hand here, no thread
+
+    class Engine:  # stands for an engine that is still in use
+        pass
+
+    kept, dropped = Engine(), Engine()
+    checkpointer.watch(tmp_path / "gone.sqlite3", kept)  # never made: as if its directory was removed
+    (tmp_path / "idle.sqlite3").touch()
+    checkpointer.watch(tmp_path / "idle.sqlite3", dropped)
+    (tmp_path / "used.sqlite3").touch()
+    checkpointer.watch(tmp_path / "used.sqlite3", kept)
+    del dropped
+    gc.collect()
     checkpointer.check()
-    assert path.resolve() not in checkpointer._paths
+    assert set(checkpointer._paths) == {(tmp_path / "used.sqlite3").resolve()}
