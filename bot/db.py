@@ -87,7 +87,10 @@ class Checkpointer:
     def _loop(self) -> None:
         while True:
             time.sleep(self.interval)
-            self.check()
+            try:
+                self.check()
+            except Exception:  # never let the thread die: the log would grow without end
+                logging.getLogger("fieldcrm.db").exception("checkpoint round failed")
 
     def check(self) -> None:
         """One round over the watched databases (the thread's loop; tests call it directly)."""
@@ -102,6 +105,8 @@ class Checkpointer:
                 if not path.exists():  # the database is gone (a test's temporary one): stop watching it
                     with self._lock:
                         self._paths.pop(path, None)
+                continue
+            except OSError:  # not readable by us (another user's database): SQLite's readers cope
                 continue
             if pending < self.pages:
                 continue
