@@ -76,7 +76,7 @@ from services.textnorm import (
 )
 
 GROUP, FIELD, PHONE = "\x1e", "\x1f", "\x1d"
-_NO_READING: frozenset[str] = frozenset()
+_SPELLED: dict[str, str] = {ch: f" {' '.join(sorted(r))} " for ch, r in READING_SETS.items()}  # 中 → " zhong "
 _WORDS = re.compile(r"[a-z0-9]+")
 _PHONEISH = re.compile(r"^[\d\s+\-().#*/]+$")
 WEIGHT = {"H": 1.0, "h": 0.35, "P": 0.9, "I": 0.5, "w": 1.0, "t": 0.45, "d": 1.0, "x": 0.8, "T": 0.45, "C": 0.8,
@@ -188,7 +188,7 @@ def name_cores(names: list[str], *, folded: bool = False) -> list[str]:
 
 
 def document_grams(cores: list[str], people: list[str], phones: list[str],
-                   places: frozenset[str] = frozenset()) -> set[str]:
+                   places: tuple[str, ...] = ()) -> set[str]:
     grams: set[str] = {"C" + place for place in places}  # the cities its names say (queryparts.facts)
     done: list[str] = []
     for core in cores:  # longest first: a short name inside the full name adds no new grams
@@ -226,7 +226,7 @@ class Query:
     syllables: tuple[str, ...] | None
     digits: str
     phone: bool
-    han_readings: tuple[frozenset[str], ...] = ()
+    han_readings: tuple[tuple[str, ...], ...] = ()  # each hanzi's readings, each as " reading " (see han_info)
 
 
 def parse_query(raw: str) -> Query:
@@ -240,7 +240,7 @@ def parse_query(raw: str) -> Query:
     words = _WORDS.findall(core)
     letters = "".join(words)
     syllables = segment_pinyin(letters) if letters.isalpha() and not han else None
-    readings = tuple(frozenset(r) for r in char_readings(han)) if han else ()
+    readings = tuple(tuple(f" {x} " for x in r) for r in char_readings(han)) if han else ()
     return Query(raw, folded, core, han, letters, words, syllables, digits, phone, readings)
 
 
@@ -284,16 +284,19 @@ def _sound_trigrams(spelled: str) -> set[str]:
 
 
 @lru_cache(maxsize=30_000)
-def han_info(text: str, person: bool) -> tuple[str, tuple[frozenset[str], ...], frozenset[str]]:
-    """(hanzi of a folded core, readings of each, every reading) — cached: computed once per name."""
+def han_info(text: str, person: bool) -> tuple[str, tuple[str, ...], str]:
+    """(hanzi of a folded core, the readings of each, every reading) — cached: computed once per name.
+    Readings are kept as strings, " zhong chong " (a query's " zhong " is in it), not as sets: a cache
+    of strings and tuples of strings is nothing the cycle collector walks, while 30,000 entries of
+    frozensets made its full passes take 50-80 ms of a lookup at 100k customers (issue 18)."""
     han = han_only(text)
     if not han:
-        return han, (), frozenset()
+        return han, (), ""
     if person:
-        per_char = tuple(frozenset(r) for r in char_readings(han, person=True))
+        per_char = tuple(f" {' '.join(r)} " for r in char_readings(han, person=True))
     else:
-        per_char = tuple(READING_SETS.get(ch, _NO_READING) for ch in han)
-    return han, per_char, frozenset().union(*per_char)
+        per_char = tuple(_SPELLED.get(ch, " ") for ch in han)
+    return han, per_char, " " + " ".join(sorted({x for r in per_char for x in r.split()})) + " "
 
 
 @lru_cache(maxsize=30_000)
@@ -325,7 +328,7 @@ def _score_han(q: Query, text: str, person: bool) -> tuple[float, str]:
     if qh in han:
         return 90.0 + 8 * _coverage(m, n) - (0 if han.startswith(qh) else 2), "text"
     shared = sum(ch in han for ch in qh)
-    if not shared and not any(r & sounds for r in q.han_readings):
+    if not shared and not any(x in sounds for r in q.han_readings for x in r):
         return 0.0, ""  # not a character in common, not even by sound
     best, how = 0.0, ""
     # The query's characters in order, with gaps: characters left out (人软件 for 人易软件).
@@ -347,7 +350,7 @@ def _score_han(q: Query, text: str, person: bool) -> tuple[float, str]:
         for i, (a, b) in enumerate(zip(qh, window)):
             if a == b:
                 same += 1
-            elif qr[i] & readings[start + i]:
+            elif any(x in readings[start + i] for x in qr[i]):
                 sound += 1
         if sound and same + sound == m:  # every character sounds right: the input method picked a homophone
             score = 78.0 + 8 * _coverage(m, n) + 4 * same / m - (2 if start else 0)

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from services.textnorm import PLACES, char_readings, fold, reading_variants, segment_pinyin
 
@@ -253,11 +254,11 @@ def split(raw: str) -> Parts:
 # --------------------------------------------------------------------------- what a document says
 
 
-@dataclass(frozen=True)
-class Facts:
-    """What one customer's names say beyond their words: cities, branch, the switchboard's parts."""
+class Facts(NamedTuple):
+    """What one customer's names say beyond their words: cities, branch, the switchboard's parts. A tuple
+    of strings (places sorted), so the cache of them is nothing the cycle collector walks (issue 18)."""
 
-    places: frozenset[str]
+    places: tuple[str, ...]
     branch_city: str | None
     is_branch: bool
 
@@ -295,7 +296,7 @@ def facts(full_names: str) -> Facts:
             if found:
                 branch_city = found.group(1)
                 places.add(branch_city)
-    return Facts(frozenset(places), branch_city, is_branch)
+    return Facts(tuple(sorted(places)), branch_city, is_branch)
 
 
 def area_split(digits: str) -> tuple[str, str]:
