@@ -122,7 +122,7 @@ class CustomerText:
         packed = GROUP.join([self.names[0], FIELD.join(cores), FIELD.join(people), FIELD.join(self.phones),
                              FIELD.join(names), FIELD.join(PHONE.join(numbers) for numbers in people.values())])
         return packed, document_grams(sorted(cores, key=len, reverse=True), list(people), self.phones,
-                                      facts(FIELD.join(names)).places)
+                                      facts(FIELD.join(names))[0])
 
 
 # --------------------------------------------------------------------------- grams
@@ -448,7 +448,7 @@ def _name_sounds(names: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[st
     spellings: list[str] = []
     capitals: list[str] = []
     said: set[str] = set()
-    places = facts(names).places
+    places = facts(names)[0]
     for name in names.split(FIELD):
         han = han_only(name)
         if not han:
@@ -544,17 +544,17 @@ def score_parts(parts: Parts, packed: str) -> tuple[float, str, str]:
     people = contacts.split(FIELD) if contacts else []
     per_person = [group.split(PHONE) if group else [] for group in numbers_text.split(FIELD)] if contacts else []
     names = names_text.split(FIELD)
-    known = facts(names_text)
+    known_places, _, known_branch = facts(names_text)
     numbers = phones.split(FIELD) if phones else []
     total = weight = 0.0
     contradicted = False
     why, matched, strongest = "", "", 0.0
     for place in parts.places:
-        fit = 1.0 if place in known.places else (0.0 if known.places else 0.4)
-        contradicted |= bool(known.places) and place not in known.places
+        fit = 1.0 if place in known_places else (0.0 if known_places else 0.4)
+        contradicted |= bool(known_places) and place not in known_places
         total, weight = total + fit, weight + 1.0
     if parts.branch:
-        total, weight = total + (1.0 if known.is_branch else 0.0), weight + 1.0
+        total, weight = total + (1.0 if known_branch else 0.0), weight + 1.0
     for person in parts.people:
         fit, who = 0.0, ""
         for name, its_numbers in zip(people, per_person):
@@ -590,7 +590,7 @@ def score_parts(parts: Parts, packed: str) -> tuple[float, str, str]:
     score = 100.0 * total / weight
     if contradicted:
         score *= 0.75
-    if known.is_branch and not parts.branch:
+    if known_branch and not parts.branch:
         score -= 3.0
     return score, why or "name", matched or display
 

@@ -21,7 +21,6 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
 
 from services.textnorm import PLACES, char_readings, fold, reading_variants, segment_pinyin
 
@@ -254,15 +253,6 @@ def split(raw: str) -> Parts:
 # --------------------------------------------------------------------------- what a document says
 
 
-class Facts(NamedTuple):
-    """What one customer's names say beyond their words: cities, branch, the switchboard's parts. A tuple
-    of strings (places sorted), so the cache of them is nothing the cycle collector walks (issue 18)."""
-
-    places: tuple[str, ...]
-    branch_city: str | None
-    is_branch: bool
-
-
 _PLACE_ALT = "|".join(PLACES)  # longest first
 _BRANCH_CITY = re.compile(rf"({_PLACE_ALT})分公司$")
 
@@ -272,8 +262,10 @@ _PLACE_SIZES = tuple(sorted({len(place) for place in PLACES}, reverse=True))
 
 
 @lru_cache(maxsize=50_000)
-def facts(full_names: str) -> Facts:
-    """Facts of a customer's cleaned full names (FIELD-joined by the caller, one string to cache): the
+def facts(full_names: str) -> tuple[tuple[str, ...], str | None, bool]:
+    """(places, branch city, is a branch): facts of a customer's cleaned full names (FIELD-joined by the
+    caller, one string to cache). A plain tuple of strings, which the cycle collector leaves out of its
+    passes (a cache of 50,000 dataclasses made them slow, issue 18; a named tuple is walked too): the
     cities at the start of a name or of a part of it — a city standing alone too (华星(上海)贸易 → "华星 上海
     贸易") — and a branch's city (…北京分公司). The longest city a part starts with, by set look-ups (a
     regular expression of every city tried each of them at every part: a fifth of the index build)."""
@@ -296,7 +288,7 @@ def facts(full_names: str) -> Facts:
             if found:
                 branch_city = found.group(1)
                 places.add(branch_city)
-    return Facts(tuple(sorted(places)), branch_city, is_branch)
+    return tuple(sorted(places)), branch_city, is_branch
 
 
 def area_split(digits: str) -> tuple[str, str]:
