@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import struct
 import threading
 import time
 import weakref
@@ -30,6 +29,8 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        # A file database the checkpointer can look after (not in memory, not a file: URI).
+        watched = bool(parsed.database) and parsed.database != ":memory:" and not parsed.database.startswith("file:")
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -40,13 +41,13 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             cursor.execute("PRAGMA busy_timeout=30000")
             # 64 MiB page cache (the default is 2 MiB): index upkeep on big imports and reports stays in RAM.
             cursor.execute("PRAGMA cache_size=-65536")
-            # No checkpoint inside a commit: bot.db.Checkpointer does them beside the writers (see there).
-            cursor.execute("PRAGMA wal_autocheckpoint=0")
+            if watched:  # no checkpoint inside a commit: bot.db.Checkpointer does them beside the writers
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
             # After a checkpoint the log is cut back to 64 MiB (a big import would leave it at gigabytes).
             cursor.execute("PRAGMA journal_size_limit=67108864")
             cursor.close()
 
-        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+        if watched:
             CHECKPOINTS.watch(Path(parsed.database), engine.sync_engine)
         _note_writes(engine)
         hold = float(os.environ.get("SQLITE_LOCK_LOG_MS", "0") or 0)
@@ -62,16 +63,20 @@ class Checkpointer:
     connection whose commit passed 1,000 pages of log, with two fsyncs; the write lock is already released
     then, but the commit returns only after it — at 1M customers 0.7-0.9 s of a 40 ms transaction, so a
     rep's reply or a scan batch waited for the disk. Here every SQLite connection of the app has
-    `wal_autocheckpoint=0`, and one thread per process checks the log of each database the process opened
-    every `interval` s and checkpoints it (PASSIVE: it never blocks a reader or a writer; the sqlite3
-    module lets other threads run meanwhile) once it holds `pages` pages. The connection is opened for
-    the checkpoint and closed after it, so a database whose engines are all disposed is left with no
-    log, as SQLite leaves it. Several processes on one database each run one; SQLite lets one at a
-    time checkpoint and the others skip their turn."""
+    `wal_autocheckpoint=0`, and one thread per process looks at the log of each database the process has
+    an engine on, `interval` s apart: when the log changed since its last checkpoint and `spacing` s have
+    passed, it checkpoints (PASSIVE: it never blocks a reader or a writer; the sqlite3 module lets other
+    threads run meanwhile) — at most one checkpoint a second, whatever the rate of commits, and the log
+    holds at most about a second of writes. It only stats the log file: opening and closing SQLite's own
+    files outside SQLite would drop the process's POSIX locks on them (sqlite.org/howtocorrupt.html 2.2).
+    The connection is opened for the checkpoint and closed after it. Several processes on one database
+    each run one; SQLite lets one checkpoint at a time."""
 
-    def __init__(self, *, interval: float = 0.25, pages: int = 1000) -> None:
-        self.interval, self.pages = interval, pages
+    def __init__(self, *, interval: float = 0.25, spacing: float = 1.0) -> None:
+        self.interval, self.spacing = interval, spacing
         self._paths: dict[Path, weakref.WeakSet] = {}  # database → the engines open on it
+        self._seen: dict[Path, tuple[int, int]] = {}  # database → its log's (size, mtime) at the last checkpoint
+        self._last: dict[Path, float] = {}  # database → when it was last checkpointed (monotonic)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.runs = 0  # checkpoints done (diagnostics and tests)
@@ -92,55 +97,43 @@ class Checkpointer:
             except Exception:  # never let the thread die: the log would grow without end
                 logging.getLogger("fieldcrm.db").exception("checkpoint round failed")
 
-    def check(self) -> None:
+    def check(self, *, now: float | None = None) -> None:
         """One round over the watched databases (the thread's loop; tests call it directly)."""
+        now = time.monotonic() if now is None else now
         with self._lock:
             for gone in [path for path, engines in self._paths.items() if not engines]:
                 del self._paths[gone]  # no engine on it is left in this process
+                self._seen.pop(gone, None)
+                self._last.pop(gone, None)
             paths = list(self._paths)
         for path in paths:
             try:
-                pending = _frames_not_checkpointed(path)
-            except FileNotFoundError:
-                if not path.exists():  # the database is gone (a test's temporary one): stop watching it
-                    with self._lock:
-                        self._paths.pop(path, None)
+                log = os.stat(path.parent / (path.name + "-wal"))
+            except OSError:  # no log (yet, or not any more): nothing to copy
                 continue
-            except OSError:  # not readable by us (another user's database): SQLite's readers cope
-                continue
-            if pending < self.pages:
+            state = (log.st_size, log.st_mtime_ns)
+            if state == self._seen.get(path) or now - self._last.get(path, -1e9) < self.spacing:
                 continue
             try:
                 self._checkpoint(path)
             except sqlite3.Error as error:  # busy or gone: the next round tries again
                 logging.getLogger("fieldcrm.db").debug("checkpoint of %s skipped: %s", path, error)
+                continue
+            self._seen[path], self._last[path] = state, now
 
     def _checkpoint(self, path: Path) -> None:
-        connection = sqlite3.connect(path, timeout=0.5, isolation_level=None)
+        # mode=rw: a database removed meanwhile is not made again, empty, by this connection.
+        connection = sqlite3.connect(path.as_uri() + "?mode=rw", uri=True, timeout=0.5, isolation_level=None)
         try:
             connection.execute("PRAGMA wal_autocheckpoint=0")
             connection.execute("PRAGMA journal_size_limit=67108864")
-            _busy, log_pages, done = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if log_pages > 0 and done < log_pages:  # readers still use older pages: copied on a later round
-                return
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             self.runs += 1
         finally:
             connection.close()
 
 
 CHECKPOINTS = Checkpointer()
-
-
-def _frames_not_checkpointed(path: Path) -> int:
-    """Frames in the database's log not yet copied back, read from its wal-index (the -shm file, whose
-    header the WAL file format documents, https://www.sqlite.org/walformat.html: mxFrame at byte 16,
-    the checkpoint's nBackfill at byte 96, native byte order). No log: 0."""
-    with open(path.parent / (path.name + "-shm"), "rb") as shm:
-        header = shm.read(136)
-    if len(header) < 136:
-        return 0
-    (last_frame,), (copied,) = struct.unpack_from("=I", header, 16), struct.unpack_from("=I", header, 96)
-    return max(0, last_frame - copied)
 
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")

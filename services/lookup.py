@@ -240,7 +240,7 @@ def parse_query(raw: str) -> Query:
     words = _WORDS.findall(core)
     letters = "".join(words)
     syllables = segment_pinyin(letters) if letters.isalpha() and not han else None
-    readings = tuple(tuple(f" {x} " for x in r) for r in char_readings(han)) if han else ()
+    readings = tuple(tuple(f" {x} " for x in r if x) for r in char_readings(han)) if han else ()  # "": none
     return Query(raw, folded, core, han, letters, words, syllables, digits, phone, readings)
 
 
@@ -293,7 +293,7 @@ def han_info(text: str, person: bool) -> tuple[str, tuple[str, ...], str]:
     if not han:
         return han, (), ""
     if person:
-        per_char = tuple(f" {' '.join(r)} " for r in char_readings(han, person=True))
+        per_char = tuple(f" {' '.join(x for x in r if x)} " for r in char_readings(han, person=True))
     else:
         per_char = tuple(_SPELLED.get(ch, " ") for ch in han)
     return han, per_char, " " + " ".join(sorted({x for r in per_char for x in r.split()})) + " "

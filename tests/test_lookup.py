@@ -350,3 +350,13 @@ def test_the_lookups_per_name_caches_hold_nothing_the_cycle_collector_walks():
     assert facts("恒达物流北京分公司") == (("北京",), "北京", True)
     assert " heng " in han_info("恒达", False)[1][0] and " zhang " in han_info("张伟", True)[2]
     assert parse_query("恒达").han_readings[0] == (" heng ",)
+
+
+def test_characters_without_a_reading_never_sound_like_one_another():
+    """A character pypinyin has no reading for is no homophone of another such character (review of
+    issue 18's change of how readings are kept)."""
+    from services.lookup import _score_han, parse_query
+
+    assert _score_han(parse_query("㐃"), "㐂㐂", True)[1] != "pinyin"
+    assert _score_han(parse_query("㐃"), "张㐂", True)[1] != "pinyin"
+    assert _score_han(parse_query("张卫"), "张伟", True)[1] == "pinyin"  # a real homophone still counts
