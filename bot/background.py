@@ -76,6 +76,19 @@ def _start_worker(level: int, fmt: str) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its import-time set-up lines are noise here
     _LOOP = asyncio.new_event_loop()
     asyncio.set_event_loop(_LOOP)
+    threading.Thread(target=_end_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
+
+
+def _end_with_parent(parent: int, every: float = 1.0) -> None:
+    """The worker ends when the bot's process is gone. A bot killed outright (kill -9, the OOM killer)
+    cannot stop it, and the pool's queue never tells it (it holds that pipe's other end itself): before,
+    each such worker lived on, idle, with its database connections and memory (found after the kill test:
+    one orphan per killed bot)."""
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(0)
 
 
 def _sessions_for(url: str) -> async_sessionmaker[AsyncSession]:

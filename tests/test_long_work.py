@@ -336,3 +336,62 @@ async def test_the_worker_runs_at_a_lower_priority_than_the_bot(engine):
     assert os.getpriority(os.PRIO_PROCESS, worker_pid()) >= os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS \
         or os.getpriority(os.PRIO_PROCESS, worker_pid()) == 19
     await place.close()
+
+
+def test_the_worker_ends_when_the_bots_process_is_killed_outright(tmp_path):
+    """kill -9 of the bot (or the OOM killer) cannot stop its worker, and the pool's queue never tells the
+    worker: each killed bot used to leave its worker running for ever (found after tests/test_kill.py)."""
+    import signal
+    import subprocess
+    import sys
+
+    from bot.db import make_engine, upgrade
+
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'crm.sqlite3'}"
+
+    async def migrated() -> None:
+        engine = make_engine(db_url)
+        await upgrade(engine)
+        await engine.dispose()
+
+    asyncio.run(migrated())
+    script = tmp_path / "bot_like.py"
+    script.write_text(
+        "import asyncio, sys, time\n"
+        "from bot.background import Background, worker_pid\n"
+        "from bot.db import make_engine, make_sessionmaker\n"
+        "from tests.test_long_work import counting\n"
+        "async def main():\n"
+        f"    place = Background(make_sessionmaker(make_engine({db_url!r})))\n"
+        "    await place.run(counting)\n"
+        "    print(worker_pid(), flush=True)\n"
+        "    time.sleep(120)\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(main())\n")
+    root = Path(__file__).resolve().parent.parent
+    bot = subprocess.Popen([sys.executable, str(script)], cwd=root, stdout=subprocess.PIPE, text=True,
+                           env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        worker = int(bot.stdout.readline() or 0)
+        assert worker, "the bot-like process did not start its worker"
+        os.kill(bot.pid, signal.SIGKILL)
+        bot.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(worker):
+            time.sleep(0.2)
+        assert not _alive(worker)
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+        bot.stdout.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):  # a finished child not yet reaped by anyone counts as gone
+        if Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"):
+            return False
+    return True
