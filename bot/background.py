@@ -31,6 +31,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -84,8 +85,6 @@ def _end_with_parent(parent: int, every: float = 1.0) -> None:
     cannot stop it, and the pool's queue never tells it (it holds that pipe's other end itself): before,
     each such worker lived on, idle, with its database connections and memory (found after the kill test:
     one orphan per killed bot)."""
-    import time
-
     while os.getppid() == parent:
         time.sleep(every)
     os._exit(0)

@@ -65,7 +65,7 @@ from services.queryparts import (
 )
 from services.textnorm import (
     PRIMARY,
-    READING_SETS,
+    SPELLED,
     SYLLABLES,
     char_readings,
     core_name,
@@ -76,7 +76,6 @@ from services.textnorm import (
 )
 
 GROUP, FIELD, PHONE = "\x1e", "\x1f", "\x1d"
-_SPELLED: dict[str, str] = {ch: f" {' '.join(sorted(r))} " for ch, r in READING_SETS.items()}  # 中 → " zhong "
 _WORDS = re.compile(r"[a-z0-9]+")
 _PHONEISH = re.compile(r"^[\d\s+\-().#*/]+$")
 WEIGHT = {"H": 1.0, "h": 0.35, "P": 0.9, "I": 0.5, "w": 1.0, "t": 0.45, "d": 1.0, "x": 0.8, "T": 0.45, "C": 0.8,
@@ -295,7 +294,7 @@ def han_info(text: str, person: bool) -> tuple[str, tuple[str, ...], str]:
     if person:
         per_char = tuple(f" {' '.join(x for x in r if x)} " for r in char_readings(han, person=True))
     else:
-        per_char = tuple(_SPELLED.get(ch, " ") for ch in han)
+        per_char = tuple(SPELLED.get(ch, " ") for ch in han)
     return han, per_char, " " + " ".join(sorted({x for r in per_char for x in r.split()})) + " "
 
 

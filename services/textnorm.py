@@ -133,7 +133,8 @@ def _reading_table() -> dict[str, tuple[str, ...]]:
 
 _READINGS = _reading_table()
 _NONE: tuple[str, ...] = ("",)
-READING_SETS: dict[str, frozenset[str]] = {ch: frozenset(r) for ch, r in _READINGS.items()}
+# Each character's readings as one string, " zhong chong ": a query's " zhong " is in it (services.lookup).
+SPELLED: dict[str, str] = {ch: f" {' '.join(sorted(r))} " for ch, r in _READINGS.items()}
 PRIMARY: dict[str, str] = {ch: r[0] for ch, r in _READINGS.items()}  # each character's most common reading
 SYLLABLES = frozenset(s for readings in _READINGS.values() for s in readings)
 
