@@ -50,13 +50,11 @@ def fsm_storage(settings: Settings) -> BaseStorage:
 def events_isolation(storage: BaseStorage) -> BaseEventIsolation:
     """One chat's updates are handled one after another, in the order they came (a double tap's second
     copy sees what the first did); across instances also under a Redis lock when the state lives in Redis."""
-    from bot.fsm import OrderedIsolation
+    from bot.fsm import LeasedRedisIsolation, OrderedIsolation
 
     if hasattr(storage, "redis"):
-        from aiogram.fsm.storage.redis import RedisEventIsolation
-
-        # The lock outlives the longest update (a year's report for a large team takes tens of seconds).
-        return OrderedIsolation(RedisEventIsolation(storage.redis, lock_kwargs={"timeout": 300}))
+        # A short lease its holder renews: a long update keeps its chat, a killed bot frees it in seconds.
+        return OrderedIsolation(LeasedRedisIsolation(storage.redis))
     return OrderedIsolation()
 
 

@@ -10,15 +10,21 @@ database nor the conversation. Reads inside the update see its own changes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
+import logging
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any
 
 from aiogram.fsm.state import State
-from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, StateType, StorageKey
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder, StateType, StorageKey
 from aiogram.fsm.storage.memory import SimpleEventIsolation
+
+log = logging.getLogger("fieldcrm.fsm")
+CHAT_LOCK_LEASE = 15.0  # seconds a chat's Redis lock outlives a holder that stopped renewing it
 
 PENDING: ContextVar[dict[StorageKey, dict[str, Any]] | None] = ContextVar("pending_fsm_changes", default=None)
 
@@ -88,3 +94,57 @@ class OrderedIsolation(BaseEventIsolation):
         await self.local.close()
         if self.shared is not None:
             await self.shared.close()
+
+
+class LeasedRedisIsolation(BaseEventIsolation):
+    """Rule "a chat's lock lives only as long as its holder": across instances, one chat's updates run
+    under a Redis lock held as a short lease (CHAT_LOCK_LEASE) that the holder renews every third of it
+    while the update runs, however long that is (a year's report for a large team).
+
+    Before, the lock was taken for a fixed 300 s so that long updates kept it: a bot killed while it
+    handled a rep's update (kill -9, the OOM killer, a lost machine) left it behind, and the restarted bot
+    held every later update of that chat for up to five minutes (found by tests/test_kill.py under load).
+    Now a dead holder's lease runs out within CHAT_LOCK_LEASE seconds. A live holder whose event loop
+    stalled past the lease loses it; that is logged (the database still keeps the updates apart: each has
+    its own transaction and the update ledger refuses a second copy)."""
+
+    def __init__(self, redis: Any, key_builder: Any = None) -> None:
+        self.redis = redis
+        self.key_builder = key_builder or DefaultKeyBuilder()
+
+    @asynccontextmanager
+    async def lock(self, key: StorageKey) -> AsyncGenerator[None, None]:
+        from redis.asyncio.lock import Lock
+        from redis.exceptions import LockError
+
+        lease = CHAT_LOCK_LEASE
+        held = Lock(self.redis, self.key_builder.build(key, "lock"), timeout=lease, sleep=0.05)
+        await held.acquire()
+        renewal = asyncio.create_task(self._renew(held, lease), name="chat-lock-renewal")
+        try:
+            yield
+        finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
+            try:
+                await held.release()
+            except LockError:
+                log.warning("the lock of chat %s ran out while its update was handled (the loop stalled "
+                            "for more than %.0f s)", key.chat_id, lease)
+
+    @staticmethod
+    async def _renew(held: Any, lease: float) -> None:
+        from redis.exceptions import LockError, RedisError
+
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                await held.reacquire()
+            except LockError:
+                return  # already lost: reported at release
+            except RedisError as error:  # Redis away for a moment: the next renewal tries again
+                log.warning("could not renew a chat lock: %s", error)
+
+    async def close(self) -> None:
+        pass
