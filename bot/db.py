@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import threading
 import time
+import weakref
 from pathlib import Path
 
 from alembic import command
@@ -26,6 +29,8 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        # A file database the checkpointer can look after (not in memory, not a file: URI).
+        watched = bool(parsed.database) and parsed.database != ":memory:" and not parsed.database.startswith("file:")
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -36,14 +41,99 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             cursor.execute("PRAGMA busy_timeout=30000")
             # 64 MiB page cache (the default is 2 MiB): index upkeep on big imports and reports stays in RAM.
             cursor.execute("PRAGMA cache_size=-65536")
+            if watched:  # no checkpoint inside a commit: bot.db.Checkpointer does them beside the writers
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
+            # After a checkpoint the log is cut back to 64 MiB (a big import would leave it at gigabytes).
+            cursor.execute("PRAGMA journal_size_limit=67108864")
             cursor.close()
 
+        if watched:
+            CHECKPOINTS.watch(Path(parsed.database), engine.sync_engine)
         _note_writes(engine)
         hold = float(os.environ.get("SQLITE_LOCK_LOG_MS", "0") or 0)
         if hold > 0:
             _log_write_holds(engine, hold / 1000)
         return engine
     return create_async_engine(url, echo=echo, pool_pre_ping=True)
+
+
+class Checkpointer:
+    """Rule "a commit never waits for the disk": SQLite's WAL is copied back into the database file (a
+    checkpoint) by this thread, never inside a commit. By default SQLite runs that checkpoint in the
+    connection whose commit passed 1,000 pages of log, with two fsyncs; the write lock is already released
+    then, but the commit returns only after it — at 1M customers 0.7-0.9 s of a 40 ms transaction, so a
+    rep's reply or a scan batch waited for the disk. Here every SQLite connection of the app has
+    `wal_autocheckpoint=0`, and one thread per process looks at the log of each database the process has
+    an engine on, `interval` s apart: when the log changed since its last checkpoint and `spacing` s have
+    passed, it checkpoints (PASSIVE: it never blocks a reader or a writer; the sqlite3 module lets other
+    threads run meanwhile) — at most one checkpoint a second, whatever the rate of commits, and the log
+    holds at most about a second of writes. It only stats the log file: opening and closing SQLite's own
+    files outside SQLite would drop the process's POSIX locks on them (sqlite.org/howtocorrupt.html 2.2).
+    The connection is opened for the checkpoint and closed after it. Several processes on one database
+    each run one; SQLite lets one checkpoint at a time."""
+
+    def __init__(self, *, interval: float = 0.25, spacing: float = 1.0) -> None:
+        self.interval, self.spacing = interval, spacing
+        self._paths: dict[Path, weakref.WeakSet] = {}  # database → the engines open on it
+        self._seen: dict[Path, tuple[int, int]] = {}  # database → its log's (size, mtime) at the last checkpoint
+        self._last: dict[Path, float] = {}  # database → when it was last checkpointed (monotonic)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.runs = 0  # checkpoints done (diagnostics and tests)
+
+    def watch(self, path: Path, engine: object) -> None:
+        """Look after `path` while `engine` (or another engine on it) exists."""
+        with self._lock:
+            self._paths.setdefault(path.resolve(), weakref.WeakSet()).add(engine)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="sqlite-checkpointer", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            try:
+                self.check()
+            except Exception:  # never let the thread die: the log would grow without end
+                logging.getLogger("fieldcrm.db").exception("checkpoint round failed")
+
+    def check(self, *, now: float | None = None) -> None:
+        """One round over the watched databases (the thread's loop; tests call it directly)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            for gone in [path for path, engines in self._paths.items() if not engines]:
+                del self._paths[gone]  # no engine on it is left in this process
+                self._seen.pop(gone, None)
+                self._last.pop(gone, None)
+            paths = list(self._paths)
+        for path in paths:
+            try:
+                log = os.stat(path.parent / (path.name + "-wal"))
+            except OSError:  # no log (yet, or not any more): nothing to copy
+                continue
+            state = (log.st_size, log.st_mtime_ns)
+            if state == self._seen.get(path) or now - self._last.get(path, -1e9) < self.spacing:
+                continue
+            try:
+                self._checkpoint(path)
+            except sqlite3.Error as error:  # busy or gone: the next round tries again
+                logging.getLogger("fieldcrm.db").debug("checkpoint of %s skipped: %s", path, error)
+                continue
+            self._seen[path], self._last[path] = state, now
+
+    def _checkpoint(self, path: Path) -> None:
+        # mode=rw: a database removed meanwhile is not made again, empty, by this connection.
+        connection = sqlite3.connect(path.as_uri() + "?mode=rw", uri=True, timeout=0.5, isolation_level=None)
+        try:
+            connection.execute("PRAGMA wal_autocheckpoint=0")
+            connection.execute("PRAGMA journal_size_limit=67108864")
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self.runs += 1
+        finally:
+            connection.close()
+
+
+CHECKPOINTS = Checkpointer()
 
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
