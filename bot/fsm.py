@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
+import json
 import logging
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import asynccontextmanager
@@ -70,6 +72,19 @@ async def write_pending(storage: BaseStorage, pending: dict[StorageKey, dict[str
             await inner.set_state(key, change["state"])
         if "data" in change:
             await inner.set_data(key, change["data"])
+
+
+def pack(pending: dict[StorageKey, dict[str, Any]]) -> str | None:
+    """An update's conversation changes as text, kept with its id in the update ledger
+    (services.updates): a redelivered copy writes them again when the process died after the commit and
+    before `write_pending` (None: the update changed no conversation)."""
+    if not pending:
+        return None
+    return json.dumps([[dataclasses.asdict(key), change] for key, change in pending.items()], ensure_ascii=False)
+
+
+def unpack(text: str | None) -> dict[StorageKey, dict[str, Any]]:
+    return {StorageKey(**key): change for key, change in json.loads(text)} if text else {}
 
 
 class OrderedIsolation(BaseEventIsolation):

@@ -29,15 +29,19 @@ INTERVAL = 0.5  # s between writes while ids are waiting
 class DeferredIds:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
-        self.waiting: set[int] = set()
-        self.writing: set[int] = set()
+        self.waiting: dict[int, str | None] = {}  # update id → its conversation change (bot.fsm.pack)
+        self.writing: dict[int, str | None] = {}
         self._task: asyncio.Task | None = None
 
     def __contains__(self, update_id: int) -> bool:
         return update_id in self.waiting or update_id in self.writing
 
-    def add(self, update_id: int) -> None:
-        self.waiting.add(update_id)
+    def conversation(self, update_id: int) -> str | None:
+        """The conversation change a waiting update made (for its redelivered copy to write again)."""
+        return self.waiting.get(update_id, self.writing.get(update_id))
+
+    def add(self, update_id: int, conversation: str | None = None) -> None:
+        self.waiting[update_id] = conversation
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._keep_writing(), name="fieldcrm-deferred-update-ids")
 
@@ -50,17 +54,18 @@ class DeferredIds:
         """Write the waiting ids in one transaction; on failure they wait for the next try."""
         if not self.waiting:
             return
-        ids, self.waiting = self.waiting, set()
-        self.writing |= ids
+        ids, self.waiting = self.waiting, {}
+        self.writing.update(ids)
         try:
             async with self.sessions() as session, session.begin():
                 await record_many(session, ids)
         except Exception:
             log.exception("recording %d handled update ids failed; trying again", len(ids))
-            self.waiting |= ids
+            self.waiting.update(ids)
             await asyncio.sleep(INTERVAL)
         finally:
-            self.writing -= ids
+            for update_id in ids:
+                self.writing.pop(update_id, None)
 
     async def close(self) -> None:
         """At shutdown: stop the writer and write what waits."""

@@ -5,7 +5,9 @@
    in the customers the update changed. The update's id is recorded in the same transaction, so a
    redelivered update is skipped (services.updates); on SQLite an update that wrote nothing has its id
    recorded a moment later with others' (bot.ledger), so looking up never waits for the write lock.
-   Conversation state changes are held back and written after the commit (bot.fsm).
+   Conversation state changes are held back and written after the commit (bot.fsm); they are also kept
+   with the update's id, and a redelivered copy writes them again (a process killed between the commit
+   and that write lost them before, and the rep's next message was read in the old state).
 2. UserMiddleware — who is writing: their account (or None for strangers) and what they may see.
 3. LocaleMiddleware — their language: the account's, else Telegram's, else DEFAULT_LANGUAGE.
 """
@@ -26,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import index_feed
 from bot.db import wrote
-from bot.fsm import PENDING, write_pending
+from bot.fsm import PENDING, pack, unpack, write_pending
 from bot.i18n import pick_language
 from bot.ledger import DeferredIds
 from bot.logs import UPDATE_ID, USER_ID
@@ -35,7 +37,7 @@ from models import User
 from services.access import viewer_for
 from services.lookup import CHANGED, LookupIndex, refresh
 from services.outbox import clear_unreachable
-from services.updates import first_time, handled_before
+from services.updates import NOT_BEFORE, first_time, handled_before
 
 log = logging.getLogger("fieldcrm")
 
@@ -78,9 +80,10 @@ class DatabaseMiddleware(BaseMiddleware):
         async with self.sessions() as session:
             try:
                 async with session.begin():
-                    if update_id is not None and (update_id in (self.deferred or ())
-                                                  or await handled_before(session, update_id)):
+                    before = NOT_BEFORE if update_id is None else await self._handled_before(session, update_id)
+                    if before is not NOT_BEFORE:
                         log.info("update %s was handled before: skipped", update_id)
+                        PENDING.get().update(unpack(before))  # its conversation change, written again
                         return UNHANDLED
                     data["session"] = session
                     data["index"] = self.index
@@ -94,7 +97,8 @@ class DatabaseMiddleware(BaseMiddleware):
                     # On SQLite an update that wrote nothing is recorded after the commit, with others.
                     recording = time.perf_counter()
                     defer = update_id is not None and self.deferred is not None and not await wrote(session)
-                    if update_id is not None and not defer and not await first_time(session, update_id):
+                    conversation = pack(PENDING.get())
+                    if update_id is not None and not defer and not await first_time(session, update_id, conversation):
                         raise _HandledMeanwhile
                     waited = time.perf_counter() - recording
                     if waited > SLOW_RECORD:  # the database's write lock was held elsewhere that long
@@ -104,7 +108,7 @@ class DatabaseMiddleware(BaseMiddleware):
                 log.info("update %s was handled meanwhile elsewhere: rolled back", update_id)
                 return UNHANDLED
             if defer:
-                self.deferred.add(update_id)
+                self.deferred.add(update_id, conversation)
             changed = set(session.info.get(CHANGED, ()))
             try:
                 await refresh(self.index, session)
@@ -112,6 +116,12 @@ class DatabaseMiddleware(BaseMiddleware):
                 log.exception("lookup index refresh after update %s failed", update_id)
             await index_feed.publish(changed)  # the other instances' indexes (with REDIS_URL)
             return result
+
+
+    async def _handled_before(self, session: AsyncSession, update_id: int) -> object:
+        if self.deferred is not None and update_id in self.deferred:
+            return self.deferred.conversation(update_id)
+        return await handled_before(session, update_id)
 
 
 class UserMiddleware(BaseMiddleware):

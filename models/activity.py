@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, BigInteger, Column, Index
+from sqlalchemy import JSON, BigInteger, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
 from models.common import FeedbackStatus, PaymentStatus, utcnow
@@ -102,9 +102,13 @@ redelivered update) is recognised and returns the row it made the first time ins
 
 class HandledUpdate(SQLModel, table=True):
     """A Telegram update the bot has handled, written in the update's own transaction: a redelivered update
-    (polling after a crash, a webhook retry) finds its id here and is not applied twice. Kept 3 days."""
+    (polling after a crash, a webhook retry) finds its id here and is not applied twice. Kept 3 days.
+    `conversation`: the conversation-state changes the update made (bot.fsm.pack), kept with it so that a
+    redelivered copy still moves the conversation on when the process died before they reached the state
+    storage (they are written there only after the commit)."""
 
     __tablename__ = "handled_update"
 
     update_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     handled_at: datetime = Field(default_factory=utcnow, index=True)
+    conversation: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

@@ -7,6 +7,12 @@ failed. Inside the update's own transaction, `handled_before` skips a redelivere
 update that wrote nothing has its id recorded a moment later with others (`record_many`, by
 bot.ledger): nothing is lost with it but a repeated reply. Rows are kept `KEEP` (Telegram redelivers for
 24 hours); `forget_old` drops older ones.
+
+Rule "a redelivered update still moves its conversation on": conversation state (Redis) is written only
+after the update's commit, so a process killed between the two kept the update's rows but lost its
+conversation change — and its redelivery was skipped, so the rep's next message was read in the old state
+(a second note for a call already saved). The change is kept with the id (`conversation`, from
+bot.fsm.pack) and `handled_before` returns it, for the caller to write again.
 """
 
 from __future__ import annotations
@@ -21,12 +27,17 @@ from models import HandledUpdate, utcnow
 KEEP = timedelta(days=3)
 
 
-async def handled_before(session: AsyncSession, update_id: int) -> bool:
-    """True when this update id was handled (and committed) before."""
+NOT_BEFORE = object()  # handled_before: the update was not handled before
+
+
+async def handled_before(session: AsyncSession, update_id: int) -> object:
+    """NOT_BEFORE when this update id was not handled (and committed) before; else the conversation change
+    it made then (None for none), to be written again."""
     from sqlalchemy import select
 
-    return await session.scalar(select(HandledUpdate.update_id).where(HandledUpdate.update_id == update_id)) \
-        is not None
+    row = (await session.execute(select(HandledUpdate.update_id, HandledUpdate.conversation)
+                                 .where(HandledUpdate.update_id == update_id))).first()
+    return NOT_BEFORE if row is None else row.conversation
 
 
 async def highest(session: AsyncSession) -> int:
@@ -37,19 +48,21 @@ async def highest(session: AsyncSession) -> int:
     return await session.scalar(select(func.max(HandledUpdate.update_id))) or 0
 
 
-async def first_time(session: AsyncSession, update_id: int) -> bool:
-    """Record `update_id` as handled by this transaction; False when it was handled before."""
+async def first_time(session: AsyncSession, update_id: int, conversation: str | None = None) -> bool:
+    """Record `update_id` as handled by this transaction, with the conversation change it made; False when
+    it was handled before."""
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    statement = (insert(HandledUpdate).values(update_id=update_id, handled_at=utcnow())
+    statement = (insert(HandledUpdate).values(update_id=update_id, handled_at=utcnow(), conversation=conversation)
                  .on_conflict_do_nothing().returning(HandledUpdate.update_id))
     return (await session.execute(statement)).scalar() is not None
 
 
-async def record_many(session: AsyncSession, update_ids: set[int]) -> None:
-    """Record ids of updates that wrote nothing, handled a moment ago (bot.ledger), in one statement."""
+async def record_many(session: AsyncSession, update_ids: dict[int, str | None]) -> None:
+    """Record ids of updates that wrote nothing, handled a moment ago (bot.ledger), each with its
+    conversation change, in one statement."""
     if not update_ids:
         return
     if session.get_bind().dialect.name == "postgresql":
@@ -58,7 +71,8 @@ async def record_many(session: AsyncSession, update_ids: set[int]) -> None:
         from sqlalchemy.dialects.sqlite import insert
     now = utcnow()
     await session.execute(insert(HandledUpdate).on_conflict_do_nothing(),
-                          [{"update_id": update_id, "handled_at": now} for update_id in sorted(update_ids)])
+                          [{"update_id": update_id, "handled_at": now, "conversation": update_ids[update_id]}
+                           for update_id in sorted(update_ids)])
 
 
 async def forget_old(session: AsyncSession, now: datetime | None = None) -> int:

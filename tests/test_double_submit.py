@@ -205,3 +205,49 @@ async def test_an_old_messages_button_in_a_later_order_is_a_new_order(app):
     async with app.sessions() as session:
         amounts = sorted((await session.execute(select(Purchase.amount_cents))).scalars())
     assert amounts == [30000, 45000]
+
+
+async def test_a_crash_between_the_commit_and_the_conversations_write_is_mended_by_the_redelivery(app, monkeypatch):
+    """The process dies right after an update's commit, before its conversation change reached the state
+    storage (Redis): Telegram delivers the update again, the ledger skips it — and the conversation must
+    still move on, or the rep's next message is taken for another note of the same call."""
+    import bot.middlewares
+
+    rep = person(REP, language="en")
+    written = bot.middlewares.write_pending
+
+    async def died_after_the_commit(storage, pending):
+        pass
+
+    tap = button_update(rep, LogCallback(kind="call", id=app.customer_id).pack())
+    monkeypatch.setattr(bot.middlewares, "write_pending", died_after_the_commit)
+    await app.send(tap)  # a tap that only moves the conversation (writes nothing)
+    monkeypatch.setattr(bot.middlewares, "write_pending", written)
+    await app.send(tap)  # delivered again
+    note = text_update(rep, "Called, wants samples")
+    monkeypatch.setattr(bot.middlewares, "write_pending", died_after_the_commit)
+    await app.send(note)  # the call is saved; "no conversation any more" is lost with the process
+    monkeypatch.setattr(bot.middlewares, "write_pending", written)
+    assert await count(app, Interaction) == 1
+    await app.send(note)  # delivered again: the bot never confirmed it
+    replies = (await app.send(text_update(rep, "恒达"))).sent()  # the rep's next message: a lookup
+    assert await count(app, Interaction) == 1
+    assert any("上海恒达物流股份有限公司" in m.text for m in replies)
+    assert not any(m.text.startswith("Saved") for m in replies)
+
+    # A tap that wrote nothing has its id written a moment later with others' (SQLite, bot.ledger): its
+    # redelivery after that finds the conversation change in the database.
+    from models import HandledUpdate
+
+    tap = button_update(rep, LogCallback(kind="call", id=app.customer_id).pack())
+    monkeypatch.setattr(bot.middlewares, "write_pending", died_after_the_commit)
+    await app.send(tap)
+    monkeypatch.setattr(bot.middlewares, "write_pending", written)
+    for _ in range(50):
+        async with app.sessions() as session:
+            if await session.get(HandledUpdate, tap.update_id) is not None:
+                break
+        await asyncio.sleep(0.1)
+    await app.send(tap)
+    await app.send(text_update(rep, "Second call: samples arrived"))
+    assert await count(app, Interaction) == 2
