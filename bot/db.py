@@ -26,7 +26,7 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """An async engine; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
         # A file database the checkpointer can look after (not in memory, not a file: URI).
@@ -115,20 +115,24 @@ class Checkpointer:
             if state == self._seen.get(path) or now - self._last.get(path, -1e9) < self.spacing:
                 continue
             try:
-                self._checkpoint(path)
+                complete = self._checkpoint(path)
             except sqlite3.Error as error:  # busy or gone: the next round tries again
                 logging.getLogger("fieldcrm.db").debug("checkpoint of %s skipped: %s", path, error)
                 continue
-            self._seen[path], self._last[path] = state, now
+            self._last[path] = now
+            if complete:  # else (readers held part of the log back) tried again after `spacing`
+                self._seen[path] = state
 
-    def _checkpoint(self, path: Path) -> None:
+    def _checkpoint(self, path: Path) -> bool:
+        """One PASSIVE checkpoint; True when the whole log was copied back."""
         # mode=rw: a database removed meanwhile is not made again, empty, by this connection.
         connection = sqlite3.connect(path.as_uri() + "?mode=rw", uri=True, timeout=0.5, isolation_level=None)
         try:
             connection.execute("PRAGMA wal_autocheckpoint=0")
             connection.execute("PRAGMA journal_size_limit=67108864")
-            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            _busy, pages, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             self.runs += 1
+            return copied == pages
         finally:
             connection.close()
 

@@ -65,16 +65,20 @@ class DatabaseMiddleware(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         pending: dict = {}
+        replayed: dict = {}  # a redelivered copy: the conversation change its first handling made
         token = PENDING.set(pending)
         try:
-            result = await self._in_transaction(handler, event, data)
+            result = await self._in_transaction(handler, event, data, replayed)
         finally:
             PENDING.reset(token)
-        if pending and "fsm_storage" in data:
-            await write_pending(data["fsm_storage"], pending)  # committed: now the conversation moves on
+        update_id = event.update_id if isinstance(event, Update) else None
+        if "fsm_storage" in data and (pending or replayed):
+            # committed: now the conversation moves on (or, for a copy, catches up if it was left behind)
+            await write_pending(data["fsm_storage"], pending or replayed, update_id, replay=not pending)
         return result
 
-    async def _in_transaction(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+    async def _in_transaction(self, handler: Handler, event: TelegramObject, data: dict[str, Any],
+                              replayed: dict) -> Any:
         update_id = event.update_id if isinstance(event, Update) else None
         UPDATE_ID.set(update_id)  # for the log lines of this update (bot.logs); the task's own context
         async with self.sessions() as session:
@@ -83,7 +87,10 @@ class DatabaseMiddleware(BaseMiddleware):
                     before = NOT_BEFORE if update_id is None else await self._handled_before(session, update_id)
                     if before is not NOT_BEFORE:
                         log.info("update %s was handled before: skipped", update_id)
-                        PENDING.get().update(unpack(before))  # its conversation change, written again
+                        try:
+                            replayed.update(unpack(before))
+                        except (ValueError, TypeError, KeyError):  # unreadable: the copy is only skipped
+                            log.warning("update %s: its kept conversation change cannot be read", update_id)
                         return UNHANDLED
                     data["session"] = session
                     data["index"] = self.index
@@ -106,6 +113,7 @@ class DatabaseMiddleware(BaseMiddleware):
                                     update_id, waited)
             except _HandledMeanwhile:
                 log.info("update %s was handled meanwhile elsewhere: rolled back", update_id)
+                PENDING.get().clear()  # rolled back: so is its conversation change (the other copy's stands)
                 return UNHANDLED
             if defer:
                 self.deferred.add(update_id, conversation)

@@ -102,3 +102,25 @@ async def test_a_live_holder_keeps_the_chat_while_its_update_runs_past_the_lease
     await asyncio.gather(long_update(), next_update())
     assert order == ["long update starts", "long update ends", "next update"]
     await storage.close()
+
+
+async def test_redis_failing_at_the_release_does_not_turn_a_saved_update_into_an_error(monkeypatch):
+    """The update has committed when its lock is released: a Redis error then is logged, not raised (the
+    rep would read "nothing was saved" for a call that was saved); the lease runs out by itself."""
+    require_redis()
+    from redis.asyncio.lock import Lock
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    storage = await _storage()
+
+    async def unreachable(self):
+        raise RedisConnectionError("Redis went away")
+
+    monkeypatch.setattr(Lock, "release", unreachable)
+    done = []
+    async with events_isolation(storage).lock(KEY):
+        done.append("update handled")
+    assert done == ["update handled"]
+    assert 0 < await storage.redis.ttl(LOCK) <= 15  # left to its lease
+    await storage.redis.delete(LOCK)
+    await storage.close()

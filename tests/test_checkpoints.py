@@ -87,3 +87,32 @@ def test_a_database_with_no_engine_left_is_no_longer_watched(tmp_path: Path):
     checkpointer.check()
     assert set(checkpointer._paths) == {(tmp_path / "not-made-yet.sqlite3").resolve()}
     assert not (tmp_path / "not-made-yet.sqlite3").exists()  # and nothing was made
+
+
+async def test_a_checkpoint_a_reader_held_back_is_finished_once_the_reader_is_done(tmp_path: Path, monkeypatch):
+    """A PASSIVE checkpoint stops at the oldest reader's snapshot: the rest of the log is copied back at a
+    later round even when nothing is written meanwhile (before, the round was counted as done and the rest
+    waited for the next write)."""
+    import sqlite3
+
+    path = tmp_path / "held.sqlite3"
+    engine = make_engine(f"sqlite+aiosqlite:///{path}")
+    checkpointer = db.Checkpointer(interval=3600)  # rounds run by hand here
+    monkeypatch.setattr(CHECKPOINTS, "check", lambda **_: None)
+    try:
+        await _write(engine, 100)
+        checkpointer.watch(path, engine.sync_engine)
+        checkpointer.check(now=1000.0)  # the first 100 rows copied back
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM filler").fetchone()  # a snapshot without the next rows
+        await _write(engine, 500, start=1000)
+        checkpointer.check(now=1002.0)  # held back by the reader
+        size = path.stat().st_size
+        assert size < 500 * 3000
+        reader.execute("COMMIT")
+        reader.close()
+        checkpointer.check(now=1004.0)  # nothing written since: the rest is copied back all the same
+        assert path.stat().st_size > 600 * 3000
+    finally:
+        await engine.dispose()

@@ -251,3 +251,19 @@ async def test_a_crash_between_the_commit_and_the_conversations_write_is_mended_
     await app.send(tap)
     await app.send(text_update(rep, "Second call: samples arrived"))
     assert await count(app, Interaction) == 2
+
+
+async def test_a_late_copy_of_an_update_never_winds_the_conversation_back(app):
+    """A copy of an update that comes after the chat's next update was handled (a webhook retry, another
+    instance, two pollers during a deploy) is skipped and must not write its old conversation step again:
+    the tap's "waiting for the note" would come back after the note was saved, and the rep's next message
+    would become a second note (found by review)."""
+    rep = person(REP, language="en")
+    tap = button_update(rep, LogCallback(kind="call", id=app.customer_id).pack())
+    await app.send(tap)
+    await app.send(text_update(rep, "Called, wants samples"))
+    assert await count(app, Interaction) == 1
+    await app.send(tap)  # the tap's copy, late
+    replies = (await app.send(text_update(rep, "恒达"))).sent()
+    assert await count(app, Interaction) == 1
+    assert any("上海恒达物流股份有限公司" in m.text for m in replies)
