@@ -1282,7 +1282,11 @@ async def build_index(session: AsyncSession, *, workers: int | None = None, chun
     index = LookupIndex(await _build(_chunks_from_database(session, chunk), workers, collect))
     index.watermark = watermark
     if watermark is not None:
-        index.recent = dict(await _recent(session, watermark - SYNC_LOOKBACK))
+        # After a big import every customer is in the look-back window (1M rows of id and time): read with
+        # the collector paused — it ran six full passes of 57-147 ms over them at 1M, each holding the
+        # interpreter, so the bot's loop stalled up to 0.8 s at the end of the build.
+        with _collector_paused():
+            index.recent = dict(await _recent(session, watermark - SYNC_LOOKBACK))
     return index
 
 
@@ -1300,6 +1304,10 @@ async def start_index(session: AsyncSession) -> LookupIndex:
             for row in sync_session.connection().execute(_NAMES):
                 doc = _customer_text(*row)  # the names and phone as the whole index reads them
                 index._remember(doc.customer_id, doc.owner_id, doc.names, doc.phones)
+            # Frozen before the collector is on again: its first pass walked the million tuples just made
+            # (268 ms at 1M customers, before the bot could answer). They are freed when the whole index
+            # takes over (release_in_slices).
+            gc.freeze()
 
     await session.run_sync(read)
     return index
@@ -1310,9 +1318,26 @@ async def finish_loading(index: LookupIndex, built: LookupIndex, session: AsyncS
     customer before a change made during the build) and re-reads every customer changed while it was
     loading. Changes other processes made meanwhile are `sync`'s, from the build's watermark on. Returns
     how many customers were re-read."""
+    loading_tables = (index._exact, index._quick)
     pending = index.adopt(built)
     await refresh(index, session, pending)
+    await release_in_slices(t for t in loading_tables if t is not index._exact and t is not index._quick)
     return len(pending)
+
+
+RELEASE_SLICE = 20_000  # entries freed per turn of the event loop
+
+
+async def release_in_slices(tables: Iterable[dict]) -> None:
+    """Rule "a big table is freed in slices": the loading index's exact-name tables (3 million keys at 1M
+    customers) were dropped at once when the whole index took over — freeing them is C code that holds the
+    interpreter, and the bot's loop stalled 0.8 s (issue 18, start-up bench at 1M). They are emptied
+    RELEASE_SLICE entries at a time, with the loop's other work between slices."""
+    for table in tables:
+        while table:
+            for _ in range(min(RELEASE_SLICE, len(table))):
+                table.popitem()
+            await asyncio.sleep(0)
 
 
 async def sync(index: LookupIndex, session: AsyncSession, reloaded: set[int] | None = None) -> int:
