@@ -83,7 +83,7 @@ async def test_a_live_holder_keeps_the_chat_while_its_update_runs_past_the_lease
     require_redis()
     import bot.fsm
 
-    monkeypatch.setattr(bot.fsm, "CHAT_LOCK_LEASE", 0.6)
+    monkeypatch.setattr(bot.fsm, "CHAT_LOCK_LEASE", 1.2)  # renewed every 0.4 s
     storage = await _storage()
     first, second = events_isolation(storage), events_isolation(storage)  # two instances of the bot
     order: list[str] = []
@@ -91,7 +91,7 @@ async def test_a_live_holder_keeps_the_chat_while_its_update_runs_past_the_lease
     async def long_update():
         async with first.lock(KEY):
             order.append("long update starts")
-            await asyncio.sleep(2.0)  # more than three leases
+            await asyncio.sleep(3.0)  # two and a half leases
             order.append("long update ends")
 
     async def next_update():
