@@ -360,3 +360,24 @@ def test_characters_without_a_reading_never_sound_like_one_another():
     assert _score_han(parse_query("㐃"), "㐂㐂", True)[1] != "pinyin"
     assert _score_han(parse_query("㐃"), "张㐂", True)[1] != "pinyin"
     assert _score_han(parse_query("张卫"), "张伟", True)[1] == "pinyin"  # a real homophone still counts
+
+
+async def test_a_build_copies_its_postings_in_steps_and_finds_the_same(monkeypatch):
+    """Beside a serving bot the build's last step copies the postings a slice of grams at a time (one copy
+    of everything held the interpreter 0.2-0.3 s at 1M customers): the index is the same whatever the step."""
+    import numpy as np
+
+    import services.lookup
+    from services.lookup import CustomerText
+
+    docs = [CustomerText(n, None, [f"{city}{trade}{n}号有限公司", f"{trade}{n}"], [], [f"1380013{n:04d}"])
+            for n, (city, trade) in enumerate((c, t) for c in ("上海", "广州", "成都") for t in ("物流", "软件", "食品"))]
+    whole = await LookupIndex.from_documents(docs)
+    monkeypatch.setattr(services.lookup, "POSTING_STEP", 2)
+    stepped = await LookupIndex.from_documents(docs)
+    assert len(stepped._slot) > 10
+    assert stepped._slot == whole._slot and np.array_equal(stepped._offsets, whole._offsets)
+    assert np.array_equal(stepped._postings, whole._postings)
+    everyone = Viewer.everyone()
+    assert [m.customer_id for m in stepped.search("广州软件", everyone)] == \
+        [m.customer_id for m in whole.search("广州软件", everyone)] != []
