@@ -38,7 +38,6 @@ from array import array
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -63,6 +62,7 @@ from services.queryparts import (
     is_pinyin,
     split,
 )
+from services.sql import collector_paused
 from services.textnorm import (
     PRIMARY,
     SPELLED,
@@ -641,16 +641,9 @@ def _prepare_chunk(job: tuple[int, list[CustomerText]]) -> tuple[bytes, bytes, d
     return b"".join(texts), sizes, postings
 
 
-@contextmanager
-def _collector_paused():
-    """Building allocates millions of objects that all live on; collecting meanwhile only costs time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+# Building allocates millions of objects that all live on; collecting meanwhile only costs time. One
+# counted pause per process (services.sql): the build's thread and the bot's loop pause it at once.
+_collector_paused = collector_paused
 
 
 @dataclass
@@ -1316,7 +1309,8 @@ async def start_index(session: AsyncSession) -> LookupIndex:
                 index._remember(doc.customer_id, doc.owner_id, doc.names, doc.phones)
             # Frozen before the collector is on again: its first pass walked the million tuples just made
             # (268 ms at 1M customers, before the bot could answer). They are freed when the whole index
-            # takes over (release_in_slices).
+            # takes over (release_in_slices). gc.freeze takes everything the process tracks at that moment,
+            # as bot.memory.settle does right after on a start (a cycle left uncollected then stays).
             gc.freeze()
 
     await session.run_sync(read)
@@ -1330,8 +1324,10 @@ async def finish_loading(index: LookupIndex, built: LookupIndex, session: AsyncS
     how many customers were re-read."""
     loading_tables = (index._exact, index._quick)
     pending = index.adopt(built)
-    await refresh(index, session, pending)
+    # Nothing reads the loading tables once the whole index took over: freed now, in slices (also when
+    # the re-read below fails).
     await release_in_slices(t for t in loading_tables if t is not index._exact and t is not index._quick)
+    await refresh(index, session, pending)
     return len(pending)
 
 

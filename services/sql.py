@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -123,14 +124,32 @@ def _from_rows(rows: list[Any], width: int, text: tuple[int, ...]) -> list[Any]:
     return out
 
 
+_PAUSE_LOCK = threading.Lock()
+_pauses = 0  # pauses under way in this process (any thread)
+_restore = False  # whether the collector was on when the first of them began
+
+
 @contextmanager
 def collector_paused() -> Iterator[None]:
     """Python's cycle collector paused while (acyclic) rows and results are made by the hundred thousand:
-    otherwise it walks the growing lists again and again. Reference counting still frees everything."""
-    was_enabled = gc.isenabled()
-    gc.disable()
+    otherwise it walks the growing lists again and again. Reference counting still frees everything.
+
+    The collector is one per process, and pauses overlap: the lookup build's thread pauses it while the
+    bot's loop pauses it to read an edited customer. So pauses are counted: the first one switches it off,
+    the last one to end switches it back on if it was on before the first. (Each pause on its own used to
+    read "is it on?" and switch it off in two steps: a pause that ended in between left it off for the
+    rest of the process's life — 17 times in 200 in a review's two-thread test — and one that ended
+    early switched it back on under the other.)"""
+    global _pauses, _restore
+    with _PAUSE_LOCK:
+        if _pauses == 0:
+            _restore = gc.isenabled()
+            gc.disable()
+        _pauses += 1
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        with _PAUSE_LOCK:
+            _pauses -= 1
+            if _pauses == 0 and _restore:
+                gc.enable()

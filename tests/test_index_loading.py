@@ -151,7 +151,7 @@ async def test_the_loading_tables_are_freed_in_slices_while_the_bot_goes_on(sess
     over, their freeing stalled the bot's loop 0.8 s. They are emptied in slices, the loop running between."""
     import services.lookup
 
-    monkeypatch.setattr(services.lookup, "RELEASE_SLICE", 2, raising=False)
+    monkeypatch.setattr(services.lookup, "RELEASE_SLICE", 2)
     await _people_and_customers(session)
     index = await start_index(session)
     for n in range(10):  # more exact names than one slice
@@ -169,6 +169,7 @@ async def test_the_loading_tables_are_freed_in_slices_while_the_bot_goes_on(sess
     ticking = asyncio.create_task(ticker())
     await finish_loading(index, built, session)
     ticking.cancel()
+    await asyncio.wait({ticking})
     assert not exact  # freed
     assert any(0 < size < full for size in sizes)  # the loop ran between the slices
     assert index._exact is not exact and not index.loading
@@ -201,5 +202,31 @@ async def test_the_cycle_collector_never_walks_the_big_tables_a_start_makes(sess
         return await reading(*args)
 
     monkeypatch.setattr(services.lookup, "_recent", watched)
+    assert gc.isenabled()
     await build_index(session)
-    assert collector_on == [False]
+    assert collector_on == [False] and gc.isenabled()
+
+
+def test_overlapping_pauses_of_the_collector_leave_it_on_only_when_the_last_one_ends():
+    """The lookup build's thread and the bot's loop pause the process's one collector at the same time: the
+    first pause to end must not switch it back on under the other, and the last must (each pause on its
+    own could leave it off for the rest of the process's life, found by review)."""
+    import gc
+
+    from services.sql import collector_paused
+
+    assert gc.isenabled()
+    edit, build = collector_paused(), collector_paused()  # a rep's edit on the loop; the build's thread
+    edit.__enter__()
+    build.__enter__()
+    edit.__exit__(None, None, None)  # the edit ends first
+    assert not gc.isenabled()  # the build is still reading
+    build.__exit__(None, None, None)
+    assert gc.isenabled()
+    gc.disable()  # paused by someone else before: left off
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
