@@ -26,11 +26,12 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """An async engine; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+        # A database file at a plain path (not in memory, not a file: URI): its folder is made, and the
+        # checkpointer looks after it.
+        watched = bool(parsed.database) and parsed.database != ":memory:" and not parsed.database.startswith("file:")
+        if watched:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
-        # A file database the checkpointer can look after (not in memory, not a file: URI).
-        watched = bool(parsed.database) and parsed.database != ":memory:" and not parsed.database.startswith("file:")
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:

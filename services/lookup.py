@@ -620,7 +620,7 @@ def _prepare_chunk(job: tuple[int, list[CustomerText]]) -> tuple[bytes, bytes, d
     texts: list[bytes] = []
     every: list[str] = []  # each document's grams, one document after the other
     counts = array("i")
-    with _collector_paused():
+    with collector_paused():
         for doc in docs:
             packed, grams = doc.prepared()
             texts.append(packed.encode())
@@ -639,11 +639,6 @@ def _prepare_chunk(job: tuple[int, list[CustomerText]]) -> tuple[bytes, bytes, d
         postings = {gram: data[begin:end] for gram, begin, end in zip(numbers, [0, *ends], ends)}
     sizes = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)).tobytes()
     return b"".join(texts), sizes, postings
-
-
-# Building allocates millions of objects that all live on; collecting meanwhile only costs time. One
-# counted pause per process (services.sql): the build's thread and the bot's loop pause it at once.
-_collector_paused = collector_paused
 
 
 @dataclass
@@ -737,7 +732,7 @@ async def _build(chunks: AsyncIterator[list[CustomerText]], workers: int, collec
             if workers > 1 else None)
     pending: deque[asyncio.Future] = deque()
     try:
-        with _collector_paused():
+        with collector_paused():
             async for chunk in chunks:
                 start = builder.describe(chunk)
                 if pool is None:
@@ -1199,7 +1194,7 @@ def _read(sync_session, customers, contacts, params: dict[str, Any]) -> list[Cus
     and raw rows (a million in seconds, not a minute)."""
     connection = sync_session.connection()
     docs: dict[int, CustomerText] = {}
-    with _collector_paused():
+    with collector_paused():
         for cid, owner, name, short, aliases, phone in connection.execute(customers, params):
             docs[cid] = _customer_text(cid, owner, name, short, aliases, phone)
         if docs:
@@ -1288,7 +1283,7 @@ async def build_index(session: AsyncSession, *, workers: int | None = None, chun
         # After a big import every customer is in the look-back window (1M rows of id and time): read with
         # the collector paused — it ran six full passes of 57-147 ms over them at 1M, each holding the
         # interpreter, so the bot's loop stalled up to 0.8 s at the end of the build.
-        with _collector_paused():
+        with collector_paused():
             index.recent = dict(await _recent(session, watermark - SYNC_LOOKBACK))
     return index
 
@@ -1303,7 +1298,7 @@ async def start_index(session: AsyncSession) -> LookupIndex:
     index.loading = True
 
     def read(sync_session) -> None:
-        with _collector_paused():
+        with collector_paused():
             for row in sync_session.connection().execute(_NAMES):
                 doc = _customer_text(*row)  # the names and phone as the whole index reads them
                 index._remember(doc.customer_id, doc.owner_id, doc.names, doc.phones)
@@ -1337,7 +1332,7 @@ RELEASE_SLICE = 20_000  # entries freed per turn of the event loop
 async def release_in_slices(tables: Iterable[dict]) -> None:
     """Rule "a big table is freed in slices": the loading index's exact-name tables (3 million keys at 1M
     customers) were dropped at once when the whole index took over — freeing them is C code that holds the
-    interpreter, and the bot's loop stalled 0.8 s (issue 18, start-up bench at 1M). They are emptied
+    interpreter, and the bot's loop with it (issue 18, start-up bench at 1M). They are emptied
     RELEASE_SLICE entries at a time, with the loop's other work between slices."""
     for table in tables:
         while table:

@@ -216,8 +216,8 @@ async def test_a_crash_between_the_commit_and_the_conversations_write_is_mended_
     rep = person(REP, language="en")
     written = bot.middlewares.write_pending
 
-    async def died_after_the_commit(storage, pending):
-        pass
+    async def died_after_the_commit(storage, pending, update_id=None, *, replay=False):
+        """The process died after the commit: the conversation change never reached the state storage."""
 
     tap = button_update(rep, LogCallback(kind="call", id=app.customer_id).pack())
     monkeypatch.setattr(bot.middlewares, "write_pending", died_after_the_commit)
