@@ -24,7 +24,7 @@ from models.customer import ContactPerson, Customer
 from models.dictionary import ContactStrategy, DictionaryEntry, PurchaseStrategy
 from models.invite import Invite
 from models.reminder import OutboxMessage, Reminder
-from models.report import ReportChange, ReportContactChange, ReportSnapshot
+from models.report import ReportChange, ReportContactChange, ReportCustomerChange, ReportSnapshot
 from models.token import ApiToken
 from models.user import User
 
@@ -32,6 +32,7 @@ __all__ = [
     "ApiToken", "AuditLog", "ContactPerson", "ContactStrategy", "Customer", "DecisionRole", "DictionaryEntry",
     "DictionaryKind", "Feedback", "FeedbackKind", "FeedbackStatus", "HandledUpdate", "Interaction", "InteractionKind",
     "Invite", "OutboxKind", "OutboxMessage", "OutboxStatus", "PaymentStatus", "Purchase", "PurchaseStrategy",
-    "Reminder", "ReminderKind", "ReportChange", "ReportContactChange", "ReportSnapshot", "ReminderStatus", "Role", "Stage", "User",
+    "Reminder", "ReminderKind", "ReportChange", "ReportContactChange", "ReportCustomerChange", "ReportSnapshot",
+    "ReminderStatus", "Role", "Stage", "User",
     "as_utc", "metadata", "today_in", "utcnow",
 ]

@@ -15,16 +15,18 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 import hashlib
 import io
 import pickle
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -44,6 +46,7 @@ from models import (
     ReminderStatus,
     ReportChange,
     ReportContactChange,
+    ReportCustomerChange,
     ReportSnapshot,
     User,
     as_utc,
@@ -80,6 +83,22 @@ class PeriodMonth:
 
 
 @dataclass
+class Inputs:
+    """What a report is worked out from besides its customers' table, kept with a prepared report (apart
+    from it: read only to bring it up to date customer by customer)."""
+
+    entries: tuple[np.ndarray, ...]  # per customer of the table: region, scale, nature, industry, strategy ids
+    now: Sums  # the RFM window, the whole company
+    before: Sums  # the previous RFM window, the whole company
+    in_period: Sums  # the period, the viewer's customers
+    year_before: Sums  # the same days a year earlier, the viewer's customers
+    contacts: Contacts  # of the period's local days
+    feedback: list[FeedbackInfo]  # recorded in the period, and every open one, by id
+    purchase_days: dict[date, int] = field(default_factory=dict)  # report_change's purchase counts, read first
+    range_sums: dict[tuple[date, date], int] = field(default_factory=dict)  # the sales per month, by day range
+
+
+@dataclass
 class Report:
     period: Period
     kind: str
@@ -98,6 +117,7 @@ class Report:
     satisfaction: analytics.SatisfactionReport
     trend: list[tuple[str, int, int]] = field(default_factory=list)  # month, amount, amount a year earlier
     months: list[PeriodMonth] = field(default_factory=list)  # the period month by month (the workbook)
+    inputs: Inputs | None = field(default=None, repr=False, compare=False)  # what it was made from
 
     def name(self, customer_id: int | None) -> str:
         info = self.customers.get(customer_id) if customer_id is not None else None
@@ -231,16 +251,45 @@ async def _rfm_windows(session: AsyncSession, viewer: Viewer, period: Period, wi
             await _aggregates(session, viewer, year_before, mine))
 
 
-async def load_customers(session: AsyncSession, viewer: Viewer, language: str) -> CustomerTable:
-    """The viewer's customers (not archived) as columns, with the labels of their dictionary entries in
-    `language` and their contact strategy's cycle."""
-    labels = {e.id: e.label(language) for e in (await session.execute(select(DictionaryEntry))).scalars()}
-    cycles = dict((await session.execute(select(ContactStrategy.id, ContactStrategy.cycle_days))).all())
+class CustomerRows(NamedTuple):
+    """The customers of a report as read (sorted by id): the entry ids of their dictionaries and contact
+    strategy as stored, before they are turned into labels and cycles (CustomerTable)."""
+
+    ids: np.ndarray
+    owner: np.ndarray
+    region: np.ndarray
+    scale: np.ndarray
+    nature: np.ndarray
+    industry: np.ndarray
+    strategy: np.ndarray
+    last_contact: np.ndarray
+    names: list[str]
+    codes: list[str | None]
+
+    def without(self, ids: np.ndarray) -> CustomerRows:
+        """All but the customers in `ids` (sorted)."""
+        keep = ~analytics._member(self.ids, ids)
+        where = np.flatnonzero(keep).tolist()
+        return CustomerRows(*(a[keep] for a in self[:8]), [self.names[i] for i in where],
+                            [self.codes[i] for i in where])
+
+    def merged(self, other: CustomerRows) -> CustomerRows:
+        """These and `other` (no customer in both) in one id order."""
+        ids = np.concatenate([self.ids, other.ids])
+        order = np.argsort(ids, kind="stable")
+        names, codes = self.names + other.names, self.codes + other.codes
+        return CustomerRows(*(np.concatenate([a, b])[order] for a, b in zip(self[:8], other[:8], strict=True)),
+                            [names[i] for i in order.tolist()], [codes[i] for i in order.tolist()])
+
+
+async def _customer_rows(session: AsyncSession, viewer: Viewer, only: list[int] | None = None) -> CustomerRows:
+    """The viewer's customers (not archived), or of them those in `only`, sorted by id."""
     # The day of the last contact (its date as stored: UTC on SQLite; julianday's fraction is the time of day).
-    contact_day = Customer.last_contact_at
     query = _scope(select(Customer.id, Customer.owner_id, Customer.region_id, Customer.scale_id, Customer.nature_id,
-                          Customer.industry_id, Customer.contact_strategy_id, _day_number(session, contact_day),
-                          Customer.name, Customer.external_id), viewer)
+                          Customer.industry_id, Customer.contact_strategy_id,
+                          _day_number(session, Customer.last_contact_at), Customer.name, Customer.external_id), viewer)
+    if only is not None:
+        query = query.where(Customer.id.in_(only))
     ids, owner, region, scale, nature, industry, strategy, last_contact, names, codes = await columns(
         session, query, text=(8, 9))
     if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
@@ -248,7 +297,18 @@ async def load_customers(session: AsyncSession, viewer: Viewer, language: str) -
         ids, owner, region, scale, nature, industry, strategy, last_contact = (
             a[order] for a in (ids, owner, region, scale, nature, industry, strategy, last_contact))
         names, codes = [names[i] for i in order.tolist()], [codes[i] for i in order.tolist()]
+    return CustomerRows(ids, owner, region, scale, nature, industry, strategy, last_contact, names, codes)
 
+
+async def _labels(session: AsyncSession, language: str) -> tuple[dict[int, str], dict[int, int | None]]:
+    """The dictionary entries' labels in `language` and the contact strategies' cycles."""
+    labels = {e.id: e.label(language) for e in (await session.execute(select(DictionaryEntry))).scalars()}
+    cycles = dict((await session.execute(select(ContactStrategy.id, ContactStrategy.cycle_days))).all())
+    return labels, cycles
+
+
+def _customer_table(rows: CustomerRows, labels: dict[int, str], cycles: dict[int, int | None]) -> CustomerTable:
+    """The customers' rows with the labels of their dictionary entries and their contact strategy's cycle."""
     def coded(entries: np.ndarray, value: dict) -> tuple[np.ndarray, list]:
         """Each customer's entry id (-1: none) as a code into the list of the distinct values it stands for."""
         distinct, where = distinct_codes(entries)
@@ -256,16 +316,25 @@ async def load_customers(session: AsyncSession, viewer: Viewer, language: str) -
         code_of = np.fromiter((index.setdefault(value.get(e), len(index)) for e in distinct.tolist()), dtype=np.int64,
                               count=distinct.size)
         return (code_of[where] if distinct.size else where), list(index)
-    cycle_codes, cycle_values = coded(strategy, cycles)
-    cycle = np.array([-1 if c is None else c for c in cycle_values], dtype=np.int64)[cycle_codes] if ids.size \
+    cycle_codes, cycle_values = coded(rows.strategy, cycles)
+    cycle = np.array([-1 if c is None else c for c in cycle_values], dtype=np.int64)[cycle_codes] if rows.ids.size \
         else np.zeros(0, dtype=np.int64)
     dimensions = {name: coded(entries, labels) for name, entries in zip(CustomerTable.DIMENSIONS,
-                                                                        (region, scale, nature, industry))}
-    return CustomerTable(ids, names, owner, dimensions, cycle, last_contact, codes)
+                                                                        (rows.region, rows.scale, rows.nature,
+                                                                         rows.industry))}
+    return CustomerTable(rows.ids, rows.names, rows.owner, dimensions, cycle, rows.last_contact.copy(), rows.codes)
 
 
-async def load_contacts(session: AsyncSession, viewer: Viewer, period: Period, zone: ZoneInfo) -> Contacts:
-    """The interactions with the viewer's customers during the period's local days, each on its local day."""
+async def load_customers(session: AsyncSession, viewer: Viewer, language: str) -> CustomerTable:
+    """The viewer's customers (not archived) as columns, with the labels of their dictionary entries in
+    `language` and their contact strategy's cycle."""
+    return _customer_table(await _customer_rows(session, viewer), *await _labels(session, language))
+
+
+async def load_contacts(session: AsyncSession, viewer: Viewer, period: Period, zone: ZoneInfo,
+                        only: list[int] | None = None) -> Contacts:
+    """The interactions with the viewer's customers (or with those in `only`, the viewer's) during the
+    period's local days, each on its local day."""
     start, end = _utc_bounds(period, zone)
     if session.get_bind().dialect.name == "sqlite":  # julianday counts whole milliseconds: exact when rounded
         millis = cast(func.round(func.julianday(Interaction.occurred_at) * 86_400_000), BigInteger) - 210_866_760_000_000
@@ -273,11 +342,12 @@ async def load_contacts(session: AsyncSession, viewer: Viewer, period: Period, z
         millis = cast(func.floor(func.extract("epoch", Interaction.occurred_at) * 1000), BigInteger)
     # A long period holds most interactions: one pass over the table beats looking each row up from the
     # (rep, time) index (the time wrapped so that index is not chosen), as for purchases.
-    at = func.coalesce(Interaction.occurred_at, Interaction.occurred_at) if period.days >= LONG_WINDOW_DAYS \
-        else Interaction.occurred_at
+    at = func.coalesce(Interaction.occurred_at, Interaction.occurred_at) \
+        if period.days >= LONG_WINDOW_DAYS and only is None else Interaction.occurred_at
+    scope = await customer_scope(session, viewer, Interaction.customer_id) if only is None \
+        else Interaction.customer_id.in_(only)
     customer, user, at = await columns(session, select(Interaction.customer_id, Interaction.user_id, millis).where(
-        at >= start, at < end,
-        await customer_scope(session, viewer, Interaction.customer_id)))
+        at >= start, at < end, scope))
     return Contacts(customer, user, local_days(at // 1000, zone, start, end))
 
 
@@ -316,6 +386,7 @@ async def build_apart(sessions: async_sessionmaker[AsyncSession], viewer: Viewer
 _CODE = hashlib.sha256(b"".join(Path(module).read_bytes() for module in (
     __file__, analytics.__file__, rfm.__file__))).hexdigest()[:16]
 _TRIGGERS = 22  # report_change_<table>_<insert|update|delete> for 7 tables and _customer_contact (migration 0014)
+_CUSTOMER_TRIGGERS = 12  # report_customer_change_<table>_<insert|update|delete> for 4 tables (migration 0016)
 
 
 def snapshot_key(viewer: Viewer, *, kind: str, today: date, language: str, timezone: str, trend_months: int = 12,
@@ -326,30 +397,44 @@ def snapshot_key(viewer: Viewer, *, kind: str, today: date, language: str, timez
                                 trend_months, rfm_days)).encode()).hexdigest()
 
 
+async def _triggers(session: AsyncSession) -> tuple[int, int]:
+    """How many of the count triggers (migration 0014) and of the customer-log triggers (0016) are in place."""
+    if session.get_bind().dialect.name == "sqlite":
+        names = (await session.execute(text(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'report_%'"))).scalars()
+    else:
+        names = (await session.execute(text(
+            "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'report_%' AND tgenabled <> 'D'"))).scalars()
+    names = list(names)
+    return (sum(name.startswith("report_change_") for name in names),
+            sum(name.startswith("report_customer_change_") for name in names))
+
+
 async def data_version(session: AsyncSession, period: Period, zone: ZoneInfo) -> str | None:
     """How often the data a report of `period` (local days in `zone`) reads has changed (models.report: the
-    triggers count purchases per purchase day, interactions per UTC hour and every other change in one
-    count; only purchases up to the period's end and interactions before its last local midnight count);
-    None when the triggers are not all in place (a migration rebuilt a table and dropped its triggers):
-    then nothing can be told and no prepared report is served."""
-    if session.get_bind().dialect.name == "sqlite":
-        triggers = await session.scalar(text(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'report_change_%'"))
-    else:
-        triggers = await session.scalar(text(
-            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'report_change_%' AND tgenabled <> 'D'"))
-    if triggers != _TRIGGERS:
+    triggers count purchases per purchase day, interactions per UTC hour, customers' report columns and
+    feedback in one count and people's names, dictionaries and contact strategies in another; only
+    purchases up to the period's end and interactions before its last local midnight count), as
+    "other:customer:purchase:contact"; None when the triggers are not all in place (a migration rebuilt a
+    table and dropped its triggers): then nothing can be told and no prepared report is served."""
+    if (await _triggers(session))[0] != _TRIGGERS:
         return None
-    other = await session.scalar(select(func.coalesce(func.sum(ReportChange.n), 0)).where(
-        ReportChange.part == "other"))
-    purchases = await session.scalar(select(func.coalesce(func.sum(ReportChange.n), 0)).where(
-        ReportChange.part == "purchase", ReportChange.day <= period.end))
+
+    async def count(part: str, *where: Any) -> int:
+        return int(await session.scalar(select(func.coalesce(func.sum(ReportChange.n), 0)).where(
+            ReportChange.part == part, *where)))
+    purchases = await count("purchase", ReportChange.day <= period.end)
     end = _utc_bounds(period, zone)[1]  # the hours (shard // 8) that begin before it
     hours = end.hour + (1 if (end.minute, end.second, end.microsecond) != (0, 0, 0) else 0)
-    contacts = await session.scalar(select(func.coalesce(func.sum(ReportChange.n), 0)).where(
-        ReportChange.part == "contact", or_(ReportChange.day < end.date(),
-                                            (ReportChange.day == end.date()) & (ReportChange.shard < hours * 8))))
-    return f"{int(other)}:{int(purchases)}:{int(contacts)}"
+    contacts = await count("contact", or_(ReportChange.day < end.date(),
+                                          (ReportChange.day == end.date()) & (ReportChange.shard < hours * 8)))
+    return f"{await count('other')}:{await count('customer')}:{purchases}:{contacts}"
+
+
+def _same_others(kept: str, now: str) -> bool:
+    """Whether two versions differ in customers' purchases, contacts, feedback and report columns only —
+    what a prepared report can be brought up to date for, customer by customer."""
+    return kept.split(":", 1)[0] == now.split(":", 1)[0] and kept.count(":") == now.count(":") == 3
 
 
 async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week", today: date,
@@ -360,9 +445,12 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
     read before the build, so a change during the build also counts as a change); otherwise built now and
     kept for the next request (the next tap of the same report, or another manager with the same scope).
     A purchase or contact recorded today does not touch a report whose period ends yesterday (the
-    customers' last contacts are read afresh: `_with_current_contacts`); any change to the purchases or
-    interactions of its days, to customers' other report columns, feedback, names, dictionaries or contact
-    strategies makes it be built again."""
+    customers' last contacts are read afresh: `_with_current_contacts`). When what changed are some
+    customers' purchases, contacts, feedback or report columns (a late order, an import, a customer added,
+    edited or archived, a complaint recorded), the prepared report is brought up to date for those customers
+    (`_brought_up_to_date`: the same figures as a build, reading only their rows) and kept so; a change of
+    people's names, dictionaries or contact strategies, or more changed customers than `_FEW_CUSTOMERS`,
+    makes it be built again."""
     period = period_for(kind, today)
     if rfm_days not in RFM_WINDOWS:
         raise DomainError(N_("the RFM window must be 90, 180, 365 or 730 days"))
@@ -371,14 +459,25 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
     key = snapshot_key(viewer, **options)
     version = await data_version(session, period, ZoneInfo(timezone))
     if version is not None:
-        row = (await session.execute(select(ReportSnapshot.data, ReportSnapshot.made_at).where(
-            ReportSnapshot.key == key, ReportSnapshot.version == version))).first()
-        if row is not None:
+        row = (await session.execute(select(ReportSnapshot.data, ReportSnapshot.made_at, ReportSnapshot.version)
+                                     .where(ReportSnapshot.key == key))).first()
+        if row is not None and row.version == version:
             with collector_paused():
                 report = await _with_current_contacts(session, viewer, pickle.loads(zlib.decompress(row.data)),
                                                       as_utc(row.made_at))
             if report is not None:
                 return report
+        elif row is not None and _same_others(row.version, version) and (await _triggers(session))[1] == \
+                _CUSTOMER_TRIGGERS:
+            inputs = await session.scalar(select(ReportSnapshot.inputs).where(ReportSnapshot.key == key))
+            if inputs is not None:
+                with collector_paused():
+                    report = await _brought_up_to_date(
+                        session, viewer, pickle.loads(zlib.decompress(row.data)),
+                        pickle.loads(zlib.decompress(inputs)), as_utc(row.made_at), **options)
+                if report is not None:
+                    await _keep(session, key, today, version, report)
+                    return report
     report = await build(session, viewer, **options)
     if version is not None:
         await _keep(session, key, today, version, report)
@@ -404,14 +503,55 @@ class _NarrowPickler(pickle.Pickler):
         return NotImplemented
 
 
-def _dumps(report: Report) -> bytes:
+def _dumps(report: Any) -> bytes:
     out = io.BytesIO()
     _NarrowPickler(out, protocol=5).dump(report)
     return out.getvalue()
 
 
-CONTACT_LOG_DAYS = 4  # how long report_contact_change keeps a customer (longer than a report is served)
+CONTACT_LOG_DAYS = 4  # how long the customer logs keep a customer (longer than a report is served)
 _FEW_CONTACTS = 20_000  # more changed customers than this: their column is read whole instead
+_FEW_CUSTOMERS = 20_000  # more changed customers than this: the report is built again
+_CHUNK = 500  # customers per IN list
+
+
+def _chunks(ids: np.ndarray) -> Iterator[list[int]]:
+    for start in range(0, ids.size, _CHUNK):
+        yield ids[start:start + _CHUNK].tolist()
+
+
+async def _current_last_contacts(session: AsyncSession, viewer: Viewer, ids: np.ndarray, last: np.ndarray,
+                                 made_at: datetime) -> np.ndarray | None:
+    """The last contacts of the customers `ids` (sorted; `last` as they were when the report was made) as
+    they are now: read afresh for the customers whose last contact changed since the day before it was made
+    (report_contact_change, kept by a trigger; the day before covers a change committed while it was being
+    built), or, when very many did, for all. None if the customers are not these (never expected: any
+    change to them is counted)."""
+    changed = list((await session.execute(select(ReportContactChange.customer_id).where(
+        ReportContactChange.changed_on >= made_at.date() - timedelta(days=1)))).scalars())
+    if not changed:
+        return last
+    if len(changed) > _FEW_CONTACTS:
+        now_ids, now_last = await columns(session, _scope(select(Customer.id, _day_number(
+            session, Customer.last_contact_at)), viewer))
+        if now_ids.size > 1 and not bool(np.all(now_ids[1:] > now_ids[:-1])):
+            order = np.argsort(now_ids, kind="stable")
+            now_ids, now_last = now_ids[order], now_last[order]
+        return now_last if np.array_equal(now_ids, ids) else None
+    wanted = np.unique(np.asarray(changed, dtype=np.int64))
+    where = np.searchsorted(ids, wanted)
+    present = where < ids.size
+    present[present] = ids[where[present]] == wanted[present]
+    wanted, where = wanted[present], where[present]
+    last = last.copy()
+    for start in range(0, wanted.size, _CHUNK):
+        chunk = wanted[start:start + _CHUNK]
+        found, days = await columns(session, select(Customer.id, _day_number(session, Customer.last_contact_at))
+                                    .where(Customer.id.in_(chunk.tolist()), Customer.archived_at.is_(None)))
+        if found.size != chunk.size:
+            return None
+        last[where[start:start + _CHUNK]] = days[np.argsort(found)]
+    return last
 
 
 async def _with_current_contacts(session: AsyncSession, viewer: Viewer, report: Report,
@@ -419,37 +559,11 @@ async def _with_current_contacts(session: AsyncSession, viewer: Viewer, report: 
     """A prepared report with its customers' last contacts as they are now: the one thing it reads that
     moves on after its period (a contact logged today moves the customer's last contact, which team
     activity reads as of the period's end), read afresh instead of building the report again for every
-    contact of the day — for the customers whose last contact changed since the day before it was made
-    (report_contact_change, kept by a trigger; the day before covers a change committed while it was being
-    built), or, when very many did, for all. None if the customers are not the ones it was made for
-    (never expected: any change to them is counted)."""
+    contact of the day (`_current_last_contacts`). None if the customers are not the ones it was made for."""
     table = report.customers
-    changed = list((await session.execute(select(ReportContactChange.customer_id).where(
-        ReportContactChange.changed_on >= made_at.date() - timedelta(days=1)))).scalars())
-    if not changed:
-        return report
-    if len(changed) > _FEW_CONTACTS:
-        ids, last = await columns(session, _scope(select(Customer.id, _day_number(session, Customer.last_contact_at)),
-                                                  viewer))
-        if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
-            order = np.argsort(ids, kind="stable")
-            ids, last = ids[order], last[order]
-        if not np.array_equal(ids, table.ids):
-            return None
-    else:
-        wanted = np.unique(np.asarray(changed, dtype=np.int64))
-        where = np.searchsorted(table.ids, wanted)
-        present = where < table.ids.size
-        present[present] = table.ids[where[present]] == wanted[present]
-        wanted, where = wanted[present], where[present]
-        last = table.last_contact.copy()
-        for start in range(0, wanted.size, 500):
-            chunk = wanted[start:start + 500]
-            found, days = await columns(session, select(Customer.id, _day_number(session, Customer.last_contact_at))
-                                        .where(Customer.id.in_(chunk.tolist()), Customer.archived_at.is_(None)))
-            if found.size != chunk.size:
-                return None
-            last[where[start:start + 500]] = days[np.argsort(found)]
+    last = await _current_last_contacts(session, viewer, table.ids, table.last_contact, made_at)
+    if last is None:
+        return None
     if not np.array_equal(last, table.last_contact):
         table.last_contact = last
         report.activity = dataclasses.replace(report.activity,
@@ -458,20 +572,27 @@ async def _with_current_contacts(session: AsyncSession, viewer: Viewer, report: 
 
 
 async def _keep(session: AsyncSession, key: str, today: date, version: str, report: Report) -> tuple[int, float]:
-    """Store a report as prepared (one row per key, replaced), in a short transaction of its own; the
-    reports of days before yesterday go. Returns the stored size and how long the write took (seconds)."""
-    data = await asyncio.to_thread(lambda: zlib.compress(_dumps(report), 1))
+    """Store a report as prepared (one row per key, replaced) with what it was made from (`Inputs`, read
+    only to bring it up to date), in a short transaction of its own; the reports of days before yesterday
+    go. Returns the stored size and how long the write took (seconds)."""
+    def packed() -> tuple[bytes, bytes | None]:
+        inputs, report.inputs = report.inputs, None
+        try:
+            return zlib.compress(_dumps(report), 1), None if inputs is None else zlib.compress(_dumps(inputs), 1)
+        finally:
+            report.inputs = inputs
+    data, inputs = await asyncio.to_thread(packed)
     await session.commit()  # the reads' transaction ends before the write
     started = perf_counter()
-    values = dict(key=key, made_for=today, version=version, made_at=utcnow(), data=data)
+    values = dict(key=key, made_for=today, version=version, made_at=utcnow(), data=data, inputs=inputs)
     insert = (sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert)(ReportSnapshot)
     await session.execute(insert.values(**values).on_conflict_do_update(
         index_elements=[ReportSnapshot.key], set_={k: v for k, v in values.items() if k != "key"}))
     await session.execute(delete(ReportSnapshot).where(ReportSnapshot.made_for < today - timedelta(days=1)))
-    await session.execute(delete(ReportContactChange).where(
-        ReportContactChange.changed_on < today - timedelta(days=CONTACT_LOG_DAYS)))
+    for log in (ReportContactChange, ReportCustomerChange):
+        await session.execute(delete(log).where(log.changed_on < today - timedelta(days=CONTACT_LOG_DAYS)))
     await session.commit()
-    return len(data), perf_counter() - started
+    return len(data) + len(inputs or b""), perf_counter() - started
 
 
 async def is_prepared(session: AsyncSession, viewer: Viewer, **options) -> bool:
@@ -492,45 +613,158 @@ async def build(session: AsyncSession, viewer: Viewer, *, kind: str = "week", to
                             trend_months=trend_months, rfm_days=rfm_days)
 
 
+def _windows(period: Period, rfm_days: int) -> tuple[Period, Period]:
+    """The RFM window up to the period's end, and the previous one (shifted back by the period)."""
+    window = Period(period.end - timedelta(days=rfm_days - 1), period.end)
+    return window, Period(window.start - timedelta(days=period.days), window.end - timedelta(days=period.days))
+
+
+async def _feedback(session: AsyncSession, viewer: Viewer, period: Period, zone: ZoneInfo,
+                    only: list[int] | None = None) -> list[FeedbackInfo]:
+    """The feedback on the viewer's customers (or on those in `only`, the viewer's) recorded during the
+    period's local days, and every open one, in the order it was recorded; times in local time."""
+    start, end = _utc_bounds(period, zone)
+    query = _scope(select(Feedback).join(Customer, Customer.id == Feedback.customer_id).where(
+        or_((Feedback.created_at >= start) & (Feedback.created_at < end), Feedback.status == "open")), viewer)
+    if only is not None:
+        query = query.where(Feedback.customer_id.in_(only))
+    return [FeedbackInfo(f.id, f.customer_id, f.kind, f.product, f.rating, f.status,
+                         as_utc(f.created_at).astimezone(zone), as_utc(f.resolved_at).astimezone(zone)
+                         if f.resolved_at else None, f.user_id)
+            for f in (await session.execute(query.order_by(Feedback.id))).scalars()]
+
+
 async def _build(session: AsyncSession, viewer: Viewer, *, kind: str, today: date, language: str, timezone: str,
                  trend_months: int, rfm_days: int) -> Report:
     period = period_for(kind, today)
     zone = ZoneInfo(timezone)
-    customers = await load_customers(session, viewer, language)
-    reps = dict((await session.execute(select(User.id, User.name))).all())
-
-    window = Period(period.end - timedelta(days=rfm_days - 1), period.end)
-    previous = Period(window.start - timedelta(days=period.days), window.end - timedelta(days=period.days))
+    purchase_days = await _purchase_days(session)  # before the purchases: a change meanwhile counts as one
+    labels, cycles = await _labels(session, language)
+    rows = await _customer_rows(session, viewer)
+    customers = _customer_table(rows, labels, cycles)
+    window, previous = _windows(period, rfm_days)
     now_aggs, before_aggs, in_period, year_before = await _rfm_windows(session, viewer, period, window, previous,
                                                                        customers)
+    inputs = Inputs((rows.region, rows.scale, rows.nature, rows.industry, rows.strategy), now_aggs, before_aggs,
+                    in_period, year_before, await load_contacts(session, viewer, period, zone),
+                    await _feedback(session, viewer, period, zone), purchase_days)
+    return await _compose(session, viewer, kind, period, window, previous, customers, inputs, trend_months)
+
+
+async def _purchase_days(session: AsyncSession) -> dict[date, int]:
+    """How often the purchases of each day have changed (report_change, kept by triggers)."""
+    return {day: int(n) for day, n in (await session.execute(
+        select(ReportChange.day, func.sum(ReportChange.n)).where(ReportChange.part == "purchase")
+        .group_by(ReportChange.day))).all()}
+
+
+async def _compose(session: AsyncSession, viewer: Viewer, kind: str, period: Period, window: Period,
+                   previous: Period, customers: CustomerTable, inputs: Inputs, trend_months: int) -> Report:
+    """The report from what it is made of (the customers and `inputs`), and the sales per month (the day
+    ranges in `inputs.range_sums` are not read again)."""
     # CPU-heavy analyses run in a worker thread, so the bot's event loop keeps answering others meanwhile.
-    rfm = await asyncio.to_thread(analytics.rfm_report, now_aggs, before_aggs, window, previous, within=customers)
-    accounts, total = analytics.key_accounts_of(in_period, year_before)
-    distribution = {dimension: analytics.distribution_of(customers.ids, *customers.dimensions[dimension], in_period)
+    rfm = await asyncio.to_thread(analytics.rfm_report, inputs.now, inputs.before, window, previous,
+                                  within=customers)
+    accounts, total = analytics.key_accounts_of(inputs.in_period, inputs.year_before)
+    distribution = {dimension: analytics.distribution_of(customers.ids, *customers.dimensions[dimension],
+                                                         inputs.in_period)
                     for dimension in CustomerTable.DIMENSIONS}
-    contacts = await load_contacts(session, viewer, period, zone)
-    start, end = _utc_bounds(period, zone)
-    feedback_rows = (await session.execute(_scope(
-        select(Feedback).join(Customer, Customer.id == Feedback.customer_id)
-        .where(or_((Feedback.created_at >= start) & (Feedback.created_at < end), Feedback.status == "open")),
-        viewer))).scalars()
-    feedback = [FeedbackInfo(f.id, f.customer_id, f.kind, f.product, f.rating, f.status,
-                             as_utc(f.created_at).astimezone(zone), as_utc(f.resolved_at).astimezone(zone)
-                             if f.resolved_at else None, f.user_id) for f in feedback_rows]
-    local_period = period  # feedback dates were turned to local time above
+    reps = dict((await session.execute(select(User.id, User.name))).all())
     scope = await purchase_scope(session, viewer)
-    range_sums: dict[tuple[date, date], int] = {}  # the trend's months and the period's are mostly the same
+    range_sums = inputs.range_sums  # the trend's months and the period's are mostly the same
     return Report(
         period=period, kind=kind, customers=customers, reps=reps, rfm=rfm, rfm_window=window,
-        churn=analytics.churn_priority(rfm, before_aggs), key_accounts=accounts, total_cents=total,
-        distribution=distribution, performance=analytics.performance_of(in_period, year_before),
-        rep_performance=analytics.performance_by(in_period, year_before, customers),
-        complaints=analytics.complaints(feedback, customers, local_period),
-        activity=analytics.team_activity(contacts, customers, period, period.end),
-        satisfaction=analytics.satisfaction(feedback, customers, local_period),
+        churn=analytics.churn_priority(rfm, inputs.before), key_accounts=accounts, total_cents=total,
+        distribution=distribution, performance=analytics.performance_of(inputs.in_period, inputs.year_before),
+        rep_performance=analytics.performance_by(inputs.in_period, inputs.year_before, customers),
+        complaints=analytics.complaints(inputs.feedback, customers, period),  # feedback times are local
+        activity=analytics.team_activity(inputs.contacts, customers, period, period.end),
+        satisfaction=analytics.satisfaction(inputs.feedback, customers, period),
         trend=await monthly_trend(session, viewer, period.end, trend_months, scope, sums=range_sums),
         months=await period_months(session, viewer, period, scope, sums=range_sums),
+        inputs=inputs,
     )
+
+
+def _replaced(kept: Sums, changed: np.ndarray, fresh: Sums) -> Sums:
+    """Window sums with the rows of the `changed` customers (sorted) replaced by their `fresh` ones."""
+    keep = ~analytics._member(kept.ids, changed)
+    return Sums.of(*(np.concatenate([a[keep], b]) for a, b in zip(kept, fresh, strict=True)))
+
+
+async def _brought_up_to_date(session: AsyncSession, viewer: Viewer, report: Report, inputs: Inputs,
+                              made_at: datetime, *, kind: str, today: date, language: str, timezone: str,
+                              trend_months: int, rfm_days: int) -> Report | None:
+    """Rule "a prepared report is brought up to date customer by customer": the customers whose
+    purchases, interactions, feedback or report columns changed since the day before it was made
+    (report_customer_change, kept by triggers: the day before covers a change committed while it was being
+    made) are read again — their row, their sums in each window, their contacts and feedback of the period
+    — in place of what the prepared report holds of them; everything the report shows is then worked out
+    again from those inputs (RFM ranks the whole company, so one customer's order can move others'
+    scores), and the sales per month read again. The same figures as a report built now. None (build it)
+    when more than `_FEW_CUSTOMERS` changed, or when the viewer's customers then differ in number from
+    those in the database (a change the log missed)."""
+    changed = list((await session.execute(select(ReportCustomerChange.customer_id).where(
+        ReportCustomerChange.changed_on >= made_at.date() - timedelta(days=1)).limit(_FEW_CUSTOMERS + 1))).scalars())
+    if len(changed) > _FEW_CUSTOMERS:
+        return None
+    changed = np.unique(np.asarray(changed, dtype=np.int64))
+    purchase_days = await _purchase_days(session)  # before the purchases, as in a build
+    period = period_for(kind, today)
+    zone = ZoneInfo(timezone)
+    window, previous = _windows(period, rfm_days)
+    table = report.customers
+    rows = CustomerRows(table.ids, table.owner, *inputs.entries, table.last_contact, table.names, table.codes)
+    fresh = CustomerRows(*(np.zeros(0, dtype=np.int64),) * 8, [], [])
+    population: list[int] = []  # the changed customers that are not archived: in RFM's population
+    for chunk in _chunks(changed):
+        fresh = fresh.merged(await _customer_rows(session, viewer, only=chunk))
+        population += (await session.execute(select(Customer.id).where(
+            Customer.id.in_(chunk), Customer.archived_at.is_(None)))).scalars()
+    rows = rows.without(changed).merged(fresh)
+    if await session.scalar(_scope(select(func.count()).select_from(Customer), viewer)) != rows.ids.size:
+        return None
+    last = await _current_last_contacts(session, viewer, rows.ids, rows.last_contact, made_at)
+    if last is None:
+        return None
+    rows = rows._replace(last_contact=last)
+    everyone, population_ids = Viewer.everyone(), np.unique(np.asarray(population, dtype=np.int64))
+
+    async def sums(ids: np.ndarray, part: Period) -> Sums:
+        """The window's sums of the customers `ids` (each in one IN list: each customer once)."""
+        parts = [Sums.empty()] + [await _aggregates(session, everyone, part, Purchase.customer_id.in_(chunk))
+                                  for chunk in _chunks(ids)]
+        return Sums.of(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+    mine = fresh.ids
+    keep = ~analytics._member(inputs.contacts.customer, changed)
+    contacts = [Contacts(*(c[keep] for c in inputs.contacts))]
+    gone = set(changed.tolist())
+    feedback = [f for f in inputs.feedback if f.customer_id not in gone]
+    for chunk in _chunks(mine):
+        contacts.append(await load_contacts(session, viewer, period, zone, only=chunk))
+        feedback += await _feedback(session, viewer, period, zone, only=chunk)
+    updated = Inputs(
+        (rows.region, rows.scale, rows.nature, rows.industry, rows.strategy),
+        _replaced(inputs.now, changed, await sums(population_ids, window)),
+        _replaced(inputs.before, changed, await sums(population_ids, previous)),
+        _replaced(inputs.in_period, changed, await sums(mine, period)),
+        _replaced(inputs.year_before, changed, await sums(mine, period.year_before())),
+        Contacts(*(np.concatenate(c) for c in zip(*contacts, strict=True))),
+        sorted(feedback, key=lambda f: f.id))
+    # The sales of a day range change only with the purchases of its days (counted per day), or when a
+    # customer with purchases then joins or leaves the scope (added, archived, moved to or from the team):
+    # the ranges of the other days are kept.
+    days = {day for day in purchase_days.keys() | inputs.purchase_days.keys()
+            if purchase_days.get(day) != inputs.purchase_days.get(day)}
+    for chunk in _chunks(np.setxor1d(changed[analytics._member(changed, table.ids)], fresh.ids)):
+        days.update((await session.execute(select(Purchase.purchased_on).where(Purchase.customer_id.in_(chunk))
+                                           .distinct())).scalars())
+    touched = sorted(days)
+    updated.purchase_days = purchase_days
+    updated.range_sums = {(start, end): total for (start, end), total in inputs.range_sums.items()
+                          if bisect.bisect_left(touched, start) == bisect.bisect_right(touched, end)}
+    customers = _customer_table(rows, *await _labels(session, language))
+    return await _compose(session, viewer, kind, period, window, previous, customers, updated, trend_months)
 
 
 async def _range_sum(session: AsyncSession, scope, start: date, end: date,
