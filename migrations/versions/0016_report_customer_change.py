@@ -26,8 +26,10 @@ TRIGGERS = [f"report_customer_change_{table}_{op_}" for table in LOGGED for op_ 
 
 _COUNT_SQLITE = ("INSERT INTO report_change (part, day, shard, n) VALUES ('{part}', '0001-01-01', 0, 1) "
                  "ON CONFLICT (part, day, shard) DO UPDATE SET n = n + 1;")
+# (the day is written only when it moves on: an import's many orders of one customer write the log once)
 _LOG_SQLITE = ("INSERT INTO report_customer_change (customer_id, changed_on) VALUES ({id}, date('now')) "
-               "ON CONFLICT (customer_id) DO UPDATE SET changed_on = excluded.changed_on;")
+               "ON CONFLICT (customer_id) DO UPDATE SET changed_on = excluded.changed_on "
+               "WHERE changed_on <> excluded.changed_on;")
 _SHARD_PG = "(txid_current() % 8)::int"
 
 
@@ -98,13 +100,15 @@ def _postgresql() -> None:
 BEGIN
   INSERT INTO report_customer_change (customer_id, changed_on)
   SELECT DISTINCT {column}, (now() AT TIME ZONE 'UTC')::date FROM (SELECT * FROM {rows}) AS rows
-  ON CONFLICT (customer_id) DO UPDATE SET changed_on = EXCLUDED.changed_on;
+  ON CONFLICT (customer_id) DO UPDATE SET changed_on = EXCLUDED.changed_on
+  WHERE report_customer_change.changed_on <> EXCLUDED.changed_on;
   RETURN NULL;
 END $$""")
     op.execute("""CREATE FUNCTION report_customer_change_row() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   INSERT INTO report_customer_change (customer_id, changed_on) VALUES (NEW.id, (now() AT TIME ZONE 'UTC')::date)
-  ON CONFLICT (customer_id) DO UPDATE SET changed_on = EXCLUDED.changed_on;
+  ON CONFLICT (customer_id) DO UPDATE SET changed_on = EXCLUDED.changed_on
+  WHERE report_customer_change.changed_on <> EXCLUDED.changed_on;
   RETURN NULL;
 END $$""")
     for table in ("purchase", "interaction", "feedback"):
