@@ -16,7 +16,8 @@ report reads those customers' last contacts afresh (a contact logged today moves
 it), so the day's contacts do not make every report be built again. Rows older than a few days go.
 
 `ReportCustomerChange` lists the customers whose purchases, interactions, feedback or report columns
-changed (added and removed ones too), and on which (UTC) day (migration 0016): a prepared report that such
+changed (added and removed ones too), and on which (UTC) days (migration 0016; a row per customer and day,
+on PostgreSQL per transaction too): a prepared report that such
 changes made out of date is brought up to date for those customers only (services.reports), instead of
 being built again from every row.
 
@@ -50,10 +51,15 @@ class ReportContactChange(SQLModel, table=True):
 
 
 class ReportCustomerChange(SQLModel, table=True):
+    """Appended to, never updated: an update of a row would lock it, and two transactions writing the same
+    customers in another order would wait for each other in a circle (PostgreSQL)."""
+
     __tablename__ = "report_customer_change"
 
     customer_id: int = Field(primary_key=True)  # no foreign key: a log kept by triggers, pruned by date
-    changed_on: date = Field(index=True)  # UTC day of the last change
+    changed_on: date = Field(primary_key=True, index=True)  # UTC day of the change
+    # PostgreSQL: the writing transaction's id; SQLite: 0
+    txn: int = Field(default=0, sa_column=Column(BigInteger, primary_key=True, nullable=False, default=0))
 
 
 class ReportSnapshot(SQLModel, table=True):

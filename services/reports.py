@@ -469,7 +469,10 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
                 return report
         elif row is not None and _same_others(row.version, version) and (await _triggers(session))[1] == \
                 _CUSTOMER_TRIGGERS:
-            inputs = await session.scalar(select(ReportSnapshot.inputs).where(ReportSnapshot.key == key))
+            # the inputs of that same stored report (another request may have stored a newer one meanwhile)
+            inputs = await session.scalar(select(ReportSnapshot.inputs).where(
+                ReportSnapshot.key == key, ReportSnapshot.version == row.version,
+                ReportSnapshot.made_at == row.made_at))
             if inputs is not None:
                 data, inputs = await asyncio.gather(asyncio.to_thread(zlib.decompress, row.data),
                                                     asyncio.to_thread(zlib.decompress, inputs))
@@ -710,7 +713,8 @@ async def _brought_up_to_date(session: AsyncSession, viewer: Viewer, report: Rep
     when more than `_FEW_CUSTOMERS` changed, or when the viewer's customers then differ in number from
     those in the database (a change the log missed)."""
     changed = list((await session.execute(select(ReportCustomerChange.customer_id).where(
-        ReportCustomerChange.changed_on >= made_at.date() - timedelta(days=1)).limit(_FEW_CUSTOMERS + 1))).scalars())
+        ReportCustomerChange.changed_on >= made_at.date() - timedelta(days=1)).distinct()
+        .limit(_FEW_CUSTOMERS + 1))).scalars())
     if len(changed) > _FEW_CUSTOMERS:
         return None
     changed = np.unique(np.asarray(changed, dtype=np.int64))
@@ -757,11 +761,13 @@ async def _brought_up_to_date(session: AsyncSession, viewer: Viewer, report: Rep
         Contacts(*(np.concatenate(c) for c in zip(*contacts, strict=True))),
         sorted(feedback, key=lambda f: f.id))
     # The sales of a day range change only with the purchases of its days (counted per day), or when a
-    # customer with purchases then joins or leaves the scope (added, archived, moved to or from the team):
-    # the ranges of the other days are kept.
+    # customer with purchases joins or leaves the scope (added, archived, moved to or from the team) — also
+    # while the report was being made and back since (the scope is read when the sales are, after the
+    # customers): the ranges of days that hold purchases of any changed customer are read again, the other
+    # ranges kept.
     days = {day for day in purchase_days.keys() | inputs.purchase_days.keys()
             if purchase_days.get(day) != inputs.purchase_days.get(day)}
-    for chunk in _chunks(np.setxor1d(changed[analytics._member(changed, table.ids)], fresh.ids)):
+    for chunk in _chunks(changed):
         days.update((await session.execute(select(Purchase.purchased_on).where(Purchase.customer_id.in_(chunk))
                                            .distinct())).scalars())
     touched = sorted(days)

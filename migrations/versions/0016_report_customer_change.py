@@ -26,10 +26,11 @@ TRIGGERS = [f"report_customer_change_{table}_{op_}" for table in LOGGED for op_ 
 
 _COUNT_SQLITE = ("INSERT INTO report_change (part, day, shard, n) VALUES ('{part}', '0001-01-01', 0, 1) "
                  "ON CONFLICT (part, day, shard) DO UPDATE SET n = n + 1;")
-# (the day is written only when it moves on: an import's many orders of one customer write the log once)
-_LOG_SQLITE = ("INSERT INTO report_customer_change (customer_id, changed_on) VALUES ({id}, date('now')) "
-               "ON CONFLICT (customer_id) DO UPDATE SET changed_on = excluded.changed_on "
-               "WHERE changed_on <> excluded.changed_on;")
+# Appended to, never updated (a row per customer and day: an import's many orders of one customer write it
+# once). On PostgreSQL a row per transaction too: an upsert locks the row it meets, and two transactions
+# writing the same customers in another order would then wait for each other in a circle.
+_LOG_SQLITE = ("INSERT INTO report_customer_change (customer_id, changed_on, txn) VALUES ({id}, date('now'), 0) "
+               "ON CONFLICT DO NOTHING;")
 _SHARD_PG = "(txid_current() % 8)::int"
 
 
@@ -98,17 +99,17 @@ def _postgresql() -> None:
                                ("customer_added", "added", "id"), ("customer_removed", "removed", "id")):
         op.execute(f"""CREATE FUNCTION report_customer_change_{name}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO report_customer_change (customer_id, changed_on)
-  SELECT DISTINCT {column}, (now() AT TIME ZONE 'UTC')::date FROM (SELECT * FROM {rows}) AS rows
-  ON CONFLICT (customer_id) DO UPDATE SET changed_on = EXCLUDED.changed_on
-  WHERE report_customer_change.changed_on <> EXCLUDED.changed_on;
+  INSERT INTO report_customer_change (customer_id, changed_on, txn)
+  SELECT DISTINCT {column}, (statement_timestamp() AT TIME ZONE 'UTC')::date, txid_current()
+  FROM (SELECT * FROM {rows}) AS rows
+  ON CONFLICT DO NOTHING;
   RETURN NULL;
 END $$""")
     op.execute("""CREATE FUNCTION report_customer_change_row() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO report_customer_change (customer_id, changed_on) VALUES (NEW.id, (now() AT TIME ZONE 'UTC')::date)
-  ON CONFLICT (customer_id) DO UPDATE SET changed_on = EXCLUDED.changed_on
-  WHERE report_customer_change.changed_on <> EXCLUDED.changed_on;
+  INSERT INTO report_customer_change (customer_id, changed_on, txn)
+  VALUES (NEW.id, (statement_timestamp() AT TIME ZONE 'UTC')::date, txid_current())
+  ON CONFLICT DO NOTHING;
   RETURN NULL;
 END $$""")
     for table in ("purchase", "interaction", "feedback"):
@@ -135,7 +136,8 @@ def upgrade() -> None:
     op.create_table('report_customer_change',
     sa.Column('customer_id', sa.Integer(), nullable=False),
     sa.Column('changed_on', sa.Date(), nullable=False),
-    sa.PrimaryKeyConstraint('customer_id', name=op.f('pk_report_customer_change'))
+    sa.Column('txn', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('customer_id', 'changed_on', 'txn', name=op.f('pk_report_customer_change'))
     )
     op.create_index(op.f('ix_report_customer_change_changed_on'), 'report_customer_change', ['changed_on'],
                     unique=False)
