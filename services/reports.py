@@ -431,6 +431,24 @@ async def data_version(session: AsyncSession, period: Period, zone: ZoneInfo) ->
     return f"{await count('other')}:{await count('customer')}:{purchases}:{contacts}"
 
 
+async def _one_moment(session: AsyncSession) -> None:
+    """From here to the session's next commit, every read sees the database as it was at one moment (the
+    first read): the counts, the customers, their sums and the sales per month of one report agree with
+    one another whatever is written meanwhile (a customer archived between the read of the customers and
+    that of the sales would otherwise be counted in one and not the other). PostgreSQL: a REPEATABLE READ
+    transaction; SQLite: a transaction begun at once (the driver begins one only before a write, so each
+    read saw the latest data). What the session read or wrote before is committed first: a report's reads
+    begin a transaction of their own (it already ended it before storing the report)."""
+    await session.commit()
+    if session.get_bind().dialect.name == "sqlite":
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        if not raw.driver_connection.in_transaction:
+            await connection.exec_driver_sql("BEGIN")
+    else:
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
 def _same_others(kept: str, now: str) -> bool:
     """Whether two versions differ in customers' purchases, contacts, feedback and report columns only —
     what a prepared report can be brought up to date for, customer by customer."""
@@ -457,6 +475,7 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
     options = dict(kind=kind, today=today, language=language, timezone=timezone, trend_months=trend_months,
                    rfm_days=rfm_days)
     key = snapshot_key(viewer, **options)
+    await _one_moment(session)
     version = await data_version(session, period, ZoneInfo(timezone))
     if version is not None:
         row = (await session.execute(select(ReportSnapshot.data, ReportSnapshot.made_at, ReportSnapshot.version)
@@ -761,13 +780,12 @@ async def _brought_up_to_date(session: AsyncSession, viewer: Viewer, report: Rep
         Contacts(*(np.concatenate(c) for c in zip(*contacts, strict=True))),
         sorted(feedback, key=lambda f: f.id))
     # The sales of a day range change only with the purchases of its days (counted per day), or when a
-    # customer with purchases joins or leaves the scope (added, archived, moved to or from the team) — also
-    # while the report was being made and back since (the scope is read when the sales are, after the
-    # customers): the ranges of days that hold purchases of any changed customer are read again, the other
-    # ranges kept.
+    # customer with purchases joined or left the scope (added, archived, moved to or from the team: in
+    # the kept report's customers or in the scope now, not both; each report reads at one moment,
+    # `_one_moment`): the ranges of the other days are kept.
     days = {day for day in purchase_days.keys() | inputs.purchase_days.keys()
             if purchase_days.get(day) != inputs.purchase_days.get(day)}
-    for chunk in _chunks(changed):
+    for chunk in _chunks(np.setxor1d(changed[analytics._member(changed, table.ids)], fresh.ids)):
         days.update((await session.execute(select(Purchase.purchased_on).where(Purchase.customer_id.in_(chunk))
                                            .distinct())).scalars())
     touched = sorted(days)
