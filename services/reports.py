@@ -438,7 +438,9 @@ async def _one_moment(session: AsyncSession) -> None:
     that of the sales would otherwise be counted in one and not the other). PostgreSQL: a REPEATABLE READ
     transaction; SQLite: a transaction begun at once (the driver begins one only before a write, so each
     read saw the latest data). What the session read or wrote before is committed first: a report's reads
-    begin a transaction of their own (it already ended it before storing the report)."""
+    begin a transaction of their own (it already ended it before storing the report), ended by `prepared`.
+    Nothing may be written inside it: on SQLite a write in a read transaction that others wrote since fails
+    at once ("database is locked"; the busy timeout does not retry it) — `_keep` commits before it writes."""
     await session.commit()
     if session.get_bind().dialect.name == "sqlite":
         connection = await session.connection()
@@ -468,7 +470,11 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
     edited or archived, a complaint recorded), the prepared report is brought up to date for those customers
     (`_brought_up_to_date`: the same figures as a build, reading only their rows) and kept so; a change of
     people's names, dictionaries or contact strategies, or more changed customers than `_FEW_CUSTOMERS`,
-    makes it be built again."""
+    makes it be built again.
+
+    The session must be one of its own (as `build_apart` and the prepare job give it): what it read or wrote
+    before is committed first, its reads then see one moment (`_one_moment`), and it is committed again
+    before this returns — never the bot's transaction of an update."""
     period = period_for(kind, today)
     if rfm_days not in RFM_WINDOWS:
         raise DomainError(N_("the RFM window must be 90, 180, 365 or 730 days"))
@@ -476,35 +482,43 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
                    rfm_days=rfm_days)
     key = snapshot_key(viewer, **options)
     await _one_moment(session)
-    version = await data_version(session, period, ZoneInfo(timezone))
-    if version is not None:
-        row = (await session.execute(select(ReportSnapshot.data, ReportSnapshot.made_at, ReportSnapshot.version)
-                                     .where(ReportSnapshot.key == key))).first()
-        if row is not None and row.version == version:
-            with collector_paused():
-                report = await _with_current_contacts(session, viewer, pickle.loads(zlib.decompress(row.data)),
-                                                      as_utc(row.made_at))
-            if report is not None:
-                return report
-        elif row is not None and _same_others(row.version, version) and (await _triggers(session))[1] == \
-                _CUSTOMER_TRIGGERS:
-            # the inputs of that same stored report (another request may have stored a newer one meanwhile)
-            inputs = await session.scalar(select(ReportSnapshot.inputs).where(
-                ReportSnapshot.key == key, ReportSnapshot.version == row.version,
-                ReportSnapshot.made_at == row.made_at))
-            if inputs is not None:
-                data, inputs = await asyncio.gather(asyncio.to_thread(zlib.decompress, row.data),
-                                                    asyncio.to_thread(zlib.decompress, inputs))
+    try:
+        version = await data_version(session, period, ZoneInfo(timezone))
+        if version is not None:
+            row = (await session.execute(select(ReportSnapshot.data, ReportSnapshot.made_at, ReportSnapshot.version)
+                                         .where(ReportSnapshot.key == key))).first()
+            if row is not None and row.version == version:
                 with collector_paused():
-                    report = await _brought_up_to_date(session, viewer, pickle.loads(data), pickle.loads(inputs),
-                                                       as_utc(row.made_at), **options)
+                    report = await _with_current_contacts(session, viewer, pickle.loads(zlib.decompress(row.data)),
+                                                          as_utc(row.made_at))
                 if report is not None:
-                    await _keep(session, key, today, version, report)
                     return report
-    report = await build(session, viewer, **options)
-    if version is not None:
-        await _keep(session, key, today, version, report)
-    return report
+            elif row is not None and _same_others(row.version, version) and (await _triggers(session))[1] == \
+                    _CUSTOMER_TRIGGERS:
+                # the inputs of that same stored report (another request may have stored a newer one meanwhile)
+                inputs = await session.scalar(select(ReportSnapshot.inputs).where(
+                    ReportSnapshot.key == key, ReportSnapshot.version == row.version,
+                    ReportSnapshot.made_at == row.made_at))
+                if inputs is not None:
+                    data, inputs = await asyncio.gather(asyncio.to_thread(zlib.decompress, row.data),
+                                                        asyncio.to_thread(zlib.decompress, inputs))
+                    with collector_paused():
+                        report = await _brought_up_to_date(session, viewer, pickle.loads(data), pickle.loads(inputs),
+                                                           as_utc(row.made_at), **options)
+                    if report is not None:
+                        await _keep(session, key, today, version, report)
+                        return report
+        report = await build(session, viewer, **options)
+        if version is not None:
+            await _keep(session, key, today, version, report)
+        return report
+    except BaseException:
+        if session.in_transaction():
+            await session.rollback()
+        raise
+    finally:
+        if session.in_transaction():  # the reads' snapshot ends here, whichever way the report came
+            await session.commit()
 
 
 def _widened(array: np.ndarray, dtype: str) -> np.ndarray:

@@ -289,3 +289,20 @@ async def test_two_writers_of_the_same_customers_in_another_order_do_not_deadloc
             assert logged >= {a, b}
     finally:
         await engine.dispose()
+
+
+async def test_a_served_report_leaves_its_session_out_of_the_reads_snapshot(world):
+    """prepared() reads at one moment and ends that before it returns, whichever way the report came: the
+    session then sees what others wrote since and can write (SQLite failed at once with 'database is
+    locked', PostgreSQL with a serialization failure, while the snapshot stayed open)."""
+    sessions, boss, rep, big, small, theirs = world
+    async with sessions() as session:
+        viewer = await viewer_for(session, boss)
+        await reports.prepared(session, viewer, kind="year", today=TODAY, language="en", timezone="UTC")
+        await reports.prepared(session, viewer, kind="year", today=TODAY, language="en", timezone="UTC")  # served
+        async with sessions() as other:
+            await other.execute(update(Customer).where(Customer.id == big.id).values(name="大客户（改）"))
+            await other.commit()
+        assert await session.scalar(select(Customer.name).where(Customer.id == big.id)) == "大客户（改）"
+        await session.execute(update(Customer).where(Customer.id == small.id).values(notes="写得进去"))
+        await session.commit()
