@@ -742,7 +742,8 @@ async def _brought_up_to_date(session: AsyncSession, viewer: Viewer, report: Rep
     made) are read again — their row, their sums in each window, their contacts and feedback of the period
     — in place of what the prepared report holds of them; everything the report shows is then worked out
     again from those inputs (RFM ranks the whole company, so one customer's order can move others'
-    scores), and the sales per month read again. The same figures as a report built now. None (build it)
+    scores), and the sales per month read again for the day ranges that changed (below). The same figures
+    as a report built now. None (build it)
     when more than `_FEW_CUSTOMERS` changed, or when the viewer's customers then differ in number from
     those in the database (a change the log missed)."""
     changed = list((await session.execute(select(ReportCustomerChange.customer_id).where(
