@@ -15,6 +15,10 @@ count). The sandbox's clock offset (models.CLOCK) is carried with each call, so 
 bot's. Cancelling the wait does not stop work already under way in the worker (it finishes there; every
 job writes keyed rows in short transactions, so a repeat is harmless); `close` ends the worker.
 
+The worker's loop keeps running between pieces of work: what a piece of work leaves to do once its result
+is ready (a report is stored for the next request after the reply, services.reports `store_later`) is done
+there while the bot already answers.
+
 Work goes to a lane: "work" (reports, jobs) or "cards" (business-card reading, bot.namecard): each lane is
 a worker process of its own, so a rep's card is read in a second or two even while a manager's workbook
 takes twenty — a card waiting behind a report held its update, and long polling with it (bot.detached).
@@ -75,8 +79,10 @@ def _start_worker(level: int, fmt: str) -> None:
         os.nice(WORKER_NICENESS)
     configure(logging.getLevelName(level), fmt)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its import-time set-up lines are noise here
+    # The loop runs all the time, in a thread of its own: what a piece of work leaves to do after its
+    # result (storing a report it made, services.reports) goes on between pieces of work.
     _LOOP = asyncio.new_event_loop()
-    asyncio.set_event_loop(_LOOP)
+    threading.Thread(target=_LOOP.run_forever, name="worker-loop", daemon=True).start()
     threading.Thread(target=_end_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
 
 
@@ -95,7 +101,9 @@ def _sessions_for(url: str) -> async_sessionmaker[AsyncSession]:
         from bot.db import make_engine, make_sessionmaker
 
         engine = make_engine(url)
-        _ENGINES[url] = (engine, make_sessionmaker(engine))
+        sessions = make_sessionmaker(engine)
+        sessions.outlives_work = True  # this loop runs on after a piece of work returns (services.reports)
+        _ENGINES[url] = (engine, sessions)
     return _ENGINES[url][1]
 
 
@@ -103,13 +111,18 @@ def _work_in_worker(url: str, work: Work[T], clock_offset: timedelta) -> T:
     from models.common import CLOCK
 
     CLOCK.offset = clock_offset  # the bot's "now" (the sandbox moves it)
-    return _LOOP.run_until_complete(work(_sessions_for(url)))
+    return asyncio.run_coroutine_threadsafe(work(_sessions_for(url)), _LOOP).result()
 
 
 def _forget_in_worker(url: str) -> None:
+    from services.reports import stored
+
     engine, _ = _ENGINES.pop(url, (None, None))
     if engine is not None:
-        _LOOP.run_until_complete(engine.dispose())
+        async def forget() -> None:
+            await stored()  # the reports still being stored, first
+            await engine.dispose()
+        asyncio.run_coroutine_threadsafe(forget(), _LOOP).result()
 
 
 # ------------------------------------------------------------------------------------ in the bot's process

@@ -19,8 +19,11 @@ import bisect
 import dataclasses
 import hashlib
 import io
+import logging
 import pickle
+import weakref
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -375,9 +378,12 @@ def local_days(seconds: np.ndarray, zone: ZoneInfo, start: datetime, end: dateti
 
 
 async def build_apart(sessions: async_sessionmaker[AsyncSession], viewer: Viewer, **options) -> Report:
-    """`prepared` in a session of its own from `sessions` (bot.background runs it beside the bot's loop)."""
+    """`prepared` in a session of its own from `sessions` (bot.background runs it beside the bot's loop). In
+    the worker process, whose loop runs on after the work returns (`sessions.outlives_work`), a report made
+    now is stored after it is returned (`store_later`), while the reply is being sent; elsewhere before."""
     async with sessions() as session:
-        return await prepared(session, viewer, **options)
+        return await prepared(session, viewer, store_later=sessions if getattr(sessions, "outlives_work", False)
+                              else None, **options)
 
 
 # ------------------------------------------------------------------------------------------ prepared reports
@@ -451,6 +457,54 @@ async def _one_moment(session: AsyncSession) -> None:
         await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
+@dataclass
+class _Held:
+    """A report this process made (built or brought up to date), with its inputs: the next request for the
+    same key starts from it instead of reading the stored copy back (at 1M customers: 1.5–2 s of reading,
+    decompressing and unpickling)."""
+
+    report: Report
+    version: str
+    made_at: datetime  # when its reads began: what it is stored with, and where its customer log starts
+    lineage: frozenset  # made_at of every stored report it descends from here (None: it was built)
+    stored: bool = False
+
+
+# Per database (its engine; weakly: a test's database goes with its engine): key → the report made for it.
+_HELD: weakref.WeakKeyDictionary[Any, OrderedDict[str, _Held]] = weakref.WeakKeyDictionary()
+HELD_CUSTOMERS = 1_500_000  # the customers of the reports held in memory at most (the newest is always held)
+_STORING: set[asyncio.Task] = set()  # reports being stored after they were returned (`store_later`)
+
+
+def _held_for(session: AsyncSession) -> OrderedDict[str, _Held]:
+    engine = session.get_bind()
+    held = _HELD.get(engine)
+    if held is None:
+        held = _HELD[engine] = OrderedDict()
+    return held
+
+
+def _hold(held: OrderedDict[str, _Held], key: str, entry: _Held) -> None:
+    """Keep `entry` as the newest, letting go of the least recently used beyond HELD_CUSTOMERS."""
+    held.pop(key, None)
+    held[key] = entry
+    total = sum(len(h.report.customers.ids) for h in held.values())
+    while len(held) > 1 and total > HELD_CUSTOMERS:
+        _oldest, gone = held.popitem(last=False)
+        total -= len(gone.report.customers.ids)
+
+
+def forget_held() -> None:
+    """Let go of every report held in memory (tests and the bench: the next request reads the stored copy)."""
+    _HELD.clear()
+
+
+async def stored() -> None:
+    """Wait until the reports returned before being stored (`store_later`) are stored."""
+    while _STORING:
+        await asyncio.gather(*list(_STORING), return_exceptions=True)
+
+
 def _same_others(kept: str, now: str) -> bool:
     """Whether two versions differ in customers' purchases, contacts, feedback and report columns only —
     what a prepared report can be brought up to date for, customer by customer."""
@@ -459,7 +513,8 @@ def _same_others(kept: str, now: str) -> bool:
 
 async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week", today: date,
                    language: str = "zh_Hans", timezone: str = "Asia/Shanghai", trend_months: int = 12,
-                   rfm_days: int = RFM_DAYS) -> Report:
+                   rfm_days: int = RFM_DAYS, store_later: async_sessionmaker[AsyncSession] | None = None
+                   ) -> Report:
     """Rule "a prepared report is never stale": the report `build` makes, served from the one prepared for
     the same scope, options and day when nothing it reads has changed since it was built (`data_version`
     read before the build, so a change during the build also counts as a change); otherwise built now and
@@ -472,6 +527,13 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
     people's names, dictionaries or contact strategies, or more changed customers than `_FEW_CUSTOMERS`,
     makes it be built again.
 
+    A report this process made is held in memory (`_Held`, up to HELD_CUSTOMERS customers): the next
+    request starts from it rather than from the stored copy, as long as the stored copy is that report or
+    one it descends from (otherwise another process stored a newer one, or the data was restored: the
+    stored copy is read). With `store_later` (a sessionmaker: the bot's requests, `build_apart`) a report
+    made now is stored after it is returned, in a session of its own, while the reply is being sent;
+    without it (the prepare job) before.
+
     The session must be one of its own (as `build_apart` and the prepare job give it): what it read or wrote
     before is committed first, its reads then see one moment (`_one_moment`), and it is committed again
     before this returns — never the bot's transaction of an update."""
@@ -481,36 +543,62 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
     options = dict(kind=kind, today=today, language=language, timezone=timezone, trend_months=trend_months,
                    rfm_days=rfm_days)
     key = snapshot_key(viewer, **options)
+    held_here = _held_for(session)
     await _one_moment(session)
     try:
+        made_at = utcnow()  # before the first read: a change committed after it is in the customer log
         version = await data_version(session, period, ZoneInfo(timezone))
         if version is not None:
-            row = (await session.execute(select(ReportSnapshot.data, ReportSnapshot.made_at, ReportSnapshot.version)
+            row = (await session.execute(select(ReportSnapshot.made_at, ReportSnapshot.version)
                                          .where(ReportSnapshot.key == key))).first()
-            if row is not None and row.version == version:
-                with collector_paused():
-                    report = await _with_current_contacts(session, viewer, pickle.loads(zlib.decompress(row.data)),
-                                                          as_utc(row.made_at))
-                if report is not None:
-                    return report
-            elif row is not None and _same_others(row.version, version) and (await _triggers(session))[1] == \
-                    _CUSTOMER_TRIGGERS:
-                # the inputs of that same stored report (another request may have stored a newer one meanwhile)
-                inputs = await session.scalar(select(ReportSnapshot.inputs).where(
-                    ReportSnapshot.key == key, ReportSnapshot.version == row.version,
-                    ReportSnapshot.made_at == row.made_at))
-                if inputs is not None:
-                    data, inputs = await asyncio.gather(asyncio.to_thread(zlib.decompress, row.data),
-                                                        asyncio.to_thread(zlib.decompress, inputs))
+            row_made = as_utc(row.made_at) if row is not None else None
+            held = held_here.get(key)
+            if held is not None and row_made != held.made_at and (held.stored or row_made not in held.lineage):
+                held = None  # another process stored a newer one, or the data was restored: that one counts
+            if held is not None:
+                held_here.move_to_end(key)
+                kept_version, kept_made = held.version, held.made_at
+            elif row is not None:
+                kept_version, kept_made = row.version, row_made
+            if held is not None or row is not None:
+                this = (ReportSnapshot.key == key, ReportSnapshot.version == kept_version,
+                        ReportSnapshot.made_at == row.made_at) if row is not None else ()
+                if kept_version == version:
                     with collector_paused():
-                        report = await _brought_up_to_date(session, viewer, pickle.loads(data), pickle.loads(inputs),
-                                                           as_utc(row.made_at), **options)
+                        if held is None:  # held from now on (without its inputs: read if it must be updated)
+                            held = _Held(pickle.loads(zlib.decompress(await session.scalar(
+                                select(ReportSnapshot.data).where(*this)))), kept_version, kept_made, frozenset(),
+                                stored=True)
+                            _hold(held_here, key, held)
+                        report = await _with_current_contacts(session, viewer, held.report, kept_made)
                     if report is not None:
-                        await _keep(session, key, today, version, report)
                         return report
+                    held_here.pop(key, None)
+                elif _same_others(kept_version, version) and (await _triggers(session))[1] == _CUSTOMER_TRIGGERS:
+                    if held is not None and held.report.inputs is None:
+                        held = None  # the stored one held as served, without its inputs: both are read now
+                    if held is not None:
+                        report, inputs = held.report, held.report.inputs
+                    else:
+                        data, inputs = (await session.execute(select(ReportSnapshot.data, ReportSnapshot.inputs)
+                                                              .where(*this))).one()
+                        if inputs is not None:
+                            data, inputs = await asyncio.gather(asyncio.to_thread(zlib.decompress, data),
+                                                                asyncio.to_thread(zlib.decompress, inputs))
+                            with collector_paused():
+                                report, inputs = pickle.loads(data), pickle.loads(inputs)
+                    if inputs is not None:
+                        with collector_paused():
+                            report = await _brought_up_to_date(session, viewer, report, inputs, kept_made, **options)
+                        if report is not None:
+                            lineage = (held.lineage | {held.made_at}) if held is not None else frozenset({row_made})
+                            await _kept(session, held_here, key, today, version, report, made_at, lineage,
+                                        store_later)
+                            return report
         report = await build(session, viewer, **options)
         if version is not None:
-            await _keep(session, key, today, version, report)
+            await _kept(session, held_here, key, today, version, report, made_at,
+                        frozenset({row_made}) if row is not None else frozenset({None}), store_later)
         return report
     except BaseException:
         if session.in_transaction():
@@ -608,16 +696,40 @@ async def _with_current_contacts(session: AsyncSession, viewer: Viewer, report: 
     return report
 
 
-async def _keep(session: AsyncSession, key: str, today: date, version: str, report: Report) -> tuple[int, float]:
+async def _kept(session: AsyncSession, held_here: OrderedDict[str, _Held], key: str, today: date, version: str,
+                report: Report, made_at: datetime, lineage: frozenset,
+                store_later: async_sessionmaker[AsyncSession] | None) -> None:
+    """Hold the report made now in memory, and store it: now, or after it is returned (`store_later`)."""
+    entry = _Held(report, version, made_at, lineage)
+    _hold(held_here, key, entry)
+    if store_later is None:
+        await _keep(session, key, today, version, report, made_at)
+        entry.stored = True
+        return
+    await session.commit()  # the reads' snapshot ends before the report is returned
+
+    async def store() -> None:
+        try:
+            async with store_later() as apart:
+                await _keep(apart, key, today, version, report, made_at)
+            entry.stored = True
+        except Exception:  # kept in memory all the same; the next request made here starts from it
+            logging.getLogger("fieldcrm.reports").warning("a prepared report could not be stored", exc_info=True)
+    task = asyncio.get_running_loop().create_task(store())
+    _STORING.add(task)
+    task.add_done_callback(_STORING.discard)
+
+
+async def _keep(session: AsyncSession, key: str, today: date, version: str, report: Report,
+                made_at: datetime | None = None) -> tuple[int, float]:
     """Store a report as prepared (one row per key, replaced) with what it was made from (`Inputs`, read
     only to bring it up to date), in a short transaction of its own; the reports of days before yesterday
-    go. Returns the stored size and how long the write took (seconds)."""
+    go. `made_at`: when its reads began (now if not given). Returns the stored size and how long the
+    write took (seconds)."""
     def pickled() -> tuple[bytes, bytes | None]:
-        inputs, report.inputs = report.inputs, None
-        try:
-            return _dumps(report), None if inputs is None else _dumps(inputs)
-        finally:
-            report.inputs = inputs
+        # (a copy without them: the report itself may be held and in use meanwhile, `store_later`)
+        return _dumps(dataclasses.replace(report, inputs=None)), None if report.inputs is None else \
+            _dumps(report.inputs)
     data, inputs = await asyncio.to_thread(pickled)
     # zlib lets go of the interpreter while it compresses: the two are compressed side by side (1M: 2.1 → 1.1 s)
     data, inputs = await asyncio.gather(asyncio.to_thread(zlib.compress, data, 1),
@@ -625,7 +737,7 @@ async def _keep(session: AsyncSession, key: str, today: date, version: str, repo
                                         else asyncio.sleep(0))
     await session.commit()  # the reads' transaction ends before the write
     started = perf_counter()
-    values = dict(key=key, made_for=today, version=version, made_at=utcnow(), data=data, inputs=inputs)
+    values = dict(key=key, made_for=today, version=version, made_at=made_at or utcnow(), data=data, inputs=inputs)
     insert = (sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert)(ReportSnapshot)
     await session.execute(insert.values(**values).on_conflict_do_update(
         index_elements=[ReportSnapshot.key], set_={k: v for k, v in values.items() if k != "key"}))

@@ -72,6 +72,25 @@ async def counting(sessions) -> int:
         return await session.scalar(select(func.count()).select_from(Reminder))
 
 
+STORE_DELAY = 2.0  # seconds a stored report takes in `slowly_stored_report`
+
+
+async def slowly_stored_report(sessions, **options):
+    """bot.report_view.report_summary, with the storing of the report it makes taking STORE_DELAY seconds more
+    (once: the stand-in puts the real one back when it is called)."""
+    import services.reports as reports
+    from bot.report_view import report_summary
+
+    real = reports._keep
+
+    async def slow(*args, **kwargs):
+        reports._keep = real
+        await asyncio.sleep(STORE_DELAY)
+        return await real(*args, **kwargs)
+    reports._keep = slow
+    return await report_summary(sessions, **options)
+
+
 async def sleeping(sessions) -> None:
     await asyncio.sleep(60)
 
@@ -177,6 +196,37 @@ async def test_a_scheduled_scan_runs_beside_the_bot_and_writes_what_it_would_wri
     assert runtime.answered is not None  # the sweep's watermark came back to the runtime
     assert max(lags) < 0.3, f"the loop stalled {max(lags):.2f} s"
     assert (await jobs.apart(runtime, slow_scan))[1] == 0  # keyed: a second run writes nothing new
+
+
+async def test_a_report_is_replied_before_it_is_stored_and_stored_while_the_worker_waits(engine):
+    """A manager's /report comes back as soon as it is made; storing it for the next request (seconds at 1M
+    customers) goes on in the worker afterwards — its loop keeps running between pieces of work, so the
+    report is stored even though no other work comes (before, that loop ran only during a piece of work:
+    what a piece of work left to do waited for the next one)."""
+    from models import ReportSnapshot
+    from services.access import Viewer
+
+    app = await make_app(engine)
+    await _team(app)
+    place = Background(app.sessions)
+    options = dict(viewer=Viewer.everyone(), kind="month", today=datetime.now(UTC).date(), language="en",
+                   timezone="UTC", currency="CNY")
+    began = time.monotonic()
+    text, charts = await place.run(functools.partial(slowly_stored_report, **options))
+    replied = time.monotonic() - began
+    assert "恒达贸易" in text or charts
+    async with app.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(ReportSnapshot)) == 0  # not stored yet
+    deadline = time.monotonic() + 30
+    while True:  # no more work goes to the worker
+        async with app.sessions() as session:
+            if await session.scalar(select(func.count()).select_from(ReportSnapshot)):
+                break
+        assert time.monotonic() < deadline, "the report was never stored"
+        await asyncio.sleep(0.1)
+    stored_after = time.monotonic() - began
+    assert stored_after >= STORE_DELAY and replied < stored_after
+    await place.close()
 
 
 async def test_an_error_in_the_worker_reaches_the_caller_and_the_worker_goes_on(engine):

@@ -102,7 +102,11 @@ async def test_random_changes_leave_the_report_brought_up_to_date_equal_to_one_b
     async def age_logs():  # what a report already reflects drops out of the logs (as days later)
         await _forget_logged(sessions)
 
+    in_memory = random.Random(seed + 1000)
+
     async def check(step):
+        if in_memory.random() < 0.5:  # starting from the stored copy, as another process (or after a restart)
+            reports.forget_held()
         async with sessions() as session:
             served = await reports.prepared(session, await viewer(session), **options)
         async with sessions() as session:
