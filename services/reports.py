@@ -276,6 +276,25 @@ class CustomerRows(NamedTuple):
         return CustomerRows(*(a[keep] for a in self[:8]), [self.names[i] for i in where],
                             [self.codes[i] for i in where])
 
+    def updated(self, changed: np.ndarray, fresh: CustomerRows) -> CustomerRows:
+        """These with the rows of the `changed` customers (sorted) replaced by `fresh` (theirs as they are
+        now, the viewer's only). When the same customers are here before and after (changed orders or
+        fields: the usual case) their rows are put in place, without copying a million names one by one."""
+        where = np.searchsorted(self.ids, fresh.ids)
+        if self.ids.size and fresh.ids.size == int(analytics._member(changed, self.ids).sum()) and \
+                bool(np.all(where < self.ids.size)) and np.array_equal(self.ids[np.minimum(where, self.ids.size - 1)],
+                                                                        fresh.ids):
+            arrays = []
+            for column, new in zip(self[:8], fresh[:8], strict=True):
+                column = column.copy()
+                column[where] = new
+                arrays.append(column)
+            names, codes = list(self.names), list(self.codes)
+            for i, at in enumerate(where.tolist()):
+                names[at], codes[at] = fresh.names[i], fresh.codes[i]
+            return CustomerRows(*arrays, names, codes)
+        return self.without(changed).merged(fresh)
+
     def merged(self, other: CustomerRows) -> CustomerRows:
         """These and `other` (no customer in both) in one id order."""
         ids = np.concatenate([self.ids, other.ids])
@@ -575,9 +594,15 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
                         return report
                     held_here.pop(key, None)
                 elif _same_others(kept_version, version) and (await _triggers(session))[1] == _CUSTOMER_TRIGGERS:
-                    if held is not None and held.report.inputs is None:
-                        held = None  # the stored one held as served, without its inputs: both are read now
-                    if held is not None:
+                    if held is not None and held.report.inputs is None and row is not None:
+                        # the stored one, held as it was served without its inputs: they are read now
+                        inputs = await session.scalar(select(ReportSnapshot.inputs).where(*this))
+                        if inputs is not None:
+                            inputs = await asyncio.to_thread(zlib.decompress, inputs)
+                            with collector_paused():
+                                inputs = pickle.loads(inputs)
+                        report = held.report
+                    elif held is not None:
                         report, inputs = held.report, held.report.inputs
                     else:
                         data, inputs = (await session.execute(select(ReportSnapshot.data, ReportSnapshot.inputs)
@@ -876,7 +901,7 @@ async def _brought_up_to_date(session: AsyncSession, viewer: Viewer, report: Rep
         fresh = fresh.merged(await _customer_rows(session, viewer, only=chunk))
         population += (await session.execute(select(Customer.id).where(
             Customer.id.in_(chunk), Customer.archived_at.is_(None)))).scalars()
-    rows = rows.without(changed).merged(fresh)
+    rows = rows.updated(changed, fresh)
     if await session.scalar(_scope(select(func.count()).select_from(Customer), viewer)) != rows.ids.size:
         return None
     last = await _current_last_contacts(session, viewer, rows.ids, rows.last_contact, made_at)
