@@ -524,10 +524,12 @@ async def stored() -> None:
         await asyncio.gather(*list(_STORING), return_exceptions=True)
 
 
-def _same_others(kept: str, now: str) -> bool:
-    """Whether two versions differ in customers' purchases, contacts, feedback and report columns only —
-    what a prepared report can be brought up to date for, customer by customer."""
-    return kept.split(":", 1)[0] == now.split(":", 1)[0] and kept.count(":") == now.count(":") == 3
+def _updatable(kept: str, now: str) -> bool:
+    """Whether a prepared report of version `kept` can be brought up to date to `now`, customer by
+    customer: both count the same parts (customers' purchases, contacts, feedback and report columns are
+    read again for the customers that changed; people's names, dictionary labels and contact cycles —
+    "other" — are read again whole, whatever changed)."""
+    return kept.count(":") == now.count(":") == 3
 
 
 async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week", today: date,
@@ -542,9 +544,9 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
     customers' last contacts are read afresh: `_with_current_contacts`). When what changed are some
     customers' purchases, contacts, feedback or report columns (a late order, an import, a customer added,
     edited or archived, a complaint recorded), the prepared report is brought up to date for those customers
-    (`_brought_up_to_date`: the same figures as a build, reading only their rows) and kept so; a change of
-    people's names, dictionaries or contact strategies, or more changed customers than `_FEW_CUSTOMERS`,
-    makes it be built again.
+    (`_brought_up_to_date`: the same figures as a build, reading only their rows; people's names, the
+    dictionaries' labels and the contact cycles are read again whole) and kept so; more changed customers
+    than `_FEW_CUSTOMERS` make it be built again.
 
     A report this process made is held in memory (`_Held`, up to HELD_CUSTOMERS customers): the next
     request starts from it rather than from the stored copy, as long as the stored copy is that report or
@@ -593,7 +595,7 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
                     if report is not None:
                         return report
                     held_here.pop(key, None)
-                elif _same_others(kept_version, version) and (await _triggers(session))[1] == _CUSTOMER_TRIGGERS:
+                elif _updatable(kept_version, version) and (await _triggers(session))[1] == _CUSTOMER_TRIGGERS:
                     if held is not None and held.report.inputs is None and row is not None:
                         # the stored one, held as it was served without its inputs: they are read now
                         inputs = await session.scalar(select(ReportSnapshot.inputs).where(*this))
