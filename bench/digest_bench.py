@@ -109,11 +109,15 @@ async def prepared_year(sessions, manager: User, today, runs: int) -> None:
         # The data set is history: made days ago, as far as the log of changed customers goes (made today,
         # it lists every customer, and the first report of the day is built rather than brought up to date).
         await session.execute(delete(ReportCustomerChange))
+        await session.execute(delete(ReportSnapshot))  # an earlier run's: the day's report is prepared anew
         await session.commit()
+    reports.forget_held()
+    async with sessions() as session:
         version = await reports.data_version(session, period, ZoneInfo(manager.timezone))
         if version is None:
             print("prepared /report: the report_change triggers are missing (run the migrations)")
             return
+        resident = _rss_mb()
         started = started_build = time.perf_counter()
         builds = PATCHES.builds
         report = await reports.prepared(session, everyone, **options)  # as the prepare job: built, stored, held
@@ -121,7 +125,8 @@ async def prepared_year(sessions, manager: User, today, runs: int) -> None:
         assert PATCHES.builds == builds + 1
         size = await session.scalar(select(func.length(ReportSnapshot.data) + func.length(ReportSnapshot.inputs)))
         print(f"preparing the year's report (all customers): {built - started:.2f} s (built and stored "
-              f"{size / 1e6:.1f} MB compressed, the report and its inputs)", flush=True)
+              f"{size / 1e6:.1f} MB compressed, the report and its inputs); held in memory: {_rss_mb() - resident:+,.0f} "
+              f"MB resident", flush=True)
     times = []
     for run in range(max(runs, 2) + 1):
         if run == max(runs, 2):  # the last one reads the stored copy (as the first request after a restart)
@@ -279,6 +284,17 @@ async def contacts_today(sessions, manager: User, everyone: Viewer, options: dic
             for cid, _, last in rows:
                 await session.execute(update(Customer).where(Customer.id == cid).values(last_contact_at=last))
             await session.commit()
+
+
+def _rss_mb() -> float:
+    """This process's resident memory now (Linux), MB; 0 elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def reminders_now():
