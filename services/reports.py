@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import copy
 import dataclasses
 import hashlib
 import io
@@ -53,7 +54,6 @@ from models import (
     ReportSnapshot,
     User,
     as_utc,
-    utcnow,
 )
 from services import analytics, rfm
 from services.access import Viewer
@@ -476,7 +476,7 @@ async def _one_moment(session: AsyncSession) -> None:
         await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
-@dataclass
+@dataclass(eq=False)
 class _Held:
     """A report this process made (built or brought up to date), with its inputs: the next request for the
     same key starts from it instead of reading the stored copy back (at 1M customers: 1.5–2 s of reading,
@@ -487,12 +487,34 @@ class _Held:
     made_at: datetime  # when its reads began: what it is stored with, and where its customer log starts
     lineage: frozenset  # made_at of every stored report it descends from here (None: it was built)
     stored: bool = False
+    size: int = 0  # bytes, about (_held_bytes)
 
 
 # Per database (its engine; weakly: a test's database goes with its engine): key → the report made for it.
 _HELD: weakref.WeakKeyDictionary[Any, OrderedDict[str, _Held]] = weakref.WeakKeyDictionary()
-HELD_CUSTOMERS = 1_500_000  # the customers of the reports held in memory at most (the newest is always held)
+HELD_BYTES = 1_000_000_000  # what the reports held in memory may take at most (the newest is always held)
 _STORING: set[asyncio.Task] = set()  # reports being stored after they were returned (`store_later`)
+
+
+def _held_bytes(report: Report) -> int:
+    """About how much memory a held report takes: its arrays (the customers' columns, every analysis's, and
+    its inputs' — a team's report holds the whole company's RFM windows) and 100 bytes per item of a list
+    or mapping (names, codes, rows; a long one's first 64 items stand for all)."""
+    seen: set[int] = set()
+
+    def size(value: Any, depth: int) -> int:
+        if depth > 5 or id(value) in seen:
+            return 0
+        seen.add(id(value))
+        if isinstance(value, np.ndarray):
+            return value.nbytes
+        if isinstance(value, (list, tuple, dict)):
+            items = list(value.values()) if isinstance(value, dict) else value
+            sample = items[:64]
+            return 100 * len(items) + sum(size(v, depth + 1) for v in sample) * len(items) // max(1, len(sample))
+        fields = getattr(value, "__dict__", None)  # dataclasses, CustomerTable
+        return sum(size(v, depth + 1) for v in fields.values()) if fields else 0
+    return size(report, 0)
 
 
 def _held_for(session: AsyncSession) -> OrderedDict[str, _Held]:
@@ -504,13 +526,19 @@ def _held_for(session: AsyncSession) -> OrderedDict[str, _Held]:
 
 
 def _hold(held: OrderedDict[str, _Held], key: str, entry: _Held) -> None:
-    """Keep `entry` as the newest, letting go of the least recently used beyond HELD_CUSTOMERS."""
+    """Keep `entry` as the newest, letting go of the least recently used beyond HELD_BYTES (over every
+    database of this process)."""
+    entry.size = _held_bytes(entry.report)
     held.pop(key, None)
     held[key] = entry
-    total = sum(len(h.report.customers.ids) for h in held.values())
-    while len(held) > 1 and total > HELD_CUSTOMERS:
-        _oldest, gone = held.popitem(last=False)
-        total -= len(gone.report.customers.ids)
+    every = [(place, k) for place in list(_HELD.values()) for k in place]
+    total = sum(place[k].size for place, k in every)
+    for place, k in every:  # the least recently used of each database first
+        if total <= HELD_BYTES:
+            break
+        if place is held and k == key:
+            continue
+        total -= place.pop(k).size
 
 
 def forget_held() -> None:
@@ -519,9 +547,17 @@ def forget_held() -> None:
 
 
 async def stored() -> None:
-    """Wait until the reports returned before being stored (`store_later`) are stored."""
-    while _STORING:
-        await asyncio.gather(*list(_STORING), return_exceptions=True)
+    """Wait until the reports this loop returned before storing them (`store_later`) are stored."""
+    loop = asyncio.get_running_loop()
+    while mine := [task for task in _STORING if task.get_loop() is loop and not task.done()]:
+        await asyncio.gather(*mine, return_exceptions=True)
+
+
+def _behind(now: str, kept: str) -> bool:
+    """Whether any change count of version `now` is lower than in `kept`: the counts only grow, unless the
+    database was restored from a backup — whatever was made from the data before is then not this data."""
+    a, b = now.split(":"), kept.split(":")
+    return len(a) != len(b) or any(int(x) < int(y) for x, y in zip(a, b, strict=True))
 
 
 def _updatable(kept: str, now: str) -> bool:
@@ -567,21 +603,27 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
     held_here = _held_for(session)
     await _one_moment(session)
     try:
-        made_at = utcnow()  # before the first read: a change committed after it is in the customer log
+        # Before the first read: a change committed after it is in the customer logs, whose days the
+        # database's clock gives — the real time, not the sandbox's (models.CLOCK, moved ahead by ⏩).
+        made_at = datetime.now(UTC)
         version = await data_version(session, period, ZoneInfo(timezone))
         if version is not None:
             row = (await session.execute(select(ReportSnapshot.made_at, ReportSnapshot.version)
                                          .where(ReportSnapshot.key == key))).first()
             row_made = as_utc(row.made_at) if row is not None else None
             held = held_here.get(key)
-            if held is not None and row_made != held.made_at and (held.stored or row_made not in held.lineage):
-                held = None  # another process stored a newer one, or the data was restored: that one counts
+            if held is not None and (row_made != held.made_at and (held.stored or row_made not in held.lineage)
+                                     or _behind(version, held.version)):
+                # another process stored a newer one (that one counts), or the data was restored from a backup
+                # (the stored reports are not those made here, or the change counts went back)
+                held_here.pop(key, None)
+                held = None
             if held is not None:
                 held_here.move_to_end(key)
                 kept_version, kept_made = held.version, held.made_at
             elif row is not None:
                 kept_version, kept_made = row.version, row_made
-            if held is not None or row is not None:
+            if (held is not None or row is not None) and not _behind(version, kept_version):
                 this = (ReportSnapshot.key == key, ReportSnapshot.version == kept_version,
                         ReportSnapshot.made_at == row.made_at) if row is not None else ()
                 if kept_version == version:
@@ -593,6 +635,7 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
                             _hold(held_here, key, held)
                         report = await _with_current_contacts(session, viewer, held.report, kept_made)
                     if report is not None:
+                        held.report = report
                         return report
                     held_here.pop(key, None)
                 elif _updatable(kept_version, version) and (await _triggers(session))[1] == _CUSTOMER_TRIGGERS:
@@ -717,9 +760,11 @@ async def _with_current_contacts(session: AsyncSession, viewer: Viewer, report: 
     if last is None:
         return None
     if not np.array_equal(last, table.last_contact):
+        # a new report, the one given left as it is: it may be held, and being stored in another thread
+        table = copy.copy(table)
         table.last_contact = last
-        report.activity = dataclasses.replace(report.activity,
-                                              within_cycle=analytics.within_cycle(table, report.period.end))
+        report = dataclasses.replace(report, customers=table, activity=dataclasses.replace(
+            report.activity, within_cycle=analytics.within_cycle(table, report.period.end)))
     return report
 
 
@@ -764,13 +809,16 @@ async def _keep(session: AsyncSession, key: str, today: date, version: str, repo
                                         else asyncio.sleep(0))
     await session.commit()  # the reads' transaction ends before the write
     started = perf_counter()
-    values = dict(key=key, made_for=today, version=version, made_at=made_at or utcnow(), data=data, inputs=inputs)
+    values = dict(key=key, made_for=today, version=version, made_at=made_at or datetime.now(UTC), data=data,
+                  inputs=inputs)
     insert = (sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert)(ReportSnapshot)
-    await session.execute(insert.values(**values).on_conflict_do_update(
-        index_elements=[ReportSnapshot.key], set_={k: v for k, v in values.items() if k != "key"}))
+    await session.execute(insert.values(**values).on_conflict_do_update(  # never over a newer one (stored later)
+        index_elements=[ReportSnapshot.key], set_={k: v for k, v in values.items() if k != "key"},
+        where=ReportSnapshot.made_at < values["made_at"]))
     await session.execute(delete(ReportSnapshot).where(ReportSnapshot.made_for < today - timedelta(days=1)))
-    for log in (ReportContactChange, ReportCustomerChange):
-        await session.execute(delete(log).where(log.changed_on < today - timedelta(days=CONTACT_LOG_DAYS)))
+    for log in (ReportContactChange, ReportCustomerChange):  # (their days are the database's: the real date)
+        await session.execute(delete(log).where(log.changed_on < datetime.now(UTC).date() - timedelta(
+            days=CONTACT_LOG_DAYS)))
     await session.commit()
     return len(data) + len(inputs or b""), perf_counter() - started
 
