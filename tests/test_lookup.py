@@ -49,7 +49,7 @@ async def book(session):
     return ids, await build_index(session)
 
 
-@pytest.mark.parametrize("query, expected, why", [
+QUERIES = [
     ("人易软件", "人易软件", "alias"),  # exact short name
     ("人易", "人易软件", "alias"),  # partial
     ("广州市人易软件技术有限公司", "人易软件", "name"),  # the full legal name
@@ -79,13 +79,36 @@ async def book(session):
     ("ouyangna", "长江物流", "contact"),  # compound surname
     ("jurgen", "Müller Präzisionstechnik GmbH", "contact"),
     ("欧阳", "长江物流", "contact"),  # a surname alone
-])
+]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # PostgreSQL: all at once, below
+@pytest.mark.parametrize("query, expected, why", QUERIES)
 async def test_each_kind_of_query_finds_the_customer(book, query, expected, why):
     ids, index = book
     matches = top(index, query)
     assert matches, query
     assert matches[0].customer_id == ids[expected], [(m.name, m.score, m.why) for m in matches]
     assert matches[0].why == why
+
+
+@pytest.mark.postgres
+async def test_each_kind_of_query_finds_the_customer_on_postgresql(pg_url):
+    """The same queries over the index built from PostgreSQL (each query above runs on SQLite; the storage
+    matters once, for the whole set: one database for all of them)."""
+    from bot.db import make_engine, make_sessionmaker
+
+    engine = make_engine(pg_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            ids = await small_book(session)
+            index = await build_index(session)
+    finally:
+        await engine.dispose()
+    wrong = [(query, [(m.name, m.why) for m in top(index, query)]) for query, expected, why in QUERIES
+             if not top(index, query) or (top(index, query)[0].customer_id, top(index, query)[0].why)
+             != (ids[expected], why)]
+    assert wrong == []
 
 
 async def test_results_are_ranked_with_scores_and_the_better_match_first(book):

@@ -48,9 +48,12 @@ def _documents() -> list[CustomerText]:
     return docs
 
 
-@pytest.fixture
-async def index():
-    return await LookupIndex.from_documents(_documents())
+@pytest.fixture(scope="module")
+def index():
+    """Built once for the module (the tests only search it)."""
+    import asyncio
+
+    return asyncio.run(LookupIndex.from_documents(_documents()))
 
 
 def first(index: LookupIndex, query: str) -> str:
