@@ -166,3 +166,30 @@ def test_each_document_is_counted_once_with_the_sum_its_grams_would_get_over_the
     dense = np.bincount(every, weights=weights, minlength=5_000)
     assert sorted(docs.tolist()) == np.flatnonzero(dense).tolist()
     assert np.array_equal(sums, dense[docs])  # to the bit: the same additions in the same order
+
+
+def test_a_typed_pinyin_with_a_typo_scores_each_candidate_once(index, monkeypatch):
+    """Pinyin with a typo is looked up twice (its syllables, then its sounds) and most candidates come back
+    in both rounds: each is scored once per lookup (the scoring was most of the slowest lookups' time)."""
+    import services.lookup as lookup
+
+    scored, rounds = [], []
+    real_score, real_rank = lookup.score_document, lookup.LookupIndex._rank
+
+    def counting_score(q, packed):
+        scored.append(packed)
+        return real_score(q, packed)
+
+    def counting_rank(self, *args):
+        rounds.append(1)
+        return real_rank(self, *args)
+    monkeypatch.setattr(lookup, "score_document", counting_score)
+    monkeypatch.setattr(lookup.LookupIndex, "_rank", counting_rank)
+    for query in ("dongjiabaozuang", "kailongjixie", "tianyibaozhuan", "huaxingmaoyii"):
+        rounds.clear()
+        scored.clear()
+        index.search(query, EVERYONE, 5)
+        if len(rounds) == 2:
+            break
+    assert len(rounds) == 2, "no query took the second round"
+    assert scored and len(scored) == len(set(scored))
