@@ -217,11 +217,13 @@ async def window_aggregates(session: AsyncSession, start: date, end: date) -> Su
 
 
 async def _rfm_windows(session: AsyncSession, viewer: Viewer, period: Period, window: Period, previous: Period,
-                       customers: CustomerTable) -> tuple[Sums, Sums, Sums, Sums]:
+                       customers: CustomerTable, company: tuple[Sums, Sums] | None = None
+                       ) -> tuple[Sums, Sums, Sums, Sums]:
     """The RFM window and the previous one (shifted back by the period) over the whole company (RFM's
     population, services.rfm), then the period and a year before it for the viewer's customers, reading
     the long stretch the two RFM windows share only once, and a window the RFM read already (a year's
-    period is the RFM window; the year before it, usually the previous one) not again."""
+    period is the RFM window; the year before it, usually the previous one) not again. `company`: the two
+    RFM windows' sums, already at hand (`_company_windows`): not read again."""
     year_before = period.year_before()
     everyone = Viewer.everyone()
     scope = await purchase_scope(session, everyone)
@@ -232,6 +234,16 @@ async def _rfm_windows(session: AsyncSession, viewer: Viewer, period: Period, wi
         """A window already read for everyone, kept to the viewer's customers."""
         sums = read.get(part)
         return None if sums is None else sums if viewer.owners is None else sums.within(customers.ids)
+
+    if company is not None:
+        read[window], read[previous] = company
+        in_period = reuse(period)
+        if in_period is None:
+            in_period = await _aggregates(session, viewer, period, mine)
+        last_year = reuse(year_before)
+        if last_year is None:
+            last_year = await _aggregates(session, viewer, year_before, mine)
+        return *company, in_period, last_year
 
     if previous.end < window.start:  # no overlap (a year-long period): read each
         now = read[window] = await _aggregates(session, everyone, window, scope)
@@ -665,7 +677,9 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
                             await _kept(session, held_here, key, today, version, report, made_at, lineage,
                                         store_later)
                             return report
-        report = await build(session, viewer, **options)
+        company = _company_windows(held_here, version, period, _windows(period, rfm_days)[0]) \
+            if version is not None else None
+        report = await build(session, viewer, company=company, **options)
         if version is not None:
             await _kept(session, held_here, key, today, version, report, made_at,
                         frozenset({row_made}) if row is not None else frozenset({None}), store_later)
@@ -831,14 +845,30 @@ async def is_prepared(session: AsyncSession, viewer: Viewer, **options) -> bool:
 
 async def build(session: AsyncSession, viewer: Viewer, *, kind: str = "week", today: date,
                 language: str = "zh_Hans", timezone: str = "Asia/Shanghai", trend_months: int = 12,
-                rfm_days: int = RFM_DAYS) -> Report:
+                rfm_days: int = RFM_DAYS, company: tuple[Sums, Sums] | None = None) -> Report:
     """Every analysis for the viewer's scope over the period of `kind` ending yesterday, RFM over the
-    `rfm_days` days up to its end."""
+    `rfm_days` days up to its end (`company`: the whole company's sums over the RFM window and the
+    previous one, when they are at hand — `_company_windows`)."""
     if rfm_days not in RFM_WINDOWS:
         raise DomainError(N_("the RFM window must be 90, 180, 365 or 730 days"))
     with collector_paused():
         return await _build(session, viewer, kind=kind, today=today, language=language, timezone=timezone,
-                            trend_months=trend_months, rfm_days=rfm_days)
+                            trend_months=trend_months, rfm_days=rfm_days, company=company)
+
+
+def _company_windows(held_here: OrderedDict[str, _Held], version: str, period: Period,
+                     window: Period) -> tuple[Sums, Sums] | None:
+    """The whole company's sums over an RFM window and the previous one, from a report held in memory that
+    was made from the same data (its version is this one) over the same window and as long a period — any
+    scope: those sums are the company's (RFM ranks every buyer). A team's or one rep's report asked for
+    right after the manager's then reads only its own customers (at 1M customers, the two windows are
+    most of a build's reading)."""
+    for held in reversed(held_here.values()):
+        inputs = held.report.inputs
+        if held.version == version and inputs is not None and held.report.rfm_window == window \
+                and held.report.period.days == period.days:
+            return inputs.now, inputs.before
+    return None
 
 
 def _windows(period: Period, rfm_days: int) -> tuple[Period, Period]:
@@ -863,7 +893,7 @@ async def _feedback(session: AsyncSession, viewer: Viewer, period: Period, zone:
 
 
 async def _build(session: AsyncSession, viewer: Viewer, *, kind: str, today: date, language: str, timezone: str,
-                 trend_months: int, rfm_days: int) -> Report:
+                 trend_months: int, rfm_days: int, company: tuple[Sums, Sums] | None = None) -> Report:
     period = period_for(kind, today)
     zone = ZoneInfo(timezone)
     purchase_days = await _purchase_days(session)  # before the purchases: a change meanwhile counts as one
@@ -872,7 +902,7 @@ async def _build(session: AsyncSession, viewer: Viewer, *, kind: str, today: dat
     customers = _customer_table(rows, labels, cycles)
     window, previous = _windows(period, rfm_days)
     now_aggs, before_aggs, in_period, year_before = await _rfm_windows(session, viewer, period, window, previous,
-                                                                       customers)
+                                                                       customers, company)
     inputs = Inputs((rows.region, rows.scale, rows.nature, rows.industry, rows.strategy), now_aggs, before_aggs,
                     in_period, year_before, await load_contacts(session, viewer, period, zone),
                     await _feedback(session, viewer, period, zone), purchase_days)

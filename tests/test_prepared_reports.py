@@ -681,3 +681,44 @@ async def test_a_late_order_shows_in_the_sandbox_with_its_clock_moved_ahead(worl
         assert after.total_cents == first.total_cents + 50_00
     finally:
         CLOCK.offset = timedelta()
+
+
+async def test_a_teams_report_after_the_whole_companys_takes_the_rfm_sums_from_it(world, monkeypatch):
+    """RFM ranks every buyer of the company, so every scope's report reads the whole company's sums over the
+    RFM window and the one before (at 1M customers most of a build's reading). Right after the admin's
+    report, a team's report of the same period and window, made from the same data, takes them from the
+    report held in memory and reads only its own customers' sums; after an order it reads them again. Either
+    way it is the report built from the rows."""
+    sessions, boss, rep, big, small, theirs = world
+    reads: list = []
+    real = reports._aggregates
+
+    async def counted(session, viewer, period, scope=None):
+        reads.append((viewer.owners is None and scope is not None, period))
+        return await real(session, viewer, period, scope)
+    monkeypatch.setattr(reports, "_aggregates", counted)
+    window, previous = reports._windows(reports.period_for("month", TODAY), reports.RFM_DAYS)
+
+    def company_reads():
+        return [p for everyone, p in reads if everyone and p.end in (window.end, previous.end)]
+
+    async def report(viewer_of):
+        async with sessions() as session:
+            return await reports.prepared(session, await viewer_of(session), kind="month", today=TODAY,
+                                          language="en", timezone="UTC")
+    await report(lambda session: _everyone())
+    assert company_reads()  # the admin's report read the company's windows
+    reads.clear()
+    team = await report(lambda session: viewer_for(session, boss))
+    assert company_reads() == [] and reads  # only the team's own period and year before
+    assert same(team, await fresh(sessions, boss, kind="month"))
+    await _order(sessions, theirs, 70_00)  # another team's order: the company's sums move
+    reports.forget_held()
+    await report(lambda session: _everyone())
+    async with sessions() as session:
+        await session.execute(delete(reports.ReportSnapshot))
+        await session.commit()
+    await _order(sessions, big, 30_00)
+    reads.clear()
+    team = await report(lambda session: viewer_for(session, boss))  # the held one is of older data: read
+    assert company_reads() and same(team, await fresh(sessions, boss, kind="month"))
