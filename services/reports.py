@@ -18,6 +18,7 @@ import asyncio
 import bisect
 import copy
 import dataclasses
+import functools
 import hashlib
 import io
 import logging
@@ -520,6 +521,8 @@ def _held_bytes(report: Report) -> int:
         seen.add(id(value))
         if isinstance(value, np.ndarray):
             return value.nbytes
+        if isinstance(value, functools.partial):  # analytics.LazyRows: the arrays its rows are made from
+            return size(value.args, depth + 1) + size(value.keywords, depth + 1)
         if isinstance(value, (list, tuple, dict)):
             items = list(value.values()) if isinstance(value, dict) else value
             sample = items[:64]
