@@ -680,7 +680,7 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
                             await _kept(session, held_here, key, today, version, report, made_at, lineage,
                                         store_later)
                             return report
-        company = _company_windows(held_here, version, period, _windows(period, rfm_days)[0]) \
+        company = await _company_windows(session, held_here, version, period, _windows(period, rfm_days)[0]) \
             if version is not None else None
         report = await build(session, viewer, company=company, **options)
         if version is not None:
@@ -859,18 +859,21 @@ async def build(session: AsyncSession, viewer: Viewer, *, kind: str = "week", to
                             trend_months=trend_months, rfm_days=rfm_days, company=company)
 
 
-def _company_windows(held_here: OrderedDict[str, _Held], version: str, period: Period,
-                     window: Period) -> tuple[Sums, Sums] | None:
+async def _company_windows(session: AsyncSession, held_here: OrderedDict[str, _Held], version: str,
+                           period: Period, window: Period) -> tuple[Sums, Sums] | None:
     """The whole company's sums over an RFM window and the previous one, from a report held in memory that
     was made from the same data (its version is this one) over the same window and as long a period — any
     scope: those sums are the company's (RFM ranks every buyer). A team's or one rep's report asked for
     right after the manager's then reads only its own customers (at 1M customers, the two windows are
-    most of a build's reading)."""
-    for held in reversed(held_here.values()):
+    most of a build's reading). Only a report already stored and still the stored one counts (as for
+    serving it: a database restored since holds other stored reports)."""
+    for key, held in reversed(list(held_here.items())):
         inputs = held.report.inputs
-        if held.version == version and inputs is not None and held.report.rfm_window == window \
+        if held.version == version and held.stored and inputs is not None and held.report.rfm_window == window \
                 and held.report.period.days == period.days:
-            return inputs.now, inputs.before
+            stored_at = await session.scalar(select(ReportSnapshot.made_at).where(ReportSnapshot.key == key))
+            if stored_at is not None and as_utc(stored_at) == held.made_at:
+                return inputs.now, inputs.before
     return None
 
 

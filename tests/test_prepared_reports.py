@@ -724,3 +724,26 @@ async def test_a_teams_report_after_the_whole_companys_takes_the_rfm_sums_from_i
     reads.clear()
     team = await report(lambda session: viewer_for(session, boss))  # the held one is of older data: read
     assert company_reads() and same(team, await fresh(sessions, boss, kind="month"))
+
+
+async def test_a_held_report_whose_stored_copy_is_gone_lends_no_rfm_sums(world, monkeypatch):
+    """Found in the second review: after a restore (stored reports replaced by the backup's) the change counts
+    can grow back to a held report's; its company sums must then not be lent to a new build. A held report
+    lends them only while it is the stored one."""
+    sessions, boss, *_ = world
+    reads: list = []
+    real = reports._aggregates
+
+    async def counted(session, viewer, period, scope=None):
+        reads.append(viewer.owners is None and scope is not None)
+        return await real(session, viewer, period, scope)
+    monkeypatch.setattr(reports, "_aggregates", counted)
+    async with sessions() as session:
+        await reports.prepared(session, await _everyone(), kind="month", today=TODAY, language="en", timezone="UTC")
+        await session.execute(delete(reports.ReportSnapshot))  # the backup had none
+        await session.commit()
+    reads.clear()
+    async with sessions() as session:
+        await reports.prepared(session, await viewer_for(session, boss), kind="month", today=TODAY, language="en",
+                               timezone="UTC")
+    assert any(reads)  # the company's windows read again
