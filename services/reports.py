@@ -236,19 +236,10 @@ async def _rfm_windows(session: AsyncSession, viewer: Viewer, period: Period, wi
         sums = read.get(part)
         return None if sums is None else sums if viewer.owners is None else sums.within(customers.ids)
 
-    if company is not None:
-        read[window], read[previous] = company
-        in_period = reuse(period)
-        if in_period is None:
-            in_period = await _aggregates(session, viewer, period, mine)
-        last_year = reuse(year_before)
-        if last_year is None:
-            last_year = await _aggregates(session, viewer, year_before, mine)
-        return *company, in_period, last_year
-
-    if previous.end < window.start:  # no overlap (a year-long period): read each
-        now = read[window] = await _aggregates(session, everyone, window, scope)
-        before = read[previous] = await _aggregates(session, everyone, previous, scope)
+    async def with_the_viewers(now: Sums, before: Sums) -> tuple[Sums, Sums, Sums, Sums]:
+        """The two RFM windows, and the period and the year before it for the viewer (kept from them when
+        they are the same days, read otherwise)."""
+        read[window], read[previous] = now, before
         in_period = reuse(period)
         if in_period is None:
             in_period = await _aggregates(session, viewer, period, mine)
@@ -256,6 +247,12 @@ async def _rfm_windows(session: AsyncSession, viewer: Viewer, period: Period, wi
         if last_year is None:
             last_year = await _aggregates(session, viewer, year_before, mine)
         return now, before, in_period, last_year
+
+    if company is not None:
+        return await with_the_viewers(*company)
+    if previous.end < window.start:  # no overlap (a year-long period): read each
+        return await with_the_viewers(await _aggregates(session, everyone, window, scope),
+                                      await _aggregates(session, everyone, previous, scope))
     shared = await _aggregates(session, everyone, Period(window.start, previous.end), scope)
     head = await _aggregates(session, everyone, Period(previous.start, window.start - timedelta(days=1)), scope)
     tail = read[Period(previous.end + timedelta(days=1), window.end)] = await _aggregates(

@@ -522,9 +522,7 @@ async def test_a_report_is_returned_before_it_is_stored_and_the_next_request_fin
     monkeypatch.setattr(reports, "_keep", slow_keep)
 
     async def request():
-        async with sessions() as session:
-            return await reports.prepared(session, await viewer_for(session, boss), kind="year", today=TODAY,
-                                          language="en", timezone="UTC", store_later=sessions)
+        return await _stored_later(sessions, boss)
     first = await request()
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(reports.ReportSnapshot)) == 0  # not yet
@@ -547,15 +545,17 @@ async def test_a_report_that_cannot_be_stored_is_logged_and_still_served_from_me
     async def broken_keep(*args, **kwargs):
         raise OSError("disk full")
     monkeypatch.setattr(reports, "_keep", broken_keep)
-
-    async def request():
-        async with sessions() as session:
-            return await reports.prepared(session, await viewer_for(session, boss), kind="year", today=TODAY,
-                                          language="en", timezone="UTC", store_later=sessions)
-    first = await request()
+    first = await _stored_later(sessions, boss)
     await reports.stored()
     assert "could not be stored" in caplog.text
-    assert same(await request(), first) and builds.count == 1
+    assert same(await _stored_later(sessions, boss), first) and builds.count == 1
+
+
+async def _stored_later(sessions, boss):
+    """The team's year as the worker makes it: stored after it is returned (`store_later`)."""
+    async with sessions() as session:
+        return await reports.prepared(session, await viewer_for(session, boss), kind="year", today=TODAY,
+                                      language="en", timezone="UTC", store_later=sessions)
 
 
 async def _with_cycle(sessions, rep, small):
