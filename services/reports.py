@@ -1050,18 +1050,31 @@ async def period_months(session: AsyncSession, viewer: Viewer, period: Period, s
     days inside the period (so they add up to the period's total), with the same days a year earlier; a
     month only partly inside is marked partial."""
     scope = scope if scope is not None else await purchase_scope(session, viewer)
-
-    async def total(part: Period) -> int:
-        return await _range_sum(session, scope, part.start, part.end, sums)
-
-    out = []
+    sums = {} if sums is None else sums
+    parts = []
     start = period.start
     while start <= period.end:
         next_month = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
-        part = Period(start, min(period.end, next_month - timedelta(days=1)))
-        out.append(PeriodMonth(start.strftime("%Y-%m"), part, await total(part), await total(part.year_before())))
+        parts.append(Period(start, min(period.end, next_month - timedelta(days=1))))
         start = next_month
-    return out
+    wanted = [(p.start, p.end) for part in parts for p in (part, part.year_before()) if (p.start, p.end) not in sums]
+    if viewer.owners is not None and len(wanted) > 2:
+        # A team: one pass summing the team's sales per day over all those months, instead of a range sum
+        # per month, each looking up the team's customers row by row (13 months and the year before at 1M
+        # customers: 8 s of a team's year report).
+        low, high = min(a for a, _ in wanted), max(b for _, b in wanted)
+        days = dict((await session.execute(select(Purchase.purchased_on, func.sum(Purchase.amount_cents)).where(
+            Purchase.voided_at.is_(None), Purchase.purchased_on.between(low, high), scope)
+            .group_by(Purchase.purchased_on))).all())
+        ordered = sorted(days)
+        running = np.cumsum([0] + [int(days[day]) for day in ordered])
+        for a, b in wanted:  # the sum of the days from a to b: a difference of running totals
+            sums[(a, b)] = int(running[bisect.bisect_right(ordered, b)] - running[bisect.bisect_left(ordered, a)])
+
+    async def total(part: Period) -> int:
+        return await _range_sum(session, scope, part.start, part.end, sums)
+    return [PeriodMonth(part.start.strftime("%Y-%m"), part, await total(part), await total(part.year_before()))
+            for part in parts]
 
 
 async def monthly_trend(session: AsyncSession, viewer: Viewer, end: date, months: int,

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiogram.methods import SendDocument, SendPhoto
 from openpyxl import load_workbook
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from bot.callbacks import ReportCallback
 from bot.report_view import xlsx_headings
@@ -367,3 +367,35 @@ def test_the_workbook_writer_takes_what_a_spreadsheet_cannot_hold_without_breaki
     assert sheet.title == 'Sales "Q4" ok'
     assert [c.value for c in sheet[2]] == ["nan", "inf", "1.5", "2026-01-02", True, 10**20, "?x", 'say "hi" & <bye>',
                                            "ctl"]
+
+
+async def test_a_teams_sales_per_month_are_its_own_customers_orders_of_those_days(session):
+    """A team's report sums its months in one pass over the team's sales per day: each month (cut to the
+    period) and the same days a year earlier hold exactly the team's orders of those days — not another
+    team's, not a voided one — as counted order by order here."""
+    import random
+
+    from models import Purchase
+    from services.purchases import void_purchase
+
+    boss, rep, big, small, theirs = await _world(session)
+    rng = random.Random(11)
+    for _ in range(120):
+        await record_purchase(session, customer_id=rng.choice([big.id, small.id, theirs.id]),
+                              purchased_on=TODAY - timedelta(days=rng.randint(1, 760)),
+                              amount_cents=rng.randint(1, 500) * 100, today=TODAY)
+    orders = (await session.execute(select(Purchase))).scalars().all()
+    for order in orders[:10]:
+        await void_purchase(session, order.id, user_id=rep.id)
+    await session.commit()
+    mine = {big.id, small.id}
+    live = [(o.customer_id, o.purchased_on, o.amount_cents) for o in (await session.execute(select(Purchase)))
+            .scalars() if o.voided_at is None]
+
+    def counted(part) -> int:
+        return sum(cents for customer, day, cents in live if customer in mine and part.start <= day <= part.end)
+    for kind in ("year", "quarter", "week"):
+        report = await build(session, await viewer_for(session, boss), kind=kind, today=TODAY, language="en")
+        assert [(m.amount_cents, m.year_before_cents) for m in report.months] == \
+            [(counted(m.part), counted(m.part.year_before())) for m in report.months], kind
+        assert sum(m.amount_cents for m in report.months) == report.total_cents
