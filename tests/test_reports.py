@@ -376,6 +376,7 @@ async def test_a_teams_sales_per_month_are_its_own_customers_orders_of_those_day
     import random
 
     from models import Purchase
+    from services.analytics import Period
     from services.purchases import void_purchase
 
     boss, rep, big, small, theirs = await _world(session)
@@ -399,3 +400,12 @@ async def test_a_teams_sales_per_month_are_its_own_customers_orders_of_those_day
         assert [(m.amount_cents, m.year_before_cents) for m in report.months] == \
             [(counted(m.part), counted(m.part.year_before())) for m in report.months], kind
         assert sum(m.amount_cents for m in report.months) == report.total_cents
+        end = report.period.end  # the trend: calendar months up to the period's end, a year earlier up to that day
+        same_day = Period(end, end).year_before().end
+        for label, amount, year_before in report.trend:
+            first = date(int(label[:4]), int(label[5:]), 1)
+            last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+            earlier = first.replace(year=first.year - 1)
+            earlier_last = (earlier.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+            assert (amount, year_before) == (counted(Period(first, min(last, end))),
+                                             counted(Period(earlier, min(earlier_last, same_day)))), (kind, label)
