@@ -34,6 +34,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import sys
 import threading
 import time
 import weakref
@@ -115,12 +116,12 @@ def _work_in_worker(url: str, work: Work[T], clock_offset: timedelta) -> T:
 
 
 def _forget_in_worker(url: str) -> None:
-    from services.reports import stored
-
     engine, _ = _ENGINES.pop(url, (None, None))
     if engine is not None:
         async def forget() -> None:
-            await stored()  # the reports still being stored, first
+            reports = sys.modules.get("services.reports")  # (never imported just for this: the cards lane)
+            if reports is not None:
+                await reports.stored()  # the reports still being stored, first
             await engine.dispose()
         asyncio.run_coroutine_threadsafe(forget(), _LOOP).result()
 

@@ -1111,7 +1111,8 @@ async def _team_ranges(session: AsyncSession, scope, ranges: list[Period], sums:
 async def monthly_trend(session: AsyncSession, viewer: Viewer, end: date, months: int,
                         scope=None, *, sums: dict[tuple[date, date], int] | None = None) -> list[tuple[str, int, int]]:
     """Sales per calendar month for the `months` months up to `end`, with the same month a year earlier
-    (a range sum per month over the covering date index: cheaper than grouping every purchase by month)."""
+    (a range sum per month over the covering date index: cheaper than grouping every purchase by month;
+    a team's from one pass over its sales per day, `_team_ranges`)."""
     scope = scope if scope is not None else await purchase_scope(session, viewer)
     sums = {} if sums is None else sums
     ranges = _trend_ranges(end, months)

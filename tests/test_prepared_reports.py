@@ -342,13 +342,17 @@ async def test_what_a_report_does_not_read_leaves_it_prepared(world, monkeypatch
     assert figures(await year(sessions, boss)) == figures(first) and builds.count == 1
 
 
-async def test_without_its_triggers_no_prepared_report_is_served(world, monkeypatch):
-    sessions, boss, rep, big, small, theirs = world
+async def _drop_purchase_trigger(sessions, name: str) -> None:
     async with sessions() as session:
         on = "" if session.get_bind().dialect.name == "sqlite" else " ON purchase"
-        # a later migration that rebuilds the purchase table would drop its triggers like this
-        await session.execute(text(f"DROP TRIGGER report_change_purchase_insert{on}"))
+        await session.execute(text(f"DROP TRIGGER {name}{on}"))
         await session.commit()
+
+
+async def test_without_its_triggers_no_prepared_report_is_served(world, monkeypatch):
+    sessions, boss, rep, big, small, theirs = world
+    # a later migration that rebuilds the purchase table would drop its triggers like this
+    await _drop_purchase_trigger(sessions, "report_change_purchase_insert")
     builds = Builds(monkeypatch)
     await year(sessions, boss)
     await year(sessions, boss)
@@ -361,10 +365,7 @@ async def test_without_its_triggers_no_prepared_report_is_served(world, monkeypa
 
 async def test_without_the_customer_log_a_changed_report_is_built_again(world, monkeypatch):
     sessions, boss, rep, big, small, theirs = world
-    async with sessions() as session:
-        on = "" if session.get_bind().dialect.name == "sqlite" else " ON purchase"
-        await session.execute(text(f"DROP TRIGGER report_customer_change_purchase_insert{on}"))
-        await session.commit()
+    await _drop_purchase_trigger(sessions, "report_customer_change_purchase_insert")
     builds, patches = Builds(monkeypatch), Patches(monkeypatch)
     await year(sessions, boss)
     assert same(await year(sessions, boss), await fresh(sessions, boss)) and builds.count == 1  # still served
