@@ -184,6 +184,23 @@ class Background:
         return await asyncio.get_running_loop().run_in_executor(_pool(lane), _work_in_worker, self._url, work,
                                                                 CLOCK.offset)
 
+    def restart(self, lane: str) -> None:
+        """End the lane's worker process now (work stuck there: a card that reads for a minute); the next
+        work starts a new one. Work of other callers under way there is tried once more in the new worker
+        (see `run`), as after any death of the worker."""
+        if self.inline:
+            return
+        with _POOL_LOCK:
+            pool = _POOLS.pop(lane, None)
+        if pool is None:
+            return
+        log.warning("the background worker (%s) is stuck; ending it, the next work starts a new one", lane)
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=False)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+
     async def close(self) -> None:
         """Let the workers close their connections to this database."""
         lanes, self.used = self.used, set()

@@ -78,8 +78,9 @@ class ReassignCallback(CallbackData, prefix="reas"):
 
 
 class SettingsCallback(CallbackData, prefix="set"):
-    # zone: value is an IANA name; day: ISO weekday; map: value is a navigator ("" = by language)
-    action: Literal["lang", "tz", "zone", "tz_other", "hours", "day", "maps", "map"]
+    # zone: value is an IANA name; day: ISO weekday; map: value is a navigator ("" = by language);
+    # visit: minutes per customer visit ("" = the team's default)
+    action: Literal["lang", "tz", "zone", "tz_other", "hours", "day", "maps", "map", "visits", "visit"]
     value: str = ""
 
 

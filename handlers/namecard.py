@@ -116,6 +116,9 @@ async def card_photo(message: Message, bot: Bot, state: FSMContext, background: 
         # other user's replies.
         card = await asyncio.wait_for(background.run(partial(read_card_work, data), lane="cards"), READ_SECONDS)
     except TimeoutError:
+        # The reading is stuck: its worker is replaced, so the next card (this rep's or another's) is not
+        # queued behind it (a reading under way there for someone else is tried again in the new one).
+        background.restart("cards")
         await message.answer(_("Reading that photo took too long. Send a sharper photo taken closer to the card."))
         return
     except DomainError as refused:
@@ -218,13 +221,15 @@ async def _ask_stage(message: Message, state: FSMContext) -> None:
     if not card.company:
         await state.set_state(ReadCard.review)
         await message.answer(_("The card has no company yet: fix the company first."),
-                             reply_markup=InlineKeyboardMarkup(inline_keyboard=[[_button(_("✏️ Fix a field"), "fix")]]))
+                             reply_markup=InlineKeyboardMarkup(inline_keyboard=[
+                                 [_button(_("✏️ Fix a field"), "fix"), _button(_("✖️ Cancel"), "cancel")]]))
         return
     await state.set_state(ReadCard.stage)
     stages = [_button(stage_label(s), "stage", stage=s.value) for s in Stage]
     await message.answer(_("New customer “{name}”. Where do things stand with them?").format(
         name=html.escape(card.company)),
-        reply_markup=InlineKeyboardMarkup(inline_keyboard=[stages[i:i + 2] for i in range(0, len(stages), 2)]))
+        reply_markup=InlineKeyboardMarkup(inline_keyboard=[stages[i:i + 2] for i in range(0, len(stages), 2)]
+                                          + [[_button(_("✖️ Cancel"), "cancel")]]))
 
 
 async def _add_to_customer(callback: CallbackQuery, state: FSMContext, session: AsyncSession, user: User,

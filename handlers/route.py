@@ -36,6 +36,7 @@ from services.route import (
     route_map,
     todays_stops,
     users_navigator,
+    visit_minutes_for,
     working_window,
 )
 
@@ -119,12 +120,13 @@ async def _plan(message: Message, state: FSMContext, session: AsyncSession, user
     await message.answer(_("Planning your route…"), reply_markup=ReplyKeyboardRemove())
     today = await todays_stops(session, user, now)
     # The solver runs for up to a second: off the event loop, so other users are not kept waiting.
-    plan = await asyncio.to_thread(plan_day, today.stops, start, begin, end, visit_minutes=settings.route_visit_minutes,
+    plan = await asyncio.to_thread(plan_day, today.stops, start, begin, end,
+                                   visit_minutes=visit_minutes_for(user, settings.route_visit_minutes),
                                    speed_kmh=settings.route_speed_kmh)
     text, markup = _reply(plan, today, user, end_text)
     if plan.visits:
         png = await asyncio.to_thread(route_map, plan, _("Today's route"),
-                                      start_label=_("you are here") if start else "")
+                                      start_label=_("you are here") if start else "", dropped_label=_("left out"))
         await message.answer_photo(BufferedInputFile(png, "route.png"))
     await message.answer(text, reply_markup=markup)
 

@@ -1,4 +1,5 @@
-"""A user's own settings: /settings (language, time zone, working hours, work days) and /lang."""
+"""A user's own settings: /settings (language, time zone, working hours, work days, /route's map app and
+visit length) and /lang."""
 
 from __future__ import annotations
 
@@ -21,15 +22,17 @@ from bot.filters import Registered
 from bot.formatting import locale
 from bot.labels import map_app_name
 from bot.runner import set_chat_menu
+from bot.settings import Settings
 from handlers.common import text_please
 from models import User
 from services.messages import DomainError
-from services.route import NAVIGATORS, users_navigator
+from services.route import NAVIGATORS, users_navigator, visit_minutes_for
 from services.users import (
     parse_working_hours,
     set_language,
     set_navigator,
     set_timezone,
+    set_visit_minutes,
     set_working_hours,
     toggle_work_day,
 )
@@ -38,6 +41,7 @@ NAMES = {"zh_Hans": "简体中文", "zh_Hant": "繁體中文", "en": "English"}
 ZONES = ("Asia/Shanghai", "Asia/Hong_Kong", "Asia/Taipei", "Asia/Singapore", "Asia/Tokyo", "Europe/London",
          "Europe/Berlin", "America/New_York", "America/Los_Angeles")
 MAX_INPUT = 100
+VISIT_CHOICES = (15, 20, 30, 45, 60, 90)  # minutes a customer visit takes, offered as buttons
 
 
 class EditSettings(StatesGroup):
@@ -60,7 +64,7 @@ def weekday_names(language: str) -> dict[int, str]:
     return {iso: names[iso - 1] for iso in range(1, 8)}
 
 
-def summary(user: User) -> str:
+def summary(user: User, settings: Settings) -> str:
     names = weekday_names(user.language)
     days = " ".join(names[int(d)] for d in user.work_days)
     return "\n".join([
@@ -71,8 +75,16 @@ def summary(user: User) -> str:
                                                  end=user.work_end.strftime("%H:%M")),
         _("Work days: {days}").format(days=days),
         _("Map app for /route: {app}").format(app=_map_choice(user)),
+        _visit_choice(user, settings),
         _("Reminders and digests reach you on work days, inside your working hours, in your time zone."),
     ])
+
+
+def _visit_choice(user: User, settings: Settings) -> str:
+    minutes = visit_minutes_for(user, settings.route_visit_minutes)
+    if user.visit_minutes is None:
+        return _("Visit length for /route: {minutes} min (the team's default)").format(minutes=minutes)
+    return _("Visit length for /route: {minutes} min").format(minutes=minutes)
 
 
 def _map_choice(user: User) -> str:
@@ -87,13 +99,13 @@ def settings_keyboard(user: User) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[
         [_button(_("🌐 Language"), "lang"), _button(_("🕒 Time zone"), "tz"), _button(_("⏰ Working hours"), "hours")],
         days[:4], days[4:],
-        [_button(_("🗺 Map app"), "maps")],
+        [_button(_("🗺 Map app"), "maps"), _button(_("⏱ Visit length"), "visits")],
     ])
 
 
-async def show_settings(message: Message, state: FSMContext, user: User) -> None:
+async def show_settings(message: Message, state: FSMContext, user: User, settings: Settings) -> None:
     await state.clear()
-    await message.answer(summary(user), reply_markup=settings_keyboard(user))
+    await message.answer(summary(user, settings), reply_markup=settings_keyboard(user))
 
 
 async def choose_language(message: Message) -> None:
@@ -117,7 +129,7 @@ async def language_chosen(callback: CallbackQuery, callback_data: LanguageCallba
 
 
 async def settings_button(callback: CallbackQuery, callback_data: SettingsCallback, state: FSMContext,
-                          session: AsyncSession, user: User) -> None:
+                          session: AsyncSession, user: User, settings: Settings) -> None:
     action, value = callback_data.action, callback_data.value
     if action == "lang":
         await callback.answer()
@@ -156,10 +168,25 @@ async def settings_button(callback: CallbackQuery, callback_data: SettingsCallba
             return
         await callback.answer()
         await callback.message.edit_text(_("Map app for /route: {app}").format(app=_map_choice(user)))
+    elif action == "visits":
+        await callback.answer()
+        choices = [_button(_("{minutes} min").format(minutes=m), "visit", str(m)) for m in VISIT_CHOICES]
+        rows = [choices[:3], choices[3:], [_button(_("The team's default ({minutes} min)").format(
+            minutes=settings.route_visit_minutes), "visit", "")]]
+        await callback.message.answer(_("How long does a customer visit take you, on average? /route plans your "
+                                        "day with it."), reply_markup=InlineKeyboardMarkup(inline_keyboard=rows))
+    elif action == "visit" and (value == "" or value.isdigit()):
+        try:
+            await set_visit_minutes(session, user.id, int(value) if value else None)
+        except DomainError:
+            await callback.answer()
+            return
+        await callback.answer()
+        await callback.message.edit_text(_visit_choice(user, settings))
     elif action == "day" and value.isdigit():
         await toggle_work_day(session, user.id, int(value))
         await callback.answer()
-        await callback.message.edit_text(summary(user), reply_markup=settings_keyboard(user))
+        await callback.message.edit_text(summary(user, settings), reply_markup=settings_keyboard(user))
     else:
         await callback.answer()
 

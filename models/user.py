@@ -27,6 +27,8 @@ class User(SQLModel, table=True):
     work_days: str = Field(default="12345", max_length=7)
     # The map app /route's links open ("amap", "apple", "google"); None: by language (services.route).
     navigator: str | None = Field(default=None, max_length=8)
+    # Minutes /route plans per customer visit; None: the server's ROUTE_VISIT_MINUTES (services.route).
+    visit_minutes: int | None = Field(default=None)
     active: bool = Field(default=True)
     # A team group chat an admin bound to this manager: their weekly report goes there (not to them).
     team_chat_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))

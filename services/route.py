@@ -247,6 +247,12 @@ def users_navigator(user: User) -> str:
     return user.navigator if user.navigator in NAVIGATORS else navigator_for(user.language)
 
 
+def visit_minutes_for(user: User, default: int) -> int:
+    """Visit-length rule: the minutes the user set in /settings (services.users.set_visit_minutes), else the
+    server's ROUTE_VISIT_MINUTES (`default`)."""
+    return user.visit_minutes or default
+
+
 def navigation_url(stop: Stop, navigator: str) -> str:
     """A link that opens the map app at the customer, ready to navigate. Coordinates are WGS-84 (GPS and
     Telegram locations); Amap is told so."""
@@ -264,9 +270,11 @@ def navigation_url(stop: Stop, navigator: str) -> str:
     raise ValueError(f"unknown navigator {navigator!r}")
 
 
-def route_map(plan: Plan, title: str, *, start_label: str = "") -> bytes:
-    """The route drawn on plain axes (no map tiles): the start, then each visit as a numbered point, joined
-    in order. Longitude and latitude are drawn at equal ground scale (1° of longitude shrinks by cos(lat))."""
+def route_map(plan: Plan, title: str, *, start_label: str = "", dropped_label: str = "") -> bytes:
+    """The route drawn on plain axes (no map tiles): the start, then each visit as a numbered point with the
+    customer's name beside it, joined in order; visits left out as crosses. The legend sits under the axes,
+    where it hides no stop. Longitude and latitude are drawn at equal ground scale (1° of longitude shrinks
+    by cos(lat))."""
     from services.charts import DPI, PALETTE, _figure, _lock, _png, cjk_font
 
     with _lock:
@@ -276,19 +284,23 @@ def route_map(plan: Plan, title: str, *, start_label: str = "") -> bytes:
         axes.plot(lons, lats, color=PALETTE[0], linewidth=2, zorder=1)
         axes.scatter(lons[:1], lats[:1], marker="s", s=120, color=PALETTE[2], zorder=2, label=start_label or None)
         for number, visit in enumerate(plan.visits, start=1):
-            axes.scatter([visit.stop.longitude], [visit.stop.latitude], s=320, color=PALETTE[1], zorder=3,
-                         edgecolors="white")
-            axes.annotate(str(number), (visit.stop.longitude, visit.stop.latitude), ha="center", va="center",
-                          fontproperties=cjk_font(11), color="white", zorder=4)
-        for stop in plan.dropped:
-            axes.scatter([stop.longitude], [stop.latitude], marker="x", s=80, color=PALETTE[7], zorder=2)
+            point = (visit.stop.longitude, visit.stop.latitude)
+            axes.scatter([point[0]], [point[1]], s=320, color=PALETTE[1], zorder=3, edgecolors="white")
+            axes.annotate(str(number), point, ha="center", va="center", fontproperties=cjk_font(11), color="white",
+                          zorder=4)
+            name = visit.stop.name if len(visit.stop.name) <= 14 else visit.stop.name[:13] + "…"
+            axes.annotate(name, point, xytext=(11, 6), textcoords="offset points", fontproperties=cjk_font(8),
+                          color="#333333", zorder=4)
+        for i, stop in enumerate(plan.dropped):
+            axes.scatter([stop.longitude], [stop.latitude], marker="x", s=80, color=PALETTE[7], zorder=2,
+                         label=(dropped_label or None) if i == 0 else None)
         middle = sum(lats) / len(lats)
         axes.set_aspect(1 / max(0.05, math.cos(math.radians(middle))), adjustable="datalim")
         axes.margins(0.12)
         axes.set_xticks([])
         axes.set_yticks([])
-        if start_label:
-            axes.legend(prop=cjk_font(), loc="best")
+        if start_label or (dropped_label and plan.dropped):
+            axes.legend(prop=cjk_font(9), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
         figure.set_dpi(DPI)
         buffer = io.BytesIO(_png(figure))
         return buffer.getvalue()

@@ -160,6 +160,21 @@ async def set_navigator(session: AsyncSession, user_id: int, navigator: str | No
     return user
 
 
+VISIT_MINUTES = (5, 240)  # the shortest and longest visit a user may set
+
+
+async def set_visit_minutes(session: AsyncSession, user_id: int, minutes: int | None) -> User:
+    """Visit-length rule: how long /route plans for each customer visit of this user, 5–240 minutes; None:
+    the server's setting (ROUTE_VISIT_MINUTES) for everyone."""
+    if minutes is not None and not VISIT_MINUTES[0] <= minutes <= VISIT_MINUTES[1]:
+        raise DomainError(N_("a visit must take {low} to {high} minutes"), low=VISIT_MINUTES[0], high=VISIT_MINUTES[1])
+    user = await _own(session, user_id)
+    audit.record(session, action="update", entity="user", entity_id=user.id, user_id=user.id,
+                 changes={"visit_minutes": [user.visit_minutes, minutes]})
+    user.visit_minutes = minutes
+    return user
+
+
 async def _own(session: AsyncSession, user_id: int) -> User:
     user = await session.get(User, user_id)
     if user is None:

@@ -42,7 +42,8 @@ async def test_settings_show_what_reminders_follow(app):
     assert "Work days: Mon Tue Wed Thu Fri" in shown.text
     days = [b.text for row in shown.reply_markup.inline_keyboard[1:3] for b in row]
     assert days == ["✅Mon", "✅Tue", "✅Wed", "✅Thu", "✅Fri", "▫️Sat", "▫️Sun"]
-    assert [b.text for b in shown.reply_markup.inline_keyboard[3]] == ["🗺 Map app"]
+    assert [b.text for b in shown.reply_markup.inline_keyboard[3]] == ["🗺 Map app", "⏱ Visit length"]
+    assert "Visit length for /route: 30 min (the team's default)" in shown.text
 
 
 async def test_pick_a_time_zone_from_buttons_or_type_one(app):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import socket
 import time
@@ -19,7 +20,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from models import AuditLog, ContactPerson, Customer, Stage
+from models import AuditLog, ContactPerson, Customer, Stage, User
 from services import ocr
 from services.customers import create_customer
 from services.messages import DomainError
@@ -416,3 +417,115 @@ async def test_a_card_is_read_at_once_while_a_managers_report_keeps_the_other_wo
     assert any("Grace Lim" in m.text for m in app.recorder.sent())
     assert took < 6 * SLOW, f"the card waited {took:.1f} s behind the other work"
     assert int(pid_file.read_text()) != await report  # read in another process than the long work
+
+
+# ------------------------------------------------------------------- what a card matches, cancel, stuck readings
+
+
+async def as_read(data: bytes, sessions=None) -> CardFields:
+    """A reading that returns what the "photo" says it is (JSON of the fields): for the matching rules, where
+    the OCR itself is not what is tested (module-level: the worker process runs it)."""
+    return CardFields.from_dict(json.loads(data))
+
+
+def card_file(app, file_id: str, **card: str) -> str:
+    app.recorder.files[file_id] = json.dumps(card).encode()
+    return file_id
+
+
+@pytest.fixture
+def read_as_said(monkeypatch):
+    import handlers.namecard as namecard
+
+    monkeypatch.setattr(namecard, "read_card_work", as_read)
+
+
+async def test_a_card_without_a_company_can_be_cancelled_and_then_nothing_is_saved(app, read_as_said):
+    _reading, summary = (await app.send(photo_update(rep, file_id=card_file(app, "c1", name="赵磊")))).sent()
+    [ask] = (await app.send(button_update(rep, buttons(summary)["✅ Save"], on=summary))).sent()
+    assert "no company yet" in ask.text
+    assert set(buttons(ask)) == {"✏️ Fix a field", "✖️ Cancel"}  # the rep can give up here too
+    [cancelled] = (await app.send(button_update(rep, buttons(ask)["✖️ Cancel"], on=ask))).sent()
+    assert "Nothing was saved" in cancelled.text
+    late = (await app.send(button_update(rep, buttons(summary)["✅ Save"], on=summary))).answers()
+    assert late and "no longer open" in late[0].text
+    assert await count(app, ContactPerson) == 0 and await count(app, Customer) == 1
+
+
+async def test_a_card_matches_the_same_name_written_shorter_and_a_contacts_mobile(app, read_as_said):
+    from services.access import viewer_for
+    from services.contacts import add_contact
+
+    async with app.sessions() as session:
+        lee = await session.get(User, app.rep_id)
+        far = await create_customer(session, name="远东贸易有限公司", owner_id=lee.id)
+        await add_contact(session, await viewer_for(session, lee), far.id, name="陈静", mobile="177 2233 4455")
+        await session.commit()
+    await app.sync()
+    # The known 深圳市创维化工有限公司, written without 市 and with no phone on the card.
+    _reading, summary = (await app.send(photo_update(rep, file_id=card_file(
+        app, "c2", name="刘洋", company="深圳创维化工有限公司")))).sent()
+    [offer] = (await app.send(button_update(rep, buttons(summary)["✅ Save"], on=summary))).sent()
+    assert "Add 刘洋 to one of these customers?" in offer.text
+    assert "📇 深圳市创维化工有限公司" in buttons(offer) and "➕ New customer “深圳创维化工有限公司”" in buttons(offer)
+    await app.send(button_update(rep, buttons(offer)["✖️ Cancel"], on=offer))
+    # A company nobody has, but the mobile of a contact at 远东贸易: the person moved, or it is a branch.
+    _reading, summary = (await app.send(photo_update(rep, file_id=card_file(
+        app, "c3", name="陈静", company="成都远东医疗器械有限公司", mobile="+86 177 2233 4455")))).sent()
+    [offer] = (await app.send(button_update(rep, buttons(summary)["✅ Save"], on=summary))).sent()
+    assert "📇 远东贸易有限公司" in buttons(offer)
+    [duplicate] = (await app.send(button_update(rep, buttons(offer)["📇 远东贸易有限公司"], on=offer))).sent()
+    assert "Already listed: 陈静" in duplicate.text  # the same person is not added twice without asking
+    assert await count(app, ContactPerson) == 1
+
+
+async def test_a_colleagues_customer_is_counted_not_shown_and_the_rep_may_still_create_a_new_one(app, read_as_said):
+    async with app.sessions() as session:
+        wang = (await session.execute(select(User).where(User.telegram_id == OTHER))).scalar_one()
+        await create_customer(session, name="杭州恒达机电设备集团有限公司", owner_id=wang.id, phone="0571-8765 4321")
+        await session.commit()
+    await app.sync()
+    _reading, summary = (await app.send(photo_update(rep, file_id=card_file(
+        app, "c4", name="欧阳明", company="杭州恒达机电设备集团有限公司", office="(0571) 8765 4321")))).sent()
+    [offer] = (await app.send(button_update(rep, buttons(summary)["✅ Save"], on=summary))).sent()
+    assert "1 similar customer(s) belong to colleagues" in offer.text
+    assert not any(text.startswith("📇") for text in buttons(offer))  # nothing of the colleague's is shown
+    [stages] = (await app.send(button_update(
+        rep, buttons(offer)["➕ New customer “杭州恒达机电设备集团有限公司”"], on=offer))).sent()
+    assert "Where do things stand" in stages.text
+
+
+async def test_a_chinese_speaking_rep_reads_and_cancels_a_card_in_chinese(app, read_as_said):
+    zh = person(6300, language="zh-hans")
+    async with app.sessions() as session:
+        await add_user(session, name="周", telegram_id=6300, language="zh_Hans")
+        await session.commit()
+    reading, summary = (await app.send(photo_update(zh, file_id=card_file(
+        app, "c5", name="王芳", company="广州市人易软件技术有限公司")))).sent()
+    assert "名片识别结果" in summary.text and "公司" in summary.text
+    [stages] = (await app.send(button_update(zh, buttons(summary)["✅ 保存"], on=summary))).sent()
+    assert "新客户" in stages.text  # no customer like it: the stage question, where the rep may still cancel
+    [cancelled] = (await app.send(button_update(zh, buttons(stages)["✖️ 取消"], on=stages))).sent()
+    assert cancelled.text == "已取消，没有保存任何内容。"
+
+
+async def stuck(data: bytes, sessions=None):
+    """A reading that never ends in time (the OCR stuck on a strange picture)."""
+    if data == b"stuck":
+        await asyncio.sleep(60)
+    return await as_read(data)
+
+
+async def test_a_stuck_reading_does_not_keep_the_next_card_waiting(app, monkeypatch):
+    import handlers.namecard as namecard
+    from bot.background import worker_pid
+
+    monkeypatch.setattr(namecard, "read_card_work", stuck)
+    monkeypatch.setattr(namecard, "READ_SECONDS", 8)  # the worker's first start included
+    app.recorder.files["stuck"] = b"stuck"
+    _reading, late = (await app.send(photo_update(rep, file_id="stuck"))).sent()
+    assert "took too long" in late.text
+    began = time.perf_counter()
+    _reading, summary = (await app.send(photo_update(rep, file_id=card_file(app, "c6", name="陈静")))).sent()
+    assert "陈静" in summary.text, summary.text  # read by a new worker, not after the stuck one's minute
+    assert time.perf_counter() - began < 30 and worker_pid("cards") is not None

@@ -288,3 +288,50 @@ async def test_today_and_the_morning_digest_carry_a_plan_my_route_button_that_st
         items = await agenda_items(session, lee, NOW)
     _text, markup = render_agenda(items, len(items), lee, DAY, digest=True)
     assert markup.inline_keyboard[-1][0].callback_data == plan.callback_data
+
+
+def _arrivals(route) -> list[int]:
+    """Minutes after midnight of each numbered visit of a route message."""
+    times = [line.split(" ")[1] for line in route.text.splitlines() if line[:1].isdigit() and ". " in line]
+    return [int(t[:2]) * 60 + int(t[3:]) for t in times]
+
+
+async def test_a_rep_sets_an_hour_per_visit_and_what_no_longer_fits_is_left_out_the_most_important_kept(app):
+    [shown] = (await app.send(text_update(rep, "/settings"))).sent()
+    assert "Visit length for /route: 30 min (the team's default)" in shown.text
+    visits = next(b for row in shown.reply_markup.inline_keyboard for b in row if b.text == "⏱ Visit length")
+    [choices] = (await app.send(button_update(rep, visits.callback_data, on=shown))).sent()
+    minutes = {b.text: b.callback_data for row in choices.reply_markup.inline_keyboard for b in row}
+    assert list(minutes) == ["15 min", "20 min", "30 min", "45 min", "60 min", "90 min",
+                             "The team's default (30 min)"]
+    [chosen] = [r for r in (await app.send(button_update(rep, minutes["60 min"], on=choices))).requests
+                if isinstance(r, EditMessageText)]
+    assert chosen.text == "Visit length for /route: 60 min"
+    # A forged length changes nothing.
+    await app.send(button_update(rep, SettingsCallback(action="visit", value="600").pack(), on=choices))
+    async with app.sessions() as session:
+        lee = await session.scalar(select(User).where(User.telegram_id == REP))
+        assert lee.visit_minutes == 60
+
+    await app.send(text_update(rep, "/route"))
+    route = (await app.send(location_update(rep, *HERE))).sent()[-1]
+    arrivals = _arrivals(route)
+    assert len(arrivals) == 3 and all(b - a >= 60 for a, b in zip(arrivals, arrivals[1:]))  # an hour at each
+
+    # Two hours of work left: one visit fits; the most overdue customer (Far Corp) is the one kept.
+    async with app.sessions() as session:
+        await session.execute(update(User).where(User.telegram_id == REP).values(work_end=time(11, 0)))
+        await session.commit()
+    await app.send(text_update(rep, "/route"))
+    route = (await app.send(location_update(rep, *HERE))).sent()[-1]
+    assert [row[0].text for row in route.reply_markup.inline_keyboard] == ["1. Far Corp"]
+    assert "⏳ Left out, they do not fit before 11:00 (2): Mid Ltd, Near Co" in route.text
+
+
+async def test_after_the_working_day_route_says_so_and_plans_nothing(app, monkeypatch):
+    monkeypatch.setattr("handlers.route.utcnow", lambda: NOW.replace(hour=19))  # 19:00 for a UTC rep
+    await app.send(text_update(rep, "/route"))
+    recorder = await app.send(location_update(rep, *HERE))
+    [over] = recorder.sent()
+    assert over.text.startswith("Your working day is over (it ends at 18:00)") and "/settings" in over.text
+    assert not [r for r in recorder.requests if isinstance(r, SendPhoto)]
