@@ -525,7 +525,8 @@ async def test_a_stuck_reading_does_not_keep_the_next_card_waiting(app, monkeypa
     app.recorder.files["stuck"] = b"stuck"
     _reading, late = (await app.send(photo_update(rep, file_id="stuck"))).sent()
     assert "took too long" in late.text
+    monkeypatch.setattr(namecard, "READ_SECONDS", 50)  # a new worker's start under a loaded machine included
     began = time.perf_counter()
     _reading, summary = (await app.send(photo_update(rep, file_id=card_file(app, "c6", name="陈静")))).sent()
     assert "陈静" in summary.text, summary.text  # read by a new worker, not after the stuck one's minute
-    assert time.perf_counter() - began < 30 and worker_pid("cards") is not None
+    assert time.perf_counter() - began < 40 and worker_pid("cards") is not None  # not behind the 60 s
