@@ -78,8 +78,8 @@ def user_dict(uid: int) -> dict:
 @st.composite
 def callback_data(draw) -> str:
     prefix = draw(st.sampled_from(PREFIXES))
-    parts = draw(st.lists(st.one_of(IDS.map(str), st.sampled_from(["", "1", "complaint", "3", "Asia/Shanghai", "a:b"])),
-                          max_size=4))
+    words = ["", "1", "complaint", "3", "Asia/Shanghai", "a:b", "visit", "visits", "600"]
+    parts = draw(st.lists(st.one_of(IDS.map(str), st.sampled_from(words)), max_size=4))
     return ":".join([prefix, *parts])[: draw(st.sampled_from([64, 64, 64, 20, 5]))]
 
 
