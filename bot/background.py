@@ -152,6 +152,25 @@ def _discard(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _end_stuck(pool: ProcessPoolExecutor) -> None:
+    """End the worker of work that ran past its time (only that pool: a lane's newer worker is left alone);
+    the lane's next work starts a new one."""
+    if getattr(pool, "ended_as_stuck", False):
+        return
+    pool.ended_as_stuck = True
+    with _POOL_LOCK:
+        lanes = [lane for lane, known in _POOLS.items() if known is pool]
+        for lane in lanes:
+            del _POOLS[lane]
+    log.warning("background work ran past its time; ending its worker (%s), the next work starts a new one",
+                ", ".join(lanes) or "already replaced")
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=False)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+
+
 class Background:
     """Where this database's long work runs (see the module's docstring)."""
 
@@ -162,44 +181,40 @@ class Background:
         self._url = engine.url.render_as_string(hide_password=False)
         self.used: set[str] = set()  # the lanes that opened this database
 
-    async def run(self, work: Work[T], *, lane: str = "work") -> T:
-        """Do `work` in the lane's worker process and wait for its result (its exception is raised here)."""
+    async def run(self, work: Work[T], *, lane: str = "work", timeout: float | None = None) -> T:
+        """Do `work` in the lane's worker process and wait for its result (its exception is raised here).
+
+        With `timeout`, work not done by then raises TimeoutError and its worker is ended (it is stuck: a
+        card that reads for a minute), so the lane's next work does not queue behind it. Work of other
+        callers that was in that worker is tried again in a new one, with its time counted afresh."""
         if self.inline:
-            return await work(self.caller_sessions)
+            return await asyncio.wait_for(work(self.caller_sessions), timeout)
         from models.common import CLOCK
 
         self.used.add(lane)
-        pool = _pool(lane)
-        try:
-            return await asyncio.get_running_loop().run_in_executor(pool, _work_in_worker, self._url, work,
-                                                                    CLOCK.offset)
-        except BrokenProcessPool:
-            # The worker died (killed, out of memory): a new one is started and the work tried once more —
-            # every piece of work here reads, or writes keyed rows, so a repeat is harmless. Not after a
-            # shutdown (close_all), which ends the worker on purpose.
-            _discard(pool)
-            if getattr(pool, "stopped_on_purpose", False):
+        died = False
+        while True:
+            pool = _pool(lane)
+            try:  # submit raises too when the pool already knows its worker died
+                future = asyncio.wrap_future(pool.submit(_work_in_worker, self._url, work, CLOCK.offset))
+                return await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                _end_stuck(pool)
                 raise
-            log.error("the background worker process died; starting a new one and trying again")
-        return await asyncio.get_running_loop().run_in_executor(_pool(lane), _work_in_worker, self._url, work,
-                                                                CLOCK.offset)
-
-    def restart(self, lane: str) -> None:
-        """End the lane's worker process now (work stuck there: a card that reads for a minute); the next
-        work starts a new one. Work of other callers under way there is tried once more in the new worker
-        (see `run`), as after any death of the worker."""
-        if self.inline:
-            return
-        with _POOL_LOCK:
-            pool = _POOLS.pop(lane, None)
-        if pool is None:
-            return
-        log.warning("the background worker (%s) is stuck; ending it, the next work starts a new one", lane)
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=False)
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
+            except BrokenProcessPool:
+                # The worker died (killed, out of memory): a new one is started and the work tried once more —
+                # every piece of work here reads, or writes keyed rows, so a repeat is harmless. Not after a
+                # shutdown (close_all), which ends the worker on purpose. A worker ended because another
+                # caller's work was stuck in it says nothing about this work: tried again in any case.
+                _discard(pool)
+                if getattr(pool, "stopped_on_purpose", False):
+                    raise
+                if getattr(pool, "ended_as_stuck", False):
+                    continue
+                if died:
+                    raise
+                died = True
+                log.error("the background worker process died; starting a new one and trying again")
 
     async def close(self) -> None:
         """Let the workers close their connections to this database."""

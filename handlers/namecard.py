@@ -5,7 +5,6 @@ this customer?"), else creates the customer (with the stage question, as /new do
 
 from __future__ import annotations
 
-import asyncio
 import html
 import logging
 from functools import partial
@@ -114,11 +113,10 @@ async def card_photo(message: Message, bot: Bot, state: FSMContext, background: 
     try:
         # Read in the worker process (bot.background): seconds of work that would otherwise hold every
         # other user's replies.
-        card = await asyncio.wait_for(background.run(partial(read_card_work, data), lane="cards"), READ_SECONDS)
+        # A reading stuck past READ_SECONDS has its worker ended (bot.background), so the next card — this
+        # rep's or another's — is not queued behind it.
+        card = await background.run(partial(read_card_work, data), lane="cards", timeout=READ_SECONDS)
     except TimeoutError:
-        # The reading is stuck: its worker is replaced, so the next card (this rep's or another's) is not
-        # queued behind it (a reading under way there for someone else is tried again in the new one).
-        background.restart("cards")
         await message.answer(_("Reading that photo took too long. Send a sharper photo taken closer to the card."))
         return
     except DomainError as refused:

@@ -175,15 +175,11 @@ async def settings_button(callback: CallbackQuery, callback_data: SettingsCallba
             minutes=settings.route_visit_minutes), "visit", "")]]
         await callback.message.answer(_("How long does a customer visit take you, on average? /route plans your "
                                         "day with it."), reply_markup=InlineKeyboardMarkup(inline_keyboard=rows))
-    elif action == "visit" and (value == "" or value.isdigit()):
-        try:
-            await set_visit_minutes(session, user.id, int(value) if value else None)
-        except DomainError:
-            await callback.answer()
-            return
+    elif action == "visit" and (value == "" or (value.isascii() and value.isdigit())):
+        await set_visit_minutes(session, user.id, int(value) if value else None)  # refused: an alert (bot.errors)
         await callback.answer()
         await callback.message.edit_text(_visit_choice(user, settings))
-    elif action == "day" and value.isdigit():
+    elif action == "day" and value.isascii() and value.isdigit():
         await toggle_work_day(session, user.id, int(value))
         await callback.answer()
         await callback.message.edit_text(summary(user, settings), reply_markup=settings_keyboard(user))

@@ -20,6 +20,9 @@ matplotlib.use("Agg")
 from matplotlib import font_manager
 from matplotlib.figure import Figure
 
+# Labels are names and words people typed ("Cash $$ Store", "50%$ off"): never TeX-like mathematics.
+matplotlib.rcParams["text.parse_math"] = False
+
 # 640 × 480 px at 100 dpi: Telegram shows a photo about 360 px wide on a phone, so every text is drawn at
 # least 17 px high here to stay ≥ 9 px there (tests/test_charts.py measures it).
 WIDTH, HEIGHT, DPI = 6.4, 4.8, 100

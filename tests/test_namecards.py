@@ -407,6 +407,9 @@ async def test_a_card_is_read_at_once_while_a_managers_report_keeps_the_other_wo
     pid_file = tmp_path / "read-by"
     monkeypatch.setattr(namecard, "read_card_work", partial(slow_read, str(pid_file)))
     background = for_sessions(app.sessions)
+    # Both workers up first: what is timed is the card waiting, not a process starting on a loaded machine
+    # (13-18 s under four test workers, against the 9 s the test allows).
+    await asyncio.gather(background.run(partial(napping_for, 0)), background.run(partial(napping_for, 0), lane="cards"))
     report = asyncio.create_task(background.run(partial(holding, 8 * SLOW)))  # a workbook under way
     await asyncio.sleep(1.0)
     app.recorder.files["card-4"] = draw(EN_LOGO, seed=5)
@@ -530,3 +533,29 @@ async def test_a_stuck_reading_does_not_keep_the_next_card_waiting(app, monkeypa
     _reading, summary = (await app.send(photo_update(rep, file_id=card_file(app, "c6", name="陈静")))).sent()
     assert "陈静" in summary.text, summary.text  # read by a new worker, not after the stuck one's minute
     assert time.perf_counter() - began < 40 and worker_pid("cards") is not None  # not behind the 60 s
+
+
+async def napping_for(seconds: float, sessions=None) -> int:
+    await asyncio.sleep(seconds)
+    return os.getpid()
+
+
+async def test_cards_queued_behind_a_stuck_one_are_read_in_a_new_worker_and_none_fails(engine):
+    """The stuck reading's worker is ended, and only that one: the cards that waited behind it are tried
+    again in a new worker with their time counted afresh — they ran past nothing themselves (a review found
+    the second card ending the new worker, and the third failing)."""
+    from bot.background import close_all, for_sessions, worker_pid
+    from bot.db import make_sessionmaker
+
+    background = for_sessions(make_sessionmaker(engine))
+    first = await background.run(partial(napping_for, 0), lane="cards", timeout=60)  # the worker is up
+    stuck = asyncio.create_task(background.run(partial(napping_for, 60), lane="cards", timeout=3))
+    await asyncio.sleep(0.3)
+    # Each has 30 s: plenty for a new worker's start and its nap, though it waited behind the stuck one.
+    behind = [asyncio.create_task(background.run(partial(napping_for, 1.5), lane="cards", timeout=30))
+              for _ in range(2)]
+    with pytest.raises(TimeoutError):
+        await stuck
+    pids = await asyncio.gather(*behind)
+    assert first not in pids and len(set(pids)) == 1 and pids[0] == worker_pid("cards")
+    await close_all()

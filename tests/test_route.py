@@ -129,6 +129,14 @@ def test_the_map_is_a_png():
     assert route_map(plan, "今天的路线", start_label="你在这里").startswith(b"\x89PNG")
 
 
+def test_names_that_look_like_mathematics_are_drawn_as_written():
+    stops = [Stop(i, name, 0.0, km / 111.32) for i, name in
+             enumerate(["Cash $$ Store", "Cost$ave 50%$ off", "^_^ {x}"], start=1) for km in [i]]
+    plan = plan_day(stops, (0.0, 0.0), BEGIN, END)
+    assert len(plan.visits) == 3  # matplotlib took text between $ for TeX and failed: /route failed with it
+    assert route_map(plan, "Today", dropped_label="left out").startswith(b"\x89PNG")
+
+
 # --------------------------------------------------------------------------- with the database
 
 NOW = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)  # before work: the plan starts at 09:00 (UTC reps)
@@ -307,8 +315,12 @@ async def test_a_rep_sets_an_hour_per_visit_and_what_no_longer_fits_is_left_out_
     [chosen] = [r for r in (await app.send(button_update(rep, minutes["60 min"], on=choices))).requests
                 if isinstance(r, EditMessageText)]
     assert chosen.text == "Visit length for /route: 60 min"
-    # A forged length changes nothing.
-    await app.send(button_update(rep, SettingsCallback(action="visit", value="600").pack(), on=choices))
+    # A forged length changes nothing: out of range it is refused with the range, in other digits ignored.
+    refused = (await app.send(button_update(rep, SettingsCallback(action="visit", value="600").pack(),
+                                            on=choices))).answers()
+    assert refused and "5 to 240 minutes" in refused[0].text
+    await app.send(button_update(rep, SettingsCallback(action="visit", value="²").pack(), on=choices))
+    await app.send(button_update(rep, SettingsCallback(action="day", value="٣").pack(), on=choices))
     async with app.sessions() as session:
         lee = await session.scalar(select(User).where(User.telegram_id == REP))
         assert lee.visit_minutes == 60
