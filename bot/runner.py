@@ -454,6 +454,26 @@ async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSessi
         await close_all(stop_worker=True)
 
 
+async def hold_reports_when_ready(building: asyncio.Task, sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Once the lookup index is complete (the start's own work done), the worker process that builds the
+    reports holds the day's stored ones again (services.reports.hold_stored): the first /report after a
+    restart is as fast as the next. Nothing depends on it: a failure is logged."""
+    from bot.background import for_sessions
+    from services.reports import any_to_hold, hold_stored_work
+
+    await asyncio.wait([building])
+    try:
+        async with sessions() as session:
+            if not await any_to_hold(session):
+                return
+        held = await for_sessions(sessions).run(hold_stored_work)
+    except Exception:
+        log.warning("the prepared reports could not be held in memory after the start", exc_info=True)
+        return
+    if held:
+        log.info("%d prepared report(s) held in memory for the first requests", held)
+
+
 async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession], role: str = "all") -> None:
     """Run this process's role: all (bot, scheduler and HTTP app in one process — the default), bot (chat
     and HTTP app; several may run), api (HTTP app only), worker (scheduler and outbox sender)."""
@@ -472,6 +492,7 @@ async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession], 
     install(bot, settings.redis_url)  # the outbox (role all) and direct replies count in the shared limits
     dispatcher = create_dispatcher(settings, sessions, index)
     schedule = role == "all"
+    holding = asyncio.create_task(hold_reports_when_ready(building, sessions))
     try:
         if settings.webhook_url:
             await run_webhook(bot, dispatcher, sessions, settings, index, schedule=schedule, role=role)
@@ -479,9 +500,10 @@ async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession], 
             await run_polling(bot, dispatcher, sessions, settings, index, schedule=schedule, http=True, role=role)
     finally:
         await close_dispatcher(dispatcher)
-        building.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await building
+        for task in (holding, building):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await close(bot)
         await bot.session.close()
         await close_all(stop_worker=True)

@@ -553,6 +553,60 @@ def _hold(held: OrderedDict[str, _Held], key: str, entry: _Held) -> None:
         total -= place.pop(k).size
 
 
+async def hold_stored(session: AsyncSession, *, since: date | None = None) -> int:
+    """Rule "a restart costs no report": hold in memory, with their inputs, the prepared reports stored for
+    `since` (default: yesterday by UTC, so every time zone's today) and later, newest first, as many as
+    HELD_BYTES leaves room for — so the first request after a start is served, or brought up to date, as
+    fast as the next one (at 1M customers an update from the stored copy is 3–3.6 s, from memory 2.6 s).
+    Reports already held are left as they are. Returns how many it holds now."""
+    held_here = _held_for(session)
+    since = since or _hold_since()
+    rows = (await session.execute(select(ReportSnapshot.key, ReportSnapshot.version, ReportSnapshot.made_at)
+                                  .where(ReportSnapshot.made_for >= since)
+                                  .order_by(ReportSnapshot.made_at.desc()))).all()
+    room = HELD_BYTES - sum(entry.size for place in list(_HELD.values()) for entry in place.values())
+    taken: list[str] = []
+    for key, version, made_at in rows:
+        if key in held_here:
+            continue
+        found = (await session.execute(select(ReportSnapshot.data, ReportSnapshot.inputs).where(
+            ReportSnapshot.key == key, ReportSnapshot.made_at == made_at))).first()
+        await session.commit()  # no read snapshot held while it is unpacked
+        if found is None or found.inputs is None:  # replaced meanwhile, or stored without what it was made from
+            continue
+        data, inputs = await asyncio.gather(asyncio.to_thread(zlib.decompress, found.data),
+                                            asyncio.to_thread(zlib.decompress, found.inputs))
+        with collector_paused():
+            report = pickle.loads(data)
+            report.inputs = pickle.loads(inputs)
+        entry = _Held(report, version, as_utc(made_at), frozenset(), stored=True, size=_held_bytes(report))
+        if entry.size > room:
+            break
+        room -= entry.size
+        held_here[key] = entry
+        taken.append(key)
+    for key in reversed(taken):  # the newest is the most recently used
+        held_here.move_to_end(key)
+    await session.commit()
+    return len(taken)
+
+
+def _hold_since() -> date:
+    return datetime.now(UTC).date() - timedelta(days=1)  # yesterday by UTC: every time zone's today
+
+
+async def any_to_hold(session: AsyncSession) -> bool:
+    """Whether `hold_stored` would find a stored report (the worker process is not started for nothing)."""
+    return await session.scalar(select(func.count()).select_from(ReportSnapshot).where(
+        ReportSnapshot.made_for >= _hold_since(), ReportSnapshot.inputs.is_not(None))) > 0
+
+
+async def hold_stored_work(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """`hold_stored` as work for the worker process that builds the reports (bot.background)."""
+    async with sessions() as session:
+        return await hold_stored(session)
+
+
 def forget_held() -> None:
     """Let go of every report held in memory (tests and the bench: the next request reads the stored copy)."""
     _HELD.clear()

@@ -5,6 +5,7 @@ for the customers that changed (the same report as one built from every row), or
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import dataclasses
 from datetime import UTC, datetime, time, timedelta
@@ -748,3 +749,63 @@ async def test_a_held_report_whose_stored_copy_is_gone_lends_no_rfm_sums(world, 
         await reports.prepared(session, await viewer_for(session, boss), kind="month", today=TODAY, language="en",
                                timezone="UTC")
     assert any(reads)  # the company's windows read again
+
+
+async def test_after_a_restart_the_stored_reports_are_held_again_before_anyone_asks(world, monkeypatch):
+    """The worker that builds the reports holds the day's stored ones again once the bot has started
+    (`hold_stored`): the first request after a restart, after a late order, is brought up to date from
+    memory — nothing of the stored copy is read then (at 1M: 3–3.6 s from the stored copy, 2.6 s from memory)."""
+    sessions, boss, rep, big, small, theirs = world
+    await year(sessions, boss)
+    reports.forget_held()  # the restart
+    async with sessions() as session:
+        assert await reports.hold_stored(session, since=YESTERDAY) == 1
+        assert await reports.hold_stored(session, since=YESTERDAY) == 0  # what is held stays as it is
+    builds, patches, reads = Builds(monkeypatch), Patches(monkeypatch), Reads(monkeypatch)
+    await _order(sessions, small, 50_00)
+    after = await year(sessions, boss)
+    assert (builds.count, patches.count, reads.count) == (0, 1, 0)
+    assert same(after, await fresh(sessions, boss)) and after.total_cents == 1050_00
+
+
+async def test_holding_the_stored_reports_keeps_within_the_bound_and_skips_old_days(world, monkeypatch):
+    sessions, boss, rep, big, small, theirs = world
+    await year(sessions, boss)
+    await year(sessions, boss, kind="week")
+    reports.forget_held()
+    async with sessions() as session:
+        assert await reports.hold_stored(session, since=TODAY + timedelta(days=1)) == 0  # made for an older day
+    monkeypatch.setattr(reports, "HELD_BYTES", 1)  # no room at all: nothing is read into memory
+    async with sessions() as session:
+        assert await reports.hold_stored(session, since=YESTERDAY) == 0
+    monkeypatch.setattr(reports, "HELD_BYTES", 10**9)
+    async with sessions() as session:
+        assert await reports.hold_stored(session, since=YESTERDAY) == 2
+    reads = Reads(monkeypatch)
+    await year(sessions, boss, kind="week")
+    assert reads.count == 0
+
+
+async def held_keys(sessions) -> list[str]:
+    """The keys of the reports the worker process holds (module-level: the worker runs it)."""
+    async with sessions() as session:
+        return list(reports._held_for(session))
+
+
+async def test_a_started_bot_has_its_worker_hold_the_days_reports_once_the_index_is_complete(world, monkeypatch):
+    from bot.background import close_all, for_sessions, worker_pid
+    from bot.runner import hold_reports_when_ready
+
+    sessions, boss, rep, big, small, theirs = world
+    await close_all(stop_worker=True)
+    done = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    await hold_reports_when_ready(done, sessions)
+    assert worker_pid() is None  # nothing stored: no worker process started for nothing
+    await year(sessions, boss)  # prepared (here: the test's process), stored
+    await hold_reports_when_ready(done, sessions)
+    async with sessions() as session:
+        key = reports.snapshot_key(await viewer_for(session, boss), kind="year", today=TODAY, language="en",
+                                   timezone="UTC")
+    assert await for_sessions(sessions).run(held_keys) == [key] and worker_pid() is not None
+    await close_all(stop_worker=True)
