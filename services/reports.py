@@ -579,6 +579,8 @@ async def hold_stored(session: AsyncSession, *, since: date | None = None) -> in
         with collector_paused():
             report = pickle.loads(data)
             report.inputs = pickle.loads(inputs)
+        if key in held_here:  # a request made it meanwhile (a newer one, or the same): that one stays
+            continue
         entry = _Held(report, version, as_utc(made_at), frozenset(), stored=True, size=_held_bytes(report))
         if entry.size > room:
             break
