@@ -456,20 +456,27 @@ async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSessi
 
 async def hold_reports_when_ready(building: asyncio.Task, sessions: async_sessionmaker[AsyncSession]) -> None:
     """Once the lookup index is complete (the start's own work done), the worker process that builds the
-    reports holds the day's stored ones again (services.reports.hold_stored): the first /report after a
-    restart is as fast as the next. Nothing depends on it: a failure is logged."""
+    reports holds the day's stored ones again (services.reports.hold_stored), one report per piece of work
+    so that a /report or a job asked for meanwhile waits for one at most: the first /report after a
+    restart is as fast as the next. No worker is started when nothing is stored. Nothing depends on it: a
+    failure is logged."""
+    from functools import partial
+
     from bot.background import for_sessions
-    from services.reports import any_to_hold, hold_stored_work
+    from services.reports import HELD, NO_ROOM, hold_one_work, to_hold
 
     await asyncio.wait([building])
+    held = 0
     try:
         async with sessions() as session:
-            if not await any_to_hold(session):
-                return
-        held = await for_sessions(sessions).run(hold_stored_work)
+            stored = await to_hold(session)
+        for key, version, made_at in stored:
+            done = await for_sessions(sessions).run(partial(hold_one_work, key, version, made_at))
+            if done == NO_ROOM:
+                break
+            held += done == HELD
     except Exception:
         log.warning("the prepared reports could not be held in memory after the start", exc_info=True)
-        return
     if held:
         log.info("%d prepared report(s) held in memory for the first requests", held)
 
