@@ -387,8 +387,15 @@ def local_days(seconds: np.ndarray, zone: ZoneInfo, start: datetime, end: dateti
     """The local day (date.toordinal()) in `zone` of each instant (Unix seconds) between start and end: the
     zone's UTC offset is found at every hour of the stretch and, where it changes, to the second; each
     instant then gets the offset in force (zones change their offset at most once an hour)."""
-    first, last = int(start.timestamp()) - 3600, int(end.timestamp()) + 3600
+    changes, offsets = _offset_changes(zone, int(start.timestamp()) - 3600, int(end.timestamp()) + 3600)
+    in_force = offsets[np.searchsorted(changes, seconds, side="right") - 1]
+    return (seconds + in_force) // 86400 + date(1970, 1, 1).toordinal()
 
+
+@functools.lru_cache(maxsize=64)
+def _offset_changes(zone: ZoneInfo, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+    """(when, offset) of each UTC offset `zone` takes between `first` and `last` (Unix seconds) — cached: a
+    report asks for the same stretch many times (a year: 8,760 hours looked at, per call)."""
     def offset(at: int) -> int:
         return int(datetime.fromtimestamp(at, zone).utcoffset().total_seconds())
     changes, offsets = [first], [offset(first)]
@@ -401,9 +408,9 @@ def local_days(seconds: np.ndarray, zone: ZoneInfo, start: datetime, end: dateti
                 low, high = (middle, high) if offset(middle) == offsets[-1] else (low, middle)
             changes.append(high)
             offsets.append(now)
-    in_force = np.asarray(offsets, dtype=np.int64)[np.searchsorted(np.asarray(changes, dtype=np.int64), seconds,
-                                                                   side="right") - 1]
-    return (seconds + in_force) // 86400 + date(1970, 1, 1).toordinal()
+    changed, offset_in_force = np.asarray(changes, dtype=np.int64), np.asarray(offsets, dtype=np.int64)
+    changed.flags.writeable = offset_in_force.flags.writeable = False  # shared by every caller
+    return changed, offset_in_force
 
 
 async def build_apart(sessions: async_sessionmaker[AsyncSession], viewer: Viewer, **options) -> Report:
