@@ -753,7 +753,7 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
                             await _kept(session, held_here, key, today, version, report, made_at, lineage,
                                         store_later)
                             return report
-        company = await _company_windows(session, held_here, version, period, _windows(period, rfm_days)[0]) \
+        company = await _company_windows(session, held_here, version, period, rfm_days) \
             if version is not None else None
         report = await build(session, viewer, company=company, **options)
         if version is not None:
@@ -933,20 +933,42 @@ async def build(session: AsyncSession, viewer: Viewer, *, kind: str = "week", to
 
 
 async def _company_windows(session: AsyncSession, held_here: OrderedDict[str, _Held], version: str,
-                           period: Period, window: Period) -> tuple[Sums, Sums] | None:
-    """The whole company's sums over an RFM window and the previous one, from a report held in memory that
-    was made from the same data (its version is this one) over the same window and as long a period — any
-    scope: those sums are the company's (RFM ranks every buyer). A team's or one rep's report asked for
-    right after the manager's then reads only its own customers (at 1M customers, the two windows are
-    most of a build's reading). Only a report already stored and still the stored one counts (as for
+                           period: Period, rfm_days: int) -> tuple[Sums, Sums] | None:
+    """The whole company's sums over an RFM window and the previous one, from a report held in memory over
+    the same window and as long a period — any scope: those sums are the company's (RFM ranks every
+    buyer). A team's or one rep's report asked for after the manager's then reads only its own customers
+    (at 1M customers, the two windows are most of a build's reading). Made from the same data (its version
+    is this one), they are taken as they are; made before some customers changed (a late order, an edit),
+    those customers' sums are read again in place of theirs (as `_brought_up_to_date` does), when the
+    report is from today or yesterday (the log of changed customers reaches back that far) and not more
+    than `_FEW_CUSTOMERS` changed. Only a report already stored and still the stored one counts (as for
     serving it: a database restored since holds other stored reports)."""
-    for key, held in reversed(list(held_here.items())):
+    window, previous = _windows(period, rfm_days)
+    recent = datetime.now(UTC).date() - timedelta(days=1)
+    candidates = [(key, held) for key, held in reversed(list(held_here.items()))
+                  if held.stored and held.report.inputs is not None and held.report.rfm_window == window
+                  and held.report.period.days == period.days and not _behind(version, held.version)
+                  and (held.version == version or (_updatable(held.version, version) and held.made_at.date() >= recent))]
+    candidates.sort(key=lambda pair: pair[1].version != version)  # the same data first (stable: newest first)
+    for key, held in candidates:
+        stored_at = await session.scalar(select(ReportSnapshot.made_at).where(ReportSnapshot.key == key))
+        if stored_at is None or as_utc(stored_at) != held.made_at:
+            continue
         inputs = held.report.inputs
-        if held.version == version and held.stored and inputs is not None and held.report.rfm_window == window \
-                and held.report.period.days == period.days:
-            stored_at = await session.scalar(select(ReportSnapshot.made_at).where(ReportSnapshot.key == key))
-            if stored_at is not None and as_utc(stored_at) == held.made_at:
-                return inputs.now, inputs.before
+        if held.version == version:
+            return inputs.now, inputs.before
+        if (await _triggers(session))[1] != _CUSTOMER_TRIGGERS:
+            return None
+        changed = await _changed_since(session, held.made_at)
+        if changed is None:
+            return None
+        alive: list[int] = []  # the changed customers that are not archived: in RFM's population
+        for chunk in _chunks(changed):
+            alive += (await session.execute(select(Customer.id).where(
+                Customer.id.in_(chunk), Customer.archived_at.is_(None)))).scalars()
+        population = np.unique(np.asarray(alive, dtype=np.int64))
+        return (_replaced(inputs.now, changed, await _sums_of(session, population, window)),
+                _replaced(inputs.before, changed, await _sums_of(session, population, previous)))
     return None
 
 
@@ -1026,6 +1048,26 @@ async def _compose(session: AsyncSession, viewer: Viewer, kind: str, period: Per
     )
 
 
+async def _changed_since(session: AsyncSession, made_at: datetime) -> np.ndarray | None:
+    """The customers whose purchases, interactions, feedback or report columns changed since the day before
+    `made_at` (report_customer_change: the day before covers a change committed while a report was being
+    made), sorted; None when more than `_FEW_CUSTOMERS` did."""
+    changed = list((await session.execute(select(ReportCustomerChange.customer_id).where(
+        ReportCustomerChange.changed_on >= made_at.date() - timedelta(days=1)).distinct()
+        .limit(_FEW_CUSTOMERS + 1))).scalars())
+    if len(changed) > _FEW_CUSTOMERS:
+        return None
+    return np.unique(np.asarray(changed, dtype=np.int64))
+
+
+async def _sums_of(session: AsyncSession, ids: np.ndarray, part: Period) -> Sums:
+    """The window's sums of the customers `ids`, whoever owns them (each in one IN list: each customer once)."""
+    everyone = Viewer.everyone()
+    parts = [Sums.empty()] + [await _aggregates(session, everyone, part, Purchase.customer_id.in_(chunk))
+                              for chunk in _chunks(ids)]
+    return Sums.of(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+
+
 def _replaced(kept: Sums, changed: np.ndarray, fresh: Sums) -> Sums:
     """Window sums with the rows of the `changed` customers (sorted) replaced by their `fresh` ones."""
     keep = ~analytics._member(kept.ids, changed)
@@ -1045,12 +1087,9 @@ async def _brought_up_to_date(session: AsyncSession, viewer: Viewer, report: Rep
     as a report built now. None (build it)
     when more than `_FEW_CUSTOMERS` changed, or when the viewer's customers then differ in number from
     those in the database (a change the log missed)."""
-    changed = list((await session.execute(select(ReportCustomerChange.customer_id).where(
-        ReportCustomerChange.changed_on >= made_at.date() - timedelta(days=1)).distinct()
-        .limit(_FEW_CUSTOMERS + 1))).scalars())
-    if len(changed) > _FEW_CUSTOMERS:
+    changed = await _changed_since(session, made_at)
+    if changed is None:
         return None
-    changed = np.unique(np.asarray(changed, dtype=np.int64))
     purchase_days = await _purchase_days(session)  # before the purchases, as in a build
     period = period_for(kind, today)
     zone = ZoneInfo(timezone)
@@ -1070,13 +1109,10 @@ async def _brought_up_to_date(session: AsyncSession, viewer: Viewer, report: Rep
     if last is None:
         return None
     rows = rows._replace(last_contact=last)
-    everyone, population_ids = Viewer.everyone(), np.unique(np.asarray(population, dtype=np.int64))
+    population_ids = np.unique(np.asarray(population, dtype=np.int64))
 
     async def sums(ids: np.ndarray, part: Period) -> Sums:
-        """The window's sums of the customers `ids` (each in one IN list: each customer once)."""
-        parts = [Sums.empty()] + [await _aggregates(session, everyone, part, Purchase.customer_id.in_(chunk))
-                                  for chunk in _chunks(ids)]
-        return Sums.of(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+        return await _sums_of(session, ids, part)
     mine = fresh.ids
     keep = ~analytics._member(inputs.contacts.customer, changed)
     contacts = [Contacts(*(c[keep] for c in inputs.contacts))]
