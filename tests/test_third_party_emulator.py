@@ -113,6 +113,17 @@ def test_the_bot_runs_through_telegram_test_api(emulator, tmp_path):
         assert cancelled["text"].startswith("Cancelled")
         [invitation] = admin.say("/invite rep")
         assert "usable once" in invitation["text"]
+        # /settings → ⏱ Visit length → 45 min: the choice is an edit of a message the emulator's tap names
+        # by no id; the choice must hold all the same, and /route plan with it.
+        [shown] = admin.say("/settings")
+        buttons = {b["text"]: b["callback_data"] for row in shown["reply_markup"]["inline_keyboard"] for b in row}
+        [choices] = admin.tap(buttons["⏱ Visit length"])
+        minutes = {b["text"]: b["callback_data"] for row in choices["reply_markup"]["inline_keyboard"] for b in row}
+        admin.tap(minutes["45 min"])
+        [shown] = admin.say("/settings")
+        assert "Visit length for /route: 45 min" in shown["text"], shown["text"]
+        [route] = admin.say("/route")
+        assert "visit today" in route["text"], route["text"]
         [hint] = stranger.say("hello")
         assert "ask your admin for an invitation" in hint["text"]
     finally:
