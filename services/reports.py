@@ -441,13 +441,15 @@ def snapshot_key(viewer: Viewer, *, kind: str, today: date, language: str, timez
 
 
 async def _triggers(session: AsyncSession) -> tuple[int, int]:
-    """How many of the count triggers (migration 0014) and of the customer-log triggers (0016) are in place."""
+    """How many of the count triggers (migration 0014) and of the customer-log triggers (0016) are in place and
+    fire for the product's writes (PostgreSQL: enabled for origin sessions — a trigger switched to fire on
+    replicas only, or disabled, records nothing)."""
     if session.get_bind().dialect.name == "sqlite":
         names = (await session.execute(text(
             "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'report_%'"))).scalars()
     else:
         names = (await session.execute(text(
-            "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'report_%' AND tgenabled <> 'D'"))).scalars()
+            "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'report_%' AND tgenabled IN ('O', 'A')"))).scalars()
     names = list(names)
     return (sum(name.startswith("report_change_") for name in names),
             sum(name.startswith("report_customer_change_") for name in names))

@@ -373,6 +373,36 @@ async def test_without_its_triggers_no_prepared_report_is_served(world, monkeypa
     assert (await year(sessions, boss)).total_cents == 1050_00
 
 
+@pytest.fixture
+async def pg_world(pg_url):
+    """`world` on PostgreSQL only (what SQLite has no notion of)."""
+    from bot.background import close_all
+    from bot.db import make_engine
+
+    engine = make_engine(pg_url)
+    sessions = make_sessionmaker(engine)
+    async with sessions() as session:
+        boss, rep, big, small, theirs = await _world(session)
+        await session.commit()
+    yield sessions, boss, rep, big, small, theirs
+    await close_all()
+    await engine.dispose()
+
+
+async def test_a_trigger_switched_to_fire_on_replicas_only_counts_as_missing(pg_world, monkeypatch):
+    """On PostgreSQL a trigger may be there and still record nothing: ENABLE REPLICA TRIGGER makes it fire
+    only under session_replication_role = replica (logical replication), never for the product's writes."""
+    sessions, boss, rep, big, small, theirs = pg_world
+    async with sessions() as session:
+        await session.execute(text("ALTER TABLE purchase ENABLE REPLICA TRIGGER report_change_purchase_insert"))
+        await session.commit()
+        assert await reports._triggers(session) == (reports._TRIGGERS - 1, reports._CUSTOMER_TRIGGERS)
+    builds = Builds(monkeypatch)
+    await year(sessions, boss)
+    await year(sessions, boss)
+    assert builds.count == 2  # as if it were missing: an order would go unseen by the counts
+
+
 async def test_without_the_customer_log_a_changed_report_is_built_again(world, monkeypatch):
     sessions, boss, rep, big, small, theirs = world
     await _drop_purchase_trigger(sessions, "report_customer_change_purchase_insert")
