@@ -19,9 +19,11 @@ The worker's loop keeps running between pieces of work: what a piece of work lea
 is ready (a report is stored for the next request after the reply, services.reports `store_later`) is done
 there while the bot already answers.
 
-Work goes to a lane: "work" (reports, jobs) or "cards" (business-card reading, bot.namecard): each lane is
-a worker process of its own, so a rep's card is read in a second or two even while a manager's workbook
-takes twenty — a card waiting behind a report held its update, and long polling with it (bot.detached).
+Work goes to a lane: "work" (reports, jobs), "cards" (business-card reading, bot.namecard) or "route"
+(/route's solver, handlers.route): each lane is a worker process of its own, started when first used, so a
+rep's card is read in a second or two even while a manager's workbook takes twenty — a card waiting behind a
+report held its update, and long polling with it (bot.detached) — and a route's second of solving does not
+share the bot's interpreter lock (in a thread it halved the speed of everyone else's replies meanwhile).
 
 A database only the caller's engine can see (SQLite in memory, some tests) cannot be opened from
 another process: then the work simply runs on the caller's loop, as before.
@@ -128,7 +130,7 @@ def _forget_in_worker(url: str) -> None:
 
 # ------------------------------------------------------------------------------------ in the bot's process
 
-LANES = ("work", "cards")
+LANES = ("work", "cards", "route")
 _POOLS: dict[str, ProcessPoolExecutor] = {}
 _POOL_LOCK = threading.Lock()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+from functools import partial
 
 from aiogram import F, Router
 from aiogram.filters import Command, StateFilter
@@ -23,6 +24,7 @@ from aiogram.types import (
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.background import Background
 from bot.callbacks import RouteCallback
 from bot.filters import Registered
 from bot.labels import map_app_name
@@ -32,7 +34,7 @@ from services.route import (
     Plan,
     Today,
     navigation_url,
-    plan_day,
+    plan_work,
     route_map,
     todays_stops,
     users_navigator,
@@ -107,7 +109,7 @@ def _reply(plan: Plan, today: Today, user: User, end_text: str) -> tuple[str, In
 
 
 async def _plan(message: Message, state: FSMContext, session: AsyncSession, user: User, settings: Settings,
-                start: tuple[float, float] | None) -> None:
+                background: Background, start: tuple[float, float] | None) -> None:
     await state.clear()
     now = utcnow()
     begin, end = working_window(user, now)
@@ -119,10 +121,11 @@ async def _plan(message: Message, state: FSMContext, session: AsyncSession, user
         return
     await message.answer(_("Planning your route…"), reply_markup=ReplyKeyboardRemove())
     today = await todays_stops(session, user, now)
-    # The solver runs for up to a second: off the event loop, so other users are not kept waiting.
-    plan = await asyncio.to_thread(plan_day, today.stops, start, begin, end,
-                                   visit_minutes=visit_minutes_for(user, settings.route_visit_minutes),
-                                   speed_kmh=settings.route_speed_kmh)
+    # The solver runs for up to a second: in a worker process (bot.background), so other users are not kept
+    # waiting (in a thread it shared the interpreter lock with the bot's loop).
+    plan = await background.run(partial(plan_work, today.stops, start, begin, end,
+                                        visit_minutes_for(user, settings.route_visit_minutes), settings.route_speed_kmh),
+                                lane="route")
     text, markup = _reply(plan, today, user, end_text)
     if plan.visits:
         png = await asyncio.to_thread(route_map, plan, _("Today's route"),
@@ -132,14 +135,15 @@ async def _plan(message: Message, state: FSMContext, session: AsyncSession, user
 
 
 async def from_location(message: Message, state: FSMContext, session: AsyncSession, user: User,
-                        settings: Settings) -> None:
-    await _plan(message, state, session, user, settings, (message.location.latitude, message.location.longitude))
+                        settings: Settings, background: Background) -> None:
+    await _plan(message, state, session, user, settings, background,
+                (message.location.latitude, message.location.longitude))
 
 
 async def from_text(message: Message, state: FSMContext, session: AsyncSession, user: User,
-                    settings: Settings) -> None:
+                    settings: Settings, background: Background) -> None:
     if message.text == _first_visit_button():
-        await _plan(message, state, session, user, settings, None)
+        await _plan(message, state, session, user, settings, background, None)
     else:
         await message.answer(_("Share your location, or tap “{button}” — or /cancel.").format(
             button=_first_visit_button()))

@@ -204,6 +204,13 @@ def plan_day(stops: list[Stop], start: tuple[float, float] | None, begin: dateti
                 seconds=clock.perf_counter() - began)
 
 
+async def plan_work(stops: list[Stop], start: tuple[float, float] | None, begin: datetime, end: datetime,
+                    visit_minutes: int, speed_kmh: float, sessions=None) -> Plan:
+    """`plan_day` as work for a worker process (bot.background, the "route" lane): the solver's second of
+    Python callbacks runs beside the bot, not in a thread sharing its interpreter lock."""
+    return plan_day(stops, start, begin, end, visit_minutes=visit_minutes, speed_kmh=speed_kmh)
+
+
 async def todays_stops(session: AsyncSession, user: User, now: datetime | None = None) -> Today:
     """Who the rep must visit today: customers of their open reminders, most important first."""
     now = now or utcnow()

@@ -347,3 +347,30 @@ async def test_after_the_working_day_route_says_so_and_plans_nothing(app, monkey
     [over] = recorder.sent()
     assert over.text.startswith("Your working day is over (it ends at 18:00)") and "/settings" in over.text
     assert not [r for r in recorder.requests if isinstance(r, SendPhoto)]
+
+
+async def planned_noting_pid(pid_file: str, *args, sessions=None):
+    """services.route.plan_work, noting the process it ran in (module-level: the worker process runs it)."""
+    import os
+    from pathlib import Path
+
+    from services.route import plan_work
+
+    Path(pid_file).write_text(str(os.getpid()))
+    return await plan_work(*args)
+
+
+async def test_the_route_is_solved_in_a_worker_process_not_beside_the_bots_loop(app, monkeypatch, tmp_path):
+    """The solver's second of Python callbacks, in a thread, shared the interpreter lock with the bot's loop:
+    every other user's reply was about half as fast meanwhile. It runs in a worker process of its own."""
+    import os
+    from functools import partial
+
+    from bot.background import worker_pid
+
+    pid_file = tmp_path / "planned-by"
+    monkeypatch.setattr("handlers.route.plan_work", partial(planned_noting_pid, str(pid_file)))
+    await app.send(text_update(rep, "/route"))
+    route = (await app.send(location_update(rep, *HERE))).sent()[-1]
+    assert route.text.startswith("🗺 Your route for today: 3 visits")
+    assert int(pid_file.read_text()) == worker_pid("route") != os.getpid()
