@@ -12,7 +12,8 @@ text, and the 2–4 charts — for an admin (all customers) and for one manager 
 Then a manager's /report on demand for a year over all customers (services.reports.build, kind="year", the
 summary text; best of --year-runs): built from the rows, and served prepared (services.reports.prepared: the
 report the hourly reports.prepare job keeps per scope and day, served while nothing it reads has changed),
-with the cost of preparing it and of the first request after an order of the period was recorded.
+with the cost of preparing it and of the first request after an order of the period was recorded; a report
+narrowed to one rep and the team's after such an order; with --changed, the update after N customers changed.
 Targets: <= 3 s for a weekly digest with charts at 100k customers / 1M purchases (issue 6); <= 3 s for the
 year's /report over all customers at 1M customers / 10M purchases (issue 18). `--size 1000000` makes the 1M
 data set on first use (about 4 minutes on a quiet machine, 2.3 GB in bench/out/).
@@ -64,6 +65,7 @@ async def main() -> None:
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5, help="weekly digest runs per viewer (the best counts; 0: none)")
     parser.add_argument("--year-runs", type=int, default=3, help="year /report runs (the best counts)")
+    parser.add_argument("--changed", default="", help="changed-customer counts to time an update at, e.g. 20000,60000")
     args = parser.parse_args()
     rb = _reminders_bench()
     url = await rb.database(args.size)
@@ -93,11 +95,12 @@ async def main() -> None:
         print(f"/report for a year, all customers, built: {sum(best):.2f} s (report {best[0]:.2f} s + summary "
               f"{best[1]:.2f} s), best of {args.year_runs} (all: {', '.join(f'{sum(r):.1f}' for r in runs)} s)",
               flush=True)
-    await prepared_year(sessions, manager, today, args.year_runs)
+    await prepared_year(sessions, manager, today, args.year_runs,
+                        tuple(int(n) for n in args.changed.split(",") if n.strip()))
     await engine.dispose()
 
 
-async def prepared_year(sessions, manager: User, today, runs: int) -> None:
+async def prepared_year(sessions, manager: User, today, runs: int, changed: tuple[int, ...] = ()) -> None:
     """The year's /report as a manager gets it once the day's reports are prepared (services.reports.prepared,
     jobs.reminders.prepare_reports): preparing it (built and stored: the stored size and the write), then the
     request served from it (read, checked, unpickled, plus the summary) best of `runs`; then an order of
@@ -187,6 +190,77 @@ async def prepared_year(sessions, manager: User, today, runs: int) -> None:
                 await session.commit()
     for held in WAYS:
         await a_mornings_changes(sessions, manager, everyone, options, period, held=held)
+    await narrowed_after_a_late_order(sessions, manager, everyone, options, period)
+    for count in changed:
+        await update_as_changes_grow(sessions, manager, everyone, options, period, count)
+
+
+async def narrowed_after_a_late_order(sessions, manager: User, everyone: Viewer, options: dict, period) -> None:
+    """The admin's report prepared (held, stored); then an order of yesterday is recorded; then a report
+    narrowed to one rep, and the manager's team's, are asked for: built, the company's RFM sums taken from the
+    held report with the changed customers' read again (services.reports._company_windows) — against the
+    same built reading the company's sums. Undone afterwards."""
+    async with sessions() as session:
+        await reports.prepared(session, everyone, **options)  # the admin's, up to date: held and stored
+        rep_id = (await session.execute(select(Customer.owner_id).where(Customer.owner_id.is_not(None))
+                                        .group_by(Customer.owner_id).order_by(func.count().desc()).limit(1))).scalar()
+        team = await viewer_for(session, manager)
+        customer = await session.scalar(select(func.min(Purchase.customer_id)))
+        late = Purchase(customer_id=customer, purchased_on=period.end, amount_cents=123_45, source="import")
+        session.add(late)
+        await session.commit()
+    try:
+        for label, viewer in (("one rep's year", Viewer(None, "manager", frozenset({rep_id}), False)),
+                              ("the manager's team's year", team)):
+            async with sessions() as session:
+                started = time.perf_counter()
+                served = await reports.prepared(session, viewer, **options)
+                summary(served, manager, "CNY")
+                took = time.perf_counter() - started
+            async with sessions() as session:
+                started = time.perf_counter()
+                built = await build(session, viewer, **options)
+                summary(built, manager, "CNY")
+                rebuilt = time.perf_counter() - started
+            print(f"{label} ({len(served.customers):,} customers) after an order of yesterday, the admin's report "
+                  f"held: {took:.2f} s (built, the company's RFM sums taken from it, the changed customers' read "
+                  f"again); built reading the company's sums: {rebuilt:.2f} s; the same figures: "
+                  f"{'yes' if served == built else 'NO'}", flush=True)
+    finally:
+        async with sessions() as session:
+            await session.execute(delete(Purchase).where(Purchase.id == late.id))
+            await session.commit()
+
+
+async def update_as_changes_grow(sessions, manager: User, everyone: Viewer, options: dict, period,
+                                 count: int) -> None:
+    """The admin's report prepared and held; then an order of yesterday for `count` customers each; the next
+    request brought up to date from memory (the limit of services.reports._FEW_CUSTOMERS lifted), to the
+    reply as the bot's worker gives it, against building it in the same run. Undone afterwards."""
+    few = reports._FEW_CUSTOMERS
+    reports._FEW_CUSTOMERS = max(few, count)
+    async with sessions() as session:
+        await reports.prepared(session, everyone, **options)
+        ids = list((await session.execute(select(Customer.id).where(Customer.archived_at.is_(None))
+                                          .order_by(Customer.id).limit(count))).scalars())
+        orders = [Purchase(customer_id=cid, purchased_on=period.end, amount_cents=10_00, source="import") for cid in ids]
+        session.add_all(orders)
+        await session.commit()
+    try:
+        after, replied, _stored = await as_the_bot(sessions, everyone, options, manager, held="memory")
+        async with sessions() as session:
+            started = time.perf_counter()
+            again = await build(session, everyone, **options)
+            summary(again, manager, "CNY")
+            rebuilt = time.perf_counter() - started
+        print(f"after an order each for {count:,} customers: {PATCHES.way()} from the report held in memory "
+              f"{replied:.2f} s to the reply, built from the rows {rebuilt:.2f} s; the same figures: "
+              f"{'yes' if after == again else 'NO'}", flush=True)
+    finally:
+        reports._FEW_CUSTOMERS = few
+        async with sessions() as session:
+            await session.execute(delete(Purchase).where(Purchase.id.in_([o.id for o in orders])))
+            await session.commit()
 
 
 WAYS = {"memory": "the report held in memory", "stored": "the stored copy, as after a restart before",
