@@ -217,11 +217,7 @@ async def narrowed_after_a_late_order(sessions, manager: User, everyone: Viewer,
                 served = await reports.prepared(session, viewer, **options)
                 summary(served, manager, "CNY")
                 took = time.perf_counter() - started
-            async with sessions() as session:
-                started = time.perf_counter()
-                built = await build(session, viewer, **options)
-                summary(built, manager, "CNY")
-                rebuilt = time.perf_counter() - started
+            built, rebuilt = await built_now(sessions, viewer, options, manager)
             print(f"{label} ({len(served.customers):,} customers) after an order of yesterday, the admin's report "
                   f"held: {took:.2f} s (built, the company's RFM sums taken from it, the changed customers' read "
                   f"again); built reading the company's sums: {rebuilt:.2f} s; the same figures: "
@@ -248,11 +244,7 @@ async def update_as_changes_grow(sessions, manager: User, everyone: Viewer, opti
         await session.commit()
     try:
         after, replied, _stored = await as_the_bot(sessions, everyone, options, manager, held="memory")
-        async with sessions() as session:
-            started = time.perf_counter()
-            again = await build(session, everyone, **options)
-            summary(again, manager, "CNY")
-            rebuilt = time.perf_counter() - started
+        again, rebuilt = await built_now(sessions, everyone, options, manager)
         print(f"after an order each for {count:,} customers: {PATCHES.way()} from the report held in memory "
               f"{replied:.2f} s to the reply, built from the rows {rebuilt:.2f} s; the same figures: "
               f"{'yes' if after == again else 'NO'}", flush=True)
@@ -265,6 +257,16 @@ async def update_as_changes_grow(sessions, manager: User, everyone: Viewer, opti
 
 WAYS = {"memory": "the report held in memory", "stored": "the stored copy, as after a restart before",
         "restart": "the report held again after a restart (services.reports.hold_stored)"}
+
+
+async def built_now(sessions, viewer: Viewer, options: dict, manager: User):
+    """The report built from the rows, with its summary (services.reports.build), and the seconds it took:
+    what each measurement here is compared with, in the same run."""
+    async with sessions() as session:
+        started = time.perf_counter()
+        report = await build(session, viewer, **options)
+        summary(report, manager, "CNY")
+        return report, time.perf_counter() - started
 
 
 async def as_the_bot(sessions, everyone: Viewer, options: dict, manager: User, *, held: str):
@@ -337,11 +339,7 @@ async def a_mornings_changes(sessions, manager: User, everyone: Viewer, options:
         await session.commit()
     try:
         after, patched, stored = await as_the_bot(sessions, everyone, options, manager, held=held)
-        async with sessions() as session:
-            started = time.perf_counter()
-            again = await build(session, everyone, **options)
-            summary(again, manager, "CNY")
-            rebuilt = time.perf_counter() - started
+        again, rebuilt = await built_now(sessions, everyone, options, manager)
         print(f"after the ERP's {LATE_ORDERS:,} orders of yesterday and {RENAMED} customers renamed: {PATCHES.way()} "
               f"from {WAYS[held]} {patched:.2f} s to the reply (then "
               f"stored in {stored:.2f} s), built from the rows {rebuilt:.2f} s (x{rebuilt / patched:.1f}); the same "

@@ -166,11 +166,18 @@ def _end_stuck(pool: ProcessPoolExecutor) -> None:
             del _POOLS[lane]
     log.warning("background work ran past its time; ending its worker (%s), the next work starts a new one",
                 ", ".join(lanes) or "already replaced")
+    _end_processes(pool, cancel_futures=False)
+
+
+def _end_processes(pool: ProcessPoolExecutor, *, cancel_futures: bool) -> list:
+    """Shut the pool down and terminate its worker process now (not waiting for the work under way there);
+    the processes, to join."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=False)
+    pool.shutdown(wait=False, cancel_futures=cancel_futures)
     for process in processes:
         if process.is_alive():
             process.terminate()
+    return processes
 
 
 class Background:
@@ -258,11 +265,7 @@ async def close_all(*, stop_worker: bool = False) -> None:
         processes = []
         for pool in pools:
             pool.stopped_on_purpose = True
-            processes += list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
+            processes += _end_processes(pool, cancel_futures=True)
         for process in processes:
             await asyncio.to_thread(process.join, 5)
 

@@ -71,7 +71,10 @@ class Patches:
 
 @pytest.fixture
 async def world(engine):
-    sessions = make_sessionmaker(engine)
+    return await _made_world(make_sessionmaker(engine))
+
+
+async def _made_world(sessions):
     async with sessions() as session:
         boss, rep, big, small, theirs = await _world(session)
         await session.commit()
@@ -380,11 +383,7 @@ async def pg_world(pg_url):
     from bot.db import make_engine
 
     engine = make_engine(pg_url)
-    sessions = make_sessionmaker(engine)
-    async with sessions() as session:
-        boss, rep, big, small, theirs = await _world(session)
-        await session.commit()
-    yield sessions, boss, rep, big, small, theirs
+    yield await _made_world(make_sessionmaker(engine))
     await close_all()
     await engine.dispose()
 
