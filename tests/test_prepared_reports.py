@@ -11,6 +11,7 @@ import dataclasses
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from sqlalchemy import delete, func, select, text, update
 
@@ -96,6 +97,16 @@ async def fresh(sessions, boss, kind: str = "year"):
 def same(served, built) -> bool:
     """Whether a served report is the one built from the rows: every analysis, figure and list."""
     return served == built and figures(served) == figures(built) and served.reps == built.reps
+
+
+def same_inputs(served, built) -> bool:
+    """Whether a served report holds what the built one was made from: the same sums, contacts, feedback."""
+    a, b = served.inputs, built.inputs
+    return all(np.array_equal(x, y) for one, other in ((a.now, b.now), (a.before, b.before),
+                                                       (a.in_period, b.in_period), (a.year_before, b.year_before))
+               for x, y in zip(one, other, strict=True)) and \
+        sorted(zip(*(c.tolist() for c in a.contacts))) == sorted(zip(*(c.tolist() for c in b.contacts))) and \
+        [f.id for f in a.feedback] == [f.id for f in b.feedback]
 
 
 def figures(report) -> tuple:
@@ -949,3 +960,104 @@ async def test_a_teams_report_after_a_late_order_takes_the_company_sums_from_the
     whole.clear()
     team = await report(lambda session: viewer_for(session, boss))
     assert company_windows_read() and same(team, await fresh(sessions, boss, kind="month"))
+
+
+async def _at_the_ends_of_the_windows(sessions, rep, kind: str, zone: ZoneInfo) -> dict:
+    """Customers, contacts and feedback on the days yesterday's report's windows leave and reach today: a
+    customer whose only purchase in the RFM window is on the day it leaves, one with another purchase
+    later, purchases on the day each window reaches (written before yesterday's report was made, as an
+    order dated ahead), a visit and a complaint on the period's first day (left) and on yesterday
+    (reached), and an open complaint of that first day (still shown)."""
+    old, new = reports.period_for(kind, YESTERDAY), reports.period_for(kind, TODAY)
+    (old_window, old_previous), (window, previous) = (reports._windows(p, reports.RFM_DAYS) for p in (old, new))
+    noon = lambda day: datetime.combine(day, time(12), zone).astimezone(UTC)  # noqa: E731
+    async with sessions() as session:
+        made = {name: await create_customer(session, name=name, owner_id=rep.id)
+                for name in ("走出窗口", "少一单", "期初客户", "新一天", "往年客户")}
+        orders = [("走出窗口", old_window.start), ("少一单", old_window.start), ("少一单", TODAY - timedelta(days=20)),
+                  ("期初客户", old.start), ("新一天", new.end), ("新一天", previous.end),
+                  ("往年客户", new.year_before().end), ("往年客户", old.year_before().start),
+                  ("走出窗口", old_previous.start)]
+        for name, day in orders:
+            await record_purchase(session, customer_id=made[name].id, purchased_on=day, amount_cents=10_00 + day.day,
+                                  today=day + timedelta(days=1))
+        for day in (old.start, new.end):
+            await log_interaction(session, customer_id=made["期初客户"].id, kind="visit", user_id=rep.id,
+                                  occurred_at=noon(day))
+        for day, status in ((old.start, "resolved"), (old.start, "open"), (new.end, "open")):
+            complaint = await record_feedback(session, customer_id=made["新一天"].id, kind="complaint", text="慢",
+                                              rating=2, user_id=rep.id)
+            await session.execute(update(Feedback).where(Feedback.id == complaint.id).values(
+                created_at=noon(day), status=status))
+        await session.commit()
+    return made
+
+
+@pytest.mark.parametrize("held", [True, False], ids=["held", "stored"])
+@pytest.mark.parametrize(("kind", "zone"), [("week", "UTC"), ("year", "Asia/Shanghai"), ("month", "America/New_York")])
+async def test_yesterdays_report_moves_on_to_today_reading_a_day_at_each_end_of_its_windows(world, monkeypatch,
+                                                                                          kind, zone, held):
+    """The day's first /report (or the prepare job) starts from yesterday's for the same scope: a day of
+    purchases, contacts and feedback is read at each end of its windows, the customers that changed since
+    are read again — and it is the report built from every row."""
+    from models import ReportContactChange
+
+    sessions, boss, rep, big, small, theirs = world
+    made = await _at_the_ends_of_the_windows(sessions, rep, kind, ZoneInfo(zone))
+    builds, patches = Builds(monkeypatch), Patches(monkeypatch)
+
+    async def asked(day, everyone: bool = False):
+        async with sessions() as session:
+            viewer = await _everyone() if everyone else await viewer_for(session, boss)
+            return await reports.prepared(session, viewer, kind=kind, today=day, language="en", timezone=zone)
+
+    async def built(everyone: bool = False):
+        async with sessions() as session:
+            viewer = await _everyone() if everyone else await viewer_for(session, boss)
+            return await BUILD(session, viewer, kind=kind, today=TODAY, language="en", timezone=zone)
+    yesterdays = await asked(YESTERDAY)
+    await asked(YESTERDAY, everyone=True)
+    async with sessions() as session:  # what was written before: history (the log lists what changes next)
+        await session.execute(delete(ReportCustomerChange))
+        await session.execute(delete(ReportContactChange))
+        await session.commit()
+    if not held:
+        reports.forget_held()
+    read = []
+    real = reports._aggregates
+
+    async def counted(session, viewer, period, scope=None):
+        read.append(period.days)
+        return await real(session, viewer, period, scope)
+    monkeypatch.setattr(reports, "_aggregates", counted)
+    today = await asked(TODAY)
+    assert (builds.count, patches.count) == (2, 1) and max(read) == 1  # a day at each end of each window
+    expected = await built()
+    assert same(today, expected) and not same(today, yesterdays)
+    assert same_inputs(today, expected)  # nothing of the days left behind is kept
+    assert {made["期初客户"].id, made["新一天"].id} <= set(today.customers)
+
+    async with sessions() as session:  # then, after yesterday's whole-company report: a late order, a rename, an archive
+        await record_purchase(session, customer_id=made["少一单"].id, purchased_on=YESTERDAY, amount_cents=7_00,
+                              today=TODAY)
+        await session.execute(update(Customer).where(Customer.id == made["往年客户"].id).values(name="改名客户"))
+        await archive_customer(session, made["走出窗口"].id, user_id=rep.id)
+        await session.commit()
+    if not held:
+        reports.forget_held()
+    everyone = await asked(TODAY, everyone=True)
+    assert (builds.count, patches.count) == (2, 2)
+    expected = await built(everyone=True)
+    assert same(everyone, expected) and same_inputs(everyone, expected)
+    assert everyone.name(made["往年客户"].id) == "改名客户"
+    assert same(await asked(TODAY), await built()) and (builds.count, patches.count) == (2, 3)
+
+
+async def test_a_report_of_two_days_ago_is_not_moved_on_but_built(world, monkeypatch):
+    sessions, boss, rep, big, small, theirs = world
+    builds, patches = Builds(monkeypatch), Patches(monkeypatch)
+    async with sessions() as session:
+        await reports.prepared(session, await viewer_for(session, boss), kind="week", today=TODAY - timedelta(days=2),
+                               language="en", timezone="UTC")
+    await year(sessions, boss, kind="week")
+    assert (builds.count, patches.count) == (2, 0)
