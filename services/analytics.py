@@ -608,7 +608,9 @@ def key_accounts_of(now: Sums, prior: Sums, share: float = 0.8) -> tuple[LazyRow
     prior_rank[prior_order] = np.arange(1, prior.size + 1)
     ids = now.ids[order[:chosen]]
     amounts = amounts[:chosen]
-    position, found = prior.at(ids)
+    # Every customer looked up in id order, then taken in rank order: at 1M customers, looking the ranked
+    # ones up in rank order jumps about the prior window's ids (0.19 s against 0.02 s).
+    position, found = (column[order[:chosen]] for column in prior.at(now.ids))
     prior_amounts = np.where(found, prior.amount[position] if prior.size else 0, 0)
     prior_ranks = np.where(found, prior_rank[position] if prior.size else 0, 0)
     return LazyRows(chosen, partial(_key_account, ids, amounts, prior_amounts, prior_ranks, total)), total
@@ -643,12 +645,14 @@ def distribution(customers: list[CustomerInfo], sales: list[Sale], period: Perio
     return distribution_of(table.ids, codes, list(labels), Sums.from_aggregates(aggregate(sales, period).values()))
 
 
-def distribution_of(ids: np.ndarray, codes: np.ndarray, labels: list[str | None], sums: Sums) -> list[Share]:
+def distribution_of(ids: np.ndarray, codes: np.ndarray, labels: list[str | None], sums: Sums,
+                    at: tuple[np.ndarray, np.ndarray] | None = None) -> list[Share]:
     """Distribution over columns: the customers `ids` (sorted) with the code of their label in `labels`,
     and the customers' sums in the period (only those among `ids` count). Sorted by amount, customers,
-    label (no label last among equals)."""
+    label (no label last among equals). `at`: `_lookup(ids, sums.ids)`, when already at hand (a report
+    distributes the same sums over each dimension)."""
     count = np.bincount(codes, minlength=len(labels)) if codes.size else np.zeros(len(labels), dtype=np.int64)
-    position, found = _lookup(ids, sums.ids)
+    position, found = _lookup(ids, sums.ids) if at is None else at
     amount = np.zeros(len(labels), dtype=np.int64)
     if found.any():
         np.add.at(amount, codes[position[found]], sums.amount[found])

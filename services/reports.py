@@ -1030,30 +1030,39 @@ async def _compose(session: AsyncSession, viewer: Viewer, kind: str, period: Per
                    previous: Period, customers: CustomerTable, inputs: Inputs, trend_months: int) -> Report:
     """The report from what it is made of (the customers and `inputs`), and the sales per month (the day
     ranges in `inputs.range_sums` are not read again)."""
-    # CPU-heavy analyses run in a worker thread, so the bot's event loop keeps answering others meanwhile.
-    rfm = await asyncio.to_thread(analytics.rfm_report, inputs.now, inputs.before, window, previous,
-                                  within=customers)
-    accounts, total = analytics.key_accounts_of(inputs.in_period, inputs.year_before)
-    distribution = {dimension: analytics.distribution_of(customers.ids, *customers.dimensions[dimension],
-                                                         inputs.in_period)
-                    for dimension in CustomerTable.DIMENSIONS}
-    reps = dict((await session.execute(select(User.id, User.name))).all())
-    scope = await purchase_scope(session, viewer)
-    range_sums = inputs.range_sums  # the trend's months and the period's are mostly the same
-    if viewer.owners is not None:  # a team: both in one pass over its sales per day
-        await _team_ranges(session, scope, [p for pair in _trend_ranges(period.end, trend_months) for p in pair] +
-                           [p for part in _period_parts(period) for p in (part, part.year_before())], range_sums)
+    # RFM (the heaviest analysis) runs in a worker thread, so the bot's event loop keeps answering others
+    # meanwhile — and the other analyses and the sales per month are worked out beside it (numpy lets go
+    # of the interpreter in its sorts and searches; the reads wait on the database).
+    scoring = asyncio.ensure_future(asyncio.to_thread(analytics.rfm_report, inputs.now, inputs.before, window,
+                                                      previous, within=customers))
+    try:
+        accounts, total = analytics.key_accounts_of(inputs.in_period, inputs.year_before)
+        at = analytics._lookup(customers.ids, inputs.in_period.ids)  # the same for every dimension
+        distribution = {dimension: analytics.distribution_of(customers.ids, *customers.dimensions[dimension],
+                                                             inputs.in_period, at)
+                        for dimension in CustomerTable.DIMENSIONS}
+        performance = analytics.performance_of(inputs.in_period, inputs.year_before)
+        rep_performance = analytics.performance_by(inputs.in_period, inputs.year_before, customers)
+        complaints = analytics.complaints(inputs.feedback, customers, period)  # feedback times are local
+        activity = analytics.team_activity(inputs.contacts, customers, period, period.end)
+        satisfaction = analytics.satisfaction(inputs.feedback, customers, period)
+        reps = dict((await session.execute(select(User.id, User.name))).all())
+        scope = await purchase_scope(session, viewer)
+        range_sums = inputs.range_sums  # the trend's months and the period's are mostly the same
+        if viewer.owners is not None:  # a team: both in one pass over its sales per day
+            await _team_ranges(session, scope, [p for pair in _trend_ranges(period.end, trend_months) for p in pair] +
+                               [p for part in _period_parts(period) for p in (part, part.year_before())], range_sums)
+        trend = await monthly_trend(session, viewer, period.end, trend_months, scope, sums=range_sums)
+        months = await period_months(session, viewer, period, scope, sums=range_sums)
+    except BaseException:
+        scoring.add_done_callback(lambda done: done.cancelled() or done.exception())  # (its outcome is not wanted)
+        raise
+    rfm = await scoring
     return Report(
         period=period, kind=kind, customers=customers, reps=reps, rfm=rfm, rfm_window=window,
         churn=analytics.churn_priority(rfm, inputs.before), key_accounts=accounts, total_cents=total,
-        distribution=distribution, performance=analytics.performance_of(inputs.in_period, inputs.year_before),
-        rep_performance=analytics.performance_by(inputs.in_period, inputs.year_before, customers),
-        complaints=analytics.complaints(inputs.feedback, customers, period),  # feedback times are local
-        activity=analytics.team_activity(inputs.contacts, customers, period, period.end),
-        satisfaction=analytics.satisfaction(inputs.feedback, customers, period),
-        trend=await monthly_trend(session, viewer, period.end, trend_months, scope, sums=range_sums),
-        months=await period_months(session, viewer, period, scope, sums=range_sums),
-        inputs=inputs,
+        distribution=distribution, performance=performance, rep_performance=rep_performance, complaints=complaints,
+        activity=activity, satisfaction=satisfaction, trend=trend, months=months, inputs=inputs,
     )
 
 
