@@ -1087,9 +1087,12 @@ async def _sums_of(session: AsyncSession, ids: np.ndarray, part: Period) -> Sums
 
 
 def _replaced(kept: Sums, changed: np.ndarray, fresh: Sums) -> Sums:
-    """Window sums with the rows of the `changed` customers (sorted) replaced by their `fresh` ones."""
+    """Window sums with the rows of the `changed` customers (sorted) replaced by their `fresh` ones (some
+    of the changed, sorted): put in their places, not appended and the million rows sorted again."""
     keep = ~analytics._member(kept.ids, changed)
-    return Sums.of(*(np.concatenate([a[keep], b]) for a, b in zip(kept, fresh, strict=True)))
+    rest = kept if bool(keep.all()) else Sums(*(a[keep] for a in kept))
+    at = np.searchsorted(rest.ids, fresh.ids)
+    return Sums(*(np.insert(a, at, b) for a, b in zip(rest, fresh, strict=True)))
 
 
 async def _brought_up_to_date(session: AsyncSession, viewer: Viewer, report: Report, inputs: Inputs,
