@@ -809,6 +809,13 @@ _FEW_CUSTOMERS = 20_000  # more changed customers than this: the report is built
 _CHUNK = 500  # customers per IN list
 
 
+def _logged_since(made_at: datetime) -> bool:
+    """Whether the customer logs still hold every change since the day before `made_at` (`_keep` lets go of
+    their days older than CONTACT_LOG_DAYS): a report made longer ago (the sandbox's clock set back to its
+    start over the same database, a stored report of a day long past) cannot be told what changed since."""
+    return made_at.date() - timedelta(days=1) >= datetime.now(UTC).date() - timedelta(days=CONTACT_LOG_DAYS)
+
+
 def _chunks(ids: np.ndarray) -> Iterator[list[int]]:
     for start in range(0, ids.size, _CHUNK):
         yield ids[start:start + _CHUNK].tolist()
@@ -819,13 +826,14 @@ async def _current_last_contacts(session: AsyncSession, viewer: Viewer, ids: np.
     """The last contacts of the customers `ids` (sorted; `last` as they were when the report was made) as
     they are now: read afresh for the customers whose last contact changed since the day before it was made
     (report_contact_change, kept by a trigger; the day before covers a change committed while it was being
-    built), or, when very many did, for all. None if the customers are not these (never expected: any
-    change to them is counted)."""
+    built), or, when very many did or the log no longer reaches back that far (`_logged_since`), for all.
+    None if the customers are not these (never expected: any change to them is counted)."""
+    logged = _logged_since(made_at)
     changed = list((await session.execute(select(ReportContactChange.customer_id).where(
-        ReportContactChange.changed_on >= made_at.date() - timedelta(days=1)))).scalars())
-    if not changed:
+        ReportContactChange.changed_on >= made_at.date() - timedelta(days=1)))).scalars()) if logged else []
+    if logged and not changed:
         return last
-    if len(changed) > _FEW_CONTACTS:
+    if not logged or len(changed) > _FEW_CONTACTS:
         now_ids, now_last = await columns(session, _scope(select(Customer.id, _day_number(
             session, Customer.last_contact_at)), viewer))
         if now_ids.size > 1 and not bool(np.all(now_ids[1:] > now_ids[:-1])):
@@ -1069,7 +1077,10 @@ async def _compose(session: AsyncSession, viewer: Viewer, kind: str, period: Per
 async def _changed_since(session: AsyncSession, made_at: datetime) -> np.ndarray | None:
     """The customers whose purchases, interactions, feedback or report columns changed since the day before
     `made_at` (report_customer_change: the day before covers a change committed while a report was being
-    made), sorted; None when more than `_FEW_CUSTOMERS` did."""
+    made), sorted; None when more than `_FEW_CUSTOMERS` did, or when the log no longer reaches back that far
+    (`_logged_since`)."""
+    if not _logged_since(made_at):
+        return None
     changed = list((await session.execute(select(ReportCustomerChange.customer_id).where(
         ReportCustomerChange.changed_on >= made_at.date() - timedelta(days=1)).distinct()
         .limit(_FEW_CUSTOMERS + 1))).scalars())

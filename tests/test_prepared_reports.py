@@ -100,13 +100,17 @@ def same(served, built) -> bool:
 
 
 def same_inputs(served, built) -> bool:
-    """Whether a served report holds what the built one was made from: the same sums, contacts, feedback."""
+    """Whether a served report holds what the built one was made from: the same sums, customers' entries,
+    contacts and feedback, and the same sales over every day range both remember (a range kept from an
+    earlier day must still be right)."""
     a, b = served.inputs, built.inputs
+    common = a.range_sums.keys() & b.range_sums.keys()
     return all(np.array_equal(x, y) for one, other in ((a.now, b.now), (a.before, b.before),
-                                                       (a.in_period, b.in_period), (a.year_before, b.year_before))
+                                                       (a.in_period, b.in_period), (a.year_before, b.year_before),
+                                                       (a.entries, b.entries))
                for x, y in zip(one, other, strict=True)) and \
         sorted(zip(*(c.tolist() for c in a.contacts))) == sorted(zip(*(c.tolist() for c in b.contacts))) and \
-        [f.id for f in a.feedback] == [f.id for f in b.feedback]
+        a.feedback == b.feedback and len(common) >= 12 and all(a.range_sums[k] == b.range_sums[k] for k in common)
 
 
 def figures(report) -> tuple:
@@ -1061,3 +1065,21 @@ async def test_a_report_of_two_days_ago_is_not_moved_on_but_built(world, monkeyp
                                language="en", timezone="UTC")
     await year(sessions, boss, kind="week")
     assert (builds.count, patches.count) == (2, 0)
+
+
+async def test_a_report_older_than_the_log_of_changed_customers_is_built_again(world, monkeypatch):
+    """The log of changed customers keeps CONTACT_LOG_DAYS days: a stored report made longer ago (a sandbox
+    whose clock was set back to its start, a database restored with old reports) cannot be told what
+    changed since, and is built again rather than served without the changes the log no longer holds."""
+    sessions, boss, rep, big, small, theirs = world
+    builds, patches = Builds(monkeypatch), Patches(monkeypatch)
+    await year(sessions, boss)
+    reports.forget_held()
+    long_ago = datetime.now(UTC) - timedelta(days=reports.CONTACT_LOG_DAYS + 1)
+    async with sessions() as session:
+        await session.execute(update(ReportSnapshot).values(made_at=long_ago))
+        await record_purchase(session, customer_id=small.id, purchased_on=YESTERDAY, amount_cents=50_00, today=TODAY)
+        await session.execute(delete(ReportCustomerChange))  # a change of that time: no longer in the log
+        await session.commit()
+    after = await year(sessions, boss)
+    assert (builds.count, patches.count) == (2, 0) and after.total_cents == 1050_00
