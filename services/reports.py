@@ -805,7 +805,10 @@ def _dumps(report: Any) -> bytes:
 
 CONTACT_LOG_DAYS = 4  # how long the customer logs keep a customer (longer than a report is served)
 _FEW_CONTACTS = 20_000  # more changed customers than this: their column is read whole instead
-_FEW_CUSTOMERS = 20_000  # more changed customers than this: the report is built again
+# More changed customers than this: the report is built again. At 1M customers an update after 50,000 took
+# 7.2 s against a build's 12.5 s in the same run (20,000: 4.8 against 16.5 s); the day's first report, moved
+# on from yesterday's, reads the customers of two or three days' orders again (`_changed_since`).
+_FEW_CUSTOMERS = 50_000
 _CHUNK = 500  # customers per IN list
 
 
