@@ -997,8 +997,9 @@ async def _at_the_ends_of_the_windows(sessions, rep, kind: str, zone: ZoneInfo) 
     return made
 
 
-@pytest.mark.parametrize("held", [True, False], ids=["held", "stored"])
-@pytest.mark.parametrize(("kind", "zone"), [("week", "UTC"), ("year", "Asia/Shanghai"), ("month", "America/New_York")])
+@pytest.mark.parametrize(("kind", "zone", "held"), [("week", "UTC", True), ("year", "Asia/Shanghai", False),
+                                                     ("month", "America/New_York", True), ("week", "Asia/Shanghai", False)],
+                         ids=["week-UTC-held", "year-Shanghai-stored", "month-New_York-held", "week-Shanghai-stored"])
 async def test_yesterdays_report_moves_on_to_today_reading_a_day_at_each_end_of_its_windows(world, monkeypatch,
                                                                                           kind, zone, held):
     """The day's first /report (or the prepare job) starts from yesterday's for the same scope: a day of
