@@ -757,6 +757,12 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
                             await _kept(session, held_here, key, today, version, report, made_at, lineage,
                                         store_later)
                             return report
+        if version is not None and viewer.owners is not None:  # a team's: the company's of the same data, narrowed
+            report = await _narrowed(session, viewer, held_here, version, options)
+            if report is not None:
+                await _kept(session, held_here, key, today, version, report, made_at,
+                            frozenset({row_made}) if row is not None else frozenset({None}), store_later)
+                return report
         if version is not None and held is None and row is None:  # nothing yet for today: yesterday's, moved on
             report = await _carried_forward(session, viewer, held_here, version, options)
             if report is not None:
@@ -1220,6 +1226,47 @@ async def _carried_forward(session: AsyncSession, viewer: Viewer, held_here: Ord
         return None
     with collector_paused():
         return await _brought_up_to_date(session, viewer, report, inputs, kept_made, **options)
+
+
+async def _narrowed(session: AsyncSession, viewer: Viewer, held_here: OrderedDict[str, _Held], version: str,
+                    options: dict[str, Any]) -> Report | None:
+    """Rule "a team's report is the company's narrowed to the team": when the whole company's report with
+    the same options is held in memory, made from the same data (its version is this one) and still the
+    stored one, a team's (or one rep's) report is made from it — the team's customers, their sums in the
+    period and the year before, their contacts and feedback taken from the company's inputs (the RFM
+    windows are the company's anyway) — instead of reading them (at 1M customers a team's report read
+    about a fifth of the company's rows). Their last contacts are read afresh (`_current_last_contacts`),
+    the team's sales per month are read (they are the team's alone). None when there is no such report."""
+    key = snapshot_key(Viewer.everyone(), **options)
+    held = held_here.get(key)
+    if held is None or not held.stored or held.version != version or held.report.inputs is None:
+        return None
+    stored_at = await session.scalar(select(ReportSnapshot.made_at).where(ReportSnapshot.key == key))
+    if stored_at is None or as_utc(stored_at) != held.made_at:
+        return None
+    company, inputs = held.report, held.report.inputs
+    table = company.customers
+    keep = np.isin(table.owner, np.fromiter(viewer.owners, dtype=np.int64, count=len(viewer.owners)))
+    where = np.flatnonzero(keep).tolist()
+    rows = CustomerRows(table.ids[keep], table.owner[keep], *(entries[keep] for entries in inputs.entries),
+                        table.last_contact[keep], [table.names[i] for i in where], [table.codes[i] for i in where])
+    if await session.scalar(_scope(select(func.count()).select_from(Customer), viewer)) != rows.ids.size:
+        return None  # (never expected: the same data holds the same customers)
+    last = await _current_last_contacts(session, viewer, rows.ids, rows.last_contact, held.made_at)
+    if last is None:
+        return None
+    rows = rows._replace(last_contact=last)
+    theirs = analytics._member(inputs.contacts.customer, rows.ids)
+    mine = set(rows.ids.tolist())
+    narrowed = Inputs((rows.region, rows.scale, rows.nature, rows.industry, rows.strategy), inputs.now, inputs.before,
+                      inputs.in_period.within(rows.ids), inputs.year_before.within(rows.ids),
+                      Contacts(*(column[theirs] for column in inputs.contacts)),
+                      [f for f in inputs.feedback if f.customer_id in mine], dict(inputs.purchase_days))
+    period = period_for(options["kind"], options["today"])
+    window, previous = _windows(period, options["rfm_days"])
+    customers = _customer_table(rows, *await _labels(session, options["language"]))
+    return await _compose(session, viewer, options["kind"], period, window, previous, customers, narrowed,
+                          options["trend_months"])
 
 
 def _moved(kept: Sums, dropped: Sums, entered: Sums) -> Sums:

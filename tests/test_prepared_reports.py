@@ -744,8 +744,8 @@ async def test_a_teams_report_after_the_whole_companys_takes_the_rfm_sums_from_i
     """RFM ranks every buyer of the company, so every scope's report reads the whole company's sums over the
     RFM window and the one before (at 1M customers most of a build's reading). Right after the admin's
     report, a team's report of the same period and window, made from the same data, takes them from the
-    report held in memory and reads only its own customers' sums; after an order it reads them again. Either
-    way it is the report built from the rows."""
+    report held in memory (and, made from the same data, is narrowed from it whole: `_narrowed`); after an
+    order it reads them again. Either way it is the report built from the rows."""
     sessions, boss, rep, big, small, theirs = world
     reads: list = []
     real = reports._aggregates
@@ -767,7 +767,7 @@ async def test_a_teams_report_after_the_whole_companys_takes_the_rfm_sums_from_i
     assert company_reads()  # the admin's report read the company's windows
     reads.clear()
     team = await report(lambda session: viewer_for(session, boss))
-    assert company_reads() == [] and reads  # only the team's own period and year before
+    assert reads == []  # narrowed from the company's (same data): no purchases read again
     assert same(team, await fresh(sessions, boss, kind="month"))
     await _order(sessions, theirs, 70_00)  # another team's order: the company's sums move
     reports.forget_held()
@@ -1084,3 +1084,53 @@ async def test_a_report_older_than_the_log_of_changed_customers_is_built_again(w
         await session.commit()
     after = await year(sessions, boss)
     assert (builds.count, patches.count) == (2, 0) and after.total_cents == 1050_00
+
+
+@pytest.mark.parametrize("kind", ["month", "year"])
+async def test_a_teams_or_reps_report_right_after_the_companys_is_narrowed_from_it(world, monkeypatch, kind):
+    """Made from the same data as the whole company's report held in memory, a team's or one rep's report
+    takes its customers, sums, contacts and feedback from it — nothing of them is read again but the last
+    contacts and the team's sales per month — and is the report built from the rows; once the data
+    changed, it is not (it is made otherwise, and is still the built one)."""
+    from services.access import Viewer
+
+    sessions, boss, rep, big, small, theirs = world
+    async with sessions() as session:  # a contact and a complaint of the other team, one of this team today
+        await log_interaction(session, customer_id=theirs.id, kind="call", user_id=None,
+                              occurred_at=datetime.now(UTC) - timedelta(days=3))
+        await record_feedback(session, customer_id=theirs.id, kind="complaint", text="差", rating=1)
+        await log_interaction(session, customer_id=small.id, kind="visit", user_id=rep.id, occurred_at=datetime.now(UTC))
+        await session.commit()
+    rows_read = []
+    real = reports._customer_rows
+
+    async def counted(session, viewer, only=None):
+        rows_read.append(viewer)
+        return await real(session, viewer, only)
+    monkeypatch.setattr(reports, "_customer_rows", counted)
+
+    async def asked(viewer):
+        async with sessions() as session:
+            return await reports.prepared(session, viewer, kind=kind, today=TODAY, language="en", timezone="UTC")
+
+    async def built(viewer):
+        async with sessions() as session:
+            return await BUILD(session, viewer, kind=kind, today=TODAY, language="en", timezone="UTC")
+    await asked(await _everyone())
+    async with sessions() as session:
+        team = await viewer_for(session, boss)
+    one_rep = Viewer(None, "manager", frozenset({rep.id}), False)
+    for viewer in (team, one_rep):
+        rows_read.clear()
+        narrowed = await asked(viewer)
+        assert rows_read == [] and theirs.id not in narrowed.customers
+        expected = await built(viewer)
+        assert same(narrowed, expected) and same_inputs(narrowed, expected)
+    await _order(sessions, big, 30_00)
+    async with sessions() as session:
+        await session.execute(delete(ReportSnapshot).where(ReportSnapshot.key != reports.snapshot_key(
+            await _everyone(), kind=kind, today=TODAY, language="en", timezone="UTC")))
+        await session.commit()
+    rows_read.clear()
+    after = await asked(team)  # the company's report held is of older data: not narrowed from
+    assert rows_read and same(after, await built(team))
