@@ -139,7 +139,7 @@ async def prepared_year(sessions, manager: User, today, runs: int, changed: tupl
         print(f"preparing the year's report (all customers): {built - started:.2f} s (built and stored "
               f"{size / 1e6:.1f} MB compressed, the report and its inputs); held in memory: {_rss_mb() - resident:+,.0f} "
               f"MB resident", flush=True)
-    async with sessions() as session:  # a team's year right after: built, the company's RFM sums at hand
+    async with sessions() as session:  # a team's year right after: narrowed from the admin's
         team = await viewer_for(session, manager)
         started = time.perf_counter()
         theirs = await reports.prepared(session, team, **options)
@@ -147,11 +147,12 @@ async def prepared_year(sessions, manager: User, today, runs: int, changed: tupl
         team_time = time.perf_counter() - started
         reports._held_for(session).pop(reports.snapshot_key(team, **options))  # what follows: the admin's alone
         started = time.perf_counter()
-        await build(session, team, **options)
+        rebuilt = await build(session, team, **options)
         team_built = time.perf_counter() - started
     print(f"a team's year report ({len(theirs.customers):,} customers) right after the admin's: {team_time:.2f} s "
-          f"(built, the whole company's RFM sums taken from the report held in memory); built reading them: "
-          f"{team_built:.2f} s", flush=True)
+          f"(narrowed from the admin's report held in memory, made from the same data: services.reports._narrowed); "
+          f"built from the rows: {team_built:.2f} s; the same figures: {'yes' if theirs == rebuilt else 'NO'}",
+          flush=True)
     async with sessions() as session:
         await session.execute(delete(ReportSnapshot).where(ReportSnapshot.key != reports.snapshot_key(
             everyone, **options)))
