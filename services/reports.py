@@ -674,7 +674,8 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
     dictionaries' labels and the contact cycles are read again whole) and kept so; more changed customers
     than `_FEW_CUSTOMERS` make it be built again. The day's first request (or the prepare job's) starts
     from yesterday's report for the same scope and options, moved on by a day (`_carried_forward`) rather
-    than built.
+    than built; a team's or one rep's report, while the whole company's of the same data is held, is
+    narrowed from that one (`_narrowed`).
 
     A report this process made is held in memory (`_Held`, up to HELD_CUSTOMERS customers): the next
     request starts from it rather than from the stored copy, as long as the stored copy is that report or
@@ -758,7 +759,8 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
                                         store_later)
                             return report
         if version is not None and viewer.owners is not None:  # a team's: the company's of the same data, narrowed
-            report = await _narrowed(session, viewer, held_here, version, options)
+            with collector_paused():
+                report = await _narrowed(session, viewer, held_here, version, options)
             if report is not None:
                 await _kept(session, held_here, key, today, version, report, made_at,
                             frozenset({row_made}) if row is not None else frozenset({None}), store_later)
@@ -1244,6 +1246,7 @@ async def _narrowed(session: AsyncSession, viewer: Viewer, held_here: OrderedDic
     stored_at = await session.scalar(select(ReportSnapshot.made_at).where(ReportSnapshot.key == key))
     if stored_at is None or as_utc(stored_at) != held.made_at:
         return None
+    held_here.move_to_end(key)  # used: the last the bound on memory lets go of
     company, inputs = held.report, held.report.inputs
     table = company.customers
     keep = np.isin(table.owner, np.fromiter(viewer.owners, dtype=np.int64, count=len(viewer.owners)))

@@ -1095,11 +1095,21 @@ async def test_a_teams_or_reps_report_right_after_the_companys_is_narrowed_from_
     from services.access import Viewer
 
     sessions, boss, rep, big, small, theirs = world
-    async with sessions() as session:  # a contact and a complaint of the other team, one of this team today
+    async with sessions() as session:  # a contact and a complaint of the other team, one of this team today,
+        # an archived customer of this team and a customer of nobody's, each with an order, a visit, a complaint
         await log_interaction(session, customer_id=theirs.id, kind="call", user_id=None,
                               occurred_at=datetime.now(UTC) - timedelta(days=3))
         await record_feedback(session, customer_id=theirs.id, kind="complaint", text="差", rating=1)
         await log_interaction(session, customer_id=small.id, kind="visit", user_id=rep.id, occurred_at=datetime.now(UTC))
+        gone = await create_customer(session, name="已归档客户", owner_id=rep.id)
+        nobodys = await create_customer(session, name="无人客户", owner_id=None)
+        for customer in (gone, nobodys):
+            await record_purchase(session, customer_id=customer.id, purchased_on=YESTERDAY, amount_cents=40_00,
+                                  today=TODAY)
+            await log_interaction(session, customer_id=customer.id, kind="call", user_id=rep.id,
+                                  occurred_at=datetime.now(UTC) - timedelta(days=2))
+            await record_feedback(session, customer_id=customer.id, kind="complaint", text="慢", rating=2)
+        await archive_customer(session, gone.id, user_id=rep.id)
         await session.commit()
     rows_read = []
     real = reports._customer_rows
@@ -1123,7 +1133,7 @@ async def test_a_teams_or_reps_report_right_after_the_companys_is_narrowed_from_
     for viewer in (team, one_rep):
         rows_read.clear()
         narrowed = await asked(viewer)
-        assert rows_read == [] and theirs.id not in narrowed.customers
+        assert rows_read == [] and not {theirs.id, gone.id, nobodys.id} & set(narrowed.customers)
         expected = await built(viewer)
         assert same(narrowed, expected) and same_inputs(narrowed, expected)
     await _order(sessions, big, 30_00)
