@@ -758,9 +758,9 @@ async def prepared(session: AsyncSession, viewer: Viewer, *, kind: str = "week",
                             await _kept(session, held_here, key, today, version, report, made_at, lineage,
                                         store_later)
                             return report
-        if version is not None and viewer.owners is not None:  # a team's: the company's of the same data, narrowed
+        if version is not None:  # a team's, or another language's or zone's: the company's of the same data, narrowed
             with collector_paused():
-                report = await _narrowed(session, viewer, held_here, version, options)
+                report = await _narrowed(session, viewer, held_here, key, version, options)
             if report is not None:
                 await _kept(session, held_here, key, today, version, report, made_at,
                             frozenset({row_made}) if row is not None else frozenset({None}), store_later)
@@ -1230,26 +1230,54 @@ async def _carried_forward(session: AsyncSession, viewer: Viewer, held_here: Ord
         return await _brought_up_to_date(session, viewer, report, inputs, kept_made, **options)
 
 
-async def _narrowed(session: AsyncSession, viewer: Viewer, held_here: OrderedDict[str, _Held], version: str,
-                    options: dict[str, Any]) -> Report | None:
-    """Rule "a team's report is the company's narrowed to the team": when the whole company's report with
-    the same options is held in memory, made from the same data (its version is this one) and still the
-    stored one, a team's (or one rep's) report is made from it — the team's customers, their sums in the
-    period and the year before, their contacts and feedback taken from the company's inputs (the RFM
-    windows are the company's anyway) — instead of reading them (at 1M customers a team's report read
-    about a fifth of the company's rows). Their last contacts are read afresh (`_current_last_contacts`),
-    the team's sales per month are read (they are the team's alone). None when there is no such report."""
-    key = snapshot_key(Viewer.everyone(), **options)
-    held = held_here.get(key)
-    if held is None or not held.stored or held.version != version or held.report.inputs is None:
+async def _company_held(session: AsyncSession, held_here: OrderedDict[str, _Held], key: str, version: str,
+                        options: dict[str, Any]) -> tuple[str, _Held, str] | None:
+    """The whole company's report held in memory that a report of `options` can be narrowed from: made for
+    the same day, period, RFM window and trend, in the language and time zone of `options` or of any active
+    manager or admin, still the stored one, and made from the same purchases, customers, feedback, names
+    and dictionaries — the parts of its version but the contacts', which count interactions by local day
+    (`data_version`). Its own language and zone first; never the report asked for itself (`key`)."""
+    everyone = Viewer.everyone()
+    leaders = (await session.execute(select(User.language, User.timezone).distinct().where(
+        User.active.is_(True), User.role.in_(["manager", "admin"])))).all()
+    zones = [options["timezone"]] + sorted({zone for _, zone in leaders} - {options["timezone"]})
+    languages = [options["language"]] + sorted({language for language, _ in leaders} - {options["language"]})
+    same_data = version.rsplit(":", 1)[0]
+    for zone in zones:
+        for language in languages:
+            company_key = snapshot_key(everyone, **{**options, "language": language, "timezone": zone})
+            held = held_here.get(company_key)
+            if company_key == key or held is None or not held.stored or held.report.inputs is None \
+                    or held.version.rsplit(":", 1)[0] != same_data:
+                continue
+            stored_at = await session.scalar(select(ReportSnapshot.made_at).where(ReportSnapshot.key == company_key))
+            if stored_at is not None and as_utc(stored_at) == held.made_at:
+                return company_key, held, zone
+    return None
+
+
+async def _narrowed(session: AsyncSession, viewer: Viewer, held_here: OrderedDict[str, _Held], key: str,
+                    version: str, options: dict[str, Any]) -> Report | None:
+    """Rule "a team's report is the company's narrowed to the team": when the whole company's report for the
+    same day, period, RFM window and trend is held in memory, made from the same data and still the stored
+    one (`_company_held`: in any manager's or admin's language and time zone), a team's (or one rep's) report is
+    made from it — the team's customers, their sums in the period and the year before taken from the
+    company's inputs (the RFM windows are the company's anyway), and their contacts and feedback too when
+    the company's report is of the same time zone and contacts — instead of reading them (at 1M customers a
+    team's report read about a fifth of the company's rows). Their last contacts are read afresh
+    (`_current_last_contacts`), the labels in the viewer's language, the team's sales per month (they are the
+    team's alone), and the contacts and feedback by the viewer's local days when the zone differs (or the
+    contacts alone when only they changed). The whole company's report in another language or time zone is
+    made the same way from the one held, its sales per month taken too. None when there is no such report."""
+    found = await _company_held(session, held_here, key, version, options)
+    if found is None:
         return None
-    stored_at = await session.scalar(select(ReportSnapshot.made_at).where(ReportSnapshot.key == key))
-    if stored_at is None or as_utc(stored_at) != held.made_at:
-        return None
-    held_here.move_to_end(key)  # used: the last the bound on memory lets go of
+    company_key, held, company_zone = found
+    held_here.move_to_end(company_key)  # used: the last the bound on memory lets go of
     company, inputs = held.report, held.report.inputs
     table = company.customers
-    keep = np.isin(table.owner, np.fromiter(viewer.owners, dtype=np.int64, count=len(viewer.owners)))
+    keep = np.ones(table.ids.size, dtype=bool) if viewer.owners is None else \
+        np.isin(table.owner, np.fromiter(viewer.owners, dtype=np.int64, count=len(viewer.owners)))
     where = np.flatnonzero(keep).tolist()
     rows = CustomerRows(table.ids[keep], table.owner[keep], *(entries[keep] for entries in inputs.entries),
                         table.last_contact[keep], [table.names[i] for i in where], [table.codes[i] for i in where])
@@ -1259,13 +1287,22 @@ async def _narrowed(session: AsyncSession, viewer: Viewer, held_here: OrderedDic
     if last is None:
         return None
     rows = rows._replace(last_contact=last)
-    theirs = analytics._member(inputs.contacts.customer, rows.ids)
-    mine = set(rows.ids.tolist())
-    narrowed = Inputs((rows.region, rows.scale, rows.nature, rows.industry, rows.strategy), inputs.now, inputs.before,
-                      inputs.in_period.within(rows.ids), inputs.year_before.within(rows.ids),
-                      Contacts(*(column[theirs] for column in inputs.contacts)),
-                      [f for f in inputs.feedback if f.customer_id in mine], dict(inputs.purchase_days))
     period = period_for(options["kind"], options["today"])
+    zone = ZoneInfo(options["timezone"])
+    same_zone = company_zone == options["timezone"]
+    if same_zone and held.version == version:
+        theirs = analytics._member(inputs.contacts.customer, rows.ids)
+        contacts = Contacts(*(column[theirs] for column in inputs.contacts))
+    else:
+        contacts = await load_contacts(session, viewer, period, zone)
+    if same_zone:
+        mine = set(rows.ids.tolist())
+        feedback = [f for f in inputs.feedback if f.customer_id in mine]
+    else:
+        feedback = await _feedback(session, viewer, period, zone)
+    narrowed = Inputs((rows.region, rows.scale, rows.nature, rows.industry, rows.strategy), inputs.now, inputs.before,
+                      inputs.in_period.within(rows.ids), inputs.year_before.within(rows.ids), contacts, feedback,
+                      dict(inputs.purchase_days), dict(inputs.range_sums) if viewer.owners is None else {})
     window, previous = _windows(period, options["rfm_days"])
     customers = _customer_table(rows, *await _labels(session, options["language"]))
     return await _compose(session, viewer, options["kind"], period, window, previous, customers, narrowed,

@@ -1144,3 +1144,61 @@ async def test_a_teams_or_reps_report_right_after_the_companys_is_narrowed_from_
     rows_read.clear()
     after = await asked(team)  # the company's report held is of older data: not narrowed from
     assert rows_read and same(after, await built(team))
+
+
+@pytest.mark.parametrize("kind", ["week", "year"])
+async def test_a_report_in_another_language_or_time_zone_is_narrowed_from_the_companys(world, monkeypatch, kind):
+    """The whole company's report held in memory, made in English on Shanghai time (the managers'), serves —
+    narrowed, no customer rows read — a team's report in traditional Chinese on New York time, the whole
+    company's in simplified Chinese on UTC, and, after a late visit changed only the contacts, the team's in
+    English on Shanghai time; each is the report built from the rows: its labels in its language, its
+    contacts and feedback on its own local days (a visit and a complaint at 20:00 UTC yesterday are today
+    in Shanghai, outside the period; a visit at 02:00 UTC on the period's first day is the day before in
+    New York)."""
+    sessions, boss, rep, big, small, theirs = world
+    period = reports.period_for(kind, TODAY)
+    late_evening = datetime.combine(YESTERDAY, time(20), UTC)
+    async with sessions() as session:
+        await log_interaction(session, customer_id=big.id, kind="visit", user_id=rep.id, occurred_at=late_evening)
+        await log_interaction(session, customer_id=small.id, kind="call", user_id=rep.id,
+                              occurred_at=datetime.combine(period.start, time(2), UTC))
+        await log_interaction(session, customer_id=theirs.id, kind="call", user_id=None, occurred_at=late_evening)
+        complaint = await record_feedback(session, customer_id=big.id, kind="complaint", text="晚", rating=2)
+        await session.execute(update(Feedback).where(Feedback.id == complaint.id).values(created_at=late_evening))
+        await session.commit()
+    rows_read = []
+    real = reports._customer_rows
+
+    async def counted(session, viewer, only=None):
+        rows_read.append(viewer)
+        return await real(session, viewer, only)
+    monkeypatch.setattr(reports, "_customer_rows", counted)
+
+    async def asked(viewer, language, timezone):
+        async with sessions() as session:
+            return await reports.prepared(session, viewer, kind=kind, today=TODAY, language=language,
+                                          timezone=timezone)
+
+    async def built(viewer, language, timezone):
+        async with sessions() as session:
+            return await BUILD(session, viewer, kind=kind, today=TODAY, language=language, timezone=timezone)
+    company = await asked(await _everyone(), "en", "Asia/Shanghai")
+    async with sessions() as session:
+        team = await viewer_for(session, boss)
+    for viewer, language, timezone in ((team, "zh_Hant", "America/New_York"), (await _everyone(), "zh_Hans", "UTC")):
+        rows_read.clear()
+        narrowed = await asked(viewer, language, timezone)
+        assert rows_read == []
+        expected = await built(viewer, language, timezone)
+        assert same(narrowed, expected) and same_inputs(narrowed, expected)
+        assert not same_inputs(narrowed, company)  # (the local days differ: the test means something)
+    async with sessions() as session:  # a visit of two days ago recorded late: the contacts changed, nothing else
+        await log_interaction(session, customer_id=small.id, kind="visit", user_id=rep.id,
+                              occurred_at=datetime.combine(YESTERDAY - timedelta(days=1), time(9), UTC))
+        await session.commit()
+    rows_read.clear()
+    narrowed = await asked(team, "en", "Asia/Shanghai")
+    assert rows_read == []
+    expected = await built(team, "en", "Asia/Shanghai")
+    assert same(narrowed, expected) and same_inputs(narrowed, expected)
+    assert expected.inputs.contacts.customer.tolist().count(small.id) == 2  # the late visit is in it
