@@ -153,6 +153,21 @@ async def prepared_year(sessions, manager: User, today, runs: int, changed: tupl
           f"(narrowed from the admin's report held in memory, made from the same data: services.reports._narrowed); "
           f"built from the rows: {team_built:.2f} s; the same figures: {'yes' if theirs == rebuilt else 'NO'}",
           flush=True)
+    other = dict(options, language="en" if manager.language != "en" else "zh_Hant",
+                 timezone="America/New_York" if manager.timezone != "America/New_York" else "Europe/Berlin")
+    for label, viewer in (("a team's", team), ("the whole company's", everyone)):
+        async with sessions() as session:  # the same, in another language and time zone: narrowed too
+            started, builds = time.perf_counter(), PATCHES.builds
+            theirs = await reports.prepared(session, viewer, **other)
+            summary(theirs, manager, "CNY")
+            narrowed_time = time.perf_counter() - started
+            way = "narrowed from it" if PATCHES.builds == builds else "NOT narrowed: built"
+            reports._held_for(session).pop(reports.snapshot_key(viewer, **other))
+            rebuilt, built_time = await built_now(sessions, viewer, other, manager)
+        print(f"{label} year in {other['language']} on {other['timezone']} time right after the admin's (in "
+              f"{manager.language} on {manager.timezone} time): {narrowed_time:.2f} s ({way}, its contacts "
+              f"and feedback read on its own local days); built from the rows: {built_time:.2f} s; the same figures: "
+              f"{'yes' if theirs == rebuilt else 'NO'}", flush=True)
     async with sessions() as session:
         await session.execute(delete(ReportSnapshot).where(ReportSnapshot.key != reports.snapshot_key(
             everyone, **options)))
