@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models import Customer, OutboxKind, OutboxMessage, Reminder, ReminderKind, User, utcnow
@@ -330,13 +330,16 @@ async def prepare_reports(runtime: Runtime) -> int:
     admin's /report for each standard period (week, month, quarter, year; the 365-day RFM window) as asked
     on their current local day, for their scope, in their language and time zone, built once (at most once
     per person, period and day; services.reports.prepared serves it while nothing it reads has changed and
-    builds it again on the first request after a change). Returns how many reports were built."""
+    builds it again on the first request after a change). Admins' reports come first: the whole company's,
+    which the managers' teams' reports are then narrowed from (services.reports._narrowed) instead of each
+    read from the rows. Returns how many reports were made."""
     from services.access import viewer_for
     from services.reports import PERIODS, is_prepared, prepared
 
     async with runtime.sessions() as session:
         leaders = list((await session.execute(select(User).where(
-            User.active.is_(True), User.role.in_(["manager", "admin"])).order_by(User.id))).scalars())
+            User.active.is_(True), User.role.in_(["manager", "admin"]))
+            .order_by(case((User.role == "admin", 0), else_=1), User.id))).scalars())
     built = 0
     for leader in leaders:
         for kind in PERIODS:

@@ -27,6 +27,7 @@ from models import (
     Purchase,
     ReportCustomerChange,
     ReportSnapshot,
+    Role,
     User,
 )
 from services.access import viewer_for
@@ -36,6 +37,7 @@ from services.importer import import_file
 from services.interactions import log_interaction
 from services.purchases import record_purchase, void_purchase
 from services.rfm import score_all
+from services.users import add_user
 from tests.botkit import button_update, make_app, person
 from tests.test_reports import BOSS, TODAY, _world
 
@@ -445,6 +447,26 @@ async def test_the_days_standard_reports_are_prepared_once_per_manager(world, mo
     assert builds.count == 8  # the four served prepared
     tomorrow = Runtime(sessions, clock=lambda: datetime.combine(TODAY + timedelta(days=1), time(12), UTC))
     assert await prepare_reports(tomorrow) == 8
+
+
+async def test_the_admins_reports_are_prepared_first_and_the_teams_narrowed_from_them(world, monkeypatch):
+    """An admin who joined after the managers: the job prepares the whole company's reports first, then
+    each manager's team's is narrowed from the one of the same period (no build of its own), in the
+    manager's language — and is the report built from the rows."""
+    sessions, boss, rep, big, small, theirs = world
+    async with sessions() as session:
+        admin = await add_user(session, name="Admin", role=Role.admin, telegram_id=9199, language="zh_Hant")
+        await session.commit()
+    builds = Builds(monkeypatch)
+    runtime = Runtime(sessions, clock=lambda: datetime.combine(TODAY, time(12), UTC))
+    assert await prepare_reports(runtime) == 12  # the admin's four, then two managers' four each
+    assert builds.count == 4  # only the admin's were read from the rows
+    async with sessions() as session:
+        viewer = await viewer_for(session, boss)
+        options = dict(kind="month", today=TODAY, language=boss.language, timezone=boss.timezone)
+        served = await reports.prepared(session, viewer, **options)
+        assert same(served, await BUILD(session, viewer, **options)) and admin.language != boss.language
+    assert builds.count == 4
 
 
 async def test_a_manager_sees_an_order_recorded_after_the_report_was_prepared(engine):
