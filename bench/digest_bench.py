@@ -223,9 +223,9 @@ async def prepared_year(sessions, manager: User, today, runs: int, changed: tupl
 
 async def narrowed_after_a_late_order(sessions, manager: User, everyone: Viewer, options: dict, period) -> None:
     """The admin's report prepared (held, stored); then an order of yesterday is recorded; then a report
-    narrowed to one rep, and the manager's team's, are asked for: built, the company's RFM sums taken from the
-    held report with the changed customers' read again (services.reports._company_windows) — against the
-    same built reading the company's sums. Undone afterwards."""
+    narrowed to one rep, and the manager's team's, are asked for: narrowed from the held report and brought up
+    to date for the changed customer (services.reports._narrowed) — against the same built from the rows.
+    Undone afterwards."""
     async with sessions() as session:
         await reports.prepared(session, everyone, **options)  # the admin's, up to date: held and stored
         rep_id = (await session.execute(select(Customer.owner_id).where(Customer.owner_id.is_not(None))
@@ -239,14 +239,15 @@ async def narrowed_after_a_late_order(sessions, manager: User, everyone: Viewer,
         for label, viewer in (("one rep's year", Viewer(None, "manager", frozenset({rep_id}), False)),
                               ("the manager's team's year", team)):
             async with sessions() as session:
-                started = time.perf_counter()
+                started, builds = time.perf_counter(), PATCHES.builds
                 served = await reports.prepared(session, viewer, **options)
                 summary(served, manager, "CNY")
                 took = time.perf_counter() - started
+            way = ("narrowed from it, then brought up to date for the changed customer" if PATCHES.builds == builds
+                   else "built, the company's RFM sums taken from it, the changed customers' read again")
             built, rebuilt = await built_now(sessions, viewer, options, manager)
             print(f"{label} ({len(served.customers):,} customers) after an order of yesterday, the admin's report "
-                  f"held: {took:.2f} s (built, the company's RFM sums taken from it, the changed customers' read "
-                  f"again); built reading the company's sums: {rebuilt:.2f} s; the same figures: "
+                  f"held: {took:.2f} s ({way}); built from the rows: {rebuilt:.2f} s; the same figures: "
                   f"{'yes' if served == built else 'NO'}", flush=True)
     finally:
         async with sessions() as session:

@@ -1230,49 +1230,75 @@ async def _carried_forward(session: AsyncSession, viewer: Viewer, held_here: Ord
         return await _brought_up_to_date(session, viewer, report, inputs, kept_made, **options)
 
 
+def _data_part(version: str) -> str:
+    """A version's counts but the contacts' (which count interactions up to a local midnight: `data_version`)."""
+    return version.rsplit(":", 1)[0]
+
+
 async def _company_held(session: AsyncSession, held_here: OrderedDict[str, _Held], key: str, version: str,
                         options: dict[str, Any]) -> tuple[str, _Held, str] | None:
     """The whole company's report held in memory that a report of `options` can be narrowed from: made for
     the same day, period, RFM window and trend, in the language and time zone of `options` or of any active
     manager or admin, still the stored one, and made from the same purchases, customers, feedback, names
-    and dictionaries — the parts of its version but the contacts', which count interactions by local day
-    (`data_version`). Its own language and zone first; never the report asked for itself (`key`)."""
+    and dictionaries (the parts of its version but the contacts', `_data_part`) — or else from older data
+    that changed since only customer by customer (`_updatable`, none of its counts ahead of now's, made
+    recently enough for the log of changed customers to tell what changed: `_logged_since`).
+    The same data first; then its own language and zone first; never the report asked for itself (`key`)."""
     everyone = Viewer.everyone()
     leaders = (await session.execute(select(User.language, User.timezone).distinct().where(
         User.active.is_(True), User.role.in_(["manager", "admin"])))).all()
     zones = [options["timezone"]] + sorted({zone for _, zone in leaders} - {options["timezone"]})
     languages = [options["language"]] + sorted({language for language, _ in leaders} - {options["language"]})
-    same_data = version.rsplit(":", 1)[0]
+    same_data = _data_part(version)
+    older = None
     for zone in zones:
         for language in languages:
             company_key = snapshot_key(everyone, **{**options, "language": language, "timezone": zone})
             held = held_here.get(company_key)
-            if company_key == key or held is None or not held.stored or held.report.inputs is None \
-                    or held.version.rsplit(":", 1)[0] != same_data:
+            if company_key == key or held is None or not held.stored or held.report.inputs is None:
+                continue
+            kept = _data_part(held.version)
+            if kept != same_data and (older is not None or not _updatable(held.version, version)
+                                      or _behind(same_data, kept) or not _logged_since(held.made_at)):
                 continue
             stored_at = await session.scalar(select(ReportSnapshot.made_at).where(ReportSnapshot.key == company_key))
-            if stored_at is not None and as_utc(stored_at) == held.made_at:
+            if stored_at is None or as_utc(stored_at) != held.made_at:
+                continue
+            if kept == same_data:
                 return company_key, held, zone
-    return None
+            older = company_key, held, zone
+    return older
+
+
+class _Narrowed(NamedTuple):
+    """What `_brought_up_to_date` reads of a report: a narrowed one before it is worked out."""
+
+    customers: CustomerTable
+    period: Period
 
 
 async def _narrowed(session: AsyncSession, viewer: Viewer, held_here: OrderedDict[str, _Held], key: str,
                     version: str, options: dict[str, Any]) -> Report | None:
     """Rule "a team's report is the company's narrowed to the team": when the whole company's report for the
-    same day, period, RFM window and trend is held in memory, made from the same data and still the stored
-    one (`_company_held`: in any manager's or admin's language and time zone), a team's (or one rep's) report is
-    made from it — the team's customers, their sums in the period and the year before taken from the
-    company's inputs (the RFM windows are the company's anyway), and their contacts and feedback too when
-    the company's report is of the same time zone and contacts — instead of reading them (at 1M customers a
-    team's report read about a fifth of the company's rows). Their last contacts are read afresh
-    (`_current_last_contacts`), the labels in the viewer's language, the team's sales per month (they are the
-    team's alone), and the contacts and feedback by the viewer's local days when the zone differs (or the
-    contacts alone when only they changed). The whole company's report in another language or time zone is
-    made the same way from the one held, its sales per month taken too. None when there is no such report."""
+    same day, period, RFM window and trend is held in memory and still the stored one (`_company_held`: in
+    any manager's or admin's language and time zone), a team's (or one rep's) report is made from it — the
+    team's customers, their sums in the period and the year before taken from the company's inputs (the RFM
+    windows are the company's anyway), and their contacts and feedback too when the company's report is of
+    the same time zone and contacts — instead of reading them (at 1M customers a team's report read about a
+    fifth of the company's rows). Their last contacts are read afresh (`_current_last_contacts`), the labels
+    in the viewer's language, the team's sales per month (they are the team's alone), and the contacts and
+    feedback by the viewer's local days when the zone differs (or the contacts alone when only they
+    changed). Made from older data (a late order, an edit since), the narrowed report is then brought up to
+    date for the customers that changed (`_brought_up_to_date`), as the team's own would be. The whole
+    company's report in another language or time zone is made the same way from the one held, its sales per
+    month taken too. None when there is no such report."""
     found = await _company_held(session, held_here, key, version, options)
     if found is None:
         return None
     company_key, held, company_zone = found
+    same_data = _data_part(held.version) == _data_part(version)
+    if not same_data and (await _triggers(session))[1] != _CUSTOMER_TRIGGERS:
+        return None
     held_here.move_to_end(company_key)  # used: the last the bound on memory lets go of
     company, inputs = held.report, held.report.inputs
     table = company.customers
@@ -1281,12 +1307,13 @@ async def _narrowed(session: AsyncSession, viewer: Viewer, held_here: OrderedDic
     where = np.flatnonzero(keep).tolist()
     rows = CustomerRows(table.ids[keep], table.owner[keep], *(entries[keep] for entries in inputs.entries),
                         table.last_contact[keep], [table.names[i] for i in where], [table.codes[i] for i in where])
-    if await session.scalar(_scope(select(func.count()).select_from(Customer), viewer)) != rows.ids.size:
-        return None  # (never expected: the same data holds the same customers)
-    last = await _current_last_contacts(session, viewer, rows.ids, rows.last_contact, held.made_at)
-    if last is None:
-        return None
-    rows = rows._replace(last_contact=last)
+    if same_data:  # (from older data `_brought_up_to_date` reads the changed customers, then checks and reads these)
+        if await session.scalar(_scope(select(func.count()).select_from(Customer), viewer)) != rows.ids.size:
+            return None  # (never expected: the same data holds the same customers)
+        last = await _current_last_contacts(session, viewer, rows.ids, rows.last_contact, held.made_at)
+        if last is None:
+            return None
+        rows = rows._replace(last_contact=last)
     period = period_for(options["kind"], options["today"])
     zone = ZoneInfo(options["timezone"])
     same_zone = company_zone == options["timezone"]
@@ -1305,6 +1332,9 @@ async def _narrowed(session: AsyncSession, viewer: Viewer, held_here: OrderedDic
                       dict(inputs.purchase_days), dict(inputs.range_sums) if viewer.owners is None else {})
     window, previous = _windows(period, options["rfm_days"])
     customers = _customer_table(rows, *await _labels(session, options["language"]))
+    if not same_data:
+        return await _brought_up_to_date(session, viewer, _Narrowed(customers, period), narrowed, held.made_at,
+                                         **options)
     return await _compose(session, viewer, options["kind"], period, window, previous, customers, narrowed,
                           options["trend_months"])
 

@@ -925,9 +925,10 @@ async def test_a_started_bot_has_its_worker_hold_the_days_reports_once_the_index
 async def test_a_teams_report_after_a_late_order_takes_the_company_sums_from_the_older_held_report(world,
                                                                                                monkeypatch):
     """The admin's report was prepared (held, stored); then an order came in. A team's report asked for now
-    takes the company's RFM sums from the held report with only the changed customers' sums read again —
+    takes the company's RFM sums from the held report with only the changed customers' sums read again (it
+    is narrowed from it and brought up to date; before, it was built with the company's sums taken) —
     at 1M customers a report narrowed to one rep then takes 1.1 s instead of 8 s. Not from a report made
-    before yesterday: the log of changed customers does not reach back that far."""
+    before the log of changed customers begins: it cannot tell what changed since."""
     sessions, boss, rep, big, small, theirs = world
     whole: list = []  # company-wide reads of a window, outside the changed customers' own
     changed_reads: list = []
@@ -964,20 +965,25 @@ async def test_a_teams_report_after_a_late_order_takes_the_company_sums_from_the
     async with sessions() as session:  # (the world was made today: each of its customers is in the log)
         logged = sorted(set((await session.execute(select(ReportCustomerChange.customer_id))).scalars()))
     assert theirs.id in logged
-    assert not company_windows_read() and changed_reads == [logged, logged]  # the window and the one before
+    # the RFM window and the one before for every changed customer, then the period and the year before for
+    # the team's (narrowed from the held report, brought up to date: services.reports._narrowed)
+    theirs_not = [i for i in logged if i != theirs.id]
+    assert not company_windows_read() and changed_reads == [logged, logged, theirs_not, theirs_not]
     assert same(team, await fresh(sessions, boss, kind="month"))
 
-    # The same, but the admin's report was made three days ago: the sums are read whole.
+    # The same, but the admin's report was made before the log of changed customers begins: read whole.
     async with sessions() as session:
         await session.execute(delete(ReportSnapshot).where(ReportSnapshot.key != (await _keys(sessions, boss, "month"))[0]))
         await session.commit()
     reports.forget_held()
     await report(lambda session: _everyone())
-    long_ago = timedelta(days=3)
+    long_ago = timedelta(days=reports.CONTACT_LOG_DAYS + 1)
     async with sessions() as session:
         for held in reports._held_for(session).values():
             held.made_at -= long_ago
-        await session.execute(update(ReportSnapshot).values(made_at=ReportSnapshot.made_at - long_ago))
+        for key, made_at in (await session.execute(select(ReportSnapshot.key, ReportSnapshot.made_at))).all():
+            await session.execute(update(ReportSnapshot).where(ReportSnapshot.key == key)
+                                  .values(made_at=made_at - long_ago))
         await session.commit()
     await _order(sessions, big, 30_00)
     async with sessions() as session:
@@ -1113,7 +1119,8 @@ async def test_a_teams_or_reps_report_right_after_the_companys_is_narrowed_from_
     """Made from the same data as the whole company's report held in memory, a team's or one rep's report
     takes its customers, sums, contacts and feedback from it — nothing of them is read again but the last
     contacts and the team's sales per month — and is the report built from the rows; once the data
-    changed, it is not (it is made otherwise, and is still the built one)."""
+    changed (a late order), it is narrowed from the company's older report and brought up to date: only
+    the changed customer's row is read, and it is still the built one."""
     from services.access import Viewer
 
     sessions, boss, rep, big, small, theirs = world
@@ -1137,7 +1144,7 @@ async def test_a_teams_or_reps_report_right_after_the_companys_is_narrowed_from_
     real = reports._customer_rows
 
     async def counted(session, viewer, only=None):
-        rows_read.append(viewer)
+        rows_read.append(viewer if only is None else ("the changed", viewer))
         return await real(session, viewer, only)
     monkeypatch.setattr(reports, "_customer_rows", counted)
 
@@ -1164,8 +1171,9 @@ async def test_a_teams_or_reps_report_right_after_the_companys_is_narrowed_from_
             await _everyone(), kind=kind, today=TODAY, language="en", timezone="UTC")))
         await session.commit()
     rows_read.clear()
-    after = await asked(team)  # the company's report held is of older data: not narrowed from
-    assert rows_read and same(after, await built(team))
+    after = await asked(team)  # the company's report held is of older data: narrowed, then brought up to date
+    assert rows_read == [("the changed", team)] and after.total_cents == 1030_00
+    assert same(after, await built(team))
 
 
 @pytest.mark.parametrize("kind", ["week", "year"])
@@ -1224,3 +1232,63 @@ async def test_a_report_in_another_language_or_time_zone_is_narrowed_from_the_co
     expected = await built(team, "en", "Asia/Shanghai")
     assert same(narrowed, expected) and same_inputs(narrowed, expected)
     assert expected.inputs.contacts.customer.tolist().count(small.id) == 2  # the late visit is in it
+
+
+@pytest.mark.parametrize("kind", ["month", "year"])
+async def test_a_teams_report_is_narrowed_from_the_companys_older_report_and_brought_up_to_date(world, monkeypatch,
+                                                                                                 kind):
+    """The company's report held in memory is of older data — since it was made, a late order, a customer of
+    the other team moved into this one and one of this team's moved out, one archived, a visit recorded
+    late, a complaint resolved: a team's report in another language and time zone, one rep's, and the whole
+    company's in another language are narrowed from it and brought up to date for the changed customers
+    (only their rows read), and each is the report built from the rows."""
+    from services.access import Viewer
+
+    sessions, boss, rep, big, small, theirs = world
+    async with sessions() as session:
+        other_rep = await session.scalar(select(User).where(User.name == "Other rep"))
+        mine = await create_customer(session, name="调走客户", owner_id=rep.id)
+        extra = await create_customer(session, name="归档客户", owner_id=rep.id)
+        for customer in (mine, extra):
+            await record_purchase(session, customer_id=customer.id, purchased_on=YESTERDAY, amount_cents=70_00,
+                                  today=TODAY)
+        complaint = await record_feedback(session, customer_id=big.id, kind="complaint", text="晚", rating=2)
+        await session.commit()
+    rows_read = []
+    real = reports._customer_rows
+
+    async def counted(session, viewer, only=None):
+        rows_read.append(viewer if only is None else "the changed")
+        return await real(session, viewer, only)
+    monkeypatch.setattr(reports, "_customer_rows", counted)
+
+    async def asked(viewer, language="en", timezone="Asia/Shanghai"):
+        async with sessions() as session:
+            return await reports.prepared(session, viewer, kind=kind, today=TODAY, language=language,
+                                          timezone=timezone)
+
+    async def built(viewer, language="en", timezone="Asia/Shanghai"):
+        async with sessions() as session:
+            return await BUILD(session, viewer, kind=kind, today=TODAY, language=language, timezone=timezone)
+    company = await asked(await _everyone())
+    async with sessions() as session:
+        await record_purchase(session, customer_id=small.id, purchased_on=YESTERDAY, amount_cents=25_00, today=TODAY)
+        await session.execute(update(Customer).where(Customer.id == theirs.id).values(owner_id=rep.id))
+        await session.execute(update(Customer).where(Customer.id == mine.id).values(owner_id=other_rep.id))
+        await archive_customer(session, extra.id, user_id=rep.id)
+        await log_interaction(session, customer_id=big.id, kind="visit", user_id=rep.id,
+                              occurred_at=datetime.combine(YESTERDAY, time(20), UTC))
+        await resolve_complaint(session, complaint.id, resolution="已处理", user_id=rep.id)
+        await session.commit()
+    async with sessions() as session:
+        team = await viewer_for(session, boss)
+    one_rep = Viewer(None, "manager", frozenset({rep.id}), False)
+    for viewer, language, timezone in ((team, "zh_Hant", "America/New_York"), (one_rep, "en", "Asia/Shanghai"),
+                                       (await _everyone(), "zh_Hans", "Asia/Shanghai")):
+        rows_read.clear()
+        narrowed = await asked(viewer, language, timezone)
+        assert rows_read and set(rows_read) == {"the changed"}, rows_read
+        expected = await built(viewer, language, timezone)
+        assert same(narrowed, expected) and same_inputs(narrowed, expected)
+    assert theirs.id in narrowed.customers and extra.id not in narrowed.customers
+    assert narrowed.total_cents == company.total_cents + 25_00 - 70_00
