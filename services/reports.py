@@ -1244,6 +1244,8 @@ async def _company_held(session: AsyncSession, held_here: OrderedDict[str, _Held
     that changed since only customer by customer (`_updatable`, none of its counts ahead of now's, made
     recently enough for the log of changed customers to tell what changed: `_logged_since`).
     The same data first; then its own language and zone first; never the report asked for itself (`key`)."""
+    if not any(held.stored and held.report.inputs is not None for held in held_here.values()):
+        return None  # (nothing to narrow from: no query)
     everyone = Viewer.everyone()
     leaders = (await session.execute(select(User.language, User.timezone).distinct().where(
         User.active.is_(True), User.role.in_(["manager", "admin"])))).all()
