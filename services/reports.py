@@ -979,8 +979,7 @@ async def _company_windows(session: AsyncSession, held_here: OrderedDict[str, _H
                   and (held.version == version or (_updatable(held.version, version) and held.made_at.date() >= recent))]
     candidates.sort(key=lambda pair: pair[1].version != version)  # the same data first (stable: newest first)
     for key, held in candidates:
-        stored_at = await session.scalar(select(ReportSnapshot.made_at).where(ReportSnapshot.key == key))
-        if stored_at is None or as_utc(stored_at) != held.made_at:
+        if not await _still_stored(session, key, held):
             continue
         inputs = held.report.inputs
         if held.version == version:
@@ -998,6 +997,13 @@ async def _company_windows(session: AsyncSession, held_here: OrderedDict[str, _H
         return (_replaced(inputs.now, changed, await _sums_of(session, population, window)),
                 _replaced(inputs.before, changed, await _sums_of(session, population, previous)))
     return None
+
+
+async def _still_stored(session: AsyncSession, key: str, held: _Held) -> bool:
+    """Whether the report held under `key` is still the stored one (not replaced by another process's newer
+    one, nor gone with a database restored since): only then may other reports be made from it."""
+    stored_at = await session.scalar(select(ReportSnapshot.made_at).where(ReportSnapshot.key == key))
+    return stored_at is not None and as_utc(stored_at) == held.made_at
 
 
 def _windows(period: Period, rfm_days: int) -> tuple[Period, Period]:
@@ -1263,8 +1269,7 @@ async def _company_held(session: AsyncSession, held_here: OrderedDict[str, _Held
             if kept != same_data and (older is not None or not _updatable(held.version, version)
                                       or _behind(same_data, kept) or not _logged_since(held.made_at)):
                 continue
-            stored_at = await session.scalar(select(ReportSnapshot.made_at).where(ReportSnapshot.key == company_key))
-            if stored_at is None or as_utc(stored_at) != held.made_at:
+            if not await _still_stored(session, company_key, held):
                 continue
             if kept == same_data:
                 return company_key, held, zone
@@ -1319,7 +1324,9 @@ async def _narrowed(session: AsyncSession, viewer: Viewer, held_here: OrderedDic
     period = period_for(options["kind"], options["today"])
     zone = ZoneInfo(options["timezone"])
     same_zone = company_zone == options["timezone"]
-    if same_zone and held.version == version:
+    # The company's contacts serve on the same local days when they are today's, or when the update below
+    # reads the changed customers' again (interactions log their customer as changed, as for any update).
+    if same_zone and (held.version == version or not same_data):
         theirs = analytics._member(inputs.contacts.customer, rows.ids)
         contacts = Contacts(*(column[theirs] for column in inputs.contacts))
     else:
