@@ -94,7 +94,9 @@ async def database(size: int) -> str:
     await upgrade(engine)
     await engine.dispose()
     started = time.perf_counter()
-    con = sqlite3.connect(partial)
+    # The engine's last connection may still be closing in its thread: wait for it rather than fail on
+    # "database is locked" (seen once on a fresh machine).
+    con = sqlite3.connect(partial, timeout=30)
     con.execute("PRAGMA journal_mode=OFF")
     con.execute("PRAGMA synchronous=OFF")
     rng = random.Random(size)

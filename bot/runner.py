@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 from aiogram import Bot, Dispatcher
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.background import close_all, in_memory
 from bot.i18n import gettext_for
 from bot.memory import settle
 from bot.settings import Settings
 from models import Role, User
-from services.lookup import LookupIndex, build_index, finish_loading, start_index, sync
+from services.lookup import LookupIndex, build_index, finish_loading, open_saved, save_index, start_index, sync
 
 log = logging.getLogger("fieldcrm")
 SYNC_SECONDS = float(os.environ.get("FIELDCRM_LOOKUP_SYNC_SECONDS", "30"))  # the poll (tests may lengthen it)
@@ -133,26 +136,59 @@ async def wait_for_telegram(bot: Bot, *, first_wait: float = 1.0, longest_wait: 
 BACKGROUND_CHUNK = 5_000
 
 
-def _build_in_thread(url: str, workers: int | None) -> LookupIndex:
+@dataclass(frozen=True)
+class SavedIndex:
+    """Where this process keeps its whole lookup index between starts (services.lookup rule 7), and the key
+    of the database it belongs to."""
+
+    path: Path
+    database: str
+
+    @classmethod
+    def of(cls, settings: Settings, engine: AsyncEngine) -> SavedIndex | None:
+        """DATA_DIR/lookup/index-<database>.bin; None for a database only this process sees (in memory)."""
+        if in_memory(engine):
+            return None
+        database = hashlib.sha256(engine.url.render_as_string(hide_password=True).encode()).hexdigest()[:16]
+        return cls(settings.data_dir / "lookup" / f"index-{database}.bin", database)
+
+
+def _save(built: LookupIndex, saved: SavedIndex) -> None:
+    """Save a build for the next start; a failure (a full disk, a folder not writable) only costs that start
+    a build, never this one."""
+    try:
+        save_index(built, saved.path, database=saved.database)
+    except Exception:
+        log.exception("the lookup index could not be saved to %s; the next start builds it again", saved.path)
+    built.stamps = None  # (a million ids and times, kept only for this)
+
+
+def _build_in_thread(url: str, workers: int | None, saved: SavedIndex | None = None) -> LookupIndex:
     """`build_index` in this (worker) thread, on its own event loop and database engine: the bot's loop
-    only shares the interpreter with it, so it keeps answering."""
+    only shares the interpreter with it, so it keeps answering. With `saved`, saved for the next start."""
     from bot.db import make_engine, make_sessionmaker
 
     async def build() -> LookupIndex:
         engine = make_engine(url)
         try:
             async with make_sessionmaker(engine)() as session:
-                return await build_index(session, workers=workers, chunk=BACKGROUND_CHUNK, collect=False)
+                return await build_index(session, workers=workers, chunk=BACKGROUND_CHUNK, collect=False,
+                                         to_save=saved is not None)
         finally:
             await engine.dispose()
 
-    return asyncio.run(build())
+    built = asyncio.run(build())
+    if saved is not None:
+        _save(built, saved)
+    return built
 
 
 async def complete_index(index: LookupIndex, sessions: async_sessionmaker[AsyncSession], *,
-                         workers: int | None = None, retry_after: float = 30.0) -> None:
+                         workers: int | None = None, retry_after: float = 30.0,
+                         saved: SavedIndex | None = None) -> None:
     """Build the whole lookup index beside the running bot and swap it into the loading `index`
-    (services.lookup rule 6). A failed build (a database hiccup) is logged and tried again."""
+    (services.lookup rule 6); with `saved`, also saved for the next start (rule 7). A failed build (a
+    database hiccup) is logged and tried again."""
     engine = sessions.kw["bind"]
     url = engine.url
     only_here = in_memory(engine)
@@ -164,7 +200,7 @@ async def complete_index(index: LookupIndex, sessions: async_sessionmaker[AsyncS
                     built = await build_index(session, workers=workers, collect=False)
             else:
                 built = await asyncio.to_thread(_build_in_thread, url.render_as_string(hide_password=False),
-                                                workers)
+                                                workers, saved)
             async with sessions() as session:
                 changed = await finish_loading(index, built, session)
             break
@@ -180,17 +216,32 @@ async def complete_index(index: LookupIndex, sessions: async_sessionmaker[AsyncS
 WAIT_FOR_INDEX_BELOW = 20_000  # customers: the whole index builds in about a second, so the start waits for it
 
 
-async def open_index(sessions: async_sessionmaker[AsyncSession], *,
-                     wait_below: int = WAIT_FOR_INDEX_BELOW) -> tuple[LookupIndex, asyncio.Task]:
-    """The index the bot starts with: exact names at once, the whole index built in the background (the
-    task; cancel it on the way out). Under `wait_below` customers the build takes about a second and the
-    start simply waits for it (nobody should read "still loading" for one second)."""
+async def _nothing() -> None:
+    return None
+
+
+async def open_index(sessions: async_sessionmaker[AsyncSession], *, wait_below: int = WAIT_FOR_INDEX_BELOW,
+                     saved: SavedIndex | None = None) -> tuple[LookupIndex, asyncio.Task]:
+    """The index the bot starts with: the one saved by an earlier start (`saved`: services.lookup rule 7),
+    brought up to date, whole at once; otherwise exact names at once and the whole index built in the
+    background (the task; cancel it on the way out) and saved. Under `wait_below` customers the build takes
+    about a second and the start simply waits for it (nobody should read "still loading" for one second)."""
+    if saved is not None:
+        try:
+            async with sessions() as session:
+                index = await open_saved(session, saved.path, database=saved.database)
+        except Exception:  # a database hiccup while reading the changes: built instead
+            log.exception("the saved lookup index could not be brought up to date; building it")
+            index = None
+        if index is not None:
+            settle(collect=False)
+            return index, asyncio.create_task(_nothing())
     async with sessions() as session:
         index = await start_index(session)
     # What start-up made lives as long as the process (the pinyin tables, the exact names): frozen now, the
     # collector's full passes while the bot answers stay short.
     settle(collect=False)
-    building = asyncio.create_task(complete_index(index, sessions))
+    building = asyncio.create_task(complete_index(index, sessions, saved=saved))
     if len(index) < wait_below:
         await building
     else:
@@ -374,7 +425,7 @@ async def run_api(settings: Settings, sessions: async_sessionmaker[AsyncSession]
 
     stop = stop or asyncio.Event()
     _stop_on_signals(stop)
-    index, building = await open_index(sessions)
+    index, building = await open_index(sessions, saved=SavedIndex.of(settings, sessions.kw["bind"]))
     syncing = asyncio.create_task(keep_in_sync(index, sessions, redis_url=settings.redis_url))
     try:
         async with serving(web_app(settings, sessions, index=index, role="api"), settings.http_host,
@@ -494,7 +545,7 @@ async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession], 
         return
     from bot.shared_limits import close, install
 
-    index, building = await open_index(sessions)
+    index, building = await open_index(sessions, saved=SavedIndex.of(settings, sessions.kw["bind"]))
     bot = create_bot(settings)
     install(bot, settings.redis_url)  # the outbox (role all) and direct replies count in the shared limits
     dispatcher = create_dispatcher(settings, sessions, index)

@@ -8,6 +8,8 @@ Rules:
 - Key contacts (关键联系人) come first on the card; any contact can be marked or unmarked as key.
 - Contacts are archived, never deleted. Every change is audited, and the lookup index learns the new
   names and numbers (a customer is found by its contacts' names and phones).
+- A contact's change is its customer's change: the customer's updated_at moves with it (`_changed`), so
+  other processes' lookup indexes and a saved one find it (services.lookup rule 7, `sync`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import ContactPerson, utcnow
+from models import ContactPerson, Customer, utcnow
 from services import audit
 from services.access import Viewer
 from services.cards import visible_customer
@@ -25,6 +27,14 @@ from services.lookup import track_change
 from services.messages import N_, DomainError
 from services.parsing import fold_width, phone_digits
 from services.sql import replayed
+
+
+async def _changed(session: AsyncSession, customer_id: int) -> None:
+    """Rule "a contact's change is its customer's change" (the module's rules)."""
+    customer = await session.get(Customer, customer_id)
+    if customer is not None:
+        customer.updated_at = utcnow()
+    track_change(session, customer_id)
 
 
 async def contacts_of(session: AsyncSession, viewer: Viewer, customer_id: int) -> list[ContactPerson]:
@@ -90,7 +100,7 @@ async def add_contact(session: AsyncSession, viewer: Viewer, customer_id: int, *
                            email=check_length(email, 200), origin_key=origin_key)
     session.add(person)
     await session.flush()
-    track_change(session, customer.id)
+    await _changed(session, customer.id)
     audit.record(session, action="create", entity="contact_person", entity_id=person.id, user_id=user_id,
                  changes={"customer_id": customer.id, "name": name})
     return person
@@ -141,7 +151,7 @@ async def update_contact(session: AsyncSession, viewer: Viewer, person_id: int, 
     for key, value in values.items():
         setattr(person, key, value)
     if changes:
-        track_change(session, person.customer_id)
+        await _changed(session, person.customer_id)
         audit.record(session, action="update", entity="contact_person", entity_id=person.id, user_id=user_id,
                      changes=changes)
     return person
@@ -152,6 +162,6 @@ async def archive_contact(session: AsyncSession, viewer: Viewer, person_id: int,
     """Archive, never delete: the person leaves the card and the search; past records keep pointing at them."""
     person = await _editable(session, viewer, person_id)
     person.archived_at = utcnow()
-    track_change(session, person.customer_id)
+    await _changed(session, person.customer_id)
     audit.record(session, action="archive", entity="contact_person", entity_id=person.id, user_id=user_id)
     return person

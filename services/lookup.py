@@ -23,29 +23,39 @@ How (rules):
    *loading* index (`start_index`, read in well under a second at 100k) finds a customer by its exact
    name, short name or alias (after services.queryparts.clean) or its whole phone number, and says it is
    still loading; `finish_loading` then swaps the whole index in and re-reads whatever changed meanwhile.
+7. A process that built the whole index saves it (`save_index`, in DATA_DIR/lookup/); the next start on the
+   same database and code opens it (`open_saved`, a second at 1M customers) and reads again only the
+   customers whose change stamp (updated_at: a contact's change moves its customer's too) differs from the
+   saved one, or that were added or archived since. More changes than a tenth of the customers, other code,
+   another database or a damaged file: built as in 5-6.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import json
+import logging
 import math
 import multiprocessing
 import os
+import pickle
 import re
+import zlib
 from array import array
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rapidfuzz import fuzz
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import BigInteger, Integer, bindparam, cast, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Customer
@@ -62,7 +72,7 @@ from services.queryparts import (
     is_pinyin,
     split,
 )
-from services.sql import collector_paused
+from services.sql import collector_paused, columns
 from services.textnorm import (
     PRIMARY,
     SPELLED,
@@ -74,6 +84,8 @@ from services.textnorm import (
     reading_variants,
     segment_pinyin,
 )
+
+log = logging.getLogger(__name__)
 
 GROUP, FIELD, PHONE = "\x1e", "\x1f", "\x1d"
 _WORDS = re.compile(r"[a-z0-9]+")
@@ -807,6 +819,7 @@ class LookupIndex:
         self.watermark: datetime | None = None  # newest customers.updated_at seen (see `sync`)
         self.recent: dict[int, datetime] = {}  # customers changed within SYNC_LOOKBACK: the updated_at loaded
         self.window: tuple | None = None  # (since, fingerprint) of the last sync's window (see `sync`)
+        self.stamps: tuple[np.ndarray, np.ndarray] | None = None  # as built, for `save_index` (rule 7)
         # While loading (rule 6): exact keys → customer ids, each id's (owner, display name), and the
         # customers changed meanwhile (re-read by `finish_loading`).
         self.loading = False
@@ -1285,22 +1298,174 @@ async def _recent(session: AsyncSession, since: datetime | None) -> list[tuple[i
 
 
 async def build_index(session: AsyncSession, *, workers: int | None = None, chunk: int = CHUNK,
-                      collect: bool = True) -> LookupIndex:
+                      collect: bool = True, to_save: bool = False) -> LookupIndex:
     """The whole index from the database (on start): read `chunk` customers at a time, each prepared by a
     worker process (for large collections) while the next is read. `collect=False` beside a serving bot
-    (no full garbage collection at the end: it would hold every thread up)."""
+    (no full garbage collection at the end: it would hold every thread up). `to_save`: the customers' change
+    stamps are read first and kept with it, for `save_index`."""
     watermark = await _latest_change(session)
+    # Before the documents: a customer changed while they are read has a newer stamp than this one, and the
+    # next start reads it again (`open_saved`).
+    stamps = await _stamps(session) if to_save else None
     if workers is None:
         total = await session.scalar(select(func.count(Customer.id)).where(Customer.archived_at.is_(None)))
         workers = _workers_for(total or 0)
     index = LookupIndex(await _build(_chunks_from_database(session, chunk), workers, collect))
     index.watermark = watermark
+    index.stamps = stamps
     if watermark is not None:
         # After a big import every customer is in the look-back window (1M rows of id and time): read with
         # the collector paused — it ran six full passes of 57-147 ms over them at 1M, each holding the
         # interpreter, so the bot's loop stalled up to 0.8 s at the end of the build.
         with collector_paused():
             index.recent = dict(await _recent(session, watermark - SYNC_LOOKBACK))
+    return index
+
+
+# --------------------------------------------------------------------------- the saved index (rule 7)
+
+SAVED_FORMAT = 1
+_SAVED_MAGIC = b"FieldCRM lookup index\n"
+
+
+def _saved_code() -> str:
+    """What a document's text and grams are made by: this module, the query parts, the text rules and their
+    data (the pinyin and Traditional-character tables come with pypinyin and OpenCC: their versions)."""
+    from importlib.metadata import version
+
+    from services import parsing, queryparts, textnorm
+
+    digest = hashlib.sha256(str(SAVED_FORMAT).encode())
+    for path in (__file__, queryparts.__file__, textnorm.__file__, parsing.__file__,
+                 queryparts.DATA / "trade_words.tsv"):
+        digest.update(Path(path).read_bytes())
+    for package in ("pypinyin", "opencc-python-reimplemented", "numpy"):
+        try:
+            digest.update(f"{package} {version(package)}".encode())
+        except Exception:  # not installed under that name: its data is hashed through the modules above
+            digest.update(package.encode())
+    return digest.hexdigest()[:32]
+
+
+_SAVED_CODE = _saved_code()
+SAVED_STALE_MIN = 1_000  # changed customers read again on a start at most ...
+SAVED_STALE_SHARE = 0.10  # ... or this share of them, whichever is more; beyond it the index is built anew
+
+
+def _stamp(session: AsyncSession) -> Any:
+    """A customer's updated_at as microseconds since 1970, exactly as stored (compared, never shown): SQLite
+    keeps the text 2026-12-07 19:51:18.944635 (julianday would round it to the millisecond)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return (cast(func.strftime("%s", Customer.updated_at), Integer) * 1_000_000
+                + cast(func.substr(Customer.updated_at, 21, 6), Integer))
+    return cast(func.extract("epoch", Customer.updated_at) * 1_000_000, BigInteger)
+
+
+async def _stamps(session: AsyncSession) -> tuple[np.ndarray, np.ndarray]:
+    """Every active customer's id and change stamp (`_stamp`), in id order."""
+    ids, stamps = await columns(session, select(Customer.id, _stamp(session)).where(Customer.archived_at.is_(None)))
+    order = np.argsort(ids, kind="stable")
+    return ids[order], stamps[order]
+
+
+def save_index(index: LookupIndex, path: Path, *, database: str) -> None:
+    """Rule 7: write a freshly built index (`build_index(..., to_save=True)`, nothing changed in it since)
+    to `path` for the next start of a process on the same `database` (a key of its URL) and code. Written
+    to a file of its own and then renamed over the old one, so a reader never sees half of it (another
+    process saving at the same time: the last rename wins, both are whole); a checksum tells a damaged file."""
+    if index.stamps is None or index._size != index._built or index._delta or index.loading:
+        raise ValueError("only an index just built with to_save=True can be saved")
+    ids, stamps = index.stamps
+    buffers: list[pickle.PickleBuffer] = []
+    head = pickle.dumps((index._customer, index._owner, pickle.PickleBuffer(index._blob), index._blob_offsets,
+                         list(index._slot), index._offsets, index._postings, ids, stamps),
+                        protocol=5, buffer_callback=buffers.append)
+    parts = [memoryview(head)] + [buffer.raw() for buffer in buffers]
+    check = 0
+    for part in parts:
+        check = zlib.crc32(part, check)
+    meta = {"format": SAVED_FORMAT, "code": _SAVED_CODE, "database": database, "sizes": [part.nbytes for part in parts],
+            "crc32": check, "customers": int(ids.size), "saved_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "wb") as out:
+            out.write(_SAVED_MAGIC + json.dumps(meta).encode() + b"\n")
+            for part in parts:
+                out.write(part)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _read_saved(path: Path, database: str) -> tuple[Built, np.ndarray, np.ndarray] | None:
+    """The index saved at `path` for this database and code, or None (none, another's, or damaged)."""
+    try:
+        with open(path, "rb") as saved:
+            if saved.readline() != _SAVED_MAGIC:
+                log.warning("the saved lookup index %s cannot be read (not an index); building it", path)
+                return None
+            meta = json.loads(saved.readline())
+            if (meta.get("format"), meta.get("code"), meta.get("database")) != (SAVED_FORMAT, _SAVED_CODE, database):
+                log.info("the saved lookup index %s was made by other code or for another database; building it",
+                         path)
+                return None
+            parts = []
+            for size in meta["sizes"]:
+                part = bytearray(size)  # writable: the index's arrays are numpy arrays over these
+                if saved.readinto(part) != size:
+                    raise EOFError("the file ends early")
+                parts.append(part)
+            if saved.read(1):
+                raise ValueError("the file is longer than it says")
+        check = 0
+        for part in parts:
+            check = zlib.crc32(part, check)
+        if check != meta["crc32"]:
+            raise ValueError("its checksum does not match")
+        with collector_paused():
+            customer, owner, blob, blob_offsets, grams, offsets, postings, ids, stamps = pickle.loads(
+                parts[0], buffers=parts[1:])
+            slot = {gram: i for i, gram in enumerate(grams)}
+        return Built(customer, owner, bytes(blob), blob_offsets, slot, offsets, postings), ids, stamps
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # damaged: cut off by a crash or a full disk, written over by hand
+        log.warning("the saved lookup index %s cannot be read (%s); building it", path, exc)
+        return None
+
+
+def _differing(ids: np.ndarray, stamps: np.ndarray, now_ids: np.ndarray, now_stamps: np.ndarray) -> np.ndarray:
+    """The customers (sorted ids) not in both, or whose stamps differ."""
+    both, here, there = np.intersect1d(ids, now_ids, assume_unique=True, return_indices=True)
+    moved = both[stamps[here] != now_stamps[there]]
+    return np.union1d(np.setxor1d(ids, now_ids, assume_unique=True), moved)
+
+
+async def open_saved(session: AsyncSession, path: Path, *, database: str) -> LookupIndex | None:
+    """Rule 7: the index saved at `path` (`save_index`), brought up to date: every customer added, archived
+    or changed since it was saved — by their change stamps, whatever the time now or then (a database
+    restored from an older backup too) — is read again. None when there is none for this database and code,
+    it is damaged, or more customers changed than SAVED_STALE_MIN / SAVED_STALE_SHARE (then it is built)."""
+    saved = await asyncio.to_thread(_read_saved, path, database)
+    if saved is None:
+        return None
+    built, ids, stamps = saved
+    watermark = await _latest_change(session)  # before the stamps: a later change is sync's
+    now_ids, now_stamps = await _stamps(session)
+    changed = _differing(ids, stamps, now_ids, now_stamps)
+    if changed.size > max(SAVED_STALE_MIN, SAVED_STALE_SHARE * max(ids.size, now_ids.size)):
+        log.info("the saved lookup index is %d customers behind; building it anew", changed.size)
+        return None
+    index = LookupIndex(built)
+    await refresh(index, session, changed.tolist())
+    index.watermark = watermark
+    if watermark is not None:
+        with collector_paused():
+            index.recent = dict(await _recent(session, watermark - SYNC_LOOKBACK))
+    log.info("lookup index opened from %s: %d customers, %d read again", path, len(index), changed.size)
     return index
 
 
