@@ -12,7 +12,10 @@ beside the event loop) and prints:
   work) and exact-name lookups answered meanwhile;
 - complete: when the whole index was swapped in, and the RSS then;
 - the baseline, in the same run and process kind: the start before this change — `build_index` on the
-  event loop before taking any update (ready = complete; the loop answers nothing meanwhile).
+  event loop before taking any update (ready = complete; the loop answers nothing meanwhile);
+- the next start, which opens the index the first one saved (services.lookup rule 7; the file in
+  bench/out/): ready = complete, the whole index from its first update — as saved, and after 1 % of the
+  customers changed (their updated_at moved: each is read again), with the file's size and the time to open.
 Target (issue 18): ready <= 5 s at 100k customers.
 """
 
@@ -44,10 +47,11 @@ async def child(url: str, mode: str, spawned: float) -> dict:
     from bot.memory import settle
     from bot.runner import open_index
     from services.access import Viewer
-    from services.lookup import build_index
+    from services.lookup import SavedIndex, build_index
 
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
+    saved = SavedIndex(saved_path(url), "bench")
     async with sessions() as session:
         names = [row[0] for row in (await session.execute(
             text("SELECT name FROM customer WHERE archived_at IS NULL ORDER BY id LIMIT 200"))).all()]
@@ -60,8 +64,20 @@ async def child(url: str, mode: str, spawned: float) -> dict:
         result["ready_rss"] = result["complete_rss"] = rss_mb()
         await engine.dispose()
         return result
-    index, building = await open_index(sessions, wait_below=0)
+    if mode == "now":
+        saved.path.unlink(missing_ok=True)  # a first start: nothing saved yet
+    if mode == "changed":  # 1 % of the customers changed since the index was saved (stamps only: same names)
+        changing = time.time()
+        async with sessions() as session:
+            await session.execute(text("UPDATE customer SET updated_at = CURRENT_TIMESTAMP || '.000001' "
+                                       "WHERE id % 100 = 7"))
+            await session.commit()
+        spawned += time.time() - changing  # (the change is not part of the start)
+    opening = time.perf_counter()
+    index, building = await open_index(sessions, wait_below=0, saved=saved)
+    result["open_s"] = time.perf_counter() - opening
     result["ready_s"], result["ready_rss"] = time.time() - spawned, rss_mb()
+    result["loading_at_start"] = index.loading
     lags, answered, exact_ms = [], 0, []
     everyone = Viewer.everyone()
     while not building.done():
@@ -75,6 +91,7 @@ async def child(url: str, mode: str, spawned: float) -> dict:
             answered += bool(found)
     await building
     result["complete_s"], result["complete_rss"] = time.time() - spawned, rss_mb()
+    result["saved_mb"] = saved.path.stat().st_size / 2**20 if saved.path.exists() else 0.0
     result["worst_lag_ms"] = max(lags) * 1000 if lags else 0.0
     lags.sort()
     result["p99_lag_ms"] = lags[int(len(lags) * 0.99)] * 1000 if lags else 0.0
@@ -82,6 +99,10 @@ async def child(url: str, mode: str, spawned: float) -> dict:
                                                                   if exact_ms else 0.0)
     await engine.dispose()
     return result
+
+
+def saved_path(url: str) -> Path:
+    return ROOT / "bench" / "out" / (Path(url.split("///", 1)[1]).stem + ".index.bin")
 
 
 def run(url: str, mode: str) -> dict:
@@ -113,6 +134,12 @@ def main() -> None:
               f"{now['complete_s']:5.1f} s (RSS {now['complete_rss']:4.0f} MB) | before: ready = complete "
               f"{before['ready_s']:5.1f} s (RSS {before['ready_rss']:4.0f} MB), nothing answered meanwhile",
               flush=True)
+        for mode, label in (("saved", "as saved"), ("changed", "1% changed since")):
+            again = run(url, mode)
+            print(f"{'':>9}   next start, saved index {label}: ready = complete {again['complete_s']:5.1f} s "
+                  f"(RSS {again['complete_rss']:4.0f} MB; opening it {again['open_s']:.2f} s; file "
+                  f"{again['saved_mb']:.0f} MB){' — it was built, not opened' if again['loading_at_start'] else ''}",
+                  flush=True)
 
 
 if __name__ == "__main__":

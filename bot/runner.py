@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
 from aiogram import Bot, Dispatcher
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.background import close_all, in_memory
 from bot.i18n import gettext_for
 from bot.memory import settle
 from bot.settings import Settings
 from models import Role, User
-from services.lookup import LookupIndex, build_index, finish_loading, open_saved, save_index, start_index, sync
+from services.lookup import (
+    LookupIndex,
+    SavedIndex,
+    build_index,
+    finish_loading,
+    open_saved,
+    save_index,
+    start_index,
+    sync,
+)
 
 log = logging.getLogger("fieldcrm")
 SYNC_SECONDS = float(os.environ.get("FIELDCRM_LOOKUP_SYNC_SECONDS", "30"))  # the poll (tests may lengthen it)
@@ -136,23 +142,6 @@ async def wait_for_telegram(bot: Bot, *, first_wait: float = 1.0, longest_wait: 
 BACKGROUND_CHUNK = 5_000
 
 
-@dataclass(frozen=True)
-class SavedIndex:
-    """Where this process keeps its whole lookup index between starts (services.lookup rule 7), and the key
-    of the database it belongs to."""
-
-    path: Path
-    database: str
-
-    @classmethod
-    def of(cls, settings: Settings, engine: AsyncEngine) -> SavedIndex | None:
-        """DATA_DIR/lookup/index-<database>.bin; None for a database only this process sees (in memory)."""
-        if in_memory(engine):
-            return None
-        database = hashlib.sha256(engine.url.render_as_string(hide_password=True).encode()).hexdigest()[:16]
-        return cls(settings.data_dir / "lookup" / f"index-{database}.bin", database)
-
-
 def _save(built: LookupIndex, saved: SavedIndex) -> None:
     """Save a build for the next start; a failure (a full disk, a folder not writable) only costs that start
     a build, never this one."""
@@ -213,11 +202,22 @@ async def complete_index(index: LookupIndex, sessions: async_sessionmaker[AsyncS
              asyncio.get_running_loop().time() - started, changed)
 
 
+SAVE_ANEW_AFTER = 1_000  # customers read again on opening a saved index: more, and it is saved anew
 WAIT_FOR_INDEX_BELOW = 20_000  # customers: the whole index builds in about a second, so the start waits for it
 
 
 async def _nothing() -> None:
     return None
+
+
+async def _save_anew(sessions: async_sessionmaker[AsyncSession], saved: SavedIndex) -> None:
+    """Build the whole index beside the running bot only to save it (the one in use is up to date): the
+    next start then reads again only what changed after this one."""
+    url = sessions.kw["bind"].url.render_as_string(hide_password=False)
+    try:
+        await asyncio.to_thread(_build_in_thread, url, None, saved)
+    except Exception:
+        log.exception("saving the lookup index anew failed; the next start reads the changes again")
 
 
 async def open_index(sessions: async_sessionmaker[AsyncSession], *, wait_below: int = WAIT_FOR_INDEX_BELOW,
@@ -235,7 +235,10 @@ async def open_index(sessions: async_sessionmaker[AsyncSession], *, wait_below: 
             index = None
         if index is not None:
             settle(collect=False)
-            return index, asyncio.create_task(_nothing())
+            # Many changes since it was saved (an import while stopped): saved anew in the background, so
+            # that the next start does not read them all again.
+            return index, asyncio.create_task(_save_anew(sessions, saved) if index.behind > SAVE_ANEW_AFTER
+                                              else _nothing())
     async with sessions() as session:
         index = await start_index(session)
     # What start-up made lives as long as the process (the pinyin tables, the exact names): frozen now, the
@@ -425,7 +428,7 @@ async def run_api(settings: Settings, sessions: async_sessionmaker[AsyncSession]
 
     stop = stop or asyncio.Event()
     _stop_on_signals(stop)
-    index, building = await open_index(sessions, saved=SavedIndex.of(settings, sessions.kw["bind"]))
+    index, building = await open_index(sessions, saved=SavedIndex.under(settings.data_dir, sessions.kw["bind"].url))
     syncing = asyncio.create_task(keep_in_sync(index, sessions, redis_url=settings.redis_url))
     try:
         async with serving(web_app(settings, sessions, index=index, role="api"), settings.http_host,
@@ -545,7 +548,7 @@ async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession], 
         return
     from bot.shared_limits import close, install
 
-    index, building = await open_index(sessions, saved=SavedIndex.of(settings, sessions.kw["bind"]))
+    index, building = await open_index(sessions, saved=SavedIndex.under(settings.data_dir, sessions.kw["bind"].url))
     bot = create_bot(settings)
     install(bot, settings.redis_url)  # the outbox (role all) and direct replies count in the shared limits
     dispatcher = create_dispatcher(settings, sessions, index)

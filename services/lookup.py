@@ -33,6 +33,7 @@ How (rules):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hashlib
 import json
@@ -42,6 +43,7 @@ import multiprocessing
 import os
 import pickle
 import re
+import time
 import zlib
 from array import array
 from collections import deque
@@ -56,6 +58,7 @@ from typing import Any
 import numpy as np
 from rapidfuzz import fuzz
 from sqlalchemy import BigInteger, Integer, bindparam, cast, func, select, text
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Customer
@@ -820,6 +823,7 @@ class LookupIndex:
         self.recent: dict[int, datetime] = {}  # customers changed within SYNC_LOOKBACK: the updated_at loaded
         self.window: tuple | None = None  # (since, fingerprint) of the last sync's window (see `sync`)
         self.stamps: tuple[np.ndarray, np.ndarray] | None = None  # as built, for `save_index` (rule 7)
+        self.behind = 0  # opened from a saved index (rule 7): the customers read again then
         # While loading (rule 6): exact keys → customer ids, each id's (owner, display name), and the
         # customers changed meanwhile (re-read by `finish_loading`).
         self.loading = False
@@ -1352,6 +1356,22 @@ SAVED_STALE_MIN = 1_000  # changed customers read again on a start at most ...
 SAVED_STALE_SHARE = 0.10  # ... or this share of them, whichever is more; beyond it the index is built anew
 
 
+@dataclass(frozen=True)
+class SavedIndex:
+    """Where a process keeps its whole index between starts (rule 7), and the key of the database it is of."""
+
+    path: Path
+    database: str
+
+    @classmethod
+    def under(cls, data_dir: Path, url: URL) -> SavedIndex | None:
+        """DATA_DIR/lookup/index-<database>.bin; None for a database only one process sees (in memory)."""
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            return None
+        database = hashlib.sha256(url.render_as_string(hide_password=True).encode()).hexdigest()[:16]
+        return cls(data_dir / "lookup" / f"index-{database}.bin", database)
+
+
 def _stamp(session: AsyncSession) -> Any:
     """A customer's updated_at as microseconds since 1970, exactly as stored (compared, never shown): SQLite
     keeps the text 2026-12-07 19:51:18.944635 (julianday would round it to the millisecond)."""
@@ -1387,6 +1407,10 @@ def save_index(index: LookupIndex, path: Path, *, database: str) -> None:
     meta = {"format": SAVED_FORMAT, "code": _SAVED_CODE, "database": database, "sizes": [part.nbytes for part in parts],
             "crc32": check, "customers": int(ids.size), "saved_at": datetime.now(UTC).isoformat(timespec="seconds")}
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f"{path.name}.*.partial"):  # left by a process killed while it saved
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > 600:
+                stale.unlink()
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     try:
         with open(partial, "wb") as out:
@@ -1461,6 +1485,7 @@ async def open_saved(session: AsyncSession, path: Path, *, database: str) -> Loo
         return None
     index = LookupIndex(built)
     await refresh(index, session, changed.tolist())
+    index.behind = int(changed.size)
     index.watermark = watermark
     if watermark is not None:
         with collector_paused():

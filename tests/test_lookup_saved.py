@@ -4,6 +4,8 @@ took 79 s to build on every start, fuzzy lookups answering "still loading" meanw
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from sqlalchemy import update
 
@@ -117,7 +119,11 @@ async def test_a_saved_index_is_not_used_for_another_database_other_code_a_damag
     path.write_bytes(b"not an index at all")
     assert await open_saved(session, path, database="one") is None
     # Restored from an older backup: every customer that differs from the saved one is read again.
+    killed = tmp_path / "lookup.index.4242.partial"  # a process killed while it saved, long ago
+    killed.write_bytes(b"half an index")
+    os.utime(killed, (0, 0))
     save_index(await build_index(session, to_save=True), path, database="one")
+    assert not killed.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith("lookup")] == ["lookup.index"]
     await session.execute(update(Customer).where(Customer.id == ids["人易软件"]).values(
         name="广州市人易网络科技有限公司", updated_at=utcnow().replace(year=2020)))
     await session.commit()
@@ -130,7 +136,8 @@ async def test_the_second_start_has_the_whole_index_at_once(engine, tmp_path, mo
     """bot.runner.open_index: the first start answers exact names while it builds, and saves the build; the
     next start opens that one, up to date, and answers any query from its first update."""
     from bot.db import make_sessionmaker
-    from bot.runner import SavedIndex, open_index
+    from bot.runner import open_index
+    from services.lookup import SavedIndex
 
     sessions = make_sessionmaker(engine)
     async with sessions() as session:
@@ -149,10 +156,56 @@ async def test_the_second_start_has_the_whole_index_at_once(engine, tmp_path, mo
     await building
     assert not second.loading and built == []
     assert answers(second, "人易")[0][0] == ids["人易软件"] and answers(second, "jinsheng")[0][0] == added.id
+    assert second.behind == 1
     monkeypatch.undo()
+    # Many changes since (an import while it was stopped): opened, and saved anew beside the running bot,
+    # so the start after it reads none of them again.
+    import bot.runner as runner
+
+    monkeypatch.setattr(runner, "SAVE_ANEW_AFTER", 0)
+    third, building = await open_index(sessions, wait_below=0, saved=saved)
+    assert not third.loading and third.behind == 1
+    await building
+    async with sessions() as session:
+        assert (await open_saved(session, saved.path, database="test")).behind == 0
     # A folder it cannot write to costs only the next start a build, never this one.
     blocked = tmp_path / "not a folder"
     blocked.write_text("")
     index, building = await open_index(sessions, wait_below=0, saved=SavedIndex(blocked / "index.bin", "test"))
     await building
     assert not index.loading and answers(index, "人易")[0][0] == ids["人易软件"]
+
+
+def test_the_lookup_command_opens_the_saved_index_instead_of_building_one(cli_env, tmp_path, capsys, monkeypatch):
+    import asyncio
+    import json
+
+    from sqlalchemy.engine import make_url
+
+    from bot.cli import main
+    from bot.db import make_engine, make_sessionmaker
+    from services.lookup import SavedIndex
+
+    data = tmp_path / "c.csv"
+    data.write_text("客户名称,简称,电话\n广州市人易软件技术有限公司,人易软件,020-38881234\n", encoding="utf-8")
+    assert main(["import", "customers", str(data)]) == 0
+    saved = SavedIndex.under(tmp_path / "data", make_url(cli_env))
+
+    async def save() -> None:  # what the bot does after its first build
+        engine = make_engine(cli_env)
+        async with make_sessionmaker(engine)() as session:
+            save_index(await build_index(session, to_save=True), saved.path, database=saved.database)
+        await engine.dispose()
+
+    asyncio.run(save())
+    data.write_text("客户名称,简称,电话\n南京金盛贸易有限公司,金盛贸易,025-86661234\n", encoding="utf-8")
+    assert main(["import", "customers", str(data)]) == 0  # after it was saved
+    capsys.readouterr()
+
+    async def no_build(*args, **kwargs):
+        raise AssertionError("built although an index was saved")
+
+    monkeypatch.setattr(lookup, "build_index", no_build)
+    assert main(["lookup", "jinsheng", "--json", "--limit", "1"]) == 0
+    [match] = json.loads(capsys.readouterr().out)
+    assert match["name"] == "南京金盛贸易有限公司"
