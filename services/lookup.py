@@ -41,7 +41,6 @@ import logging
 import math
 import multiprocessing
 import os
-import pickle
 import re
 import time
 import zlib
@@ -1328,7 +1327,7 @@ async def build_index(session: AsyncSession, *, workers: int | None = None, chun
 
 # --------------------------------------------------------------------------- the saved index (rule 7)
 
-SAVED_FORMAT = 1
+SAVED_FORMAT = 2
 _SAVED_MAGIC = b"FieldCRM lookup index\n"
 
 
@@ -1390,22 +1389,26 @@ async def _stamps(session: AsyncSession) -> tuple[np.ndarray, np.ndarray]:
 
 def save_index(index: LookupIndex, path: Path, *, database: str) -> None:
     """Rule 7: write a freshly built index (`build_index(..., to_save=True)`, nothing changed in it since)
-    to `path` for the next start of a process on the same `database` (a key of its URL) and code. Written
-    to a file of its own and then renamed over the old one, so a reader never sees half of it (another
-    process saving at the same time: the last rename wins, both are whole); a checksum tells a damaged file."""
+    to `path` for the next start of a process on the same `database` (a key of its URL) and code: a header
+    line (what and whose it is, each part's type and size, a checksum), then the parts as raw bytes —
+    nothing in it is ever run as code. Written to a file of its own and then renamed over the old one, so a
+    reader never sees half of it (another process saving at the same time: the last rename wins, both whole)."""
     if index.stamps is None or index._size != index._built or index._delta or index.loading:
         raise ValueError("only an index just built with to_save=True can be saved")
     ids, stamps = index.stamps
-    buffers: list[pickle.PickleBuffer] = []
-    head = pickle.dumps((index._customer, index._owner, pickle.PickleBuffer(index._blob), index._blob_offsets,
-                         list(index._slot), index._offsets, index._postings, ids, stamps),
-                        protocol=5, buffer_callback=buffers.append)
-    parts = [memoryview(head)] + [buffer.raw() for buffer in buffers]
+    grams = [gram.encode() for gram in index._slot]  # in slot order: a gram's number is its place
+    arrays = dict(customer=index._customer, owner=index._owner, blob_offsets=index._blob_offsets,
+                  offsets=index._offsets, postings=index._postings, ids=ids, stamps=stamps,
+                  gram_sizes=np.fromiter(map(len, grams), dtype=np.int32, count=len(grams)))
+    parts = [memoryview(np.ascontiguousarray(array)).cast("B") for array in arrays.values()]
+    parts += [memoryview(index._blob), memoryview(b"".join(grams))]
     check = 0
     for part in parts:
         check = zlib.crc32(part, check)
-    meta = {"format": SAVED_FORMAT, "code": _SAVED_CODE, "database": database, "sizes": [part.nbytes for part in parts],
-            "crc32": check, "customers": int(ids.size), "saved_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    meta = {"format": SAVED_FORMAT, "code": _SAVED_CODE, "database": database,
+            "arrays": [[name, array.dtype.str] for name, array in arrays.items()],
+            "sizes": [part.nbytes for part in parts], "crc32": check, "customers": int(ids.size),
+            "saved_at": datetime.now(UTC).isoformat(timespec="seconds")}
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f"{path.name}.*.partial"):  # left by a process killed while it saved
         with contextlib.suppress(OSError):
@@ -1449,11 +1452,14 @@ def _read_saved(path: Path, database: str) -> tuple[Built, np.ndarray, np.ndarra
             check = zlib.crc32(part, check)
         if check != meta["crc32"]:
             raise ValueError("its checksum does not match")
+        arrays = {name: np.frombuffer(part, dtype=np.dtype(kind))
+                  for (name, kind), part in zip(meta["arrays"], parts, strict=False)}
+        blob, grams = bytes(parts[-2]), bytes(parts[-1])
+        ends = np.cumsum(arrays["gram_sizes"], dtype=np.int64).tolist()
         with collector_paused():
-            customer, owner, blob, blob_offsets, grams, offsets, postings, ids, stamps = pickle.loads(
-                parts[0], buffers=parts[1:])
-            slot = {gram: i for i, gram in enumerate(grams)}
-        return Built(customer, owner, bytes(blob), blob_offsets, slot, offsets, postings), ids, stamps
+            slot = {grams[start:end].decode(): n for n, (start, end) in enumerate(zip([0, *ends], ends))}
+        return (Built(arrays["customer"], arrays["owner"], blob, arrays["blob_offsets"], slot, arrays["offsets"],
+                      arrays["postings"]), arrays["ids"], arrays["stamps"])
     except FileNotFoundError:
         return None
     except Exception as exc:  # damaged: cut off by a crash or a full disk, written over by hand

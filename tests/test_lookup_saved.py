@@ -209,3 +209,15 @@ def test_the_lookup_command_opens_the_saved_index_instead_of_building_one(cli_en
     assert main(["lookup", "jinsheng", "--json", "--limit", "1"]) == 0
     [match] = json.loads(capsys.readouterr().out)
     assert match["name"] == "南京金盛贸易有限公司"
+
+
+async def test_an_empty_book_is_saved_and_opened_too(session, tmp_path):
+    """A new install: nothing to find yet, and the first customer is found after the next start."""
+    path = tmp_path / "lookup.index"
+    save_index(await build_index(session, to_save=True), path, database="one")
+    index = await open_saved(session, path, database="one")
+    assert index is not None and len(index) == 0 and index.search("人易", EVERYONE) == []
+    first = await create_customer(session, name="广州市人易软件技术有限公司")
+    await session.commit()
+    index = await open_saved(session, path, database="one")
+    assert index.behind == 1 and answers(index, "人易")[0][0] == first.id
