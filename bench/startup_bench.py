@@ -80,17 +80,21 @@ async def child(url: str, mode: str, spawned: float) -> dict:
     result["loading_at_start"] = index.loading
     lags, answered, exact_ms = [], 0, []
     everyone = Viewer.everyone()
+    whole = None if index.loading else (time.time() - spawned, rss_mb())  # the saved index opened: whole now
     while not building.done():
         tick = time.perf_counter()
         await asyncio.sleep(0.01)
         lags.append(time.perf_counter() - tick - 0.01)
+        if whole is None and not index.loading:
+            whole = time.time() - spawned, rss_mb()
         if index.loading:
             started = time.perf_counter()
             found = index.search(names[answered % len(names)], everyone, 8)
             exact_ms.append((time.perf_counter() - started) * 1000)
             answered += bool(found)
     await building
-    result["complete_s"], result["complete_rss"] = time.time() - spawned, rss_mb()
+    result["background_s"] = time.time() - spawned  # the build, or a saved index saved anew (rule 7)
+    result["complete_s"], result["complete_rss"] = whole or (time.time() - spawned, rss_mb())
     result["saved_mb"] = saved.path.stat().st_size / 2**20 if saved.path.exists() else 0.0
     result["worst_lag_ms"] = max(lags) * 1000 if lags else 0.0
     lags.sort()
@@ -138,7 +142,9 @@ def main() -> None:
             again = run(url, mode)
             print(f"{'':>9}   next start, saved index {label}: ready = complete {again['complete_s']:5.1f} s "
                   f"(RSS {again['complete_rss']:4.0f} MB; opening it {again['open_s']:.2f} s; file "
-                  f"{again['saved_mb']:.0f} MB){' — it was built, not opened' if again['loading_at_start'] else ''}",
+                  f"{again['saved_mb']:.0f} MB){' — it was built, not opened' if again['loading_at_start'] else ''}"
+                  + (f"; saved anew beside the bot by {again['background_s']:.1f} s, worst loop lag meanwhile "
+                     f"{again['worst_lag_ms']:.0f} ms" if again["background_s"] - again["complete_s"] > 1 else ""),
                   flush=True)
 
 
