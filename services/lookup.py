@@ -1307,8 +1307,17 @@ async def build_index(session: AsyncSession, *, workers: int | None = None, chun
     (no full garbage collection at the end: it would hold every thread up). `to_save`: the customers' change
     stamps are read first and kept with it, for `save_index`."""
     watermark = await _latest_change(session)
-    # Before the documents: a customer changed while they are read has a newer stamp than this one, and the
-    # next start reads it again (`open_saved`).
+    # The customers changed around the watermark as they are before the documents are read: one changed while
+    # they are read then differs from this, and `sync` reads it again (read after them, it kept a change
+    # committed meanwhile that the build had missed). After a big import every customer is in the look-back
+    # window (1M rows of id and time): read with the collector paused — it ran six full passes of 57-147 ms
+    # over them at 1M, each holding the interpreter, so the bot's loop stalled up to 0.8 s.
+    recent = {}
+    if watermark is not None:
+        with collector_paused():
+            recent = dict(await _recent(session, watermark - SYNC_LOOKBACK))
+    # Before the documents too: a customer changed while they are read has a newer stamp than this one, and
+    # the next start reads it again (`open_saved`).
     stamps = await _stamps(session) if to_save else None
     if workers is None:
         total = await session.scalar(select(func.count(Customer.id)).where(Customer.archived_at.is_(None)))
@@ -1316,12 +1325,7 @@ async def build_index(session: AsyncSession, *, workers: int | None = None, chun
     index = LookupIndex(await _build(_chunks_from_database(session, chunk), workers, collect))
     index.watermark = watermark
     index.stamps = stamps
-    if watermark is not None:
-        # After a big import every customer is in the look-back window (1M rows of id and time): read with
-        # the collector paused — it ran six full passes of 57-147 ms over them at 1M, each holding the
-        # interpreter, so the bot's loop stalled up to 0.8 s at the end of the build.
-        with collector_paused():
-            index.recent = dict(await _recent(session, watermark - SYNC_LOOKBACK))
+    index.recent = recent
     return index
 
 
@@ -1334,11 +1338,14 @@ _SAVED_MAGIC = b"FieldCRM lookup index\n"
 def _saved_code() -> str:
     """What a document's text and grams are made by: this module, the query parts, the text rules and their
     data (the pinyin and Traditional-character tables come with pypinyin and OpenCC: their versions)."""
+    import sys
+    import unicodedata
     from importlib.metadata import version
 
     from services import parsing, queryparts, textnorm
 
-    digest = hashlib.sha256(str(SAVED_FORMAT).encode())
+    # Folding is NFKC: a Python with another Unicode version may fold a name differently.
+    digest = hashlib.sha256(f"{SAVED_FORMAT} {unicodedata.unidata_version} {sys.version_info[:2]}".encode())
     for path in (__file__, queryparts.__file__, textnorm.__file__, parsing.__file__,
                  queryparts.DATA / "trade_words.tsv"):
         digest.update(Path(path).read_bytes())
@@ -1483,19 +1490,24 @@ async def open_saved(session: AsyncSession, path: Path, *, database: str) -> Loo
     if saved is None:
         return None
     built, ids, stamps = saved
-    watermark = await _latest_change(session)  # before the stamps: a later change is sync's
+    # The watermark and the customers changed around it before the stamps: a change committed after this is
+    # sync's (read after the re-reads, `recent` would hold its time and sync would think it loaded).
+    watermark = await _latest_change(session)
+    recent = {}
+    if watermark is not None:
+        with collector_paused():
+            recent = dict(await _recent(session, watermark - SYNC_LOOKBACK))
     now_ids, now_stamps = await _stamps(session)
-    changed = _differing(ids, stamps, now_ids, now_stamps)
+    # Also every saved document no longer active: one added while the build read its documents (after the
+    # stamps) and archived since is in neither list of stamps.
+    changed = np.union1d(_differing(ids, stamps, now_ids, now_stamps), np.setdiff1d(built.customer, now_ids))
     if changed.size > max(SAVED_STALE_MIN, SAVED_STALE_SHARE * max(ids.size, now_ids.size)):
         log.info("the saved lookup index is %d customers behind; building it anew", changed.size)
         return None
     index = LookupIndex(built)
     await refresh(index, session, changed.tolist())
     index.behind = int(changed.size)
-    index.watermark = watermark
-    if watermark is not None:
-        with collector_paused():
-            index.recent = dict(await _recent(session, watermark - SYNC_LOOKBACK))
+    index.watermark, index.recent = watermark, recent
     log.info("lookup index opened from %s: %d customers, %d read again", path, len(index), changed.size)
     return index
 

@@ -221,3 +221,50 @@ async def test_an_empty_book_is_saved_and_opened_too(session, tmp_path):
     await session.commit()
     index = await open_saved(session, path, database="one")
     assert index.behind == 1 and answers(index, "人易")[0][0] == first.id
+
+
+async def test_changes_made_while_it_is_built_or_opened_are_never_lost(engine, tmp_path, monkeypatch):
+    """Found in review: a customer added while the build read the documents and archived later stayed
+    findable on every start; a rename another process committed while a saved index was being opened was
+    taken as loaded, and sync never read it."""
+    from bot.db import make_sessionmaker
+
+    sessions = make_sessionmaker(engine)
+    async with sessions() as session:
+        ids = await small_book(session)
+    path = tmp_path / "lookup.index"
+    real_stamps, added = lookup._stamps, []
+
+    async def stamps_then_a_rep_adds_one(session):
+        stamps = await real_stamps(session)
+        if not added:  # a rep adds a customer while the background build reads the documents
+            async with sessions() as other:
+                added.append((await create_customer(other, name="杭州金盛贸易有限公司")).id)
+                await other.commit()
+        return stamps
+
+    monkeypatch.setattr(lookup, "_stamps", stamps_then_a_rep_adds_one)
+    async with sessions() as session:
+        save_index(await build_index(session, to_save=True), path, database="one")
+    monkeypatch.setattr(lookup, "_stamps", real_stamps)
+    async with sessions() as session:
+        await archive_customer(session, added[0])
+        await update_customer(session, ids["人易软件"], name="广州市人易科技有限公司")  # something to re-read
+        await session.commit()
+    real_refresh = lookup.refresh
+
+    async def refresh_then_another_process_renames(index, session, customer_ids=None):
+        await real_refresh(index, session, customer_ids)
+        async with sessions() as other:
+            await update_customer(other, ids["华信电子"], name="深圳市华信通讯有限公司", short_name="华信通讯")
+            await other.commit()
+
+    monkeypatch.setattr(lookup, "refresh", refresh_then_another_process_renames)
+    async with sessions() as session:
+        index = await open_saved(session, path, database="one")
+    monkeypatch.setattr(lookup, "refresh", real_refresh)
+    assert added[0] not in [m[0] for m in answers(index, "金盛贸易")]  # archived: gone
+    async with sessions() as session:
+        assert await sync(index, session) == 1  # the rename committed while it was opened
+        assert answers(index, "华信通讯")[0][0] == ids["华信电子"]
+        assert answers(index, "华信通讯") == answers(await build_index(session), "华信通讯")
