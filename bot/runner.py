@@ -206,6 +206,11 @@ SAVE_ANEW_AFTER = 1_000  # customers read again on opening a saved index: more, 
 WAIT_FOR_INDEX_BELOW = 20_000  # customers: the whole index builds in about a second, so the start waits for it
 
 
+def saved_index(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> SavedIndex | None:
+    """Where this process's whole lookup index is kept between starts (services.lookup rule 7)."""
+    return SavedIndex.under(settings.data_dir, sessions.kw["bind"].url)
+
+
 async def _nothing() -> None:
     return None
 
@@ -428,7 +433,7 @@ async def run_api(settings: Settings, sessions: async_sessionmaker[AsyncSession]
 
     stop = stop or asyncio.Event()
     _stop_on_signals(stop)
-    index, building = await open_index(sessions, saved=SavedIndex.under(settings.data_dir, sessions.kw["bind"].url))
+    index, building = await open_index(sessions, saved=saved_index(settings, sessions))
     syncing = asyncio.create_task(keep_in_sync(index, sessions, redis_url=settings.redis_url))
     try:
         async with serving(web_app(settings, sessions, index=index, role="api"), settings.http_host,
@@ -548,7 +553,7 @@ async def start(settings: Settings, sessions: async_sessionmaker[AsyncSession], 
         return
     from bot.shared_limits import close, install
 
-    index, building = await open_index(sessions, saved=SavedIndex.under(settings.data_dir, sessions.kw["bind"].url))
+    index, building = await open_index(sessions, saved=saved_index(settings, sessions))
     bot = create_bot(settings)
     install(bot, settings.redis_url)  # the outbox (role all) and direct replies count in the shared limits
     dispatcher = create_dispatcher(settings, sessions, index)

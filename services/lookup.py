@@ -1300,22 +1300,27 @@ async def _recent(session: AsyncSession, since: datetime | None) -> list[tuple[i
     return [tuple(row) for row in (await session.execute(query)).all()]
 
 
+async def _watermark(session: AsyncSession) -> tuple[datetime | None, dict[int, datetime]]:
+    """Where `sync` goes on from, read before the documents an index is made of: the newest change, and the
+    customers changed within SYNC_LOOKBACK of it with their updated_at. One changed after this, while the
+    documents are read, then differs from `recent` and sync reads it again (read after the documents, it
+    took a change committed meanwhile as loaded). After a big import every customer is in the look-back
+    window (1M rows of id and time): read with the collector paused — it ran six full passes of 57-147 ms
+    over them at 1M, each holding the interpreter, so the bot's loop stalled up to 0.8 s."""
+    watermark = await _latest_change(session)
+    if watermark is None:
+        return None, {}
+    with collector_paused():
+        return watermark, dict(await _recent(session, watermark - SYNC_LOOKBACK))
+
+
 async def build_index(session: AsyncSession, *, workers: int | None = None, chunk: int = CHUNK,
                       collect: bool = True, to_save: bool = False) -> LookupIndex:
     """The whole index from the database (on start): read `chunk` customers at a time, each prepared by a
     worker process (for large collections) while the next is read. `collect=False` beside a serving bot
     (no full garbage collection at the end: it would hold every thread up). `to_save`: the customers' change
     stamps are read first and kept with it, for `save_index`."""
-    watermark = await _latest_change(session)
-    # The customers changed around the watermark as they are before the documents are read: one changed while
-    # they are read then differs from this, and `sync` reads it again (read after them, it kept a change
-    # committed meanwhile that the build had missed). After a big import every customer is in the look-back
-    # window (1M rows of id and time): read with the collector paused — it ran six full passes of 57-147 ms
-    # over them at 1M, each holding the interpreter, so the bot's loop stalled up to 0.8 s.
-    recent = {}
-    if watermark is not None:
-        with collector_paused():
-            recent = dict(await _recent(session, watermark - SYNC_LOOKBACK))
+    watermark, recent = await _watermark(session)
     # Before the documents too: a customer changed while they are read has a newer stamp than this one, and
     # the next start reads it again (`open_saved`).
     stamps = await _stamps(session) if to_save else None
@@ -1490,13 +1495,7 @@ async def open_saved(session: AsyncSession, path: Path, *, database: str) -> Loo
     if saved is None:
         return None
     built, ids, stamps = saved
-    # The watermark and the customers changed around it before the stamps: a change committed after this is
-    # sync's (read after the re-reads, `recent` would hold its time and sync would think it loaded).
-    watermark = await _latest_change(session)
-    recent = {}
-    if watermark is not None:
-        with collector_paused():
-            recent = dict(await _recent(session, watermark - SYNC_LOOKBACK))
+    watermark, recent = await _watermark(session)  # before the stamps and the re-reads
     now_ids, now_stamps = await _stamps(session)
     # Also every saved document no longer active: one added while the build read its documents (after the
     # stamps) and archived since is in neither list of stamps.

@@ -72,13 +72,12 @@ async def run(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
               announce: Callable[[str], None] = print, ready: asyncio.Event | None = None) -> None:
     from bot.app import close_dispatcher, create_bot, create_dispatcher
     from bot.background import close_all
-    from bot.runner import jobs_runtime, open_index, run_polling
+    from bot.runner import jobs_runtime, open_index, run_polling, saved_index
     from bot.sandbox.app import Controls, create_app
     from bot.sandbox.server import serving
     from bot.sandbox.telegram import BotApi
     from jobs import reminders as jobs
     from services import updates
-    from services.lookup import SavedIndex
 
     clock = SandboxClock()
     clock.offset = timedelta()
@@ -109,7 +108,7 @@ async def run(settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
         bot_settings = settings.model_copy(update={"bot_token": SecretStr(SANDBOX_TOKEN), "bot_api_url": url,
                                                    "admin_ids": [p.telegram_id for p in personas
                                                                  if p.role == "admin"]})
-        index, building = await open_index(sessions, saved=SavedIndex.under(settings.data_dir, sessions.kw["bind"].url))
+        index, building = await open_index(sessions, saved=saved_index(settings, sessions))
         bot = create_bot(bot_settings)
         dispatcher = create_dispatcher(bot_settings, sessions, index)
         announce(url + "/")
