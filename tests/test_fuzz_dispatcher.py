@@ -24,6 +24,7 @@ from models import AuditLog, ContactPerson, Customer, Role
 from services.customers import create_customer
 from services.users import add_user, set_active
 from tests.botkit import make_app
+from tests.in_worker import canned_read
 
 REP, MANAGER, ADMIN, STRANGER, DISABLED, OTHER_REP = 6001, 6002, 6003, 6004, 6005, 6006
 _ids = itertools.count(50_000_000)
@@ -44,17 +45,6 @@ WORDS = ["/start", "/start bogus-code", "/invite", "/invite admin", "/invite �
 
 FILE_IDS = st.sampled_from(["card", "junk", "tiny", "blank", "unknown", ""])
 FILE_SIZES = st.sampled_from([None, 0, 1000, 10**9])
-
-
-async def canned_read(data: bytes, sessions=None):
-    """The "card" photo reads as a card of another rep's customer (a real reading for anything else): the
-    fuzz reaches every step of the card conversation without seconds of OCR each time."""
-    from services.namecards import CardFields, read_card_work
-
-    if data == b"CARD":
-        return CardFields(company="北京远方科技有限公司", name="张伟", title="经理", mobile="138 0013 8000",
-                          office="010-88886666")
-    return await read_card_work(data, sessions)
 
 
 def _png(side: int) -> bytes:

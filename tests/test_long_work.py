@@ -2,10 +2,10 @@
 managers' reports, RFM) run in the bot's worker process (bot.background) with its own database engine; a
 rep's lookup typed meanwhile is answered at once.
 
-The long work is made long on purpose with seconds of busy Python inside it (`_busy`) — exactly what a
+The long work is made long on purpose with seconds of busy Python inside it (`tests.in_worker.busy`) — exactly what a
 report over 100k customers does: had it run on the bot's loop, nothing else would run; in a thread of the
-bot's process it would share the interpreter with the bot. The slow stand-ins are module-level functions:
-the worker process imports this module to run them."""
+bot's process it would share the interpreter with the bot. The slow stand-ins are in tests/in_worker.py,
+which the worker process imports to run them (this module would cost it seconds of imports)."""
 
 from __future__ import annotations
 
@@ -29,70 +29,21 @@ from services.customers import create_customer
 from services.purchases import record_purchase
 from services.users import add_user
 from tests.botkit import button_update, make_app, person, text_update
+from tests.in_worker import (
+    SLOW,
+    STORE_DELAY,
+    counting,
+    failing,
+    noting_pid,
+    sleeping,
+    slow_report_detail,
+    slow_scan,
+    slowly_stored_report,
+)
 
 BOSS, REP = 9300, 9301
-SLOW = 1.5  # seconds of Python the long work spends
 
 
-def _busy(seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        sum(range(1000))
-
-
-async def slow_report_detail(pid_file: str, sessions, **options):
-    """bot.report_view.report_detail, after SLOW seconds of Python; notes which process built it."""
-    from bot.report_view import report_detail
-
-    Path(pid_file).write_text(str(os.getpid()))
-    _busy(SLOW)
-    return await report_detail(sessions, **options)
-
-
-async def noting_pid(real: str, pid_file: str, sessions, **options):
-    """bot.report_view's `real` function, noting which process ran it."""
-    import bot.report_view as view
-
-    Path(pid_file).write_text(str(os.getpid()))
-    return await getattr(view, real)(sessions, **options)
-
-
-async def slow_scan(runtime: jobs.Runtime) -> tuple[int, int]:
-    """jobs.scan after SLOW seconds of Python: (the process it ran in, new reminders)."""
-    _busy(SLOW)
-    return os.getpid(), await jobs.scan(runtime)
-
-
-async def failing(sessions) -> None:
-    raise ValueError("bad")
-
-
-async def counting(sessions) -> int:
-    async with sessions() as session:
-        return await session.scalar(select(func.count()).select_from(Reminder))
-
-
-STORE_DELAY = 2.0  # seconds a stored report takes in `slowly_stored_report`
-
-
-async def slowly_stored_report(sessions, **options):
-    """bot.report_view.report_summary, with the storing of the report it makes taking STORE_DELAY seconds more
-    (once: the stand-in puts the real one back when it is called)."""
-    import services.reports as reports
-    from bot.report_view import report_summary
-
-    real = reports._keep
-
-    async def slow(*args, **kwargs):
-        reports._keep = real
-        await asyncio.sleep(STORE_DELAY)
-        return await real(*args, **kwargs)
-    reports._keep = slow
-    return await report_summary(sessions, **options)
-
-
-async def sleeping(sessions) -> None:
-    await asyncio.sleep(60)
 
 
 async def _team(app) -> None:
@@ -410,7 +361,7 @@ def test_the_worker_ends_when_the_bots_process_is_killed_outright(tmp_path):
         "import asyncio, sys, time\n"
         "from bot.background import Background, worker_pid\n"
         "from bot.db import make_engine, make_sessionmaker\n"
-        "from tests.test_long_work import counting\n"
+        "from tests.in_worker import counting\n"
         "async def main():\n"
         f"    place = Background(make_sessionmaker(make_engine({db_url!r})))\n"
         "    await place.run(counting)\n"

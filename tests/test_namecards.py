@@ -30,6 +30,7 @@ from services.parsing import phone_digits
 from services.users import add_user
 from tests.botkit import button_update, document_update, make_app, person, photo_update, text_update
 from tests.cardmaker import CardSpec, draw
+from tests.in_worker import SLOW, as_read, holding, napping, napping_for, slow_read, stuck
 
 ZH_LEFT = CardSpec(name="王芳", company="广州市人易软件技术有限公司", title="采购经理", mobile="138 0013 8000",
                    office="020-8888 1234 转 806", fax="020-8888 1299", email="wangfang@renyi.com.cn",
@@ -302,12 +303,6 @@ async def test_refusals_change_nothing_and_say_what_to_do(app):
     assert await count(app, ContactPerson) == 0 and await count(app, Customer) == 1
 
 
-async def napping(data: bytes, sessions=None):
-    """A reading that takes a second (module-level: the worker process runs it)."""
-    await asyncio.sleep(1)
-    return CardFields(name="王芳")
-
-
 async def test_a_reading_that_takes_too_long_is_given_up_with_what_to_do(app, monkeypatch):
     import handlers.namecard as namecard
 
@@ -321,22 +316,6 @@ async def test_a_reading_that_takes_too_long_is_given_up_with_what_to_do(app, mo
     await asyncio.sleep(1)  # the worker finishes the nap before the next test uses it
 
 
-SLOW = 1.5
-
-
-def _busy(seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        sum(range(1000))
-
-
-async def slow_read(pid_file: str, data: bytes, sessions=None):
-    """services.namecards.read_card_work after SLOW seconds of Python; notes the process it ran in."""
-    from services.namecards import read_card_work
-
-    Path(pid_file).write_text(str(os.getpid()))
-    _busy(SLOW)
-    return await read_card_work(data, sessions)
 
 
 async def test_a_lookup_is_answered_while_a_card_is_being_read(app, monkeypatch, tmp_path):
@@ -392,13 +371,6 @@ async def count_rows(sessions, model) -> int:
         return await session.scalar(select(func.count()).select_from(model))
 
 
-async def holding(seconds: float, sessions) -> int:
-    """Long work in the reports' and jobs' lane, keeping its worker for `seconds` (asleep: the lane is taken
-    all the same, and the card's own reading keeps the cores); the process it ran in."""
-    time.sleep(seconds)
-    return os.getpid()
-
-
 async def test_a_card_is_read_at_once_while_a_managers_report_keeps_the_other_worker_busy(app, tmp_path, monkeypatch):
     """Cards have a worker process of their own (bot.background's "cards" lane): a card waiting behind a
     twenty-second workbook would hold its update open, and long polling with it."""
@@ -411,7 +383,8 @@ async def test_a_card_is_read_at_once_while_a_managers_report_keeps_the_other_wo
     # Both workers up first: what is timed is the card waiting, not a process starting on a loaded machine
     # (13-18 s under four test workers, against the 9 s the test allows).
     await asyncio.gather(background.run(partial(napping_for, 0)), background.run(partial(napping_for, 0), lane="cards"))
-    report = asyncio.create_task(background.run(partial(holding, 16 * SLOW)))  # a workbook under way
+    release = tmp_path / "release"
+    report = asyncio.create_task(background.run(partial(holding, 16 * SLOW, str(release))))  # a workbook under way
     await asyncio.sleep(1.0)
     app.recorder.files["card-4"] = draw(EN_LOGO, seed=5)
     began = time.perf_counter()
@@ -422,16 +395,11 @@ async def test_a_card_is_read_at_once_while_a_managers_report_keeps_the_other_wo
     # Behind the other work it would have taken 15 * SLOW and more; the reading itself took 4-10 s on a
     # machine running the suite on three workers over two cores.
     assert took < 12 * SLOW, f"the card waited {took:.1f} s behind the other work"
+    release.touch()  # (the long work may end now)
     assert int(pid_file.read_text()) != await report  # read in another process than the long work
 
 
 # ------------------------------------------------------------------- what a card matches, cancel, stuck readings
-
-
-async def as_read(data: bytes, sessions=None) -> CardFields:
-    """A reading that returns what the "photo" says it is (JSON of the fields): for the matching rules, where
-    the OCR itself is not what is tested (module-level: the worker process runs it)."""
-    return CardFields.from_dict(json.loads(data))
 
 
 def card_file(app, file_id: str, **card: str) -> str:
@@ -515,13 +483,6 @@ async def test_a_chinese_speaking_rep_reads_and_cancels_a_card_in_chinese(app, r
     assert cancelled.text == "已取消，没有保存任何内容。"
 
 
-async def stuck(data: bytes, sessions=None):
-    """A reading that never ends in time (the OCR stuck on a strange picture)."""
-    if data == b"stuck":
-        await asyncio.sleep(60)
-    return await as_read(data)
-
-
 async def test_a_stuck_reading_does_not_keep_the_next_card_waiting(app, monkeypatch):
     import handlers.namecard as namecard
     from bot.background import worker_pid
@@ -536,11 +497,6 @@ async def test_a_stuck_reading_does_not_keep_the_next_card_waiting(app, monkeypa
     _reading, summary = (await app.send(photo_update(rep, file_id=card_file(app, "c6", name="陈静")))).sent()
     assert "陈静" in summary.text, summary.text  # read by a new worker, not after the stuck one's minute
     assert time.perf_counter() - began < 40 and worker_pid("cards") is not None  # not behind the 60 s
-
-
-async def napping_for(seconds: float, sessions=None) -> int:
-    await asyncio.sleep(seconds)
-    return os.getpid()
 
 
 async def test_cards_queued_behind_a_stuck_one_are_read_in_a_new_worker_and_none_fails(engine):

@@ -30,6 +30,7 @@ from services.route import (
 )
 from services.users import add_user
 from tests.botkit import button_update, location_update, make_app, person, sticker_update, text_update
+from tests.in_worker import planned_noting_pid
 
 DAY = date(2026, 12, 7)
 BEGIN, END = datetime(2026, 12, 7, 9, 0, tzinfo=UTC), datetime(2026, 12, 7, 18, 0, tzinfo=UTC)
@@ -347,17 +348,6 @@ async def test_after_the_working_day_route_says_so_and_plans_nothing(app, monkey
     [over] = recorder.sent()
     assert over.text.startswith("Your working day is over (it ends at 18:00)") and "/settings" in over.text
     assert not [r for r in recorder.requests if isinstance(r, SendPhoto)]
-
-
-async def planned_noting_pid(pid_file: str, *args, sessions=None):
-    """services.route.plan_work, noting the process it ran in (module-level: the worker process runs it)."""
-    import os
-    from pathlib import Path
-
-    from services.route import plan_work
-
-    Path(pid_file).write_text(str(os.getpid()))
-    return await plan_work(*args)
 
 
 async def test_the_route_is_solved_in_a_worker_process_not_beside_the_bots_loop(app, monkeypatch, tmp_path):
