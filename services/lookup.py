@@ -42,6 +42,7 @@ import math
 import multiprocessing
 import os
 import re
+import threading
 import time
 import zlib
 from array import array
@@ -744,9 +745,21 @@ class _Builder:
 POSTING_STEP = 20_000  # grams whose postings are copied together when a build finishes
 
 
-async def _build(chunks: AsyncIterator[list[CustomerText]], workers: int, collect: bool = True) -> Built:
+class BuildStopped(Exception):
+    """A build given up on its way (`stop` set: the process is stopping)."""
+
+
+def _check(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise BuildStopped
+
+
+async def _build(chunks: AsyncIterator[list[CustomerText]], workers: int, collect: bool = True,
+                 stop: threading.Event | None = None) -> Built:
     """The one build: each chunk (in customer-id order) is prepared — in a worker process when
-    `workers` > 1, while the next chunk is still being read — and merged in order."""
+    `workers` > 1, while the next chunk is still being read — and merged in order. `stop` (set from
+    another thread) ends it between chunks with BuildStopped: a process stopped during the first build at
+    1M customers otherwise waited for all of it (a minute and more) before it could exit."""
     builder = _Builder()
     loop = asyncio.get_running_loop()
     # "spawn": fresh interpreters, safe beside the database driver's threads (fork is not).
@@ -756,6 +769,7 @@ async def _build(chunks: AsyncIterator[list[CustomerText]], workers: int, collec
     try:
         with collector_paused():
             async for chunk in chunks:
+                _check(stop)
                 start = builder.describe(chunk)
                 if pool is None:
                     builder.merge(_prepare_chunk((start, chunk)))
@@ -763,8 +777,10 @@ async def _build(chunks: AsyncIterator[list[CustomerText]], workers: int, collec
                 pending.append(loop.run_in_executor(pool, _prepare_chunk, (start, chunk)))
                 while len(pending) > 2 * workers or (pending and pending[0].done()):
                     builder.merge(await pending.popleft())
+                    _check(stop)
             while pending:
                 builder.merge(await pending.popleft())
+                _check(stop)
             return builder.finish(collect)
     finally:
         for future in pending:
@@ -1315,11 +1331,12 @@ async def _watermark(session: AsyncSession) -> tuple[datetime | None, dict[int, 
 
 
 async def build_index(session: AsyncSession, *, workers: int | None = None, chunk: int = CHUNK,
-                      collect: bool = True, to_save: bool = False) -> LookupIndex:
+                      collect: bool = True, to_save: bool = False, stop: threading.Event | None = None
+                      ) -> LookupIndex:
     """The whole index from the database (on start): read `chunk` customers at a time, each prepared by a
     worker process (for large collections) while the next is read. `collect=False` beside a serving bot
     (no full garbage collection at the end: it would hold every thread up). `to_save`: the customers' change
-    stamps are read first and kept with it, for `save_index`."""
+    stamps are read first and kept with it, for `save_index`. `stop`: see `_build`."""
     watermark, recent = await _watermark(session)
     # Before the documents too: a customer changed while they are read has a newer stamp than this one, and
     # the next start reads it again (`open_saved`).
@@ -1327,7 +1344,7 @@ async def build_index(session: AsyncSession, *, workers: int | None = None, chun
     if workers is None:
         total = await session.scalar(select(func.count(Customer.id)).where(Customer.archived_at.is_(None)))
         workers = _workers_for(total or 0)
-    index = LookupIndex(await _build(_chunks_from_database(session, chunk), workers, collect))
+    index = LookupIndex(await _build(_chunks_from_database(session, chunk), workers, collect, stop))
     index.watermark = watermark
     index.stamps = stamps
     index.recent = recent

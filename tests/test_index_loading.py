@@ -108,12 +108,12 @@ async def test_complete_index_retries_after_a_failed_build(engine, monkeypatch):
     calls = 0
     real = runner._build_in_thread
 
-    def flaky(url, workers, saved=None):
+    def flaky(*args):
         nonlocal calls
         calls += 1
         if calls == 1:
             raise ConnectionError("database went away")
-        return real(url, workers, saved)
+        return real(*args)
 
     monkeypatch.setattr(runner, "_build_in_thread", flaky)
     await complete_index(index, sessions, retry_after=0.01)
