@@ -754,6 +754,19 @@ def _check(stop: threading.Event | None) -> None:
         raise BuildStopped
 
 
+async def _prepared(future: asyncio.Future, stop: threading.Event | None) -> Any:
+    """A chunk's result from the worker processes, looking at `stop` every 0.1 s while it is awaited (a
+    chunk of 5,000 takes about half a second, and the workers' start seconds more)."""
+    try:
+        while stop is not None and not future.done():
+            await asyncio.wait({future}, timeout=0.1)
+            _check(stop)
+    except BuildStopped:
+        future.cancel()  # (its result, arriving after this loop is closed, is then dropped quietly)
+        raise
+    return await future
+
+
 async def _build(chunks: AsyncIterator[list[CustomerText]], workers: int, collect: bool = True,
                  stop: threading.Event | None = None) -> Built:
     """The one build: each chunk (in customer-id order) is prepared — in a worker process when
@@ -776,17 +789,18 @@ async def _build(chunks: AsyncIterator[list[CustomerText]], workers: int, collec
                     continue
                 pending.append(loop.run_in_executor(pool, _prepare_chunk, (start, chunk)))
                 while len(pending) > 2 * workers or (pending and pending[0].done()):
-                    builder.merge(await pending.popleft())
+                    builder.merge(await _prepared(pending.popleft(), stop))
                     _check(stop)
             while pending:
-                builder.merge(await pending.popleft())
+                builder.merge(await _prepared(pending.popleft(), stop))
                 _check(stop)
             return builder.finish(collect)
     finally:
         for future in pending:
             future.cancel()
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
+            # Stopped: the chunks under way are not waited for (each worker ends after its own, on its own).
+            pool.shutdown(wait=not (stop is not None and stop.is_set()), cancel_futures=True)
 
 
 _TIE = 1e-9  # times a document's length: below any difference between two sums of gram weights
@@ -1341,6 +1355,7 @@ async def build_index(session: AsyncSession, *, workers: int | None = None, chun
     # Before the documents too: a customer changed while they are read has a newer stamp than this one, and
     # the next start reads it again (`open_saved`).
     stamps = await _stamps(session) if to_save else None
+    _check(stop)  # (a million ids and times read: seconds at 1M)
     if workers is None:
         total = await session.scalar(select(func.count(Customer.id)).where(Customer.archived_at.is_(None)))
         workers = _workers_for(total or 0)

@@ -44,8 +44,6 @@ from tests.in_worker import (
 BOSS, REP = 9300, 9301
 
 
-
-
 async def _team(app) -> None:
     today = datetime.now(UTC).date()
     async with app.sessions() as session, session.begin():

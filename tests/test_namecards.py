@@ -316,8 +316,6 @@ async def test_a_reading_that_takes_too_long_is_given_up_with_what_to_do(app, mo
     await asyncio.sleep(1)  # the worker finishes the nap before the next test uses it
 
 
-
-
 async def test_a_lookup_is_answered_while_a_card_is_being_read(app, monkeypatch, tmp_path):
     import handlers.namecard as namecard
 
@@ -385,17 +383,19 @@ async def test_a_card_is_read_at_once_while_a_managers_report_keeps_the_other_wo
     await asyncio.gather(background.run(partial(napping_for, 0)), background.run(partial(napping_for, 0), lane="cards"))
     release = tmp_path / "release"
     report = asyncio.create_task(background.run(partial(holding, 16 * SLOW, str(release))))  # a workbook under way
-    await asyncio.sleep(1.0)
-    app.recorder.files["card-4"] = draw(EN_LOGO, seed=5)
-    began = time.perf_counter()
-    await app.send(photo_update(rep, file_id="card-4"))
-    took = time.perf_counter() - began
-    assert not report.done(), "the long work should still be running"
-    assert any("Grace Lim" in m.text for m in app.recorder.sent())
-    # Behind the other work it would have taken 15 * SLOW and more; the reading itself took 4-10 s on a
-    # machine running the suite on three workers over two cores.
-    assert took < 12 * SLOW, f"the card waited {took:.1f} s behind the other work"
-    release.touch()  # (the long work may end now)
+    try:
+        await asyncio.sleep(1.0)
+        app.recorder.files["card-4"] = draw(EN_LOGO, seed=5)
+        began = time.perf_counter()
+        await app.send(photo_update(rep, file_id="card-4"))
+        took = time.perf_counter() - began
+        assert not report.done(), "the long work should still be running"
+        assert any("Grace Lim" in m.text for m in app.recorder.sent())
+        # Behind the other work it would have taken 15 * SLOW and more; the reading itself took 4-10 s on a
+        # machine running the suite on three workers over two cores.
+        assert took < 12 * SLOW, f"the card waited {took:.1f} s behind the other work"
+    finally:
+        release.touch()  # (the long work may end now)
     assert int(pid_file.read_text()) != await report  # read in another process than the long work
 
 
