@@ -183,10 +183,8 @@ async def test_a_stop_during_the_first_build_ends_it_within_a_chunk_and_saves_no
     1.7 s now). Nothing half-made is saved: the next start builds again."""
     import asyncio
     import contextlib
-    import threading
     import time
 
-    import bot.runner as runner
     from bot.background import in_memory
     from bot.db import make_sessionmaker
     from services.lookup import SavedIndex
@@ -195,24 +193,16 @@ async def test_a_stop_during_the_first_build_ends_it_within_a_chunk_and_saves_no
     sessions = make_sessionmaker(engine)
     async with sessions() as session:
         ids = await small_book(session)
-    real_prepare, real_thread = lookup._prepare_chunk, runner._build_in_thread
+    real_prepare = lookup._prepare_chunk
     prepared: list[int] = []
-    ended = threading.Event()
 
     def slow_prepare(job):  # a customer per chunk, half a second each: the build takes 3.5 s
         time.sleep(0.5)
         prepared.append(job[0])
         return real_prepare(job)
 
-    def tracked(*args):
-        try:
-            return real_thread(*args)
-        finally:
-            ended.set()
-
     monkeypatch.setattr(lookup, "_prepare_chunk", slow_prepare)
-    monkeypatch.setattr(runner, "BACKGROUND_CHUNK", 1)
-    monkeypatch.setattr(runner, "_build_in_thread", tracked)
+    ended = build_thread_watched(monkeypatch)
     saved = SavedIndex(tmp_path / "lookup" / "index-test.bin", "test")
     index, building = await open_index_of(sessions, saved)
     while len(prepared) < 2:
@@ -236,11 +226,9 @@ async def test_a_stop_while_worker_processes_prepare_the_chunks_does_not_wait_fo
     workers are stood in for by threads taking 3 s a chunk."""
     import asyncio
     import contextlib
-    import threading
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    import bot.runner as runner
     from bot.db import make_sessionmaker
     from services.lookup import SavedIndex
 
@@ -257,18 +245,9 @@ async def test_a_stop_while_worker_processes_prepare_the_chunks_does_not_wait_fo
     sessions = make_sessionmaker(engine)
     async with sessions() as session:
         await small_book(session)
-    real_thread, ended = runner._build_in_thread, threading.Event()
-
-    def tracked(*args):
-        try:
-            return real_thread(*args)
-        finally:
-            ended.set()
-
     monkeypatch.setattr(lookup, "ProcessPoolExecutor", SlowWorkers)
     monkeypatch.setattr(lookup, "_workers_for", lambda total: 2)
-    monkeypatch.setattr(runner, "BACKGROUND_CHUNK", 1)
-    monkeypatch.setattr(runner, "_build_in_thread", tracked)
+    ended = build_thread_watched(monkeypatch)
     saved = SavedIndex(tmp_path / "lookup" / "index-test.bin", "test")
     index, building = await open_index_of(sessions, saved)
     await asyncio.sleep(1)  # chunks handed out, none back yet
@@ -278,6 +257,26 @@ async def test_a_stop_while_worker_processes_prepare_the_chunks_does_not_wait_fo
         await building
     assert await asyncio.to_thread(ended.wait, 2), "the build waited for its workers after the stop"
     assert time.monotonic() - stopped < 2 and not saved.path.exists()
+
+
+def build_thread_watched(monkeypatch):
+    """The start's background build made of one customer per chunk, its thread watched: the event is set
+    when the thread ends, whichever way."""
+    import threading
+
+    import bot.runner as runner
+
+    real, ended = runner._build_in_thread, threading.Event()
+
+    def tracked(*args):
+        try:
+            return real(*args)
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(runner, "BACKGROUND_CHUNK", 1)
+    monkeypatch.setattr(runner, "_build_in_thread", tracked)
+    return ended
 
 
 async def open_index_of(sessions, saved):
