@@ -528,7 +528,7 @@ async def run_worker(settings: Settings, sessions: async_sessionmaker[AsyncSessi
 
 
 async def hold_reports_when_ready(building: asyncio.Future, sessions: async_sessionmaker[AsyncSession],
-                                  index: LookupIndex | None = None) -> None:
+                                  index: LookupIndex) -> None:
     """Once the lookup index is complete (the start's own work done), the worker process that builds the
     reports holds the day's stored ones again (services.reports.hold_stored), one report per piece of work
     so that a /report or a job asked for meanwhile waits for one at most: the first /report after a
@@ -540,7 +540,7 @@ async def hold_reports_when_ready(building: asyncio.Future, sessions: async_sess
     from bot.background import for_sessions
     from services.reports import HELD, NO_ROOM, hold_one_work, to_hold
 
-    if index is None or index.loading:
+    if index.loading:
         await asyncio.wait([building])
     held = 0
     try:

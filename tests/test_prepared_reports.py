@@ -907,16 +907,18 @@ async def test_a_started_bot_has_its_worker_hold_the_days_reports_once_the_index
 
     sessions, boss, rep, big, small, theirs = world
     await close_all(stop_worker=True)
+    loading = LookupIndex()
+    loading.loading = True  # a first start's index, exact names only, while the whole one is built
     done = asyncio.get_running_loop().create_future()
     done.set_result(None)
-    await hold_reports_when_ready(done, sessions)
+    await hold_reports_when_ready(done, sessions, loading)
     assert worker_pid() is None  # nothing stored: no worker process started for nothing
     await year(sessions, boss)  # prepared (here: the test's process), stored
-    index = asyncio.get_running_loop().create_future()  # the lookup index, still being built
-    holding = asyncio.create_task(hold_reports_when_ready(index, sessions))
+    building = asyncio.get_running_loop().create_future()  # the whole lookup index, still being built
+    holding = asyncio.create_task(hold_reports_when_ready(building, sessions, loading))
     await asyncio.sleep(0.5)
     assert worker_pid() is None and not holding.done()  # the start's own work first
-    index.set_result(None)
+    building.set_result(None)
     await holding
     async with sessions() as session:
         key = reports.snapshot_key(await viewer_for(session, boss), kind="year", today=TODAY, language="en",
@@ -928,13 +930,6 @@ async def test_a_started_bot_has_its_worker_hold_the_days_reports_once_the_index
     saving = asyncio.get_running_loop().create_future()  # never done here
     await asyncio.wait_for(hold_reports_when_ready(saving, sessions, LookupIndex()), 60)
     assert await for_sessions(sessions).run(held_keys) == [key]
-    loading = LookupIndex()
-    loading.loading = True  # a first start's index, exact names only: its build is waited for, as above
-    holding = asyncio.create_task(hold_reports_when_ready(saving, sessions, loading))
-    await asyncio.sleep(0.5)
-    assert not holding.done()
-    holding.cancel()
-    await asyncio.gather(holding, return_exceptions=True)
     await close_all(stop_worker=True)
 
 
