@@ -303,13 +303,13 @@ async def keep_in_sync(index: LookupIndex, sessions: async_sessionmaker[AsyncSes
 def jobs_runtime(sessions: async_sessionmaker[AsyncSession], settings: Settings, **extra):
     """What the scheduled jobs run with: the database, the bot's wording, the settings' currency and folder."""
     from bot.background import for_sessions
-    from bot.notify import BotPresenter
+    from bot.presenter import LazyPresenter
     from jobs.reminders import Runtime
 
     extra.setdefault("background", for_sessions(sessions))  # the long jobs run beside the bot's loop
     return Runtime(sessions, files_dir=settings.data_dir / "reports", currency=settings.currency,
                    timezone=settings.default_timezone,
-                   present=BotPresenter(), **extra)
+                   present=LazyPresenter(), **extra)
 
 
 ROLES = ("all", "bot", "api", "worker")

@@ -155,3 +155,24 @@ async def planned_noting_pid(pid_file: str, *args, sessions=None):
 
     Path(pid_file).write_text(str(os.getpid()))
     return await plan_work(*args)
+
+
+async def held_keys(sessions) -> list[str]:
+    """The keys of the reports the worker process holds."""
+    import services.reports as reports
+
+    async with sessions() as session:
+        return list(reports._held_for(session))
+
+
+async def words_an_agenda(runtime) -> tuple[bool, str, bool]:
+    """(was the bot framework loaded in this worker before, an empty agenda as the runtime's presenter words
+    it, is it loaded after) — a job (jobs.reminders.apart)."""
+    import sys
+    from datetime import date
+
+    from models import User
+
+    before = "aiogram" in sys.modules
+    text, _markup = runtime.presenter.agenda([], User(name="Ada", language="en"), date(2026, 12, 8))
+    return before, text, "aiogram" in sys.modules

@@ -39,6 +39,7 @@ from services.purchases import record_purchase, void_purchase
 from services.rfm import score_all
 from services.users import add_user
 from tests.botkit import button_update, make_app, person
+from tests.in_worker import held_keys
 from tests.test_reports import BOSS, TODAY, _world
 
 YESTERDAY = TODAY - timedelta(days=1)
@@ -892,12 +893,6 @@ async def test_held_again_after_a_start_goes_behind_what_people_asked_for_and_ne
     async with sessions() as session:
         assert await reports.hold_stored(session, since=YESTERDAY) == 1  # this release's year only
         assert list(reports._held_for(session)) == [year_key, week_key]  # the year goes first
-
-
-async def held_keys(sessions) -> list[str]:
-    """The keys of the reports the worker process holds (module-level: the worker runs it)."""
-    async with sessions() as session:
-        return list(reports._held_for(session))
 
 
 async def test_a_started_bot_has_its_worker_hold_the_days_reports_once_the_index_is_complete(world, monkeypatch):
