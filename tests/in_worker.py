@@ -165,14 +165,9 @@ async def held_keys(sessions) -> list[str]:
         return list(reports._held_for(session))
 
 
-async def words_an_agenda(runtime) -> tuple[bool, str, bool]:
-    """(was the bot framework loaded in this worker before, an empty agenda as the runtime's presenter words
-    it, is it loaded after) — a job (jobs.reminders.apart)."""
+
+async def aiogram_loaded(runtime) -> bool:
+    """Whether the bot framework is loaded in this worker process — a job (jobs.reminders.apart)."""
     import sys
-    from datetime import date
 
-    from models import User
-
-    before = "aiogram" in sys.modules
-    text, _markup = runtime.presenter.agenda([], User(name="Ada", language="en"), date(2026, 12, 8))
-    return before, text, "aiogram" in sys.modules
+    return "aiogram" in sys.modules

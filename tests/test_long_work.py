@@ -17,6 +17,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy import update as sa_update
 
@@ -32,6 +33,7 @@ from tests.botkit import button_update, make_app, person, text_update
 from tests.in_worker import (
     SLOW,
     STORE_DELAY,
+    aiogram_loaded,
     counting,
     failing,
     noting_pid,
@@ -39,7 +41,6 @@ from tests.in_worker import (
     slow_report_detail,
     slow_scan,
     slowly_stored_report,
-    words_an_agenda,
 )
 
 BOSS, REP = 9300, 9301
@@ -148,19 +149,24 @@ async def test_a_scheduled_scan_runs_beside_the_bot_and_writes_what_it_would_wri
     assert (await jobs.apart(runtime, slow_scan))[1] == 0  # keyed: a second run writes nothing new
 
 
-async def test_a_new_worker_runs_a_job_without_loading_the_bot_framework_until_a_message_is_worded(engine):
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # about the worker process, not the database
+async def test_a_new_worker_runs_a_job_without_loading_the_bot_framework_and_the_presenter_still_words(engine):
     """The runtime a job takes to the worker carries the bot's presenter. Unpickling the presenter itself
     imported aiogram there: 4.6 s before a new worker's first job (a scan after a start, the RFM scores), which
     most jobs never use. Now the framework comes in only when a job words a message, and that still works."""
+    import pickle
+
     from bot.runner import jobs_runtime
+    from models import User
 
     app = await make_app(engine)
     await close_all(stop_worker=True)  # a new worker, as after a start
     runtime = jobs_runtime(app.sessions, app.dispatcher["settings"])
     assert await jobs.apart(runtime, jobs.scan) == 0  # nothing to remind of: nothing worded
-    before, text, after = await jobs.apart(runtime, words_an_agenda)
+    assert await jobs.apart(runtime, aiogram_loaded) is False
     assert worker_pid() is not None and worker_pid() != os.getpid()
-    assert (before, after) == (False, True) and text == "Nothing due today. 🎉"
+    present = pickle.loads(pickle.dumps(runtime.present))  # what a job in the worker words with
+    assert present.agenda([], User(name="Ada", language="en"), datetime.now(UTC).date()) == ("Nothing due today. 🎉", None)
 
 
 async def test_a_report_is_replied_before_it_is_stored_and_stored_while_the_worker_waits(engine):
