@@ -122,6 +122,8 @@ async def scan(runtime: Runtime, now: datetime | None = None) -> int:
         due = await reminders.compute_due(session, now, rules=runtime.rules, ordered=True)
         open_keys = await reminders.open_reminder_keys(session)
     fresh = [d for d in due if d.key not in open_keys]
+    if fresh and runtime.present is not None:
+        runtime.present.escalation  # noqa: B018 - its wording loaded now (bot.presenter), not under the write lock
     new: list[int] = []
     for start in range(0, len(fresh), SCAN_BATCH):
         # No cycle-collector pass while the lock is held (one took 0.2 s at 100k customers). The time is
