@@ -109,6 +109,8 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 raise
         finally:
             con.close()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} stayed in WAL mode for 30 s")
         gc.collect()
         time.sleep(0.05)
     assert not path.with_name(path.name + "-wal").exists() or path.with_name(path.name + "-wal").stat().st_size == 0
